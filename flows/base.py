@@ -1,0 +1,110 @@
+"""What a flow is: a pure step function from (state, message, now) to an Outcome.
+
+Flows never do I/O, never sleep and never start tasks (the h11 idea: the protocol is data and
+pure functions; sockets live elsewhere). The engine loads the state, calls `step`, and saves
+everything the Outcome asks for in one transaction. Time passes for a flow only through TICK
+messages of the timers it set, which is what lets a crashed service catch up.
+
+Two kinds of runs exist for each (gathering, flow): one per person, and one for the gathering
+itself (person 0) that holds what is shared: seat counts, the waiting list, crew proposals.
+A gathering-level step sees the states of the runs of the flows it declares in `reads`, so
+group-level flows (matching many people at once) need nothing more from the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar, Protocol
+
+from flows.config import GatheringConfig
+from gateway.model import (
+    GATHERING_SUBJECT,
+    Channel,
+    Emit,
+    InboundMessage,
+    Outgoing,
+    PersonId,
+    SetTimer,
+)
+
+State = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PersonInfo:
+    """What a flow may know about the person a run is about."""
+
+    id: PersonId
+    display_name: str
+    language: str
+    channel: Channel | None
+    #: Channels the person can be reached on ("email", "matrix").
+    channels: tuple[Channel, ...] = ()
+    #: Whether the person is listed as an organiser of the service.
+    organiser: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RunView:
+    """A read-only snapshot of another run, for gathering-level steps."""
+
+    person: PersonId
+    status: str
+    state: Mapping[str, Any]
+    display_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StepContext:
+    """Everything a step may look at. `state` and `shared` are copies: mutate them freely."""
+
+    message: InboundMessage
+    now: datetime
+    gathering: GatheringConfig
+    person: PersonInfo
+    state: State
+    #: The gathering-level run's state of this flow (its own `state` when person is 0).
+    shared: State
+    #: Runs of the flows listed in `Flow.reads`, by flow name then person (gathering steps only).
+    peers: Mapping[str, Mapping[PersonId, RunView]] = field(default_factory=dict)
+
+    @property
+    def is_gathering_run(self) -> bool:
+        return self.person.id == GATHERING_SUBJECT
+
+
+@dataclass
+class Outcome:
+    """What a step decided. `None` for state/shared means unchanged."""
+
+    state: State | None = None
+    shared: State | None = None
+    #: A short status of the run kept in its own column (counts, exports) e.g. "registered".
+    status: str | None = None
+    send: list[Outgoing] = field(default_factory=list)
+    timers: list[SetTimer] = field(default_factory=list)
+    #: Names of timers of this run (same person) to cancel.
+    cancel_timers: list[str] = field(default_factory=list)
+    emit: list[Emit] = field(default_factory=list)
+    #: True when the step did not understand the message at all (audit only).
+    ignored: bool = False
+
+
+class Flow(Protocol):
+    """A workflow module. One instance serves every gathering; config comes in the context."""
+
+    name: ClassVar[str]
+    #: Flows whose runs a gathering-level step of this flow gets in `StepContext.peers`.
+    reads: ClassVar[tuple[str, ...]]
+
+    def step(self, ctx: StepContext) -> Outcome: ...
+
+    def wants(self, message: InboundMessage, status: str) -> bool:
+        """Whether a message that names no conversation is for this person's run of this flow.
+
+        The engine asks the person's runs from the most recently active one down, so a reply to
+        "change diet" reaches registration even after a crew introduction was the last message.
+        """
+        ...

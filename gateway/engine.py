@@ -1,0 +1,402 @@
+"""The engine: everything one inbound message causes, in one SQLite transaction.
+
+inbox dedupe → find the person → route to a flow run → the flow's pure step → new state,
+outbox rows, timers, audit. No network I/O happens here; transports only ever see committed
+outbox rows. A crash before COMMIT leaves no trace, so the transport redelivers the message
+and the same step runs again; a crash after COMMIT finds the inbox row and does nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from flows.base import Flow, Outcome, PersonInfo, RunView, StepContext
+from flows.config import GatheringConfig
+from gateway.model import (
+    GATHERING_SUBJECT,
+    Channel,
+    Identity,
+    InboundKind,
+    InboundMessage,
+    Outgoing,
+    PersonId,
+    Target,
+)
+from gateway.outbound import Enqueuer
+from gateway.people import create_person, find_person, load_person, record_bounce
+from gateway.render import Renderer
+from gateway.routing import route
+from gateway.store.db import Store, Tx, dumps, now_iso
+
+log = logging.getLogger(__name__)
+
+#: Flow-to-flow events may cascade (a cancellation frees a seat, which offers it to the next
+#: person…); a bound stops a buggy pair of flows from looping forever inside one transaction.
+MAX_EVENTS_PER_MESSAGE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """What became of one inbound message."""
+
+    duplicate: bool
+    target: Target | None = None
+    outcome: str = "applied"
+    outbox: tuple[int, ...] = ()
+
+
+@dataclass
+class _Work:
+    """Outbox ids and results gathered while one inbound message is processed."""
+
+    outbox: list[int] = field(default_factory=list)
+
+
+class Engine:
+    """Applies inbound messages to flow runs. One instance per service."""
+
+    def __init__(
+        self,
+        store: Store,
+        flows: Mapping[str, Flow],
+        gatherings: Mapping[str, GatheringConfig],
+        *,
+        renderer: Renderer | None = None,
+        organisers: Iterable[Identity] = (),
+        token_maker: Callable[[PersonId, str], str] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        default_flow: str = "registration",
+    ) -> None:
+        self.store = store
+        self.flows = dict(flows)
+        self.gatherings = dict(gatherings)
+        self.organisers = frozenset(organisers)
+        self.clock = clock
+        self.default_flow = default_flow
+        self.enqueuer = Enqueuer(renderer or Renderer(), self.organisers, token_maker)
+
+    def reload(self, gatherings: Mapping[str, GatheringConfig]) -> None:
+        """Swap in edited gathering files; answers are keyed by question id, so none is lost."""
+        self.gatherings = dict(gatherings)
+
+    async def handle(
+        self, message: InboundMessage, *, cursor: tuple[str, str] | None = None
+    ) -> Handled:
+        """Apply one message (and advance a transport cursor) atomically."""
+        return (await self.handle_batch([message], cursor=cursor))[0]
+
+    async def handle_batch(
+        self, messages: Sequence[InboundMessage], *, cursor: tuple[str, str] | None = None
+    ) -> list[Handled]:
+        """Apply several messages in one transaction, e.g. one Matrix sync response.
+
+        The cursor covering them is saved in the same transaction, so after a crash the
+        transport resumes exactly where the committed inbox rows end.
+        """
+        async with self.store.transaction() as tx:
+            results = [await self._process(tx, m) for m in messages]
+            if cursor is not None:
+                await save_cursor(tx, *cursor)
+        return results
+
+    async def _process(self, tx: Tx, message: InboundMessage) -> Handled:
+        now = self.clock()
+        seen = await tx.one(
+            "SELECT 1 FROM inbox WHERE channel = ? AND external_id = ?",
+            (message.channel.value, message.external_id),
+        )
+        if seen:
+            return Handled(duplicate=True)
+        work = _Work()
+        if message.channel == Channel.TIMER and not await _claim_timer(tx, message):
+            return Handled(duplicate=True)
+        person = await self._sender(tx, message)
+        outcome_label, target, detail = await self._dispatch(tx, message, person, now, work)
+        await tx.execute(
+            "INSERT INTO inbox (channel, external_id, person_id, kind, received_at, processed_at,"
+            " gathering, flow, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                message.channel.value,
+                message.external_id,
+                person if person else None,
+                message.kind.value,
+                now_iso(message.received_at),
+                now_iso(now),
+                target.gathering if target else None,
+                target.flow if target else None,
+                outcome_label,
+                detail,
+            ),
+        )
+        if person and message.kind not in (InboundKind.TICK, InboundKind.COMMAND):
+            await audit(tx, person, "in", message.channel, target, _summary(message), now)
+        return Handled(False, target, outcome_label, tuple(work.outbox))
+
+    async def _sender(self, tx: Tx, message: InboundMessage) -> PersonId | None:
+        """The person who sent the message; strangers become people when they write to us."""
+        if message.sender is None:
+            return message.target.person if message.target else None
+        person = await find_person(tx, message.sender)
+        if person is None and message.kind in (InboundKind.TEXT, InboundKind.CHOICE):
+            language = next(iter(self.gatherings.values())).language if self.gatherings else "en"
+            person = await create_person(tx, message.sender, language=language)
+        return person
+
+    async def _dispatch(
+        self, tx: Tx, message: InboundMessage, person: PersonId | None, now: datetime, work: _Work
+    ) -> tuple[str, Target | None, str]:
+        if message.kind == InboundKind.AUTO_REPLY:
+            return "auto_reply", None, "automatic reply: recorded, not answered"
+        if message.kind == InboundKind.BOUNCE:
+            return await self._bounce(tx, message, now, work)
+        decision = await route(tx, message, person, self.gatherings, self.flows, self.default_flow)
+        if decision.target is None:
+            recipient = decision.notify or person
+            if recipient and decision.reply_template:
+                record = await load_person(tx, recipient, self.organisers)
+                outcome = Outcome(send=[_reply(record.info, decision.reply_template, decision.context)])
+                await self._apply_sends(tx, outcome, None, record.info, message, now, work)
+            return decision.label, None, decision.detail
+        await self._run_step(tx, decision.target, message, now, work)
+        return "applied", decision.target, decision.detail
+
+    async def _run_step(
+        self, tx: Tx, target: Target, message: InboundMessage, now: datetime, work: _Work
+    ) -> None:
+        """Run one step and every flow-to-flow event it causes, breadth first."""
+        queue: deque[tuple[Target, InboundMessage]] = deque([(target, message)])
+        handled = 0
+        while queue:
+            handled += 1
+            if handled > MAX_EVENTS_PER_MESSAGE:
+                raise RuntimeError(f"more than {MAX_EVENTS_PER_MESSAGE} flow events for one message")
+            current, msg = queue.popleft()
+            outcome, info = await self._step(tx, current, msg, now)
+            await self._persist(tx, current, outcome, info, msg, now, work)
+            for i, event in enumerate(outcome.emit):
+                queue.append(
+                    (
+                        Target(current.gathering, event.flow, event.person),
+                        InboundMessage(
+                            channel=Channel.INTERNAL,
+                            external_id=f"{msg.external_id}/{handled}.{i}",
+                            kind=InboundKind.COMMAND,
+                            received_at=now,
+                            text=event.name,
+                            payload=dict(event.payload),
+                            target=Target(current.gathering, event.flow, event.person),
+                            meta={"from_flow": current.flow},
+                        ),
+                    )
+                )
+
+    async def _step(
+        self, tx: Tx, target: Target, message: InboundMessage, now: datetime
+    ) -> tuple[Outcome, PersonInfo]:
+        gathering = self.gatherings[target.gathering]
+        flow = self.flows[target.flow]
+        rows = await tx.all(
+            "SELECT person_id, status, state FROM flow_runs"
+            " WHERE gathering = ? AND flow = ? AND person_id IN (?, ?)",
+            (target.gathering, target.flow, target.person, GATHERING_SUBJECT),
+        )
+        states = {row["person_id"]: json.loads(row["state"]) for row in rows}
+        if target.person == GATHERING_SUBJECT:
+            info = PersonInfo(GATHERING_SUBJECT, gathering.name, gathering.language, None)
+        else:
+            info = (await load_person(tx, target.person, self.organisers)).info
+        peers = await load_peers(tx, target, flow) if target.person == GATHERING_SUBJECT else {}
+        ctx = StepContext(
+            message=message,
+            now=now,
+            gathering=gathering,
+            person=info,
+            state=states.get(target.person, {}),
+            shared=states.get(GATHERING_SUBJECT, {}),
+            peers=peers,
+        )
+        try:
+            return flow.step(ctx), info
+        except Exception:
+            # A flow bug must not lose the message nor stop the service: the person hears
+            # that something went wrong, the organisers get the details, the state is kept.
+            log.exception("flow %s failed on %s", target.flow, message.external_id)
+            error = Outcome(ignored=True)
+            if info.id != GATHERING_SUBJECT and message.sender is not None:
+                error.send.append(_reply(info, "core/error", {"gathering": gathering.name}))
+            error.send.extend(
+                self.enqueuer.organiser_alerts(
+                    "core/flow_failed",
+                    {"flow": target.flow, "gathering": gathering.slug, "message": message.external_id},
+                )
+            )
+            return error, info
+
+    async def _persist(
+        self,
+        tx: Tx,
+        target: Target,
+        outcome: Outcome,
+        info: PersonInfo,
+        message: InboundMessage,
+        now: datetime,
+        work: _Work,
+    ) -> None:
+        stamp = now_iso(now)
+        if outcome.state is not None or outcome.status is not None:
+            await upsert_run(tx, target, outcome.state, outcome.status, stamp)
+        if outcome.shared is not None and target.person != GATHERING_SUBJECT:
+            shared_target = Target(target.gathering, target.flow, GATHERING_SUBJECT)
+            await upsert_run(tx, shared_target, outcome.shared, None, stamp)
+        elif outcome.shared is not None:
+            await upsert_run(tx, target, outcome.shared, None, stamp)
+        for name in outcome.cancel_timers:
+            await tx.execute(
+                "DELETE FROM timers WHERE gathering = ? AND flow = ? AND person_id = ? AND name = ?",
+                (target.gathering, target.flow, target.person, name),
+            )
+        for timer in outcome.timers:
+            person = timer.person if timer.person != GATHERING_SUBJECT else target.person
+            await tx.execute(
+                "INSERT INTO timers (gathering, flow, person_id, name, due_at, payload)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (gathering, flow, person_id, name)"
+                " DO UPDATE SET due_at = excluded.due_at, payload = excluded.payload",
+                (target.gathering, target.flow, person, timer.name, now_iso(timer.due_at),
+                 dumps(dict(timer.payload))),
+            )
+        await self._apply_sends(tx, outcome, target, info, message, now, work)
+
+    async def _apply_sends(
+        self,
+        tx: Tx,
+        outcome: Outcome,
+        target: Target | None,
+        info: PersonInfo,
+        message: InboundMessage,
+        now: datetime,
+        work: _Work,
+    ) -> None:
+        gathering = self.gatherings.get(target.gathering) if target else None
+        ids = await self.enqueuer.enqueue(
+            tx, outcome.send, target=target, gathering=gathering, cause=message,
+            index_base=len(work.outbox), now=now,
+        )
+        work.outbox.extend(ids)
+
+    async def _bounce(
+        self, tx: Tx, message: InboundMessage, now: datetime, work: _Work
+    ) -> tuple[str, Target | None, str]:
+        """Count hard bounces; past the limit, tell the organisers the address is failing."""
+        failed = [str(a) for a in message.payload.get("failed", [])]
+        permanent = bool(message.payload.get("permanent", True))
+        for address in failed:
+            person = await record_bounce(tx, address, permanent=permanent)
+            if person is None:
+                continue
+            record = await load_person(tx, person, self.organisers)
+            alerts = self.enqueuer.organiser_alerts(
+                "core/address_failing",
+                {"address": address, "person": record.info.display_name or f"#{person}",
+                 "other_channel": ", ".join(c.value for c in record.addresses)},
+            )
+            await self._apply_sends(tx, Outcome(send=alerts), None, record.info, message, now, work)
+        return "bounce", None, f"{'permanent' if permanent else 'transient'}: {', '.join(failed)}"
+
+    async def enqueue_alert(self, template: str, context: Mapping[str, Any], key: str) -> list[int]:
+        """Queue a message to every organiser (dead letters); `key` makes it idempotent."""
+        async with self.store.transaction() as tx:
+            return await self.enqueuer.enqueue(
+                tx, self.enqueuer.organiser_alerts(template, context), target=None,
+                gathering=None, cause=None, index_base=0, now=self.clock(), key_prefix=key,
+            )
+
+
+def _reply(info: PersonInfo, template: str, context: Mapping[str, Any]) -> Outgoing:
+    return Outgoing(to=info.id, template=template, context=dict(context))
+
+
+async def upsert_run(
+    tx: Tx, target: Target, state: dict[str, Any] | None, status: str | None, stamp: str
+) -> None:
+    await tx.execute(
+        "INSERT INTO flow_runs (gathering, flow, person_id, status, state, created_at, updated_at)"
+        " VALUES (?, ?, ?, COALESCE(?, ''), COALESCE(?, '{}'), ?, ?)"
+        " ON CONFLICT (gathering, flow, person_id) DO UPDATE SET"
+        " status = COALESCE(?, status), state = COALESCE(?, state), updated_at = excluded.updated_at",
+        (
+            target.gathering, target.flow, target.person, status,
+            dumps(state) if state is not None else None, stamp, stamp,
+            status, dumps(state) if state is not None else None,
+        ),
+    )
+
+
+async def load_peers(tx: Tx, target: Target, flow: Flow) -> dict[str, dict[PersonId, RunView]]:
+    peers: dict[str, dict[PersonId, RunView]] = {}
+    for name in getattr(flow, "reads", ()):
+        rows = await tx.all(
+            "SELECT r.person_id, r.status, r.state, p.display_name FROM flow_runs r"
+            " JOIN people p ON p.id = r.person_id"
+            " WHERE r.gathering = ? AND r.flow = ? AND r.person_id != 0",
+            (target.gathering, name),
+        )
+        peers[name] = {
+            PersonId(r["person_id"]): RunView(
+                PersonId(r["person_id"]), r["status"], json.loads(r["state"]), r["display_name"]
+            )
+            for r in rows
+        }
+    return peers
+
+
+async def _claim_timer(tx: Tx, message: InboundMessage) -> bool:
+    """Delete the timer a TICK comes from before its step runs (the step may set it again).
+
+    False when the timer was cancelled or moved since it was read: the tick is stale.
+    """
+    deleted = await tx.execute(
+        "DELETE FROM timers WHERE id = ? AND due_at = ?",
+        (message.payload["timer_id"], message.payload["due_at"]),
+    )
+    return deleted == 1
+
+
+async def save_cursor(tx: Tx, name: str, value: str) -> None:
+    await tx.execute(
+        "INSERT INTO cursors (name, value, updated_at) VALUES (?, ?, ?)"
+        " ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        (name, value, now_iso()),
+    )
+
+
+async def load_cursor(store: Store, name: str) -> str | None:
+    async with store.read() as tx:
+        row = await tx.one("SELECT value FROM cursors WHERE name = ?", (name,))
+    return str(row[0]) if row else None
+
+
+async def audit(
+    tx: Tx, person: PersonId, direction: str, channel: Channel, target: Target | None,
+    summary: str, now: datetime,
+) -> None:
+    await tx.execute(
+        "INSERT INTO audit (person_id, at, direction, channel, gathering, flow, summary)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (person, now_iso(now), direction, channel.value,
+         target.gathering if target else None, target.flow if target else None, summary),
+    )
+
+
+def _summary(message: InboundMessage) -> str:
+    if message.kind == InboundKind.CALENDAR_REPLY and message.calendar:
+        return f"calendar reply {message.calendar.partstat}"
+    if message.choice is not None:
+        return f"{message.kind.value}: option {message.choice}"
+    text = " ".join(message.text.split())
+    return f"{message.kind.value}: {text[:200]}"

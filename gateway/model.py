@@ -1,0 +1,226 @@
+"""The vocabulary every part of the gateway shares: ids, channels, inbound and outbound messages.
+
+Nothing here does I/O. Transports turn raw input into an `InboundMessage`; flows answer with
+`Outgoing` requests; the engine turns those into outbox rows. Keeping these types frozen and
+plain means a message can be logged, persisted and replayed without surprises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, NewType
+
+PersonId = NewType("PersonId", int)
+OutboxId = NewType("OutboxId", int)
+
+#: The subject of a gathering-level flow run (group flows: waiting list, crews, travel matching).
+GATHERING_SUBJECT = PersonId(0)
+
+
+class Channel(StrEnum):
+    """Where a message came from or goes to."""
+
+    EMAIL = "email"
+    MATRIX = "matrix"
+    #: A persisted timer that came due.
+    TIMER = "timer"
+    #: An event one flow run sends to another inside the same transaction (or a CLI command).
+    INTERNAL = "internal"
+
+
+class InboundKind(StrEnum):
+    """What an inbound message means to the engine, decided by the transport's codec."""
+
+    #: Free text from a person (a chat message, the new text of an email reply).
+    TEXT = "text"
+    #: A structured answer: a poll vote, a reaction, a button. `choice` carries it.
+    CHOICE = "choice"
+    #: An edit of an earlier message of the person (`replaces` names it).
+    EDIT = "edit"
+    #: An iCalendar REPLY (Accept/Decline): `calendar` carries it.
+    CALENDAR_REPLY = "calendar_reply"
+    #: Out-of-office and other automatic replies: recorded, never answered.
+    AUTO_REPLY = "auto_reply"
+    #: A delivery failure report for one of our messages.
+    BOUNCE = "bounce"
+    #: A timer came due (`target` names the flow run).
+    TICK = "tick"
+    #: An organiser command or a flow-to-flow event (`target` names the flow run).
+    COMMAND = "command"
+
+
+class IdentityKind(StrEnum):
+    EMAIL = "email"
+    MATRIX = "matrix"
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """One address of a person: an email address or a Matrix user id."""
+
+    kind: IdentityKind
+    address: str
+    display_name: str | None = None
+
+    @staticmethod
+    def email(address: str, display_name: str | None = None) -> Identity:
+        return Identity(IdentityKind.EMAIL, address.strip().lower(), display_name)
+
+    @staticmethod
+    def matrix(user_id: str, display_name: str | None = None) -> Identity:
+        return Identity(IdentityKind.MATRIX, user_id.strip(), display_name)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A flow run: the gathering, the flow, and the person it is about (0: the gathering)."""
+
+    gathering: str
+    flow: str
+    person: PersonId = GATHERING_SUBJECT
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarAnswer:
+    """A participant's answer to a calendar invite (iMIP REPLY)."""
+
+    uid: str
+    partstat: str
+    sequence: int = 0
+    attendee: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMessage:
+    """One normalized input to the engine, from any channel.
+
+    `channel` + `external_id` identify it for deduplication: a transport that redelivers the
+    same message (an IMAP fetch after a crash, a replayed sync) produces the same pair.
+    """
+
+    channel: Channel
+    external_id: str
+    kind: InboundKind
+    received_at: datetime
+    sender: Identity | None = None
+    text: str = ""
+    #: Inline answers recognised by question number (email replies under numbered questions).
+    answers: Mapping[int, str] = field(default_factory=dict)
+    #: A structured answer: an option id from a poll, "yes"/"no" from a reaction.
+    choice: str | None = None
+    calendar: CalendarAnswer | None = None
+    #: The external id of our message this one answers (In-Reply-To, m.in_reply_to, poll id).
+    in_reply_to: str | None = None
+    #: For EDIT: the external id of the person's earlier message being replaced.
+    replaces: str | None = None
+    #: A verified conversation (email token, known Matrix room) or a timer's/command's run.
+    target: Target | None = None
+    #: Timer and command arguments.
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    #: Transport facts worth keeping in the audit log (subject, room id); never personal data
+    #: beyond what the message itself carried.
+    meta: Mapping[str, str] = field(default_factory=dict)
+
+
+class OutKind(StrEnum):
+    """What the transport must do with an outbox row."""
+
+    TEXT = "text"
+    #: A single/multiple choice question: a poll in Matrix, numbered options in email.
+    POLL = "poll"
+    #: A message to a group (a crew): a room in Matrix, one thread to all members by email.
+    GROUP = "group"
+
+
+@dataclass(frozen=True, slots=True)
+class Invite:
+    """A calendar invite attached to an outgoing message (REQUEST or CANCEL)."""
+
+    uid: str
+    sequence: int
+    method: str
+    summary: str
+    start: datetime
+    end: datetime
+    tzid: str
+    location: str = ""
+    description: str = ""
+    all_day: bool = False
+    rrule: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message a flow asks the engine to send; the engine renders and queues it.
+
+    `to` is a person; the engine picks their channel and address. For GROUP messages `group`
+    names the group (e.g. "crew-3") and `members` the people in it.
+    """
+
+    to: PersonId
+    template: str
+    context: Mapping[str, Any] = field(default_factory=dict)
+    kind: OutKind = OutKind.TEXT
+    #: Options of a POLL, in order; answers come back as the option's 1-based number.
+    options: tuple[str, ...] = ()
+    invite: Invite | None = None
+    #: True when the message answers something the person just wrote (not Auto-Submitted).
+    is_reply: bool = True
+    group: str | None = None
+    members: tuple[PersonId, ...] = ()
+    #: Force a channel (e.g. a verification code must go to the address being verified).
+    channel: Channel | None = None
+    address: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SetTimer:
+    """Ask the engine to feed a TICK to a flow run at `due_at` (replacing one of the same name)."""
+
+    name: str
+    due_at: datetime
+    person: PersonId = GATHERING_SUBJECT
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """An event for another flow run, handled in the same transaction after this step."""
+
+    flow: str
+    person: PersonId
+    name: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """A rendered, addressed message as the outbox worker hands it to a transport."""
+
+    id: OutboxId
+    idempotency_key: str
+    channel: Channel
+    address: str
+    kind: OutKind
+    person: PersonId | None
+    gathering: str | None
+    flow: str | None
+    subject: str
+    text: str
+    html: str
+    attempts: int
+    options: tuple[str, ...] = ()
+    invite: Invite | None = None
+    is_reply: bool = True
+    group: str | None = None
+    #: Addresses of the group members on this channel (GROUP messages only).
+    group_addresses: tuple[str, ...] = ()
+    #: The external id of the person's message this answers, and of the conversation's first
+    #: message of ours, so transports can thread (In-Reply-To/References, m.in_reply_to).
+    in_reply_to: str | None = None
+    thread_root: str | None = None
+    #: Signed routing token for replies (email Reply-To plus address).
+    reply_token: str | None = None

@@ -1,0 +1,140 @@
+"""Which flow run an inbound message belongs to.
+
+In order: an explicit target (a timer, a command, a verified email token); the invite UID of
+a calendar reply; the message of ours it answers; the person's runs, most recent first, the
+first whose flow wants the message; otherwise a new conversation with the default flow of the
+gathering the person names (or the only one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flows.base import Flow
+from flows.config import GatheringConfig
+from gateway.model import GATHERING_SUBJECT, InboundKind, InboundMessage, PersonId, Target
+from gateway.store.db import Tx
+
+
+@dataclass(frozen=True, slots=True)
+class RouteDecision:
+    target: Target | None
+    label: str = "applied"
+    detail: str = ""
+    #: When there is no target: a message to send instead, to `notify` (default: the sender).
+    reply_template: str | None = None
+    context: Mapping[str, Any] = field(default_factory=dict)
+    notify: PersonId | None = None
+
+
+async def route(
+    tx: Tx,
+    message: InboundMessage,
+    person: PersonId | None,
+    gatherings: Mapping[str, GatheringConfig],
+    flows: Mapping[str, Flow],
+    default_flow: str,
+) -> RouteDecision:
+    if message.target is not None:
+        return _explicit(message, person, gatherings, flows)
+    if person is None:
+        return RouteDecision(None, "ignored", "no sender and no target")
+    if message.kind == InboundKind.CALENDAR_REPLY and message.calendar is not None:
+        return await _calendar(tx, message, person)
+    if message.in_reply_to:
+        row = await tx.one(
+            "SELECT gathering, flow FROM outbox WHERE external_id = ? AND person_id = ?",
+            (message.in_reply_to, person),
+        )
+        if row and row["gathering"] in gatherings and row["flow"] in flows:
+            return RouteDecision(Target(row["gathering"], row["flow"], person), detail="in-reply-to")
+    runs = await tx.all(
+        "SELECT gathering, flow, status FROM flow_runs WHERE person_id = ?"
+        " ORDER BY updated_at DESC, id DESC",
+        (person,),
+    )
+    live = [r for r in runs if r["gathering"] in gatherings and r["flow"] in flows]
+    for row in live:
+        if flows[row["flow"]].wants(message, row["status"]):
+            return RouteDecision(Target(row["gathering"], row["flow"], person), detail="recent run")
+    return _new_conversation(message, person, gatherings, flows, default_flow, live)
+
+
+def _explicit(
+    message: InboundMessage,
+    person: PersonId | None,
+    gatherings: Mapping[str, GatheringConfig],
+    flows: Mapping[str, Flow],
+) -> RouteDecision:
+    target = message.target
+    assert target is not None
+    if target.gathering not in gatherings or target.flow not in flows:
+        return RouteDecision(None, "rejected", f"unknown run {target.gathering}/{target.flow}")
+    sent_by_someone_else = (
+        message.sender is not None
+        and target.person != GATHERING_SUBJECT
+        and person != target.person
+    )
+    if sent_by_someone_else:
+        # A reply carrying another person's token, from an address that person does not own
+        # (a forwarded mail, a shared mailbox): apply nothing, ask the owner.
+        return RouteDecision(
+            None,
+            "held",
+            f"token of person {target.person} used by {message.sender.address if message.sender else '?'}",
+            reply_template="core/held",
+            context={"sender": message.sender.address if message.sender else "",
+                     "text": message.text[:500]},
+            notify=target.person,
+        )
+    return RouteDecision(target, detail=message.kind.value)
+
+
+async def _calendar(tx: Tx, message: InboundMessage, person: PersonId) -> RouteDecision:
+    assert message.calendar is not None
+    rows = await tx.all(
+        "SELECT gathering, flow, person_id FROM invites WHERE uid = ?", (message.calendar.uid,)
+    )
+    mine = [r for r in rows if r["person_id"] == person]
+    if not mine and message.calendar.attendee:
+        # Replies sent from an alias: match the ATTENDEE address of the reply instead.
+        found = await tx.one(
+            "SELECT person_id FROM identities WHERE kind = 'email' AND address = ?",
+            (message.calendar.attendee.lower(),),
+        )
+        mine = [r for r in rows if found and r["person_id"] == found[0]]
+    if not mine:
+        return RouteDecision(None, "ignored", f"calendar reply for unknown invite {message.calendar.uid}")
+    row = mine[0]
+    return RouteDecision(Target(row["gathering"], row["flow"], PersonId(row["person_id"])),
+                         detail="invite uid")
+
+
+def _new_conversation(
+    message: InboundMessage,
+    person: PersonId,
+    gatherings: Mapping[str, GatheringConfig],
+    flows: Mapping[str, Flow],
+    default_flow: str,
+    live: list[Any],
+) -> RouteDecision:
+    if default_flow not in flows or not gatherings:
+        return RouteDecision(None, "ignored", "no gathering accepts new conversations")
+    candidates = list(gatherings.values())
+    text = message.text.lower()
+    named = [g for g in candidates if g.slug in text or g.name.lower() in text]
+    if len(named) == 1:
+        chosen = named[0]
+    elif len(candidates) == 1:
+        chosen = candidates[0]
+    elif live:
+        chosen = gatherings[live[0]["gathering"]]
+    else:
+        return RouteDecision(
+            None, "asked", "several gatherings: asked which one",
+            reply_template="core/which_gathering",
+            context={"gatherings": [{"slug": g.slug, "name": g.name} for g in candidates]},
+        )
+    return RouteDecision(Target(chosen.slug, default_flow, person), detail="new conversation")
