@@ -23,6 +23,7 @@ from gateway.model import (
     GATHERING_SUBJECT,
     Channel,
     Emit,
+    Identity,
     InboundMessage,
     Outgoing,
     PersonId,
@@ -88,6 +89,11 @@ class Outcome:
     #: Names of timers of this run (same person) to cancel.
     cancel_timers: list[str] = field(default_factory=list)
     emit: list[Emit] = field(default_factory=list)
+    #: Verified identities to add to the run's person (identity linking).
+    link: list[Identity] = field(default_factory=list)
+    #: Change the person's preferred channel and/or language.
+    preferred_channel: Channel | None = None
+    language: str | None = None
     #: True when the step did not understand the message at all (audit only).
     ignored: bool = False
 

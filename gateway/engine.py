@@ -29,7 +29,14 @@ from gateway.model import (
     Target,
 )
 from gateway.outbound import Enqueuer
-from gateway.people import create_person, find_person, load_person, record_bounce
+from gateway.people import (
+    CHANNEL_OF_KIND,
+    create_person,
+    find_person,
+    load_person,
+    record_bounce,
+    update_person,
+)
 from gateway.render import Renderer
 from gateway.routing import route
 from gateway.store.db import Store, Tx, dumps, now_iso
@@ -155,6 +162,8 @@ class Engine:
             return "auto_reply", None, "automatic reply: recorded, not answered"
         if message.kind == InboundKind.BOUNCE:
             return await self._bounce(tx, message, now, work)
+        if message.kind == InboundKind.REJECTED:
+            return await self._rejected(tx, message, now, work)
         decision = await route(tx, message, person, self.gatherings, self.flows, self.default_flow)
         if decision.target is None:
             recipient = decision.notify or person
@@ -256,6 +265,11 @@ class Engine:
             await upsert_run(tx, shared_target, outcome.shared, None, stamp)
         elif outcome.shared is not None:
             await upsert_run(tx, target, outcome.shared, None, stamp)
+        if target.person != GATHERING_SUBJECT and (
+            outcome.link or outcome.preferred_channel or outcome.language
+        ):
+            await update_person(tx, target.person, outcome.link, outcome.preferred_channel,
+                                outcome.language)
         for name in outcome.cancel_timers:
             await tx.execute(
                 "DELETE FROM timers WHERE gathering = ? AND flow = ? AND person_id = ? AND name = ?",
@@ -288,6 +302,22 @@ class Engine:
             index_base=len(work.outbox), now=now,
         )
         work.outbox.extend(ids)
+
+    async def _rejected(
+        self, tx: Tx, message: InboundMessage, now: datetime, work: _Work
+    ) -> tuple[str, Target | None, str]:
+        """Unreadable input: tell the sender what was wrong, directly, and apply nothing."""
+        if message.sender is not None:
+            note = Outgoing(
+                to=GATHERING_SUBJECT,
+                template="core/rejected",
+                context={"reason": message.text},
+                channel=CHANNEL_OF_KIND[message.sender.kind],
+                address=message.sender.address,
+            )
+            info = PersonInfo(GATHERING_SUBJECT, "", "en", None)
+            await self._apply_sends(tx, Outcome(send=[note]), None, info, message, now, work)
+        return "rejected", None, message.text[:500]
 
     async def _bounce(
         self, tx: Tx, message: InboundMessage, now: datetime, work: _Work

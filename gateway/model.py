@@ -50,6 +50,10 @@ class InboundKind(StrEnum):
     TICK = "tick"
     #: An organiser command or a flow-to-flow event (`target` names the flow run).
     COMMAND = "command"
+    #: Input the codec could not read; `text` says why. The sender is told, nothing applied.
+    REJECTED = "rejected"
+    #: The person deleted (redacted) an earlier message of theirs (`replaces` names it).
+    REDACTION = "redaction"
 
 
 class IdentityKind(StrEnum):

@@ -108,3 +108,32 @@ async def record_bounce(tx: Tx, address: str, *, permanent: bool) -> PersonId | 
     if row and row["failures"] == BOUNCE_LIMIT:
         return PersonId(row["person_id"])
     return None
+
+
+async def update_person(
+    tx: Tx,
+    person: PersonId,
+    link: list[Identity],
+    preferred: Channel | None,
+    language: str | None,
+) -> list[Identity]:
+    """Apply a flow's changes to a person; return identities that belong to someone else.
+
+    An identity already owned by another person is not moved: merging two people is an
+    organiser's decision, so the flow is expected to tell the person to contact them.
+    """
+    refused = []
+    for identity in link:
+        owner = await find_person(tx, identity)
+        if owner is None:
+            await tx.execute(
+                "INSERT INTO identities (person_id, kind, address) VALUES (?, ?, ?)",
+                (person, identity.kind.value, identity.address),
+            )
+        elif owner != person:
+            refused.append(identity)
+    if preferred is not None:
+        await tx.execute("UPDATE people SET preferred_channel = ? WHERE id = ?", (preferred.value, person))
+    if language is not None:
+        await tx.execute("UPDATE people SET language = ? WHERE id = ?", (language, person))
+    return refused

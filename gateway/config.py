@@ -1,0 +1,288 @@
+"""The service config (`gateway.toml`) and loading every gathering file, with clear errors.
+
+Secrets never have to be in the TOML: each secret setting has `*_env` (the name of an
+environment variable) and `*_file` (a path, e.g. a Docker/systemd credential) forms.
+Gatherings are either inline tables `[gatherings.<slug>]` or separate files listed in
+`gathering_files` (globs relative to the config file); both are validated by the same model.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from flows.config import GatheringConfig
+from gateway.model import Identity
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Secret(Strict):
+    """A secret given as an environment variable name or a file path (or, for tests, inline)."""
+
+    env: str | None = None
+    file: Path | None = None
+    value: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Secret:
+        if sum(x is not None for x in (self.env, self.file, self.value)) != 1:
+            raise ValueError("give exactly one of env, file or value")
+        return self
+
+    def get(self) -> str:
+        if self.value is not None:
+            return self.value
+        if self.env is not None:
+            found = os.environ.get(self.env)
+            if found is None:
+                raise ConfigError([f"environment variable {self.env} is not set"])
+            return found
+        assert self.file is not None
+        try:
+            return self.file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError([f"cannot read secret file {self.file}: {exc.strerror}"]) from exc
+
+
+class StoreSettings(Strict):
+    path: Path = Path("var/gateway.sqlite3")
+    durability: Literal["full", "normal"] = "full"
+
+
+class Organiser(Strict):
+    name: str
+    email: str | None = None
+    matrix: str | None = None
+
+    def identities(self) -> list[Identity]:
+        out = []
+        if self.email:
+            out.append(Identity.email(self.email, self.name))
+        if self.matrix:
+            out.append(Identity.matrix(self.matrix, self.name))
+        return out
+
+
+class MatrixSettings(Strict):
+    homeserver: str
+    user_id: str
+    access_token: Secret | None = None
+    password: Secret | None = None
+    device_id: str | None = None
+    device_name: str = "Gathering Gateway"
+    #: Where the device id, and with E2EE the crypto store, are kept.
+    store_path: Path = Path("var/matrix")
+    e2ee: bool = False
+    organisers_room: str | None = None
+
+    @model_validator(mode="after")
+    def _credentials(self) -> MatrixSettings:
+        if self.access_token is None and self.password is None:
+            raise ValueError("give access_token or password (as env or file)")
+        return self
+
+
+class SmtpSettings(Strict):
+    host: str = "localhost"
+    port: Annotated[int, Field(ge=1, le=65535)] = 587
+    security: Literal["tls", "starttls", "none"] = "starttls"
+    username: str | None = None
+    password: Secret | None = None
+    timeout: Annotated[float, Field(gt=0)] = 30
+    max_connections: Annotated[int, Field(ge=1, le=32)] = 2
+    #: Messages per second at most (None: as fast as the connections go).
+    rate_per_second: Annotated[float, Field(gt=0)] | None = None
+
+
+class ImapSettings(Strict):
+    host: str = "localhost"
+    port: Annotated[int, Field(ge=1, le=65535)] = 993
+    security: Literal["tls", "starttls", "none"] = "tls"
+    username: str
+    password: Secret
+    folder: str = "INBOX"
+    processed_folder: str = "Processed"
+    idle: bool = True
+    poll_seconds: Annotated[float, Field(gt=0)] = 60
+
+
+class ListenerSettings(Strict):
+    """An SMTP or LMTP listener for self-hosters who point their MX or Postfix at the gateway."""
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8024
+    protocol: Literal["lmtp", "smtp"] = "lmtp"
+
+
+class DkimSettings(Strict):
+    selector: str
+    domain: str
+    private_key: Secret
+
+
+class EmailSettings(Strict):
+    #: The gateway's address; replies come to `local+token@domain` plus addresses of it.
+    address: str
+    display_name: str = "Gathering Gateway"
+    token_secret: Secret
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    imap: ImapSettings | None = None
+    listener: ListenerSettings | None = None
+    dkim: DkimSettings | None = None
+
+
+class ServiceConfig(Strict):
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    templates: Path | None = None
+    organisers: list[Organiser] = Field(default_factory=list)
+    matrix: MatrixSettings | None = None
+    email: EmailSettings | None = None
+    gathering_files: list[str] = Field(default_factory=list)
+    gatherings: dict[str, GatheringConfig] = Field(default_factory=dict)
+
+    def organiser_identities(self) -> list[Identity]:
+        return [i for o in self.organisers for i in o.identities()]
+
+
+class ConfigError(Exception):
+    """Every problem found in the config, each naming the file and key path."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    path: Path
+    service: ServiceConfig
+    gatherings: dict[str, GatheringConfig]
+    #: The file each gathering came from (for reload and messages).
+    sources: dict[str, Path]
+
+
+def load_config(path: str | Path) -> LoadedConfig:
+    """Load and validate the service config and all gathering files; raise ConfigError."""
+    path = Path(path)
+    raw = _read_toml(path)
+    problems: list[str] = []
+    inline = raw.get("gatherings", {})
+    if isinstance(inline, dict):
+        for slug, table in inline.items():
+            if isinstance(table, dict):
+                table.setdefault("slug", slug)
+    try:
+        service = ServiceConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_errors(exc, path)) from None
+    gatherings = dict(service.gatherings)
+    sources = {slug: path for slug in gatherings}
+    for file in _gathering_paths(path, service.gathering_files, problems):
+        try:
+            table = _read_toml(file)
+            gathering = GatheringConfig.model_validate(table)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
+        except ValidationError as exc:
+            # Name keys as they would be inline, so messages read the same for both layouts.
+            problems.extend(format_errors(exc, file, prefix=("gatherings", str(table.get("slug", file.stem)))))
+            continue
+        if gathering.slug in gatherings:
+            problems.append(f"{file}: slug {gathering.slug!r} is also defined in {sources[gathering.slug]}")
+            continue
+        gatherings[gathering.slug] = gathering
+        sources[gathering.slug] = file
+    problems.extend(_cross_checks(gatherings, sources))
+    if problems:
+        raise ConfigError(problems)
+    return LoadedConfig(path=path, service=service, gatherings=gatherings, sources=sources)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: file not found"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+
+
+def _gathering_paths(config: Path, patterns: Iterable[str], problems: list[str]) -> list[Path]:
+    found: list[Path] = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(str(config.parent / pattern)))
+        if not matches:
+            problems.append(f"{config}: gathering_files: {pattern!r} matches no file")
+        found.extend(Path(m) for m in matches)
+    return found
+
+
+def _cross_checks(gatherings: dict[str, GatheringConfig], sources: dict[str, Path]) -> list[str]:
+    """Checks that span sections: crew criteria must name registration questions."""
+    problems = []
+    for slug, g in gatherings.items():
+        if g.crews is None:
+            continue
+        ids = {q.id for q in g.registration.questions}
+        named = {
+            "language_question": g.crews.language_question,
+            "together_question": g.crews.together_question,
+            "apart_question": g.crews.apart_question,
+            "facilitator_question": g.crews.facilitator_question,
+        }
+        for i, c in enumerate(g.crews.balance):
+            named[f"balance[{i}].question"] = c.question
+        for key, qid in named.items():
+            if qid is not None and qid not in ids:
+                problems.append(
+                    f"{sources[slug]}: gatherings.{slug}.crews.{key}: no registration "
+                    f"question {qid!r} (known: {', '.join(sorted(ids)) or 'none'})"
+                )
+    return problems
+
+
+def format_errors(
+    exc: ValidationError, file: Path, prefix: tuple[str, ...] = ()
+) -> list[str]:
+    """pydantic errors as `file: key.path[2].type: message (allowed: …)` lines."""
+    lines = []
+    for error in exc.errors():
+        loc = _key_path((*prefix, *error["loc"]))
+        message = error["msg"]
+        ctx = error.get("ctx") or {}
+        if error["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling)"
+        elif error["type"] == "enum" and "expected" in ctx:
+            message = f"{message} (allowed: {ctx['expected']})"
+        elif error["type"] == "missing":
+            message = "required key is missing"
+        value = error.get("input")
+        shown = f" (got {value!r})" if error["type"] not in ("missing", "extra_forbidden") and _small(value) else ""
+        lines.append(f"{file}: {loc}: {message}{shown}")
+    return lines
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _small(value: object) -> bool:
+    return isinstance(value, (str, int, float, bool)) and len(repr(value)) < 60
