@@ -181,13 +181,18 @@ def load_config(path: str | Path) -> LoadedConfig:
         for slug, table in inline.items():
             if isinstance(table, dict):
                 table.setdefault("slug", slug)
+    service: ServiceConfig | None = None
     try:
         service = ServiceConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(format_errors(exc, path)) from None
-    gatherings = dict(service.gatherings)
+        # Keep going: the organiser wants every problem of every file in one run.
+        problems.extend(format_errors(exc, path))
+    gatherings = dict(service.gatherings) if service else {}
     sources = {slug: path for slug in gatherings}
-    for file in _gathering_paths(path, service.gathering_files, problems):
+    patterns = raw.get("gathering_files", [])
+    if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+        patterns = []
+    for file in _gathering_paths(path, patterns, problems):
         try:
             table = _read_toml(file)
             gathering = GatheringConfig.model_validate(table)
@@ -204,7 +209,7 @@ def load_config(path: str | Path) -> LoadedConfig:
         gatherings[gathering.slug] = gathering
         sources[gathering.slug] = file
     problems.extend(_cross_checks(gatherings, sources))
-    if problems:
+    if problems or service is None:
         raise ConfigError(problems)
     return LoadedConfig(path=path, service=service, gatherings=gatherings, sources=sources)
 
@@ -265,7 +270,7 @@ def format_errors(
         if error["type"] == "extra_forbidden":
             message = "unknown key (check the spelling)"
         elif error["type"] == "enum" and "expected" in ctx:
-            message = f"{message} (allowed: {ctx['expected']})"
+            message = f"not an allowed value (allowed: {ctx['expected']})"
         elif error["type"] == "missing":
             message = "required key is missing"
         value = error.get("input")

@@ -1,0 +1,11 @@
+"""The flows this gateway runs, by name."""
+
+from __future__ import annotations
+
+from flows.base import Flow
+from flows.registration import Registration
+
+
+def default_flows() -> dict[str, Flow]:
+    flows: list[Flow] = [Registration()]
+    return {flow.name: flow for flow in flows}

@@ -1,0 +1,140 @@
+"""Wiring and lifecycle: store, engine, outbox worker, timers, transports, config reload.
+
+Everything runs in one asyncio.TaskGroup; a failing part stops the service loudly rather than
+leaving it half alive. Gathering files are re-read on SIGHUP and when their modification time
+changes, so organisers can edit questions without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from flows.base import Flow
+from gateway.config import ConfigError, LoadedConfig, load_config
+from gateway.engine import Engine
+from gateway.model import Channel
+from gateway.outbox import OutboxWorker
+from gateway.registry import default_flows
+from gateway.render import DEFAULT_TEMPLATES, Renderer
+from gateway.store import Store, open_store
+from gateway.store.migrations import Migration
+from gateway.timers import TimerLoop
+from gateway.transports.base import Transport
+
+log = logging.getLogger(__name__)
+
+
+class Receiver(Protocol):
+    """A transport's inbound side: runs until `stop` is set, feeding the engine."""
+
+    async def run(self, engine: Engine, stop: asyncio.Event) -> None: ...
+
+
+@dataclass
+class Channels:
+    """The transports the config asks for, and their tables and inbound loops."""
+
+    senders: dict[Channel, Transport] = field(default_factory=dict)
+    receivers: list[Receiver] = field(default_factory=list)
+    migrations: list[Migration] = field(default_factory=list)
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    #: Signs reply addresses (email); None when email is not configured.
+    token_maker: Callable[..., str] | None = None
+
+
+async def build_engine(
+    config: LoadedConfig,
+    *,
+    migrations: list[Migration] | None = None,
+    flows: Mapping[str, Flow] | None = None,
+    token_maker: Callable[..., str] | None = None,
+    **engine_args: Any,
+) -> Engine:
+    """Open the store and make the engine the config describes (used by `run` and commands)."""
+    # A relative store path is relative to the config file, not to wherever the command ran.
+    store: Store = await open_store(
+        config.path.parent / config.service.store.path,
+        durability=config.service.store.durability,
+        migrations=migrations or [],
+    )
+    renderer = Renderer(config.service.templates or DEFAULT_TEMPLATES)
+    return Engine(
+        store,
+        flows if flows is not None else default_flows(),
+        config.gatherings,
+        renderer=renderer,
+        organisers=config.service.organiser_identities(),
+        token_maker=token_maker,
+        **engine_args,
+    )
+
+
+class Service:
+    """The running gateway."""
+
+    def __init__(self, config: LoadedConfig, channels: Channels, engine: Engine) -> None:
+        self.config = config
+        self.channels = channels
+        self.engine = engine
+        self.stop = asyncio.Event()
+        self.outbox = OutboxWorker(engine.store, channels.senders, alert=engine.enqueue_alert)
+        self.timers = TimerLoop(engine)
+        self._mtimes = _mtimes(config)
+
+    def wake(self) -> None:
+        """Called after inbound messages commit: outbox rows and timers may be due now."""
+        self.outbox.wake()
+        self.timers.wake()
+
+    def reload(self) -> None:
+        """Re-read the config; a broken edit is logged and the running config kept."""
+        try:
+            fresh = load_config(self.config.path)
+        except ConfigError as exc:
+            log.error("config not reloaded, keeping the running one:\n%s", exc)
+            return
+        self.config = fresh
+        self.engine.reload(fresh.gatherings)
+        self._mtimes = _mtimes(fresh)
+        log.info("config reloaded: %s", ", ".join(fresh.gatherings) or "no gatherings")
+
+    async def _watch(self, interval: float = 2.0) -> None:
+        while not self.stop.is_set():
+            try:
+                await asyncio.wait_for(self.stop.wait(), timeout=interval)
+            except TimeoutError:
+                if _mtimes(self.config) != self._mtimes:
+                    self.reload()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig, action in ((signal.SIGHUP, self.reload), (signal.SIGTERM, self.stop.set),
+                            (signal.SIGINT, self.stop.set)):
+            try:
+                loop.add_signal_handler(sig, action)
+            except (NotImplementedError, RuntimeError):  # not the main thread (tests)
+                pass
+        log.info("gateway running: %s; channels: %s", ", ".join(self.engine.gatherings),
+                 ", ".join(c.value for c in self.channels.senders) or "none")
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self.outbox.run(self.stop))
+                group.create_task(self.timers.run(self.stop, on_fired=self.outbox.wake))
+                group.create_task(self._watch())
+                for receiver in self.channels.receivers:
+                    group.create_task(receiver.run(self.engine, self.stop))
+        finally:
+            for close in self.channels.closers:
+                await close()
+            await self.engine.store.close()
+
+
+def _mtimes(config: LoadedConfig) -> dict[Path, float]:
+    paths = {config.path, *config.sources.values()}
+    return {p: p.stat().st_mtime for p in paths if p.exists()}
