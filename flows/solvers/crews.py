@@ -1,0 +1,176 @@
+"""Crew assignment: split a camp into small peer groups under hard and soft criteria.
+
+Entry points: `solve`, `repair` (minimal change after approval), `round_pairs`
+(avoid last round's crewmates), `load_people_csv` and `render_table`.
+
+Engines by size: up to `SolveOptions.exact_max_people` one CP-SAT model, hinted
+with a locally optimised greedy answer, usually proves optimality. Above it,
+greedy construction + late-acceptance local search, then large-neighbourhood
+search that re-solves 3 crews at a time exactly with CP-SAT.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterable, Mapping, Sequence
+
+from flows.solvers import crews_cpsat as cpsat
+from flows.solvers.crews_csv import CsvError, load_people_csv
+from flows.solvers.crews_explain import build_result, failed_result, render_table
+from flows.solvers.crews_feasibility import diagnose, explain_with_cpsat
+from flows.solvers.crews_local import Progress, State, construct, local_search
+from flows.solvers.crews_model import (
+    AttributeRule, Breakdown, Crew, InvalidInput, Mode, PastPair, Person, SolveOptions,
+    SolveResult, SolverInput, Sizing, Status, UnmetRequest, Weights,
+)
+from flows.solvers.crews_problem import Problem, compile_problem, evaluate, violations
+from flows.solvers.crews_repair import repair
+
+__all__ = [
+    "AttributeRule", "Breakdown", "Crew", "CsvError", "InvalidInput", "Mode", "PastPair",
+    "Person", "Progress", "SolveOptions", "SolveResult", "SolverInput", "Sizing", "Status",
+    "UnmetRequest", "Weights", "load_people_csv", "render_table", "repair", "round_pairs",
+    "solve",
+]
+
+ITERS_PER_SECOND = 100_000  # local-search work budget per second of time budget
+LNS_CREWS = 3
+LS_SHARE = 0.6
+
+
+def round_pairs(assignment: Mapping[str, int], together: Iterable[Sequence[str]] = (),
+                weight: int = 10) -> tuple[PastPair, ...]:
+    """Pairs who shared a crew in `assignment`, except pairs who asked to stay together;
+    pass them as `past_pairs` so the next round mixes people."""
+    keep = {frozenset((a, b)) for g in together for a in g for b in g if a != b}
+    by_crew: dict[int, list[str]] = {}
+    for pid, c in sorted(assignment.items()):
+        by_crew.setdefault(c, []).append(pid)
+    return tuple(PastPair(a, b, weight) for members in by_crew.values()
+                 for x, a in enumerate(members) for b in members[x + 1:]
+                 if frozenset((a, b)) not in keep)
+
+
+def solve(inp: SolverInput, options: SolveOptions = SolveOptions(),
+          progress: Progress | None = None) -> SolveResult:
+    """Best assignment found within `options.time_budget` seconds, or why none exists."""
+    t0 = time.monotonic()
+    pb = compile_problem(inp)
+    reasons = diagnose(pb)
+    if reasons:
+        return failed_result(Status.INFEASIBLE, reasons, time.monotonic() - t0)
+    rng = random.Random(options.seed)
+    deadline = t0 + options.time_budget
+    start = _start(pb, rng)
+    if pb.n <= options.exact_max_people:
+        if start is not None:
+            start = _polish(pb, start, rng, options, deadline, progress, t0, exact=True)
+        return _solve_exact(pb, start, options, deadline, progress, t0)
+    if start is None:
+        found = cpsat.solve(cpsat.build(pb, range(pb.n), range(pb.k), objective=False), pb,
+                            deadline - time.monotonic(), options.seed, options.workers,
+                            options.deterministic)
+        if found.status == "infeasible":
+            return _infeasible(pb, deadline, t0)
+        if found.crew_of is None:
+            return failed_result(Status.UNKNOWN, ["no valid assignment found within the time "
+                                                  "budget, and none proven impossible"],
+                                 time.monotonic() - t0)
+        start = found.crew_of
+    best = _polish(pb, start, rng, options, deadline, progress, t0, exact=False)
+    best = _lns(pb, best, rng, options, deadline, progress, t0)
+    return _finish(pb, best, Status.FEASIBLE, None, t0)
+
+
+def _start(pb: Problem, rng: random.Random) -> list[int] | None:
+    """Previous assignment when still valid (so re-runs start from it), else a greedy one."""
+    prev = list(pb.previous)
+    if all(c >= 0 for c in prev) and not violations(pb, prev):
+        return prev
+    built = construct(pb, rng)
+    return built if built is not None and not violations(pb, built) else None
+
+
+def _polish(pb: Problem, start: list[int], rng: random.Random, options: SolveOptions,
+            deadline: float, progress: Progress | None, t0: float, exact: bool) -> list[int]:
+    if progress is not None:
+        progress(time.monotonic() - t0, evaluate(pb, start).total)
+    iters = int(options.time_budget * ITERS_PER_SECOND)
+    if exact:  # a quick hint for CP-SAT; leave most of the budget to the exact search
+        iters = min(iters, 50 * pb.n + 2000)
+    stall = max(20_000, 100 * pb.n) if not exact else 20 * pb.n + 1000
+    # Large camps keep part of the budget for the exact re-solves of a few crews.
+    stop = min(deadline, t0 + LS_SHARE * options.time_budget) if not exact else deadline
+    return local_search(State(pb, start), rng, stop, iters, stall,
+                        None if exact else progress, t0)
+
+
+def _solve_exact(pb: Problem, start: list[int] | None, options: SolveOptions, deadline: float,
+                 progress: Progress | None, t0: float) -> SolveResult:
+    built = cpsat.build(pb, range(pb.n), range(pb.k), hint=start)
+    res = cpsat.solve(built, pb, deadline - time.monotonic(), options.seed, options.workers,
+                      options.deterministic, progress, t0)
+    if res.status == "infeasible":
+        return _infeasible(pb, deadline, t0)
+    candidates = [c for c in (res.crew_of, start) if c is not None]
+    if not candidates:
+        return failed_result(Status.UNKNOWN, ["no valid assignment found within the time "
+                                              "budget, and none proven impossible"],
+                             time.monotonic() - t0)
+    best = min(candidates, key=lambda c: evaluate(pb, c).total)
+    status = Status.OPTIMAL if res.status == "optimal" and best is res.crew_of else Status.FEASIBLE
+    return _finish(pb, best, status, res.bound, t0)
+
+
+def _lns(pb: Problem, best: list[int], rng: random.Random, options: SolveOptions,
+         deadline: float, progress: Progress | None, t0: float) -> list[int]:
+    """Re-solve a few crews at a time exactly; crews are picked around the costliest
+    crew or around a split together-request, since that is where gains are."""
+    cost = evaluate(pb, best).total
+    rounds = int(options.time_budget * 5) if options.deterministic else 1 << 30
+    for _ in range(rounds):
+        if time.monotonic() > deadline - 0.05 or cost == 0:
+            break
+        crews = _neighbourhood(pb, best, rng)
+        people = [p for p in range(pb.n) if best[p] in crews]
+        limit = min(0.5, deadline - time.monotonic())
+        res = cpsat.solve(cpsat.build(pb, people, crews, hint=best), pb, limit,
+                          rng.randrange(1 << 30), 1, options.deterministic, base=best)
+        if res.crew_of is not None:
+            new = evaluate(pb, res.crew_of).total
+            if new < cost:
+                best, cost = res.crew_of, new
+                if progress is not None:
+                    progress(time.monotonic() - t0, cost)
+    return best
+
+
+def _neighbourhood(pb: Problem, crew_of: Sequence[int], rng: random.Random) -> list[int]:
+    if pb.k <= LNS_CREWS:
+        return list(range(pb.k))
+    split = [(i, j) for i, j, _ in pb.together if crew_of[i] != crew_of[j]]
+    if split and rng.random() < 0.5:
+        i, j = split[rng.randrange(len(split))]
+        chosen = {crew_of[i], crew_of[j]}
+    else:
+        chosen = {rng.randrange(pb.k)}
+    while len(chosen) < LNS_CREWS:
+        chosen.add(rng.randrange(pb.k))
+    return sorted(chosen)
+
+
+def _infeasible(pb: Problem, deadline: float, t0: float) -> SolveResult:
+    status, core = explain_with_cpsat(pb, max(deadline - time.monotonic(), 1.0))
+    reasons = ["these constraints cannot all hold together: " + "; ".join(core)] if core else [
+        "no valid assignment exists"]
+    return failed_result(Status.INFEASIBLE if status == "infeasible" else Status.UNKNOWN,
+                         reasons, time.monotonic() - t0)
+
+
+def _finish(pb: Problem, crew_of: list[int], status: Status, bound: int | None,
+            t0: float) -> SolveResult:
+    broken = violations(pb, crew_of)
+    if broken:  # a bug, never an organiser's problem: refuse to hand out an invalid plan
+        raise AssertionError("solver produced an invalid assignment: " + "; ".join(broken))
+    return build_result(pb, crew_of, status, bound, time.monotonic() - t0)
