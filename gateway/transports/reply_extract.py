@@ -26,16 +26,16 @@ __all__ = ["extract_answers", "extract_reply", "normalise"]
 MAX_CHARS = 400_000  # nobody types more; bounds the work on pasted dumps
 _MAX_MARKER_LINE = 300  # attribution lines and header lines are short
 
-_QUOTE = re.compile(r"^[ \t]{0,3}>")
+_QUOTE = re.compile(r"^\s{0,3}>")
 _SEPARATOR = re.compile(
-    r"^[ \t]*(?:-{2,}[ \t]*(?:original[ \t]+message|ursprüngliche[ \t]+nachricht"
-    r"|originalnachricht|message[ \t]+d'origine|mensaje[ \t]+original|mensagem[ \t]+original"
-    r"|oorspronkelijk[ \t]+bericht|messaggio[ \t]+originale|forwarded[ \t]+message"
-    r"|weitergeleitete[ \t]+nachricht|message[ \t]+transféré|mensaje[ \t]+reenviado"
-    r"|doorgestuurd[ \t]+bericht|mensagem[ \t]+encaminhada)[ \t]*-{2,}"
+    r"^\s*(?:-{2,}\s*(?:original\s+message|ursprüngliche\s+nachricht"
+    r"|originalnachricht|message\s+d'origine|mensaje\s+original|mensagem\s+original"
+    r"|oorspronkelijk\s+bericht|messaggio\s+originale|forwarded\s+message"
+    r"|weitergeleitete\s+nachricht|message\s+transféré|mensaje\s+reenviado"
+    r"|doorgestuurd\s+bericht|mensagem\s+encaminhada)\s*-{2,}"
     r"|_{20,}"
-    r"|begin[ \t]+forwarded[ \t]+message:|anfang[ \t]+der[ \t]+weitergeleiteten[ \t]+nachricht:"
-    r"|début[ \t]+du[ \t]+message[ \t]+réexpédié[ \t]*:)[ \t]*$",
+    r"|begin\s+forwarded\s+message:|anfang\s+der\s+weitergeleiteten\s+nachricht:"
+    r"|début\s+du\s+message\s+réexpédié\s*:)\s*$",
     re.IGNORECASE,
 )
 # Keys of the header block Outlook-like clients put above the quoted original, by role.
@@ -49,48 +49,48 @@ _HEADER_KEYS = {
                 "ämne", "emne", "temat"),
 }
 _KEY_ROLE = {key: role for role, keys in _HEADER_KEYS.items() for key in keys}
-_HEADER_LINE = re.compile(r"^[ \t]*\*?[ \t]*([^\W\d_]{1,12})[ \t]*\*?[ \t]*:[ \t]*\*?", re.UNICODE)
+_HEADER_LINE = re.compile(r"^\s*\*?\s*([^\W\d_]{1,12})\s*\*?\s*:\s*\*?", re.UNICODE)
 _ATTRIBUTION_END = re.compile(
-    r"(?:\bwrote|\bwrites|\ba[ \t]+écrit|\bschrieb|\bescribió|\bescreveu|\bschreef"
-    r"|\bha[ \t]+scritto|\bskrev|\bnapisał|<[^<>@\s]{1,64}@[^<>\s]{1,255}>\)?)"
-    r"[^\n]{0,80}:[ \t]*$",
+    r"(?:\bwrote|\bwrites|\ba\s+écrit|\bschrieb|\bescribió|\bescreveu|\bschreef"
+    r"|\bha\s+scritto|\bskrev|\bnapisał|<[^<>@\s]{1,64}@[^<>\s]{1,255}>\)?)"
+    r"[^\n]{0,80}:\s*$",
     re.IGNORECASE,
 )
 _ATTRIBUTION_START = re.compile(
-    r"^[ \t]*(?:on|le|am|el|em|op|il|den|w[ \t]+dniu|\d{4}[年/.-])", re.IGNORECASE
+    r"^\s*(?:on|le|am|el|em|op|il|den|w\s+dniu|\d{4}[年/.-])", re.IGNORECASE
 )
-_SIGNATURE = re.compile(r"^--[ \t]?$")
+_SIGNATURE = re.compile(r"^--\s?$")
 _URL_IN_ANGLES = re.compile(r"<[^<>\s]{1,300}>")
 _MOBILE = re.compile(
-    r"^[ \t]*(?:sent[ \t]+from[ \t]+my[ \t]+(?:iphone|ipad|galaxy|samsung[\w ]{0,30}|android"
+    r"^\s*(?:sent\s+from\s+my\s+(?:iphone|ipad|galaxy|samsung[\w ]{0,30}|android"
     r"[\w ]{0,30}|mobile[\w ]{0,30}|blackberry[\w ]{0,30}|huawei[\w ]{0,30}|pixel[\w ]{0,20})"
-    r"|sent[ \t]+from[ \t]+(?:mail|outlook)[ \t]+for[ \t]+(?:windows|ios|android|mac)(?:[ \t]+1[01])?"
-    r"|sent[ \t]+from[ \t]+(?:yahoo[ \t]+mail[\w ]{0,30}|samsung[ \t]+mobile|proton[ \t]*mail"
-    r"[\w ]{0,30})|get[ \t]+outlook[ \t]+for[ \t]+(?:ios|android|mac)"
-    r"|envoyé[ \t]+de[ \t]+mon[ \t]+(?:iphone|ipad|smartphone[\w ]{0,30})"
-    r"|von[ \t]+meinem[ \t]+(?:iphone|ipad|smartphone|samsung[\w ]{0,30})[ \t]+gesendet"
-    r"|enviado[ \t]+desde[ \t]+mi[ \t]+(?:iphone|ipad|smartphone[\w ]{0,30})"
-    r"|enviado[ \t]+do[ \t]+meu[ \t]+(?:iphone|ipad|smartphone[\w ]{0,30})"
-    r"|verzonden[ \t]+(?:vanaf|met)[ \t]+(?:mijn[ \t]+)?(?:iphone|ipad)"
-    r"|inviato[ \t]+da[ \t]+(?:iphone|ipad))[ \t.!]*$",
+    r"|sent\s+from\s+(?:mail|outlook)\s+for\s+(?:windows|ios|android|mac)(?:\s+1[01])?"
+    r"|sent\s+from\s+(?:yahoo\s+mail[\w ]{0,30}|samsung\s+mobile|proton\s*mail"
+    r"[\w ]{0,30})|get\s+outlook\s+for\s+(?:ios|android|mac)"
+    r"|envoyé\s+de\s+mon\s+(?:iphone|ipad|smartphone[\w ]{0,30})"
+    r"|von\s+meinem\s+(?:iphone|ipad|smartphone|samsung[\w ]{0,30})\s+gesendet"
+    r"|enviado\s+desde\s+mi\s+(?:iphone|ipad|smartphone[\w ]{0,30})"
+    r"|enviado\s+do\s+meu\s+(?:iphone|ipad|smartphone[\w ]{0,30})"
+    r"|verzonden\s+(?:vanaf|met)\s+(?:mijn\s+)?(?:iphone|ipad)"
+    r"|inviato\s+da\s+(?:iphone|ipad))[ \t.!]*$",
     re.IGNORECASE,
 )
 _LEGAL = re.compile(
-    r"^[ \t]*(?:confidentiality[ \t]+notice|disclaimer[ \t]*:|legal[ \t]+notice"
-    r"|this[ \t]+(?:e-?mail|message|communication)\b[^\n]{0,120}\bconfidential"
-    r"|the[ \t]+information[ \t]+(?:contained[ \t]+)?in[ \t]+this[ \t]+(?:e-?mail|message)"
-    r"|diese[ \t]+(?:e-?mail|nachricht)[ \t]+enthält[ \t]+vertrauliche"
-    r"|ce[ \t]+(?:message|courriel|e-?mail)\b[^\n]{0,120}\bconfidenti"
-    r"|este[ \t]+(?:mensaje|correo)\b[^\n]{0,120}\bconfidencial"
-    r"|esta[ \t]+mensagem\b[^\n]{0,120}\bconfidencia"
-    r"|dit[ \t]+(?:e-?mail)?bericht\b[^\n]{0,120}\b(?:vertrouwelijk|uitsluitend[ \t]+bestemd)"
-    r"|please[ \t]+consider[ \t]+the[ \t]+environment)",
+    r"^\s*(?:confidentiality\s+notice|disclaimer\s*:|legal\s+notice"
+    r"|this\s+(?:e-?mail|message|communication)\b[^\n]{0,120}\bconfidential"
+    r"|the\s+information\s+(?:contained\s+)?in\s+this\s+(?:e-?mail|message)"
+    r"|diese\s+(?:e-?mail|nachricht)\s+enthält\s+vertrauliche"
+    r"|ce\s+(?:message|courriel|e-?mail)\b[^\n]{0,120}\bconfidenti"
+    r"|este\s+(?:mensaje|correo)\b[^\n]{0,120}\bconfidencial"
+    r"|esta\s+mensagem\b[^\n]{0,120}\bconfidencia"
+    r"|dit\s+(?:e-?mail)?bericht\b[^\n]{0,120}\b(?:vertrouwelijk|uitsluitend\s+bestemd)"
+    r"|please\s+consider\s+the\s+environment)",
     re.IGNORECASE,
 )
 _BLANKS = re.compile(r"\n{3,}")
-_QUESTION = re.compile(r"^[ \t]{0,3}>[ \t]*(\d{1,2})[ \t]*[.)][ \t]+\S")
+_QUESTION = re.compile(r"^\s{0,3}>\s*(\d{1,2})\s*[.)]\s+\S")
 _OWN_NUMBERED = re.compile(
-    r"^[ \t]*(?:q[ \t]*)?(\d{1,2})[ \t]*(?:[.)](?!\d)|:(?!\d)|[ \t]-[ \t]|=)[ \t]*(\S[^\n]*)$",
+    r"^\s*(?:q\s*)?(\d{1,2})\s*(?:[.)](?!\d)|:(?!\d)|\s-\s|=)\s*(\S[^\n]*)$",
     re.IGNORECASE,
 )
 
