@@ -230,7 +230,8 @@ def _gathering_paths(config: Path, patterns: Iterable[str], problems: list[str])
         matches = sorted(glob.glob(str(config.parent / pattern)))
         if not matches:
             problems.append(f"{config}: gathering_files: {pattern!r} matches no file")
-        found.extend(Path(m) for m in matches)
+        # A glob such as "*.toml" beside the service config must not read the config itself.
+        found.extend(Path(m) for m in matches if Path(m).resolve() != config.resolve())
     return found
 
 
