@@ -312,23 +312,18 @@ def _offset(instant: datetime, zone: ZoneInfo) -> timedelta:
 
 def _yearly_rules(per_year: list[list[_Transition]]) -> list[dict[str, Any]] | None:
     """One BYMONTH/BYDAY rule per transition of the first year, if every year obeys it."""
-    rules = []
-    for index, (instant, before, after) in enumerate(per_year[0]):
-        onset = _onset(instant, before)
-        for later in per_year:
-            if len(later) != 2:
-                return None
-            other, other_before, other_after = later[index]
-            other_onset = _onset(other, other_before)
-            if (other_before, other_after, other_onset.time(), other_onset.month) != (
-                before,
-                after,
-                onset.time(),
-                onset.month,
-            ) or _byday(other_onset.date()) != _byday(onset.date()):
-                return None
-        rules.append({"FREQ": "YEARLY", "BYMONTH": onset.month, "BYDAY": _byday(onset.date())})
-    return rules
+    if any(len(year) != 2 for year in per_year):
+        return None
+    keys = [[_rule_key(transition) for transition in year] for year in per_year]
+    if any(year != keys[0] for year in keys):
+        return None
+    return [{"FREQ": "YEARLY", "BYMONTH": key[3], "BYDAY": key[4]} for key in keys[0]]
+
+
+def _rule_key(transition: _Transition) -> tuple[timedelta, timedelta, time, int, str]:
+    instant, before, after = transition
+    onset = _onset(instant, before)
+    return before, after, onset.time(), onset.month, _byday(onset.date())
 
 
 def _byday(day: date) -> str:
