@@ -1,0 +1,123 @@
+"""Registration burst through the engine, against the durable ceiling of the same database.
+
+    python -m bench.engine [--participants 2000] [--durability full|normal]
+
+Every simulated participant says hello, answers every question one message at a time (the
+Matrix way) and confirms, interleaved with everyone else. Each message is one engine
+transaction on a fresh SQLite file. The baseline, measured in the same run on the same file
+and connection settings, is one INSERT + COMMIT per message: what any durable engine that
+records its input must at least pay. The figure of interest is the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from flows.config import GatheringConfig
+from gateway.engine import Engine
+from gateway.model import Channel, InboundMessage
+from gateway.registry import default_flows
+from gateway.simulate import SimulatedPerson
+from gateway.store import open_store
+from gateway.store.db import Durability
+
+BENCH_GATHERING = Path(__file__).resolve().parent.parent / "gatherings" / "summer-camp.toml"
+
+
+def load_gathering(capacity: int) -> GatheringConfig:
+    import tomllib
+
+    data = tomllib.loads(BENCH_GATHERING.read_text())
+    data["capacity"] = capacity
+    data["registration"].pop("opens_at", None)
+    data["registration"].pop("closes_at", None)
+    return GatheringConfig.model_validate(data)
+
+
+def conversation(gathering: GatheringConfig, participants: int, seed: int) -> list[InboundMessage]:
+    """All messages of the burst, round-robin across participants (each in their own order)."""
+    rng = random.Random(seed)
+    reference = gathering.starts if not isinstance(gathering.starts, datetime) else gathering.starts.date()
+    people = [SimulatedPerson(n, Channel.MATRIX, random.Random(rng.random())) for n in range(participants)]
+    scripts: list[list[InboundMessage]] = []
+    for person in people:
+        script = [person.says("hello")]
+        while (answer := person.next_answer(gathering.registration.questions, reference)) is not None:
+            script.append(person.says(answer))
+        script.append(person.says("yes"))
+        scripts.append(script)
+    burst: list[InboundMessage] = []
+    for step in range(max(len(s) for s in scripts)):
+        burst.extend(s[step] for s in scripts if step < len(s))
+    return burst
+
+
+async def run_engine(path: Path, gathering: GatheringConfig, burst: list[InboundMessage],
+                     durability: Durability) -> list[float]:
+    store = await open_store(path, durability=durability)
+    engine = Engine(store, default_flows(), {gathering.slug: gathering},
+                    clock=lambda: datetime.now(UTC))
+    latencies = []
+    for message in burst:
+        start = time.perf_counter()
+        await engine.handle(message)
+        latencies.append(time.perf_counter() - start)
+    await store.close()
+    return latencies
+
+
+async def run_baseline(path: Path, burst: list[InboundMessage], durability: Durability) -> list[float]:
+    store = await open_store(path, durability=durability)
+    await store.conn.execute(
+        "CREATE TABLE IF NOT EXISTS bench_baseline (id INTEGER PRIMARY KEY, channel TEXT,"
+        " external_id TEXT, body TEXT, UNIQUE (channel, external_id))"
+    )
+    latencies = []
+    for message in burst:
+        start = time.perf_counter()
+        async with store.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO bench_baseline (channel, external_id, body) VALUES (?, ?, ?)",
+                (message.channel.value, message.external_id, message.text),
+            )
+        latencies.append(time.perf_counter() - start)
+    await store.close()
+    return latencies
+
+
+def describe(name: str, latencies: list[float]) -> float:
+    total = sum(latencies)
+    rate = len(latencies) / total
+    q = statistics.quantiles(latencies, n=100)
+    print(f"{name:<10} {len(latencies):>7} msgs  {rate:>8.0f} msg/s  "
+          f"p50 {q[49] * 1000:6.2f} ms  p99 {q[98] * 1000:6.2f} ms")
+    return rate
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--participants", type=int, default=2000)
+    parser.add_argument("--durability", choices=["full", "normal"], default="full")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    gathering = load_gathering(capacity=args.participants * 3 // 4)
+    burst = conversation(gathering, args.participants, args.seed)
+    answers = len(burst) - 2 * args.participants
+    print(f"{args.participants} participants, {answers / args.participants:.1f} answers each,"
+          f" {len(burst)} messages; synchronous={args.durability.upper()}, WAL")
+    with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
+        db = Path(tmp) / "bench.sqlite3"
+        base = describe("baseline", await run_baseline(db, burst, args.durability))
+        engine = describe("engine", await run_engine(db, gathering, burst, args.durability))
+    print(f"ratio engine/baseline: {engine / base:.2f}  (goal >= 0.50)")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
