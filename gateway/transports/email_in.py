@@ -1,0 +1,347 @@
+"""Receiving email: an IMAP IDLE reader and an SMTP/LMTP listener, feeding one intake.
+
+Both paths promise the same thing: a mail is applied exactly once, even if the service dies
+at any point. The IMAP reader commits the inbox row and the folder cursor in one engine
+transaction *before* moving the mail out of the folder; after a crash in between, the mail
+is still there, its UID is covered by the cursor, and it is only moved. The listener answers
+250 only after the engine committed, so a crash before that makes the sending MTA retry.
+The inbox's UNIQUE (channel, Message-ID) turns every other redelivery into a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import ssl
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from aioimaplib import aioimaplib
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from gateway.config import EmailSettings, ImapSettings
+from gateway.model import InboundMessage
+from gateway.transports.email_inbound import (
+    Conversations,
+    own_addresses,
+    parse_raw,
+    to_inbound,
+)
+from gateway.transports.email_token import token_from_address
+
+log = logging.getLogger(__name__)
+
+#: Seconds an IMAP command may take before the connection is considered dead.
+IMAP_TIMEOUT = 30.0
+#: Reconnect delays grow from 1 s to this cap while the server stays unreachable.
+MAX_BACKOFF = 300.0
+_UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]")
+
+
+class Handler(Protocol):
+    """The engine as the intake sees it (`Engine.handle`)."""
+
+    async def handle(
+        self, message: InboundMessage, *, cursor: tuple[str, str] | None = None
+    ) -> Any: ...
+
+
+class MailIntake:
+    """raw bytes → parse → InboundMessage → engine, shared by both receiving paths."""
+
+    def __init__(
+        self,
+        settings: EmailSettings,
+        engine: Handler,
+        *,
+        conversations: Conversations | None = None,
+        after_commit: Callable[[], None] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.conversations = conversations or {}
+        #: Called after each committed message (wake the outbox worker: it has replies).
+        self.after_commit = after_commit
+        self.clock = clock
+
+    async def accept(
+        self, raw: bytes, *, cursor: tuple[str, str] | None = None,
+        recipients: Iterable[str] = (),
+    ) -> Any:
+        """Apply one mail. `recipients` are envelope addresses the headers may not show."""
+        headers = b"".join(b"Delivered-To: " + r.encode() + b"\r\n" for r in recipients)
+        parsed = parse_raw(headers + raw, self.settings)
+        # The dedupe key hashes the mail as the sender wrote it, whichever path it came by.
+        message = to_inbound(parsed, self.settings, raw=raw, conversations=self.conversations,
+                             received_at=self.clock())
+        result = await self.engine.handle(message, cursor=cursor)
+        log.info("mail %s: %s", message.external_id, getattr(result, "outcome", result))
+        if self.after_commit is not None:
+            self.after_commit()
+        return result
+
+
+class ImapError(Exception):
+    """The IMAP server refused something the reader needs (login, select, move)."""
+
+
+class ImapReader:
+    """Reads new mail from one IMAP folder with IDLE (or NOOP polling), then moves it away."""
+
+    def __init__(
+        self,
+        settings: ImapSettings,
+        intake: MailIntake,
+        load_cursor: Callable[[str], Awaitable[str | None]],
+    ) -> None:
+        self.settings = settings
+        self.intake = intake
+        self.load_cursor = load_cursor
+        self.cursor_name = f"imap:{settings.username}:{settings.folder}"
+        #: Set while a session is selected and waiting for mail (tests and health checks).
+        self.ready = asyncio.Event()
+        self._lost = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Read until `stop` is set, reconnecting with exponential backoff."""
+        delay = 1.0
+        while not stop.is_set():
+            selected = False
+            try:
+                imap = await self._connect()
+                try:
+                    validity = await self._select(imap)
+                    selected = True
+                    await self._session(imap, validity, stop)
+                finally:
+                    self.ready.clear()
+                    await _logout(imap)
+            except (OSError, asyncio.TimeoutError, aioimaplib.Abort, aioimaplib.Error,
+                    ImapError) as exc:
+                log.warning("IMAP %s: %s: %s", self.settings.host, type(exc).__name__, exc)
+            except Exception:
+                # The engine failed (a database error); the mail stays in the folder.
+                log.exception("IMAP %s: processing failed", self.settings.host)
+            if stop.is_set():
+                return
+            delay = 1.0 if selected else min(MAX_BACKOFF, delay * 2)
+            await _wait_any(stop, timeout=delay)
+
+    async def _connect(self) -> aioimaplib.IMAP4:
+        s = self.settings
+        self._lost.clear()
+        context = ssl.create_default_context() if s.security == "tls" else None
+        imap = aioimaplib.IMAP4(host=s.host, port=s.port, timeout=IMAP_TIMEOUT,
+                                conn_lost_cb=lambda exc: self._lost.set(), ssl_context=context)
+        await imap.wait_hello_from_server()
+        if s.security == "starttls":
+            await _starttls(imap, s.host)
+        response = await imap.login(s.username, s.password.get())
+        if response.result != "OK":
+            raise ImapError(f"login as {s.username} refused: {_text(response.lines)}")
+        return imap
+
+    async def _select(self, imap: aioimaplib.IMAP4) -> str:
+        s = self.settings
+        # LIST with an exact name (no wildcards) answers one line if the folder exists.
+        listed = await imap.list('""', _quote(s.processed_folder))
+        if len(listed.lines) < 2:
+            created = await imap.create(_quote(s.processed_folder))
+            if created.result != "OK" and b"ALREADYEXISTS" not in b"".join(created.lines):
+                raise ImapError(f"cannot create {s.processed_folder}: {_text(created.lines)}")
+        response = await imap.select(_quote(s.folder))
+        if response.result != "OK":
+            raise ImapError(f"cannot select {s.folder}: {_text(response.lines)}")
+        found = next((m for line in response.lines if (m := _UIDVALIDITY.search(line))), None)
+        if found is None:
+            raise ImapError(f"{s.folder}: the server sent no UIDVALIDITY")
+        return found.group(1).decode()
+
+    async def _session(self, imap: aioimaplib.IMAP4, validity: str, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self._drain(imap, validity)
+            self.ready.set()
+            await self._wait(imap, stop)
+            if self._lost.is_set():
+                raise ImapError("connection lost")
+
+    async def _drain(self, imap: aioimaplib.IMAP4, validity: str) -> None:
+        """Apply and move every mail in the folder, oldest first."""
+        saved = await self.load_cursor(self.cursor_name)
+        last = 0
+        if saved and saved.partition(":")[0] == validity:
+            last = int(saved.partition(":")[2])
+        response = await imap.uid_search("ALL", charset=None)
+        if response.result != "OK":
+            raise ImapError(f"search failed: {_text(response.lines)}")
+        uids = sorted({int(t) for line in response.lines[:-1] for t in line.split() if t.isdigit()})
+        for uid in uids:
+            # At or below the cursor: applied in an earlier session that died before moving.
+            if uid > last:
+                raw = await self._fetch(imap, uid)
+                if raw is not None:
+                    await self.intake.accept(raw, cursor=(self.cursor_name, f"{validity}:{uid}"))
+                last = uid
+            await self._move(imap, uid)
+
+    async def _fetch(self, imap: aioimaplib.IMAP4, uid: int) -> bytes | None:
+        # BODY.PEEK leaves \Seen alone: a person reading the mailbox still sees it as new.
+        response = await imap.uid("fetch", str(uid), "(BODY.PEEK[])")
+        if response.result != "OK":
+            raise ImapError(f"fetch {uid} failed: {_text(response.lines)}")
+        if len(response.lines) < 2 or not isinstance(response.lines[1], (bytes, bytearray)):
+            return None  # expunged by someone else meanwhile
+        return bytes(response.lines[1])
+
+    async def _move(self, imap: aioimaplib.IMAP4, uid: int) -> None:
+        target = _quote(self.settings.processed_folder)
+        if imap.has_capability("MOVE"):
+            response = await imap.uid("move", str(uid), target)
+        else:
+            response = await imap.uid("copy", str(uid), target)
+            if response.result == "OK":
+                response = await imap.uid("store", str(uid), "+FLAGS.SILENT", r"(\Deleted)")
+            if response.result == "OK":
+                response = await (imap.uid("expunge", str(uid)) if imap.has_capability("UIDPLUS")
+                                  else imap.expunge())
+        if response.result != "OK":
+            raise ImapError(f"moving {uid} to {self.settings.processed_folder}: "
+                            f"{_text(response.lines)}")
+
+    async def _wait(self, imap: aioimaplib.IMAP4, stop: asyncio.Event) -> None:
+        """Until the server reports a change, `poll_seconds` pass, or we are stopped.
+
+        With IDLE Dovecot reports new mail about 0.5 s after delivery; the IDLE is renewed
+        every `poll_seconds` anyway, which also keeps NAT gateways from dropping the socket.
+        """
+        timeout = self.settings.poll_seconds
+        if not (self.settings.idle and imap.has_capability("IDLE")):
+            await _wait_any(stop, self._lost, timeout=timeout)
+            if not (stop.is_set() or self._lost.is_set()):
+                await imap.noop()
+            return
+        idle = await imap.idle_start(timeout=timeout)
+        push = asyncio.ensure_future(imap.wait_server_push(timeout=timeout + IMAP_TIMEOUT))
+        try:
+            await _wait_any(stop, self._lost, push, timeout=None)
+        finally:
+            push.cancel()
+        if self._lost.is_set():
+            return
+        imap.idle_done()
+        await asyncio.wait_for(idle, IMAP_TIMEOUT)
+
+
+class MailListener:
+    """An SMTP or LMTP server for the gateway's address and its plus addresses.
+
+    For self-hosters whose MX (or Postfix, via `lmtp:inet:…`) hands mail straight to the
+    gateway. Other recipients are refused at RCPT with 550, so it is never an open relay.
+    """
+
+    def __init__(self, settings: EmailSettings, intake: MailIntake) -> None:
+        if settings.listener is None:
+            raise ValueError("email.listener is not configured")
+        self.listen = settings.listener
+        self.intake = intake
+        self.own = own_addresses(settings)
+        self.hostname = settings.address.rpartition("@")[2]
+        self.port = self.listen.port
+        self._server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        server_class = LMTP if self.listen.protocol == "lmtp" else SMTP
+        self._server = await loop.create_server(
+            lambda: server_class(self, hostname=self.hostname, decode_data=False,
+                                 enable_SMTPUTF8=True),
+            self.listen.host, self.listen.port,
+        )
+        self.port = int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        lowered = address.strip().lower()
+        if lowered not in self.own and token_from_address(lowered, self.own) is None:
+            return f"550 5.1.1 <{address}>: no such mailbox here"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content
+        if not isinstance(raw, bytes):
+            raw = envelope.content if isinstance(envelope.content, bytes) else b""
+        try:
+            await self.intake.accept(raw, recipients=envelope.rcpt_tos)
+            reply = "250 2.0.0 OK: applied"
+        except Exception:
+            # Nothing was committed: a 4xx makes the sending MTA keep the mail and retry.
+            log.exception("listener: processing failed")
+            reply = "451 4.3.0 Temporary failure, try again later"
+        if isinstance(server, LMTP):
+            # LMTP answers DATA once per accepted recipient (RFC 2033 section 4.2).
+            return "\r\n".join([reply] * len(envelope.rcpt_tos))
+        return reply
+
+
+async def _wait_any(*things: asyncio.Event | asyncio.Future[Any], timeout: float | None) -> None:
+    tasks = [asyncio.ensure_future(t.wait()) if isinstance(t, asyncio.Event) else t
+             for t in things]
+    owned = [t for t, src in zip(tasks, things, strict=True) if isinstance(src, asyncio.Event)]
+    try:
+        await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in owned:
+            task.cancel()
+
+
+async def _starttls(imap: aioimaplib.IMAP4, host: str) -> None:
+    """Upgrade a plain connection (aioimaplib has no STARTTLS of its own)."""
+    protocol = imap.protocol
+    response = await asyncio.wait_for(protocol.simple_command("STARTTLS"), IMAP_TIMEOUT)
+    if response.result != "OK":
+        raise ImapError(f"STARTTLS refused: {_text(response.lines)}")
+    loop = asyncio.get_running_loop()
+    protocol.transport = await loop.start_tls(
+        protocol.transport, protocol, ssl.create_default_context(), server_hostname=host
+    )
+    await protocol.capability()  # capabilities may change after TLS (RFC 3501 6.2.1)
+
+
+async def _logout(imap: aioimaplib.IMAP4) -> None:
+    try:
+        await asyncio.wait_for(imap.logout(), 5)
+    except (OSError, asyncio.TimeoutError, aioimaplib.Abort, aioimaplib.Error):
+        pass
+    transport = getattr(imap.protocol, "transport", None)
+    if transport is not None:
+        transport.close()
+
+
+def _quote(name: str) -> str:
+    if re.fullmatch(r"[A-Za-z0-9._/-]+", name):
+        return name
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _text(lines: list[Any]) -> str:
+    return " ".join(bytes(line).decode(errors="replace") for line in lines)[:300]
