@@ -120,6 +120,9 @@ class CrewsConfig(Strict):
     together_question: str | None = None
     apart_question: str | None = None
     facilitator_question: str | None = None
+    #: A yes/no question: "may your crewmates see your shareable answers?". Without it, or
+    #: without a yes, crewmates see only the person's display name.
+    consent_question: str | None = None
     one_facilitator_per_crew: bool = False
     balance: list[CrewCriterion] = Field(default_factory=list)
     together_weight: Annotated[float, Field(ge=0)] = 10.0

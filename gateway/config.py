@@ -247,6 +247,7 @@ def _cross_checks(gatherings: dict[str, GatheringConfig], sources: dict[str, Pat
             "together_question": g.crews.together_question,
             "apart_question": g.crews.apart_question,
             "facilitator_question": g.crews.facilitator_question,
+            "consent_question": g.crews.consent_question,
         }
         for i, c in enumerate(g.crews.balance):
             named[f"balance[{i}].question"] = c.question
