@@ -170,6 +170,8 @@ class Outgoing:
     kind: OutKind = OutKind.TEXT
     #: Options of a POLL, in order; answers come back as the option's 1-based number.
     options: tuple[str, ...] = ()
+    #: POLL: several options may be chosen (a Matrix poll with max_selections > 1).
+    multiple: bool = False
     invite: Invite | None = None
     #: True when the message answers something the person just wrote (not Auto-Submitted).
     is_reply: bool = True
@@ -217,6 +219,7 @@ class OutboxItem:
     html: str
     attempts: int
     options: tuple[str, ...] = ()
+    multiple: bool = False
     invite: Invite | None = None
     is_reply: bool = True
     group: str | None = None

@@ -159,6 +159,7 @@ class Enqueuer:
             "text": rendered.text,
             "html": rendered.html,
             "options": list(out.options),
+            "multiple": out.multiple,
             "invite": _invite_json(out),
             "is_reply": out.is_reply,
             "group": out.group,

@@ -186,6 +186,7 @@ def item_from_row(row: Row) -> OutboxItem:
         html=payload.get("html", ""),
         attempts=row["attempts"],
         options=tuple(payload.get("options", ())),
+        multiple=bool(payload.get("multiple", False)),
         invite=_invite(invite) if invite else None,
         is_reply=payload.get("is_reply", True),
         group=payload.get("group"),
