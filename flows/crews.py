@@ -1,0 +1,320 @@
+"""The crews flow: store a proposal, approve it, announce crews, keep the call roster.
+
+The solver is CPU-heavy (seconds), so it never runs inside a step: `gateway.crews_ops` solves
+outside the engine transaction and hands the result in as a `proposal` COMMAND. Everything here
+is cheap bookkeeping on the gathering-level run (person 0), whose state is plain JSON:
+
+    {"pins": {"12": 1},                     # person → crew index (0-based), kept across runs
+     "proposal": {"kind": "initial" | "repair" | "round", "assignment": {"12": 0}, …},
+     "approved": {"round": 1, "assignment": {…}, "languages": […], "announced": true,
+                  "first_call": "2027-06-01", "zones": {"0": "Europe/Lisbon"},
+                  "sequences": {"0": 0}},
+     "history": [{"round": 1, "assignment": {…}}],   # earlier rounds, for round_pairs
+     "calls": {"12": "ACCEPTED"},            # each member's answer to their crew call
+     "last": {"command": "approve", "ok": false, "detail": "…"}}
+
+`last` is how the caller of a command (the CLI, the organisers' room) learns what happened:
+the engine records the step, the caller reads the state back.
+
+Personal runs only receive calendar replies (routed by invite UID) and pass them on to the
+gathering run as `call_reply` events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, ClassVar
+
+from flows.base import Outcome, RunView, StepContext
+from flows.crews_announce import (
+    call_context,
+    call_invite,
+    call_uid,
+    crew_zone,
+    first_call_day,
+    group_key,
+    member_card,
+)
+from flows.config import GatheringConfig
+from gateway.model import (
+    GATHERING_SUBJECT,
+    Emit,
+    InboundKind,
+    InboundMessage,
+    Outgoing,
+    OutKind,
+    PersonId,
+    SetTimer,
+)
+
+KINDS = ("initial", "repair", "round")
+ANNOUNCE_TIMER = "announce"
+Assignment = dict[str, int]
+
+
+class Crews:
+    name: ClassVar[str] = "crews"
+    reads: ClassVar[tuple[str, ...]] = ("registration",)
+
+    def wants(self, message: InboundMessage, status: str) -> bool:
+        # Nobody converses with this flow: crew rooms and threads belong to the crew, and
+        # calendar replies are routed by their invite UID, not by this question.
+        return False
+
+    def step(self, ctx: StepContext) -> Outcome:
+        if not ctx.is_gathering_run:
+            return _personal(ctx)
+        if ctx.message.kind == InboundKind.TICK and ctx.message.text == ANNOUNCE_TIMER:
+            return _announce_due(ctx)
+        if ctx.message.kind != InboundKind.COMMAND:
+            return Outcome(ignored=True)
+        handler = _COMMANDS.get(ctx.message.text)
+        if handler is None:
+            return _done(ctx.state, ctx.message.text, False, "unknown command")
+        return handler(ctx, dict(ctx.state))
+
+
+def _personal(ctx: StepContext) -> Outcome:
+    answer = ctx.message.calendar
+    if ctx.message.kind != InboundKind.CALENDAR_REPLY or answer is None:
+        return Outcome(ignored=True)
+    partstat = answer.partstat.upper()
+    return Outcome(
+        state={**ctx.state, "call": partstat, "uid": answer.uid},
+        status=partstat.lower(),
+        emit=[Emit("crews", GATHERING_SUBJECT, "call_reply",
+                   {"person": str(ctx.person.id), "uid": answer.uid, "partstat": partstat})],
+    )
+
+
+def _done(state: Mapping[str, Any], command: str, ok: bool, detail: str = "",
+          **extra: Any) -> Outcome:
+    """Record the command's result in `last`; extra keyword arguments fill the Outcome."""
+    new = {**state, "last": {"command": command, "ok": ok, "detail": detail}}
+    return Outcome(state=new, ignored=not ok, **extra)
+
+
+def registered(ctx: StepContext) -> dict[str, RunView]:
+    """Confirmed people of the gathering, by person id as a string (the JSON key form)."""
+    runs = ctx.peers.get("registration", {})
+    return {str(p): run for p, run in runs.items() if run.status == "registered"}
+
+
+def _proposal(ctx: StepContext, state: dict[str, Any]) -> Outcome:
+    payload = dict(ctx.message.payload)
+    kind = payload.get("kind")
+    approved = state.get("approved")
+    if kind not in KINDS:
+        return _done(state, "proposal", False, f"unknown proposal kind {kind!r}")
+    if kind != "initial" and approved is None:
+        return _done(state, "proposal", False, "nothing is approved yet: propose first")
+    if kind == "initial" and approved is not None and approved.get("announced"):
+        return _done(state, "proposal", False,
+                     "crews are already announced: use update (changes) or round (new crews)")
+    assignment = {str(p): int(c) for p, c in payload.get("assignment", {}).items()}
+    if not assignment:
+        return _done(state, "proposal", False, "the proposal assigns nobody")
+    if approved is None:
+        round_no = 1
+    else:
+        round_no = approved["round"] + (1 if kind == "round" else 0)
+    state["proposal"] = {**payload, "kind": kind, "round": round_no, "assignment": assignment,
+                         "proposed_at": ctx.now.isoformat()}
+    return _done(state, "proposal", True, f"{kind} proposal stored for round {round_no}")
+
+
+def _pin(ctx: StepContext, state: dict[str, Any]) -> Outcome:
+    person, crew = str(ctx.message.payload.get("person", "")), ctx.message.payload.get("crew")
+    if person not in registered(ctx):
+        return _done(state, "pin", False, f"person {person} is not registered")
+    if not isinstance(crew, int) or crew < 0:
+        return _done(state, "pin", False, "a pin needs a crew number from 1")
+    state["pins"] = {**state.get("pins", {}), person: crew}
+    return _done(state, "pin", True, f"person {person} pinned to crew {crew + 1}")
+
+
+def _unpin(ctx: StepContext, state: dict[str, Any]) -> Outcome:
+    person = str(ctx.message.payload.get("person", ""))
+    pins = dict(state.get("pins", {}))
+    if pins.pop(person, None) is None:
+        return _done(state, "unpin", False, f"person {person} is not pinned")
+    state["pins"] = pins
+    return _done(state, "unpin", True, f"person {person} unpinned")
+
+
+def _approve(ctx: StepContext, state: dict[str, Any]) -> Outcome:
+    proposal = state.get("proposal")
+    if proposal is None:
+        return _done(state, "approve", False, "no proposal to approve: propose first")
+    people = registered(ctx)
+    assignment: Assignment = proposal["assignment"]
+    left = sorted(set(assignment) - set(people), key=int)
+    late = sorted(set(people) - set(assignment), key=int)
+    if left or late:
+        return _done(state, "approve", False,
+                      "registrations changed since the proposal "
+                      f"(no longer registered: {_ids(left)}; not placed: {_ids(late)}); "
+                      "propose again (or update, once crews are approved)")
+    previous = state.get("approved")
+    kind = proposal["kind"]
+    if kind == "round" and previous is not None:
+        state["history"] = [*state.get("history", []),
+                            {"round": previous["round"], "assignment": previous["assignment"]}]
+        state["calls"] = {}
+    crews = 1 + max(assignment.values())
+    approved = {
+        "round": proposal["round"],
+        "assignment": assignment,
+        "languages": list(proposal.get("languages", [])),
+        "crews": crews,
+        "approved_at": ctx.now.isoformat(),
+        "announced": False,
+        "first_call": None,
+        "zones": {},
+        "sequences": {},
+    }
+    state.pop("proposal")
+    if kind == "repair" and previous is not None and previous.get("announced"):
+        return _approve_repair(ctx, state, previous, approved, people)
+    state["approved"] = approved
+    announce_at = ctx.gathering.crews.announce_at if ctx.gathering.crews else None
+    if announce_at is not None and announce_at > ctx.now:
+        return _done(state, "approve", True,
+                     f"crews approved; announced at {announce_at.isoformat()}",
+                     timers=[SetTimer(ANNOUNCE_TIMER, announce_at)])
+    sends = _announce(ctx, state, people)
+    return _done(state, "approve", True, f"crews approved and announced ({crews} crews)",
+                 send=sends, cancel_timers=[ANNOUNCE_TIMER])
+
+
+def _announce_due(ctx: StepContext) -> Outcome:
+    state = dict(ctx.state)
+    approved = state.get("approved")
+    if approved is None or approved.get("announced"):
+        return Outcome(ignored=True)
+    return Outcome(state=state, send=_announce(ctx, state, registered(ctx)))
+
+
+def _announce(ctx: StepContext, state: dict[str, Any], people: Mapping[str, RunView]) -> list[Outgoing]:
+    """Introduce every crew to itself and invite it to its call; marks `approved` announced."""
+    approved = dict(state["approved"])
+    g = ctx.gathering
+    members = _members(approved["assignment"], approved["crews"])
+    zones = {str(c): crew_zone(g, [people.get(p) for p in m]) for c, m in enumerate(members)}
+    weekday = g.crews.call_weekday if g.crews else None
+    first = {c: first_call_day(ctx.now, z, weekday) for c, z in zones.items()} if weekday else {}
+    sends = []
+    for c, crew in enumerate(members):
+        invite = call_invite(g, approved["round"], c, zones[str(c)], first[str(c)], 0) \
+            if first else None
+        sends.append(_group(g, approved, c, crew, people, "crews/intro", invite, {}))
+    state["approved"] = {**approved, "announced": True, "zones": zones,
+                         "first_call": {c: d.isoformat() for c, d in first.items()},
+                         "sequences": {str(c): 0 for c in range(len(members))}}
+    return sends
+
+
+def _approve_repair(ctx: StepContext, state: dict[str, Any], previous: dict[str, Any],
+                    approved: dict[str, Any], people: Mapping[str, RunView]) -> Outcome:
+    """Tell only the crews whose membership changed; cancel the old call of anyone who left."""
+    g = ctx.gathering
+    old, new = previous["assignment"], approved["assignment"]
+    before = _members(old, previous["crews"])
+    after = _members(new, approved["crews"])
+    sequences = dict(previous.get("sequences", {}))
+    calls = dict(state.get("calls", {}))
+    sends: list[Outgoing] = []
+    changed = [c for c in range(approved["crews"]) if set(before[c]) != set(after[c])]
+    for c in changed:
+        key = str(c)
+        sequences[key] = sequences.get(key, 0) + 1
+        joined = [p for p in after[c] if p not in before[c]]
+        gone = [p for p in before[c] if p not in after[c]]
+        for p in joined:
+            calls.pop(p, None)
+        zone = previous["zones"].get(key, g.timezone)
+        first = previous.get("first_call") or {}
+        day = first.get(key)
+        invite = (call_invite(g, approved["round"], c, zone,
+                              datetime.fromisoformat(day).date(), sequences[key])
+                  if day else None)
+        extra = {"joined": [member_card(g, PersonId(int(p)), people.get(p)) for p in joined],
+                 "left": [_name(p, people, ctx) for p in gone]}
+        sends.append(_group(g, approved, c, after[c], people, "crews/changed", invite, extra))
+        for p in gone:
+            calls.pop(p, None)
+            cancel = (call_invite(g, approved["round"], c, zone,
+                                  datetime.fromisoformat(day).date(), sequences[key], "CANCEL")
+                      if day else None)
+            sends.append(Outgoing(to=PersonId(int(p)), template="crews/left", is_reply=False,
+                                  context={"crew": {"number": c + 1}, "moved_to": _crew_of(new, p)},
+                                  invite=cancel))
+    state["approved"] = {**approved, "announced": True, "zones": previous["zones"],
+                         "first_call": previous.get("first_call"), "sequences": sequences}
+    state["calls"] = calls
+    return _done(state, "approve", True,
+                 f"changes approved; crews told: {', '.join(str(c + 1) for c in changed) or 'none'}",
+                 send=sends)
+
+
+def _group(g: GatheringConfig, approved: Mapping[str, Any], crew: int, members: list[str],
+           people: Mapping[str, RunView], template: str, invite: Any,
+           extra: Mapping[str, Any]) -> Outgoing:
+    languages = approved.get("languages", [])
+    context = {
+        "crew": {
+            "number": crew + 1,
+            "round": approved["round"],
+            "language": languages[crew] if crew < len(languages) else "",
+            "members": [member_card(g, PersonId(int(p)), people.get(p)) for p in members],
+        },
+        "call": call_context(g, invite),
+        **extra,
+    }
+    return Outgoing(to=GATHERING_SUBJECT, template=template, context=context, kind=OutKind.GROUP,
+                    group=group_key(g.slug, approved["round"], crew),
+                    members=tuple(PersonId(int(p)) for p in members), invite=invite,
+                    is_reply=False)
+
+
+def _call_reply(ctx: StepContext, state: dict[str, Any]) -> Outcome:
+    payload = ctx.message.payload
+    person, uid = str(payload.get("person", "")), str(payload.get("uid", ""))
+    approved = state.get("approved")
+    crew = approved["assignment"].get(person) if approved else None
+    if approved is None or crew is None or uid != call_uid(ctx.gathering.slug, approved["round"], crew):
+        # A late answer to an earlier round's or an earlier crew's call: not this roster.
+        return _done(state, "call_reply", False, f"stale call reply from person {person}")
+    state["calls"] = {**state.get("calls", {}), person: str(payload.get("partstat", ""))}
+    return _done(state, "call_reply", True, f"person {person}: {payload.get('partstat')}")
+
+
+def _members(assignment: Mapping[str, int], crews: int) -> list[list[str]]:
+    out: list[list[str]] = [[] for _ in range(crews)]
+    for person, crew in sorted(assignment.items(), key=lambda item: int(item[0])):
+        out[crew].append(person)
+    return out
+
+
+def _crew_of(assignment: Mapping[str, int], person: str) -> int | None:
+    crew = assignment.get(person)
+    return None if crew is None else crew + 1
+
+
+def _name(person: str, people: Mapping[str, RunView], ctx: StepContext) -> str:
+    run = people.get(person) or ctx.peers.get("registration", {}).get(PersonId(int(person)))
+    return (run.display_name if run else "") or f"#{person}"
+
+
+def _ids(people: list[str]) -> str:
+    return ", ".join(people) or "none"
+
+
+_COMMANDS = {
+    "proposal": _proposal,
+    "pin": _pin,
+    "unpin": _unpin,
+    "approve": _approve,
+    "call_reply": _call_reply,
+}
