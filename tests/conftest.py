@@ -33,6 +33,7 @@ from tests.servers import (  # noqa: E402
     SynapseServer,
     install_sigterm_cleanup,
     kill_all_children,
+    sweep_stale_scratch,
 )
 
 _SERVER_FIXTURES = ("synapse", "synapse_rate_limited", "dovecot", "postfix")
@@ -92,6 +93,7 @@ def _serve(make: Callable[[], S]) -> Iterator[S]:
 
 def pytest_configure(config: pytest.Config) -> None:
     install_sigterm_cleanup()
+    sweep_stale_scratch()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -19,6 +19,7 @@ from .process import (
     ServerUnavailable,
     install_sigterm_cleanup,
     kill_all_children,
+    sweep_stale_scratch,
 )
 from .smtp_sink import ReceivedMessage, SmtpSink
 from .synapse import MatrixUser, SynapseServer
@@ -36,5 +37,6 @@ __all__ = [
     "free_port",
     "install_sigterm_cleanup",
     "kill_all_children",
+    "sweep_stale_scratch",
     "wait_for_greeting",
 ]

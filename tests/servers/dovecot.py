@@ -8,6 +8,7 @@ then blocks the restart that outage tests need.
 from __future__ import annotations
 
 import asyncio
+import grp
 import itertools
 import os
 import pwd
@@ -62,7 +63,7 @@ class DovecotServer:
         self.lmtp_port = lmtp_port or free_port()
         self.domain = domain
         self._own_dir = base_dir is None
-        self.base_dir = base_dir or scratch_dir("gw-dovecot-")
+        self.base_dir = base_dir or scratch_dir("dovecot-")
         self.config_path = self.base_dir / "dovecot.conf"
         self.users_dir = self.base_dir / "users.d"
         self.mail_dir = self.base_dir / "mail"
@@ -96,30 +97,34 @@ class DovecotServer:
                 )
         return path
 
-    def _accounts(self) -> tuple[str, str, int]:
-        """(login/internal user, mail user, first_valid_uid).
+    def _accounts(self) -> tuple[str, str, str, int]:
+        """(service user, mail user, mail group, first_valid_uid).
 
         As root, Dovecot drops privileges to its packaged ``dovenull`` and
         ``dovecot`` users and stores mail as ``mail`` (uid 8): mail owned by
         uid 0 is refused (LMTP answers ``451 4.3.0``) and ``first_valid_uid``
-        must admit uid 8. Without root every process and every mailbox simply
-        runs as the invoking user.
+        must admit uid 8. Without root every process and every mailbox runs
+        as the invoking user and group (service user "" = keep defaults).
         """
         if os.geteuid() == 0:
-            return "", "mail", 8
+            return "", "mail", "mail", 8
         me = pwd.getpwuid(os.geteuid()).pw_name
-        return me, me, os.geteuid()
+        group = grp.getgrgid(os.getegid()).gr_name
+        return me, me, group, os.geteuid()
 
     def write_config(self) -> None:
         d = self.base_dir
-        service_user, mail_user, first_uid = self._accounts()
-        unprivileged = ""
+        service_user, mail_user, mail_group, first_uid = self._accounts()
+        unprivileged = login_chroot = ""
         if service_user:
+            # Without root: no privilege drop to other users, and no chroot().
             unprivileged = (
                 f"default_login_user = {service_user}\n"
                 f"default_internal_user = {service_user}\n"
-                f"default_internal_group = {service_user}\n"
+                f"default_internal_group = {mail_group}\n"
+                "service anvil {\n  chroot =\n}\n"
             )
+            login_chroot = "  chroot =\n"
         # One setting per line: Dovecot's parser does not accept settings
         # after an opening brace on the same line.
         config = f"""\
@@ -141,10 +146,10 @@ first_valid_uid = {first_uid}
 }}
 userdb {{
   driver = static
-  args = uid={mail_user} gid={mail_user} home={self.mail_dir}/%u
+  args = uid={mail_user} gid={mail_group} home={self.mail_dir}/%u
 }}
 service imap-login {{
-  inet_listener imap {{
+{login_chroot}  inet_listener imap {{
     address = 127.0.0.1
     port = {self.imap_port}
   }}

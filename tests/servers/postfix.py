@@ -80,7 +80,7 @@ class PostfixServer:
         self.relay_domains = list(relay_domains)
         self.myhostname = myhostname
         self._own_dir = base_dir is None
-        self.base_dir = base_dir or scratch_dir("gw-postfix-")
+        self.base_dir = base_dir or scratch_dir("postfix-")
         self.config_dir = self.base_dir / "conf"
         self.queue_dir = self.base_dir / "queue"
         self.data_dir = self.base_dir / "data"

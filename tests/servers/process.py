@@ -11,9 +11,11 @@ Three layers make sure nothing survives the test run:
 
 * the owner's ``stop()`` (pytest finalizers call it, also after a failing test);
 * an ``atexit`` hook that kills every group still registered here;
-* where ``setpriv`` exists, ``PR_SET_PDEATHSIG=KILL`` on the group leader, so
-  even a SIGKILLed pytest does not leave a homeserver behind. Dovecot's and
-  Postfix's own children exit when their master dies.
+* a watchdog per server: a tiny process that holds the read end of a pipe
+  whose write end only this process has. When this process dies in any way,
+  even by SIGKILL, the pipe reaches EOF and the watchdog kills the server's
+  group. (``PR_SET_PDEATHSIG`` is not enough: Postfix's master changes its
+  credentials at startup, which clears it.)
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -35,6 +38,7 @@ __all__ = [
     "install_sigterm_cleanup",
     "kill_all_children",
     "scratch_dir",
+    "sweep_stale_scratch",
     "tail",
 ]
 
@@ -49,6 +53,17 @@ class ServerUnavailable(RuntimeError):
 class ServerStartError(RuntimeError):
     """The server is installed but did not come up; always a test failure."""
 
+
+# Runs in a separate interpreter: blocks until the pipe from the test process
+# yields a byte (disarmed) or EOF (that process died), then kills the group.
+_WATCHDOG = """
+import os, signal, sys
+if not sys.stdin.buffer.read(1):
+    try:
+        os.killpg(int(sys.argv[1]), signal.SIGKILL)
+    except OSError:
+        pass
+"""
 
 _LIVE: dict[int, ChildProcess] = {}
 _LIVE_LOCK = threading.Lock()
@@ -72,9 +87,40 @@ def scratch_dir(prefix: str) -> Path:
     """
     import tempfile
 
+    path = Path(tempfile.mkdtemp(prefix=_SCRATCH_PREFIX + prefix, dir=_scratch_base()))
+    (path / _OWNER_FILE).write_text(str(os.getpid()))
+    return path
+
+
+_SCRATCH_PREFIX = "gw-"
+_OWNER_FILE = ".owner-pid"
+
+
+def _scratch_base() -> Path | None:
     shm = Path("/dev/shm")
-    base = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
-    return Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+    return shm if shm.is_dir() and os.access(shm, os.W_OK) else None
+
+
+def sweep_stale_scratch() -> None:
+    """Delete scratch dirs left by test processes that were killed outright.
+
+    tmpfs is RAM: Synapse databases of SIGKILLed runs would pile up there.
+    A dir is stale when the process recorded in it no longer exists.
+    """
+    import tempfile
+
+    base = _scratch_base() or Path(tempfile.gettempdir())
+    for path in base.glob(_SCRATCH_PREFIX + "*"):
+        try:
+            owner = int((path / _OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        try:
+            os.kill(owner, 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except PermissionError:
+            pass
 
 
 class ChildProcess:
@@ -93,6 +139,8 @@ class ChildProcess:
         self.cwd = cwd
         self.env = dict(env) if env is not None else None
         self.popen: subprocess.Popen[bytes] | None = None
+        self._watchdog: subprocess.Popen[bytes] | None = None
+        self._watchdog_pipe: int | None = None
 
     @property
     def pid(self) -> int | None:
@@ -104,16 +152,9 @@ class ChildProcess:
     def start(self) -> None:
         if self.alive():
             raise RuntimeError(f"already running: {self.argv[0]} (pid {self.pid})")
-        argv = self.argv
-        # PDEATHSIG fires when the *thread* that forked exits, so only ask for
-        # it from the main thread; a restart() called from a worker thread
-        # would otherwise kill its server as soon as that worker retires.
-        setpriv = shutil.which("setpriv")
-        if setpriv and threading.current_thread() is threading.main_thread():
-            argv = [setpriv, "--pdeathsig", "KILL", "--", *argv]
         with open(self.log_path, "ab") as log:
             self.popen = subprocess.Popen(
-                argv,
+                self.argv,
                 cwd=self.cwd,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
@@ -123,6 +164,38 @@ class ChildProcess:
             )
         with _LIVE_LOCK:
             _LIVE[self.popen.pid] = self
+        self._start_watchdog(self.popen.pid)
+
+    def _start_watchdog(self, pgid: int) -> None:
+        read_end, write_end = os.pipe()  # both non-inheritable by default
+        try:
+            self._watchdog = subprocess.Popen(
+                [sys.executable, "-I", "-S", "-c", _WATCHDOG, str(pgid)],
+                stdin=read_end,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C at the console must not disarm it
+            )
+        finally:
+            os.close(read_end)
+        self._watchdog_pipe = write_end
+
+    def _stop_watchdog(self) -> None:
+        """Disarm: one byte means "stopped on purpose, do not kill"."""
+        if self._watchdog_pipe is not None:
+            try:
+                os.write(self._watchdog_pipe, b"q")
+            except OSError:
+                pass
+            os.close(self._watchdog_pipe)
+            self._watchdog_pipe = None
+        if self._watchdog is not None:
+            try:
+                self._watchdog.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._watchdog.kill()
+                self._watchdog.wait()
+            self._watchdog = None
 
     def _signal_group(self, sig: int) -> None:
         if self.popen is None:
@@ -149,6 +222,7 @@ class ChildProcess:
                 self._signal_group(signal.SIGKILL)
                 popen.wait(timeout=10)
         self._signal_group(signal.SIGKILL)
+        self._stop_watchdog()
         with _LIVE_LOCK:
             _LIVE.pop(popen.pid, None)
 

@@ -80,7 +80,7 @@ class SynapseServer:
         self.server_name = server_name
         self.port = port or free_port()
         self._own_dir = data_dir is None
-        self.data_dir = data_dir or scratch_dir("gw-synapse-")
+        self.data_dir = data_dir or scratch_dir("synapse-")
         self.python = python
         self.config_path = self.data_dir / "homeserver.yaml"
         self.log_path = self.data_dir / "synapse.log"
