@@ -243,9 +243,15 @@ def record(turn: Turn, question: Question, value: object) -> None:
 
 def take_numbered(turn: Turn) -> None:
     """An email reply with answers under the numbered questions."""
+    numbered = turn.ctx.message.answers
+    asked = turn.pending()
     answers, problems = apply_numbered(
-        turn.questions, turn.answers, turn.ctx.message.answers, reference=turn.reference
+        turn.questions, turn.answers, numbered, reference=turn.reference
     )
+    # An optional question of the form left blank is a "skip": asking again would nag.
+    for question in asked:
+        if not question.required and question.id not in answers and question.id not in problems:
+            answers[question.id] = None
     turn.state["answers"] = answers
     changing = turn.state.get("changing")
     if changing in answers and changing not in problems and answers[changing] != turn.ctx.state.get(

@@ -129,7 +129,9 @@ def hold_timer(turn: Turn) -> None:
 def calendar_reply(turn: Turn) -> None:
     """Accept/tentative is recorded; decline asks; replies to an older invite are stale."""
     answer = turn.ctx.message.calendar
-    assert answer is not None
+    if answer is None:
+        turn.note("calendar_ignored", reason="a calendar reply without its answer")
+        return
     sequence = turn.state.get("sequence")
     if sequence is None or answer.uid != turn.state.get("invite_uid"):
         turn.note("calendar_ignored", reason="not our current invite", uid=answer.uid)
