@@ -105,21 +105,15 @@ class ImapReader:
         #: Set while a session is selected and waiting for mail (tests and health checks).
         self.ready = asyncio.Event()
         self._lost = asyncio.Event()
+        self._selected = False
 
     async def run(self, stop: asyncio.Event) -> None:
         """Read until `stop` is set, reconnecting with exponential backoff."""
         delay = 1.0
         while not stop.is_set():
-            selected = False
+            self._selected = False
             try:
-                imap = await self._connect()
-                try:
-                    validity = await self._select(imap)
-                    selected = True
-                    await self._session(imap, validity, stop)
-                finally:
-                    self.ready.clear()
-                    await _logout(imap)
+                await self._connected_session(stop)
             except (OSError, asyncio.TimeoutError, aioimaplib.Abort, aioimaplib.Error,
                     ImapError) as exc:
                 log.warning("IMAP %s: %s: %s", self.settings.host, type(exc).__name__, exc)
@@ -128,8 +122,25 @@ class ImapReader:
                 log.exception("IMAP %s: processing failed", self.settings.host)
             if stop.is_set():
                 return
-            delay = 1.0 if selected else min(MAX_BACKOFF, delay * 2)
+            delay = 1.0 if self._selected else min(MAX_BACKOFF, delay * 2)
             await _wait_any(stop, timeout=delay)
+
+    async def _connected_session(self, stop: asyncio.Event) -> None:
+        """One connection's life. aioimaplib leaves a command waiting forever when the
+        socket dies under it, so the session is cancelled as soon as the loss is seen."""
+        imap = await self._connect()
+        work = asyncio.ensure_future(self._session(imap, stop))
+        try:
+            await _wait_any(work, self._lost, timeout=None)
+            if not work.done():
+                work.cancel()
+                await asyncio.gather(work, return_exceptions=True)
+                raise ImapError("connection lost")
+            work.result()
+        finally:
+            work.cancel()
+            self.ready.clear()
+            await _logout(imap, lost=self._lost.is_set())
 
     async def _connect(self) -> aioimaplib.IMAP4:
         s = self.settings
@@ -161,13 +172,13 @@ class ImapReader:
             raise ImapError(f"{s.folder}: the server sent no UIDVALIDITY")
         return found.group(1).decode()
 
-    async def _session(self, imap: aioimaplib.IMAP4, validity: str, stop: asyncio.Event) -> None:
+    async def _session(self, imap: aioimaplib.IMAP4, stop: asyncio.Event) -> None:
+        validity = await self._select(imap)
+        self._selected = True
         while not stop.is_set():
             await self._drain(imap, validity)
             self.ready.set()
             await self._wait(imap, stop)
-            if self._lost.is_set():
-                raise ImapError("connection lost")
 
     async def _drain(self, imap: aioimaplib.IMAP4, validity: str) -> None:
         """Apply and move every mail in the folder, oldest first."""
@@ -220,18 +231,16 @@ class ImapReader:
         """
         timeout = self.settings.poll_seconds
         if not (self.settings.idle and imap.has_capability("IDLE")):
-            await _wait_any(stop, self._lost, timeout=timeout)
-            if not (stop.is_set() or self._lost.is_set()):
+            await _wait_any(stop, timeout=timeout)
+            if not stop.is_set():
                 await imap.noop()
             return
         idle = await imap.idle_start(timeout=timeout)
         push = asyncio.ensure_future(imap.wait_server_push(timeout=timeout + IMAP_TIMEOUT))
         try:
-            await _wait_any(stop, self._lost, push, timeout=None)
+            await _wait_any(stop, push, timeout=None)
         finally:
             push.cancel()
-        if self._lost.is_set():
-            return
         imap.idle_done()
         await asyncio.wait_for(idle, IMAP_TIMEOUT)
 
@@ -327,11 +336,13 @@ async def _starttls(imap: aioimaplib.IMAP4, host: str) -> None:
     await protocol.capability()  # capabilities may change after TLS (RFC 3501 6.2.1)
 
 
-async def _logout(imap: aioimaplib.IMAP4) -> None:
-    try:
-        await asyncio.wait_for(imap.logout(), 5)
-    except (OSError, asyncio.TimeoutError, aioimaplib.Abort, aioimaplib.Error):
-        pass
+async def _logout(imap: aioimaplib.IMAP4, *, lost: bool) -> None:
+    """Say goodbye if the connection is up; either way, close the socket."""
+    if not lost:
+        try:
+            await asyncio.wait_for(imap.logout(), 5)
+        except (OSError, asyncio.TimeoutError, aioimaplib.Abort, aioimaplib.Error):
+            pass
     transport = getattr(imap.protocol, "transport", None)
     if transport is not None:
         transport.close()
