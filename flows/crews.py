@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from flows.base import Outcome, RunView, StepContext
+from flows.config import GatheringConfig
 from flows.crews_announce import (
     call_context,
     call_invite,
@@ -36,7 +37,6 @@ from flows.crews_announce import (
     group_key,
     member_card,
 )
-from flows.config import GatheringConfig
 from gateway.model import (
     GATHERING_SUBJECT,
     Emit,
@@ -196,7 +196,8 @@ def _announce_due(ctx: StepContext) -> Outcome:
     return Outcome(state=state, send=_announce(ctx, state, registered(ctx)))
 
 
-def _announce(ctx: StepContext, state: dict[str, Any], people: Mapping[str, RunView]) -> list[Outgoing]:
+def _announce(ctx: StepContext, state: dict[str, Any],
+              people: Mapping[str, RunView]) -> list[Outgoing]:
     """Introduce every crew to itself and invite it to its call; marks `approved` announced."""
     approved = dict(state["approved"])
     g = ctx.gathering
@@ -253,9 +254,8 @@ def _approve_repair(ctx: StepContext, state: dict[str, Any], previous: dict[str,
     state["approved"] = {**approved, "announced": True, "zones": previous["zones"],
                          "first_call": previous.get("first_call"), "sequences": sequences}
     state["calls"] = calls
-    return _done(state, "approve", True,
-                 f"changes approved; crews told: {', '.join(str(c + 1) for c in changed) or 'none'}",
-                 send=sends)
+    told = ", ".join(str(c + 1) for c in changed) or "none"
+    return _done(state, "approve", True, f"changes approved; crews told: {told}", send=sends)
 
 
 def _group(g: GatheringConfig, approved: Mapping[str, Any], crew: int, members: list[str],
@@ -281,9 +281,9 @@ def _group(g: GatheringConfig, approved: Mapping[str, Any], crew: int, members: 
 def _call_reply(ctx: StepContext, state: dict[str, Any]) -> Outcome:
     payload = ctx.message.payload
     person, uid = str(payload.get("person", "")), str(payload.get("uid", ""))
-    approved = state.get("approved")
-    crew = approved["assignment"].get(person) if approved else None
-    if approved is None or crew is None or uid != call_uid(ctx.gathering.slug, approved["round"], crew):
+    approved = state.get("approved") or {}
+    crew = approved.get("assignment", {}).get(person)
+    if crew is None or uid != call_uid(ctx.gathering.slug, approved["round"], crew):
         # A late answer to an earlier round's or an earlier crew's call: not this roster.
         return _done(state, "call_reply", False, f"stale call reply from person {person}")
     state["calls"] = {**state.get("calls", {}), person: str(payload.get("partstat", ""))}

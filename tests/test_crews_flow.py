@@ -61,7 +61,8 @@ def command(name: str, payload: Mapping[str, Any] | None = None, n: int = 0) -> 
                           text=name, payload=dict(payload or {}))
 
 
-def run(message: InboundMessage, state: Mapping[str, Any], *, gathering: GatheringConfig | None = None,
+def run(message: InboundMessage, state: Mapping[str, Any], *,
+        gathering: GatheringConfig | None = None,
         people: Mapping[PersonId, RunView] = PEOPLE, now: datetime = NOW,
         subject: PersonId = GATHERING_SUBJECT) -> Outcome:
     ctx = StepContext(
@@ -215,7 +216,7 @@ def test_a_repair_tells_only_the_changed_crews_and_cancels_the_leavers_call() ->
     state["approved"] = {**state["approved"], "crews": 3,
                          "assignment": {**SPLIT, "7": 2, "8": 2, "9": 2},
                          "sequences": {"0": 0, "1": 0, "2": 0},
-                         "zones": {"0": "Europe/Lisbon", "1": "Europe/Lisbon", "2": "Europe/Lisbon"},
+                         "zones": dict.fromkeys(("0", "1", "2"), "Europe/Lisbon"),
                          "first_call": {"0": "2027-05-06", "1": "2027-05-06", "2": "2027-05-06"}}
     # Bo cancelled; Flo moves from crew 2 to crew 1 to keep sizes; crew 3 is untouched.
     repaired = {"1": 0, "3": 0, "6": 0, "4": 1, "5": 1, "7": 2, "8": 2, "9": 2}
