@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from flows.base import Flow
+from flows.crews import Crews
 from flows.registration import Registration
 
 
 def default_flows() -> dict[str, Flow]:
-    flows: list[Flow] = [Registration()]
+    flows: list[Flow] = [Registration(), Crews()]
     return {flow.name: flow for flow in flows}
