@@ -10,9 +10,12 @@ import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.config import ConfigError, load_config
+
+if TYPE_CHECKING:
+    from gateway.engine import Engine
 
 DEFAULT_CONFIG = os.environ.get("GATEWAY_CONFIG", "gateway.toml")
 
@@ -69,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("file", type=Path)
     inspect.add_argument("--config", "-c", default=None, help="service config (for the gateway's address)")
     inspect.set_defaults(handler=_mail_inspect)
+    _crews_parser(sub)
     return parser
 
 
@@ -203,3 +207,151 @@ def _config_problems(exc: ConfigError) -> str:
     return f"{count} problem{'s' if count != 1 else ''} in the configuration:\n" + "\n".join(
         f"  {p}" for p in exc.problems
     )
+
+
+# --- crews: propose, adjust, approve and follow crews; solve a spreadsheet ------------------
+
+_CREWS_SOLVE_HELP = """Columns (header row, any order): id (required), name, languages (en;pt),
+facilitator (yes/no), together and not_with (ids separated by ;), pinned_crew (from 1);
+any other column is balanced across crews (travel_group keeps travel companions together).
+Prints the crews; --output writes an id,name,crew CSV."""
+
+
+def _crews_parser(sub: Any) -> None:
+    crews = sub.add_parser("crews", help="crew proposals, approval, roster; solve a spreadsheet")
+    actions = crews.add_subparsers(dest="crews_command", required=True)
+
+    def action(name: str, help: str, *args: str, solver: bool = False) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = actions.add_parser(name, help=help, description=help)
+        p.add_argument("--config", "-c", default=DEFAULT_CONFIG,
+                       help=f"service config file (default: {DEFAULT_CONFIG})")
+        p.add_argument("gathering")
+        for arg in args:
+            p.add_argument(arg)
+        if solver:
+            p.add_argument("--overrides", type=Path,
+                           help="pins/moves/swaps TOML (default: <slug>.crews.toml beside "
+                                "the gathering file)")
+            p.add_argument("--seconds", type=float, help="solver time budget")
+            p.add_argument("--seed", type=int, default=0)
+        p.set_defaults(handler=_crews_run, crews_action=name)
+        return p
+
+    action("propose", "propose crews for everyone registered (around pins)", solver=True) \
+        .add_argument("--fresh", action="store_true", help="ignore the stored proposal")
+    action("approve", "approve the stored proposal and announce it")
+    action("pin", "pin a person to a crew and propose again", "person", "crew", solver=True)
+    action("move", "move a person to a crew (a pin) and propose again", "person", "crew",
+           solver=True)
+    action("swap", "swap two people's crews (two pins) and propose again", "person", "other",
+           solver=True)
+    action("unpin", "remove a person's pin and propose again", "person", solver=True)
+    action("update", "after approval: the smallest change for late registrations and "
+                     "cancellations", solver=True)
+    action("round", "propose a new round that mixes people", solver=True)
+    action("show", "show the stored proposal (or the roster)")
+    action("roster", "approved crews and crew-call answers").add_argument(
+        "--csv", action="store_true", help="as CSV")
+    solve = actions.add_parser("solve", help="crews for a spreadsheet alone (no database)",
+                               description=_CREWS_SOLVE_HELP)
+    solve.add_argument("--input", "-i", type=Path, required=True, help="people CSV")
+    solve.add_argument("--size", help="crew size bounds, e.g. 4-8")
+    solve.add_argument("--crews", type=int, help="number of crews")
+    solve.add_argument("--seconds", type=float, default=10.0)
+    solve.add_argument("--seed", type=int, default=0)
+    solve.add_argument("--output", "-o", type=Path, help="write id,name,crew CSV here")
+    solve.set_defaults(handler=_crews_solve)
+
+
+def _crews_progress() -> Callable[[float, int], None] | None:
+    """A one-line progress display on a terminal; nothing when output is redirected."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(elapsed: float, objective: int) -> None:
+        print(f"\r  solving: {elapsed:5.1f} s, best objective {objective}   ", end="",
+              file=sys.stderr, flush=True)
+
+    return show
+
+
+def _crews_solve(args: argparse.Namespace) -> int:
+    from flows.solvers.crews import CsvError, InvalidInput
+    from gateway.crews_ops import CrewsError, solve_csv
+
+    try:
+        table, assignment = solve_csv(args.input, size=args.size, crews=args.crews,
+                                      seconds=args.seconds, seed=args.seed,
+                                      progress=_crews_progress())
+    except (CsvError, InvalidInput, CrewsError, OSError) as exc:
+        print(f"{args.input}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if sys.stderr.isatty():
+            print(file=sys.stderr)
+    sys.stdout.write(table)
+    if args.output:
+        args.output.write_text(assignment, encoding="utf-8")
+        print(f"wrote {args.output}")
+    return 0
+
+
+def _crews_run(args: argparse.Namespace) -> int:
+    from gateway import crews_ops
+    from gateway.service import build_engine
+
+    config = load_config(args.config)
+    if args.gathering not in config.gatherings:
+        print(f"no gathering {args.gathering!r}; known: {', '.join(config.gatherings)}",
+              file=sys.stderr)
+        return 2
+    slug = args.gathering
+    solve_args: dict[str, Any] = {}
+    if hasattr(args, "seconds"):
+        overrides = args.overrides or config.sources[slug].parent / f"{slug}.crews.toml"
+        solve_args = {"overrides": overrides, "seconds": args.seconds, "seed": args.seed,
+                      "progress": _crews_progress()}
+
+    async def go() -> int:
+        engine = await build_engine(config)
+        try:
+            text = await _crews_action(engine, args, slug, solve_args)
+        except crews_ops.CrewsError as exc:
+            print(str(exc), file=sys.stderr)
+            return 1
+        finally:
+            await engine.store.close()
+            if solve_args.get("progress"):
+                print(file=sys.stderr)
+        print(text.rstrip("\n"))
+        return 0
+
+    return _asyncio(go())
+
+
+async def _crews_action(engine: Engine, args: argparse.Namespace, slug: str,
+                        solve_args: dict[str, Any]) -> str:
+    from gateway import crews_ops as ops
+
+    action = args.crews_action
+    if action == "propose":
+        return await ops.propose(engine, slug, fresh=args.fresh, **solve_args)
+    if action in ("pin", "move"):
+        if not args.crew.isdigit() or int(args.crew) < 1:
+            raise ops.CrewsError(f"crew must be a number from 1, got {args.crew!r}")
+        return await ops.pin(engine, slug, args.person, int(args.crew), **solve_args)
+    if action == "swap":
+        return await ops.swap(engine, slug, args.person, args.other, **solve_args)
+    if action == "unpin":
+        return await ops.unpin(engine, slug, args.person, **solve_args)
+    if action == "update":
+        return await ops.update(engine, slug, **solve_args)
+    if action == "round":
+        return await ops.new_round(engine, slug, **solve_args)
+    if action == "approve":
+        return await ops.approve(engine, slug)
+    if action == "show":
+        return await ops.show(engine, slug)
+    if args.csv:
+        return await ops.roster_csv_text(engine, slug)
+    return await ops.roster(engine, slug)
