@@ -306,3 +306,15 @@ async def test_seat_invariants_hold_through_random_operations(tmp_path: Path, se
     assert set(statuses.values()) <= {"in_progress", "confirming", "registered", "waiting",
                                       "offered", "cancelled"}
     await gw.close()
+
+
+async def test_messages_in_the_person_language_with_english_fallback(tmp_path: Path) -> None:
+    german = camp().model_copy(update={"language": "de"})
+    gw = await Harness.open(tmp_path, {"registration": Registration()}, {"camp": german})
+    welcome, _poll = await gw.say(BO, "hallo")
+    assert "schön, dass du da bist" in welcome.text
+    [ask] = await gw.say(BO, "cancel")
+    assert "abbrechen" in ask.text
+    [kept] = await gw.say(BO, "nein")  # no German template for this one: English
+    assert "nothing changes" in kept.text
+    await gw.close()
