@@ -37,7 +37,7 @@ from flows.registration_seating import (
     status_context,
     window_closed,
 )
-from flows.registration_text import Command, ask_form, ask_one, read_command, wants_text
+from flows.registration_text import Command, ask_form, ask_one, read_command
 from flows.registration_turn import ACTIVE, Turn
 from gateway.model import InboundKind, InboundMessage
 
@@ -47,11 +47,15 @@ class Registration:
     reads: ClassVar[tuple[str, ...]] = ()
 
     def wants(self, message: InboundMessage, status: str) -> bool:
+        # The engine asks the most recently active run first, so claiming "yes"/"no" here
+        # only wins when registration asked the last question (e.g. "cancel?").
         if status in ACTIVE or message.answers:
             return True
         if message.kind in (InboundKind.EDIT, InboundKind.REDACTION):
             return bool(status)
-        return message.kind == InboundKind.TEXT and wants_text(message.text)
+        if message.kind == InboundKind.CHOICE:
+            return message.choice in ("yes", "no")
+        return message.kind == InboundKind.TEXT and read_command(message.text) is not None
 
     def step(self, ctx: StepContext) -> Outcome:
         if ctx.is_gathering_run:
@@ -78,6 +82,10 @@ def on_words(turn: Turn, text: str) -> None:
         return
     if not turn.status:
         begin(turn)
+    elif turn.state.get("waiting_open"):
+        if not window_closed(turn):  # opened while the opening timer was not yet handled
+            turn.state.pop("waiting_open")
+            ask_next(turn, first=True)
     elif command and command.name in ("help", "status", "cancel", "change"):
         run_command(turn, command)
     elif turn.ctx.message.answers and turn.status != "cancelled":
@@ -268,7 +276,7 @@ def begin_change(turn: Turn, argument: str) -> None:
         return
     turn.state["changing"] = question.id
     turn.state["asked"] = question.id
-    ask_next(turn)
+    ask_next(turn, note="change")
 
 
 def on_choice(turn: Turn) -> None:

@@ -62,12 +62,6 @@ def read_command(text: str) -> Command | None:
     return None
 
 
-def wants_text(text: str) -> bool:
-    """Whether a message that names no conversation is meant for registration."""
-    command = read_command(text)
-    return command is not None and command.name not in ("yes", "no")
-
-
 def say(person: PersonId, message: str, **context: Any) -> Outgoing:
     return Outgoing(to=person, template=f"{FLOW}/{message}", context=context)
 

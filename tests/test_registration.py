@@ -44,6 +44,8 @@ G = GatheringConfig(
     capacity=2, timezone="Europe/Berlin", venue="Hof Wiesengrund",
     registration=RegistrationConfig(questions=QUESTIONS, hold_hours=48),
 )
+LATER = G.model_copy(update={"registration": G.registration.model_copy(
+    update={"opens_at": datetime(2027, 4, 1, 10, 0)})})
 RENDERER = Renderer()
 FLOW = Registration()
 
@@ -139,10 +141,18 @@ CASES: list[tuple[str, Step, str | None, list[str], dict[str, Any]]] = [
                                         shared={"waiting": [5]}), None, ["status"], {}),
     ("a cancelled person rejoins with 'join'",
      Step("join", state=st("cancelled", answers=ALL)), "confirming", ["summary"], {}),
-    ("before opening: told when, timer set",
-     Step("hello", gathering=G.model_copy(update={"registration": G.registration.model_copy(
-         update={"opens_at": datetime(2027, 4, 1, 10, 0)})})),
+    ("before opening: told when, timer set", Step("hello", gathering=LATER),
      "in_progress", ["not_open"], {"waiting_open": True}),
+    ("before opening: no questions yet, however often one writes",
+     Step("hello", gathering=LATER, state=st("in_progress", waiting_open=True)),
+     None, ["not_open"], {"waiting_open": True}),
+    ("opened while the timer was pending: the questions come",
+     Step("hello", gathering=LATER, now=datetime(2027, 4, 2, tzinfo=UTC),
+          state=st("in_progress", waiting_open=True)),
+     None, ["welcome", "question"], {"waiting_open": None}),
+    ("by email 'change 2' sends a one-question form",
+     Step("change 2", channel=Channel.EMAIL, state=st("registered", answers=ALL)),
+     None, ["form"], {"changing": "nights"}),
 ]
 
 
@@ -328,3 +338,24 @@ def test_gathering_run_ignores_messages() -> None:
     ctx = StepContext(message=message, now=NOW, gathering=G,
                       person=PersonInfo(PersonId(0), "", "en", None), state={}, shared={})
     assert FLOW.step(ctx).ignored
+
+
+@pytest.mark.parametrize(
+    ("kind", "text", "fields", "status", "expected"),
+    [
+        (InboundKind.TEXT, "anything", {}, "in_progress", True),
+        (InboundKind.TEXT, "yes", {}, "confirming", True),
+        (InboundKind.TEXT, "see you there!", {}, "registered", False),
+        (InboundKind.TEXT, "change 3", {}, "registered", True),
+        (InboundKind.TEXT, "yes", {}, "registered", True),
+        (InboundKind.TEXT, "", {"answers": {1: "x"}}, "registered", True),
+        (InboundKind.CHOICE, "", {"choice": "2"}, "registered", False),
+        (InboundKind.CHOICE, "", {"choice": "yes"}, "registered", True),
+        (InboundKind.EDIT, "2", {"replaces": "$x"}, "registered", True),
+    ],
+)
+def test_wants(kind: InboundKind, text: str, fields: dict[str, Any], status: str,
+               expected: bool) -> None:
+    message = InboundMessage(channel=Channel.MATRIX, external_id="x", kind=kind,
+                             received_at=NOW, text=text, **fields)
+    assert FLOW.wants(message, status) is expected
