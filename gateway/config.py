@@ -21,6 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from flows.config import GatheringConfig
 from gateway.model import Identity
 
+#: Crew overrides files (`gateway crews`) live beside gathering files and are not gatherings.
+CREW_OVERRIDES_SUFFIX = ".crews.toml"
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -230,8 +233,11 @@ def _gathering_paths(config: Path, patterns: Iterable[str], problems: list[str])
         matches = sorted(glob.glob(str(config.parent / pattern)))
         if not matches:
             problems.append(f"{config}: gathering_files: {pattern!r} matches no file")
-        # A glob such as "*.toml" beside the service config must not read the config itself.
-        found.extend(Path(m) for m in matches if Path(m).resolve() != config.resolve())
+        # A glob such as "*.toml" beside the service config must not read the config itself,
+        # nor the organisers' crew overrides (`<slug>.crews.toml`) kept beside a gathering.
+        found.extend(Path(m) for m in matches
+                     if Path(m).resolve() != config.resolve()
+                     and not m.endswith(CREW_OVERRIDES_SUFFIX))
     return found
 
 
