@@ -12,7 +12,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gateway.config import ConfigError, load_config
+from gateway.config import CREW_OVERRIDES_SUFFIX, ConfigError, load_config
 
 if TYPE_CHECKING:
     from gateway.engine import Engine
@@ -308,7 +308,8 @@ def _crews_run(args: argparse.Namespace) -> int:
     slug = args.gathering
     solve_args: dict[str, Any] = {}
     if hasattr(args, "seconds"):
-        overrides = args.overrides or config.sources[slug].parent / f"{slug}.crews.toml"
+        beside = config.sources[slug].parent
+        overrides = args.overrides or beside / f"{slug}{CREW_OVERRIDES_SUFFIX}"
         solve_args = {"overrides": overrides, "seconds": args.seconds, "seed": args.seed,
                       "progress": _crews_progress()}
 
