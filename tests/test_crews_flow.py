@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +22,9 @@ from gateway.model import (
     OutKind,
     PersonId,
 )
+from gateway.calendar import Attendee, CalendarEvent, build_request
 from gateway.render import Renderer
+from tests.test_calendar import ical_js
 
 NOW = datetime(2027, 5, 3, 10, 0, tzinfo=UTC)  # a Monday
 FLOW = Crews()
@@ -272,3 +275,33 @@ def test_first_call_day_is_strictly_after_the_announcement() -> None:
     thursday = datetime(2027, 5, 6, 8, 0, tzinfo=UTC)
     assert first_call_day(thursday, "Europe/Lisbon", "TH") == date(2027, 5, 13)
     assert first_call_day(thursday, "Europe/Lisbon", "FR") == date(2027, 5, 7)
+
+
+def test_the_crew_call_invite_reads_right_in_ical_js(tmp_path: Path) -> None:
+    """The approval's invite, built into iMIP as the email transport does, read by ical.js."""
+    g = camp(balance=[{"question": "zone", "mode": "cluster"}])
+    people = {**PEOPLE, **{PersonId(p): person(p, f"P{p}", True, zone="America/New_York")
+                           for p in (4, 5, 6)}}
+    out = run(command("approve"), run(proposal(SPLIT), {}, gathering=g, people=people).state or {},
+              gathering=g, people=people)
+    paths = []
+    for n, sent in enumerate(out.send):
+        invite = sent.invite
+        assert invite is not None
+        event = CalendarEvent(
+            uid=invite.uid, sequence=invite.sequence, summary=invite.summary,
+            start=invite.start, end=invite.end, tzid=invite.tzid,
+            organizer_email="camp@example.test", organizer_name="Camp",
+            description=invite.description, attendees=[Attendee("ana@example.test", rsvp=True)],
+            rrule=invite.rrule,
+        )
+        paths.append(tmp_path / f"crew-{n}.ics")
+        paths[-1].write_bytes(build_request(event, dtstamp=NOW))
+    lisbon, new_york = (cal["events"][0] for cal in ical_js(paths))
+    assert lisbon["start"]["local"] == "2027-05-06T19:30:00"
+    assert lisbon["start"]["tzid"] == "Europe/Lisbon"
+    assert lisbon["start"]["utc"] == "2027-05-06T18:30:00Z"
+    assert new_york["start"]["tzid"] == "America/New_York"
+    assert new_york["start"]["utc"] == "2027-05-06T23:30:00Z"
+    assert lisbon["rrule"] == "FREQ=WEEKLY;COUNT=6" and len(lisbon["occurrences"]) == 6
+    assert lisbon["summary"] == "Camp: crew 1 call"
