@@ -3,7 +3,7 @@
 Entry points: `solve`, `repair` (minimal change after approval), `round_pairs`
 (avoid last round's crewmates), `load_people_csv` and `render_table`.
 
-Engines by size: up to `SolveOptions.exact_max_people` one CP-SAT model, hinted
+Engines by size: up to `SolveOptions.exact_max_people` (24) one CP-SAT model, hinted
 with a locally optimised greedy answer, usually proves optimality. Above it,
 greedy construction + late-acceptance local search, then large-neighbourhood
 search that re-solves 3 crews at a time exactly with CP-SAT.
@@ -37,6 +37,7 @@ __all__ = [
 ITERS_PER_SECOND = 100_000  # local-search work budget per second of time budget
 LNS_CREWS = 3
 LS_SHARE = 0.6
+HINT_SHARE = 0.3
 
 
 def round_pairs(assignment: Mapping[str, int], together: Iterable[Sequence[str]] = (),
@@ -97,11 +98,10 @@ def _polish(pb: Problem, start: list[int], rng: random.Random, options: SolveOpt
     if progress is not None:
         progress(time.monotonic() - t0, evaluate(pb, start).total)
     iters = int(options.time_budget * ITERS_PER_SECOND)
-    if exact:  # a quick hint for CP-SAT; leave most of the budget to the exact search
-        iters = min(iters, 50 * pb.n + 2000)
-    stall = max(20_000, 100 * pb.n) if not exact else 20 * pb.n + 1000
-    # Large camps keep part of the budget for the exact re-solves of a few crews.
-    stop = min(deadline, t0 + LS_SHARE * options.time_budget) if not exact else deadline
+    stall = max(20_000, 100 * pb.n)
+    # Keep most of the budget for CP-SAT: the whole camp when small, a few crews at a time
+    # (LNS) when large. A good hint is what lets CP-SAT prune early.
+    stop = min(deadline, t0 + (HINT_SHARE if exact else LS_SHARE) * options.time_budget)
     return local_search(State(pb, start), rng, stop, iters, stall,
                         None if exact else progress, t0)
 
