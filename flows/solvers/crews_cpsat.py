@@ -41,15 +41,15 @@ def build(pb: Problem, people: Sequence[int], crews: Sequence[int],
         allowed = [pb.pinned[p]] if pb.pinned[p] >= 0 else crews
         for c in allowed:
             if c in crews:
-                x[p, c] = m.NewBoolVar(f"x{p}_{c}")
-        m.AddExactlyOne(x[p, c] for c in crews if (p, c) in x)
+                x[p, c] = m.new_bool_var(f"x{p}_{c}")
+        m.add_exactly_one(x[p, c] for c in crews if (p, c) in x)
     _hard(pb, m, x, people, crews, whole)
     if hint is not None:
         hint = canonical(pb, hint) if whole else hint
         for (p, c), v in x.items():
-            m.AddHint(v, hint[p] == c)
+            m.add_hint(v, hint[p] == c)
     if objective:
-        m.Minimize(_objective(pb, m, x, people, crews, whole))
+        m.minimize(_objective(pb, m, x, people, crews, whole))
     return Built(m, x, people, crews)
 
 
@@ -58,22 +58,22 @@ def _hard(pb: Problem, m: cp_model.CpModel, x: dict[tuple[int, int], Var],
     spoken = sorted({b for p in people for b in range(len(pb.languages)) if pb.lang_mask[p] >> b & 1})
     for c in crews:
         here = [x[p, c] for p in people if (p, c) in x]
-        m.Add(sum(here) >= pb.min_size)
-        m.Add(sum(here) <= pb.max_size)
-        lang = {b: m.NewBoolVar(f"l{c}_{b}") for b in spoken}
-        m.AddExactlyOne(lang.values())
+        m.add(sum(here) >= pb.min_size)
+        m.add(sum(here) <= pb.max_size)
+        lang = {b: m.new_bool_var(f"l{c}_{b}") for b in spoken}
+        m.add_exactly_one(lang.values())
         for p in people:
             if (p, c) in x:
-                m.AddBoolOr([x[p, c].Not()] + [lang[b] for b in spoken if pb.lang_mask[p] >> b & 1])
+                m.add_bool_or([x[p, c].negated()] + [lang[b] for b in spoken if pb.lang_mask[p] >> b & 1])
         if pb.require_facilitator:
-            m.AddBoolOr([x[p, c] for p in people if (p, c) in x and pb.facilitator[p]])
+            m.add_bool_or([x[p, c] for p in people if (p, c) in x and pb.facilitator[p]])
     chosen = set(people)
     for p in people:
         for q in pb.not_with[p]:
             if q > p and q in chosen:
                 for c in crews:
                     if (p, c) in x and (q, c) in x:
-                        m.AddBoolOr([x[p, c].Not(), x[q, c].Not()])
+                        m.add_bool_or([x[p, c].negated(), x[q, c].negated()])
     if whole:
         _break_symmetry(pb, m, x)
 
@@ -86,7 +86,7 @@ def _break_symmetry(pb: Problem, m: cp_model.CpModel, x: dict[tuple[int, int], V
     for rank, p in enumerate(free[:len(plain)]):
         for c in plain[rank + 1:]:
             if (p, c) in x:
-                m.Add(x[p, c] == 0)
+                m.add(x[p, c] == 0)
 
 
 def canonical(pb: Problem, crew_of: Sequence[int]) -> list[int]:
@@ -115,18 +115,18 @@ def _objective(pb: Problem, m: cp_model.CpModel, x: dict[tuple[int, int], Var],
             same = []
             for c in crews:
                 if (i, c) in x and (j, c) in x:
-                    z = m.NewBoolVar("")
-                    m.AddImplication(z, x[i, c])
-                    m.AddImplication(z, x[j, c])
+                    z = m.new_bool_var("")
+                    m.add_implication(z, x[i, c])
+                    m.add_implication(z, x[j, c])
                     same.append(z)
             offset += w
             terms.append(-w * sum(same))
     for i, j, w in pb.repeat:
         if i in chosen and j in chosen:
-            r = m.NewBoolVar("")
+            r = m.new_bool_var("")
             for c in crews:
                 if (i, c) in x and (j, c) in x:
-                    m.AddBoolOr([x[i, c].Not(), x[j, c].Not(), r])
+                    m.add_bool_or([x[i, c].negated(), x[j, c].negated(), r])
             terms.append(w * r)
     for a in pb.attrs:
         terms.extend(_attr_terms(pb, m, x, people, crews, a.mode, a.weight, a.value_of))
@@ -138,8 +138,8 @@ def _objective(pb: Problem, m: cp_model.CpModel, x: dict[tuple[int, int], Var],
             for c in crews:
                 here = [x[p, c] for p in inside if (p, c) in x]
                 if here:
-                    t = m.NewBoolVar("")
-                    m.AddMaxEquality(t, here)
+                    t = m.new_bool_var("")
+                    m.add_max_equality(t, here)
                     terms.append(pb.travel_weight * t)
     if whole:
         offset -= pb.travel_weight * pb.travel_baseline
@@ -149,7 +149,7 @@ def _objective(pb: Problem, m: cp_model.CpModel, x: dict[tuple[int, int], Var],
             offset += pb.move_weight
             if (p, pv) in x:
                 terms.append(-pb.move_weight * x[p, pv])
-    return sum(terms) + offset  # type: ignore[no-any-return]
+    return cp_model.LinearExpr.sum(terms) + offset
 
 
 def _attr_terms(pb: Problem, m: cp_model.CpModel, x: dict[tuple[int, int], Var],
@@ -168,23 +168,23 @@ def _attr_terms(pb: Problem, m: cp_model.CpModel, x: dict[tuple[int, int], Var],
             if mode is Mode.SPREAD and len(here) >= 2:
                 # pairs >= C(count, 2), linearised by its chords (exact at integers).
                 top = min(len(here), pb.max_size)
-                pairs = m.NewIntVar(0, top * (top - 1) // 2, "")
+                pairs = m.new_int_var(0, top * (top - 1) // 2, "")
                 for s in range(1, top):
-                    m.Add(pairs >= s * sum(here) - s * (s + 1) // 2)
+                    m.add(pairs >= s * sum(here) - s * (s + 1) // 2)
                 out.append(weight * pairs)
                 spread_pairs[value_of[members[0]]].append(pairs)
             elif mode is Mode.CLUSTER and here:
-                u = m.NewBoolVar("")
-                m.AddMaxEquality(u, here)
+                u = m.new_bool_var("")
+                m.add_max_equality(u, here)
                 present.append(u)
         if len(present) >= 2:
-            extra = m.NewIntVar(0, len(present) - 1, "")
-            m.Add(extra >= sum(present) - 1)
+            extra = m.new_int_var(0, len(present) - 1, "")
+            m.add(extra >= sum(present) - 1)
             out.append(weight * extra)
     # Everyone modelled lands in these crews, so each value's pairs are at least those of
     # an even split: a cut the LP relaxation of the chords alone does not see.
     for v, pair_vars in spread_pairs.items():
-        m.Add(sum(pair_vars) >= even_split_pairs(len(by_value[v]), len(crews)))
+        m.add(sum(pair_vars) >= even_split_pairs(len(by_value[v]), len(crews)))
     return out
 
 
@@ -202,7 +202,7 @@ class _Callback(cp_model.CpSolverSolutionCallback):
         self.progress, self.t0 = progress, t0
 
     def on_solution_callback(self) -> None:
-        self.progress(time.monotonic() - self.t0, int(self.ObjectiveValue()))
+        self.progress(time.monotonic() - self.t0, int(self.objective_value))
 
 
 def solve(built: Built, pb: Problem, time_limit: float, seed: int, workers: int,
@@ -220,7 +220,7 @@ def solve(built: Built, pb: Problem, time_limit: float, seed: int, workers: int,
         prm.interleave_search = True
         prm.max_deterministic_time = max(time_limit, 0.01)
     cb = _Callback(progress, t0) if progress is not None else None
-    st = solver.Solve(built.model, cb)
+    st = solver.solve(built.model, cb)
     names = {cp_model.OPTIMAL: "optimal", cp_model.FEASIBLE: "feasible",
              cp_model.INFEASIBLE: "infeasible"}
     status = names.get(st, "unknown")
@@ -228,9 +228,9 @@ def solve(built: Built, pb: Problem, time_limit: float, seed: int, workers: int,
         return CpResult(status, None, None, None)
     crew_of = list(base) if base is not None else [-1] * pb.n
     for (p, c), v in built.x.items():
-        if solver.BooleanValue(v):
+        if solver.boolean_value(v):
             crew_of[p] = c
-    has_obj = built.model.HasObjective()
+    has_obj = built.model.has_objective()
     return CpResult(status, crew_of,
-                    round(solver.ObjectiveValue()) if has_obj else None,
-                    round(solver.BestObjectiveBound()) if has_obj else None)
+                    round(solver.objective_value) if has_obj else None,
+                    round(solver.best_objective_bound) if has_obj else None)

@@ -104,46 +104,46 @@ def explain_with_cpsat(pb: Problem, time_limit: float) -> tuple[str, list[str]]:
     """Return ("infeasible", conflicting constraints), ("feasible", []) or ("unknown", [])."""
     m = cp_model.CpModel()
     k = pb.k
-    x = {(p, c): m.NewBoolVar("") for p in range(pb.n) for c in range(k)}
+    x = {(p, c): m.new_bool_var("") for p in range(pb.n) for c in range(k)}
     labels: list[tuple[cp_model.IntVar, str]] = []
 
     def switch(label: str) -> cp_model.IntVar:
-        lit = m.NewBoolVar(label)
+        lit = m.new_bool_var(label)
         labels.append((lit, label))
         return lit
 
     for p in range(pb.n):
-        m.AddExactlyOne(x[p, c] for c in range(k))
+        m.add_exactly_one(x[p, c] for c in range(k))
     lo = switch(f"the minimum crew size of {pb.min_size}")
     hi = switch(f"the maximum crew size of {pb.max_size}")
     fac = switch("at least one facilitator per crew") if pb.require_facilitator else None
     nl = len(pb.languages)
     for c in range(k):
         size = sum(x[p, c] for p in range(pb.n))
-        m.Add(size >= pb.min_size).OnlyEnforceIf(lo)
-        m.Add(size <= pb.max_size).OnlyEnforceIf(hi)
+        m.add(size >= pb.min_size).only_enforce_if(lo)
+        m.add(size <= pb.max_size).only_enforce_if(hi)
         if fac is not None:
-            m.AddBoolOr([x[p, c] for p in range(pb.n) if pb.facilitator[p]]).OnlyEnforceIf(fac)
-        lang = [m.NewBoolVar("") for _ in range(nl)]
-        m.AddExactlyOne(lang)
+            m.add_bool_or([x[p, c] for p in range(pb.n) if pb.facilitator[p]]).only_enforce_if(fac)
+        lang = [m.new_bool_var("") for _ in range(nl)]
+        m.add_exactly_one(lang)
         for p in range(pb.n):
-            m.AddBoolOr([x[p, c].Not()] + [lang[b] for b in range(nl) if pb.lang_mask[p] >> b & 1])
+            m.add_bool_or([x[p, c].negated()] + [lang[b] for b in range(nl) if pb.lang_mask[p] >> b & 1])
     for p in range(pb.n):
         for q in pb.not_with[p]:
             if q > p:
                 lit = switch(f"{_who(pb, p)} and {_who(pb, q)} marked not-with")
                 for c in range(k):
-                    m.AddBoolOr([x[p, c].Not(), x[q, c].Not()]).OnlyEnforceIf(lit)
+                    m.add_bool_or([x[p, c].negated(), x[q, c].negated()]).only_enforce_if(lit)
         if 0 <= pb.pinned[p] < k:
-            m.Add(x[p, pb.pinned[p]] == 1).OnlyEnforceIf(
+            m.add(x[p, pb.pinned[p]] == 1).only_enforce_if(
                 switch(f"{_who(pb, p)} pinned to crew {pb.pinned[p] + 1}"))
-    m.AddAssumptions([lit for lit, _ in labels])
+    m.add_assumptions([lit for lit, _ in labels])
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = max(time_limit, 0.1)
     solver.parameters.num_workers = 1  # infeasibility cores are only produced single-threaded
-    st = solver.Solve(m)
+    st = solver.solve(m)
     if st == cp_model.INFEASIBLE:
-        core = set(solver.SufficientAssumptionsForInfeasibility())
-        named = [label for lit, label in labels if lit.Index() in core]
+        core = set(solver.sufficient_assumptions_for_infeasibility())
+        named = [label for lit, label in labels if lit.index in core]
         return "infeasible", named or ["every crew needs a language all its members speak"]
     return ("feasible" if st in (cp_model.OPTIMAL, cp_model.FEASIBLE) else "unknown"), []

@@ -100,7 +100,7 @@ def _two_phase(pb: Problem, crews: list[int], deadline: float,
         return [1 - built.x[p, c] if (p, c) in built.x else 1 for p, c in stay]
 
     first = cpsat.build(pb, people, crews, hint=base, objective=False)
-    first.model.Minimize(sum(moved(first)))  # type: ignore[arg-type]
+    first.model.minimize(sum(moved(first)))  # type: ignore[arg-type]
     half = max((deadline - time.monotonic()) / 2, 0.1)
     res = cpsat.solve(first, pb, half, options.seed, options.workers, options.deterministic,
                       base=base)
@@ -108,7 +108,7 @@ def _two_phase(pb: Problem, crews: list[int], deadline: float,
         return None
     fewest = sum(1 for p, c in stay if res.crew_of[p] != c)
     second = cpsat.build(pb, people, crews, hint=res.crew_of)
-    second.model.Add(sum(moved(second)) <= fewest)  # type: ignore[arg-type]
+    second.model.add(sum(moved(second)) <= fewest)  # type: ignore[arg-type]
     res2 = cpsat.solve(second, pb, max(deadline - time.monotonic(), 0.1), options.seed,
                        options.workers, options.deterministic, base=base)
     return res2.crew_of if res2.crew_of is not None else res.crew_of
