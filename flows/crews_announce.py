@@ -66,7 +66,8 @@ def show_answer(question: Question, value: Any) -> str:
     return str(value)
 
 
-def member_card(gathering: GatheringConfig, person: PersonId, run: RunView | None) -> dict[str, Any]:
+def member_card(gathering: GatheringConfig, person: PersonId,
+                run: RunView | None) -> dict[str, Any]:
     """A member as crewmates see them: the name, plus shared answers when consented."""
     name = (run.display_name if run else "") or f"#{person}"
     fields: list[dict[str, str]] = []

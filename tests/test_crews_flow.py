@@ -13,6 +13,7 @@ from flows.base import Outcome, PersonInfo, RunView, StepContext
 from flows.config import GatheringConfig
 from flows.crews import Crews
 from flows.crews_announce import call_uid, first_call_day
+from gateway.calendar import Attendee, CalendarEvent, build_request
 from gateway.model import (
     GATHERING_SUBJECT,
     CalendarAnswer,
@@ -22,7 +23,6 @@ from gateway.model import (
     OutKind,
     PersonId,
 )
-from gateway.calendar import Attendee, CalendarEvent, build_request
 from gateway.render import Renderer
 from tests.test_calendar import ical_js
 
