@@ -13,6 +13,7 @@ notices of other bots, reactions we do not understand, our own echo) give `None`
 
 from __future__ import annotations
 
+import hashlib
 import html
 import logging
 import re
@@ -218,6 +219,11 @@ def _timestamp(value: object) -> datetime:
 
 
 # -- outbound ----------------------------------------------------------------------------
+
+
+def txn_id(idempotency_key: str) -> str:
+    """The Matrix transaction id of an outbox row: stable across retries and restarts."""
+    return hashlib.sha256(idempotency_key.encode()).hexdigest()
 
 
 def text_content(text: str, html_body: str = "", *, in_reply_to: str | None = None) -> dict[str, Any]:
