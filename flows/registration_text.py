@@ -15,7 +15,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from flows.config import GatheringConfig, Question, QuestionType
-from flows.forms import Problem, fold, is_help, is_no, is_yes, question_view
+from flows.forms import Problem, question_view
+from flows.forms_words import fold, is_help, is_no, is_yes
 from gateway.model import Invite, Outgoing, OutKind, PersonId
 
 FLOW = "registration"

@@ -12,7 +12,6 @@ from flows.forms import (
     applicable,
     apply_numbered,
     find_question,
-    is_help,
     match_option,
     parse_answer,
     parse_vote,
@@ -20,6 +19,7 @@ from flows.forms import (
     relevant_answers,
     summary_view,
 )
+from flows.forms_words import is_help
 
 REF = date(2027, 7, 10)
 
