@@ -47,7 +47,7 @@ MIGRATIONS: list[Migration] = [
     ),
 ]
 
-#: Power level of organisers in group rooms: moderators (kick, redact), below the bot's 100.
+#: Power level of organisers in group rooms: moderators (kick, redact), below the bot.
 ORGANISER_POWER = 50
 ENCRYPTION_STATE = {
     "type": "m.room.encryption",
@@ -71,7 +71,7 @@ def raise_for(resp: object, what: str) -> None:
     if code == "M_LIMIT_EXCEEDED" or status == 429:
         retry = resp.retry_after_ms / 1000 if resp.retry_after_ms else None
         raise TransientError(message, retry_after=retry)
-    if status >= 500 or not code or code in ("M_UNKNOWN_TOKEN", "M_MISSING_TOKEN", "M_UNKNOWN"):
+    if status >= 500 or not status or code in ("M_UNKNOWN_TOKEN", "M_MISSING_TOKEN"):
         raise TransientError(message)
     raise PermanentError(message)
 
@@ -161,7 +161,12 @@ class RoomDirectory:
     async def _check_user_exists(self, mxid: str) -> None:
         """Refuse, permanently, to open a room for a Matrix id the homeserver does not know."""
         resp = await self.client.get_profile(mxid)
-        if isinstance(resp, ErrorResponse) and resp.status_code == "M_NOT_FOUND":
+        if not isinstance(resp, ErrorResponse):
+            return
+        status = getattr(getattr(resp, "transport_response", None), "status", 0)
+        # Synapse answers 404 for an unknown local user (errcode M_NOT_FOUND, or M_UNKNOWN
+        # "No row found" in some versions); other errors (federation off…) prove nothing.
+        if status == 404 or resp.status_code == "M_NOT_FOUND":
             raise PermanentError(f"unknown Matrix user {mxid}")
 
     async def _flag_direct(self, mxid: str, room_id: str) -> None:
@@ -209,8 +214,9 @@ class RoomDirectory:
                     (key,),
                 )
             if row is None:
-                power = {"users": {self.client.user_id: 100,
-                                   **{o: ORGANISER_POWER for o in self.organisers}}}
+                # The creator (the bot) is not listed: room version 12 gives creators
+                # unlimited power and refuses them in `users`; older versions default them to 100.
+                power = {"users": {o: ORGANISER_POWER for o in self.organisers}}
                 room_id = await self._create(
                     name=name, topic=topic, invite=list(members),
                     preset=RoomPreset.private_chat, power_level_override=power,

@@ -30,7 +30,8 @@ class Echo:
 
     "poll" → a poll with three options; "many" → a multiple-choice poll; other text →
     "echo: TEXT"; a vote/reaction → "choice: CHOICE on EVENT"; an edit → "edit: TEXT of EVENT";
-    a redaction → "redacted EVENT"; a rejected message → the engine's own note.
+    a redaction → "redacted EVENT"; a rejected message → the engine's own note; "register"
+    sets the run's status to "registered" (for announcements).
     """
 
     name: ClassVar[str] = "registration"
@@ -54,7 +55,8 @@ class Echo:
             words = f"redacted {m.replaces}"
         else:
             words = f"echo: {m.text}"
-        return Outcome(state={}, send=[Outgoing(me, "test/say", {"words": words})])
+        status = "registered" if m.text == "register" else None
+        return Outcome(state={}, status=status, send=[Outgoing(me, "test/say", {"words": words})])
 
 
 def test_renderer(tmp_path: Path) -> Renderer:
@@ -94,6 +96,7 @@ async def running_bot(
     organisers: Sequence[str] = (),
     renderer: Renderer | None = None,
     gatherings: Sequence[str] = ("camp",),
+    worker: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[Bot]:
     store = await open_store(tmp_path / "gateway.sqlite3", migrations=MIGRATIONS)
     engine = Engine(store, flows or {"registration": Echo()},
@@ -101,7 +104,7 @@ async def running_bot(
                     renderer=renderer or test_renderer(tmp_path),
                     organisers=[Identity.matrix(o) for o in organisers])
     transport = MatrixTransport(settings, store, organisers=organisers, sync_timeout_ms=5000)
-    outbox = OutboxWorker(store, {Channel.MATRIX: transport})
+    outbox = OutboxWorker(store, {Channel.MATRIX: transport}, **(worker or {}))
     transport.wake = outbox.wake
     stop = asyncio.Event()
     tasks = [asyncio.create_task(transport.run(engine, stop)),

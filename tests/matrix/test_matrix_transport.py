@@ -5,9 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from nio import AsyncClient, RoomCreateResponse, RoomSendResponse
 
-from tests.matrix.kit import Inbox, running_bot, settings_for
+from flows.organisers import Organisers
+from gateway.model import Channel, OutboxId, OutboxItem, OutKind
+from gateway.transports.base import PermanentError
+from tests.matrix.kit import Echo, Inbox, room_history, running_bot, settings_for, sync_until
 from tests.servers import SynapseServer
 
 
@@ -74,7 +78,124 @@ async def test_participant_dm_round_trip(synapse: SynapseServer, matrix_client: 
 
 
 async def _wait_joined(client: AsyncClient, room_id: str, user_id: str) -> None:
-    from tests.matrix.kit import sync_until
-
     await sync_until(client, lambda: user_id in client.rooms[room_id].users
                      and user_id not in client.rooms[room_id].invited_users)
+
+
+def item(key: str, address: str, body: str, **extra: Any) -> OutboxItem:
+    fields: dict[str, Any] = dict(id=OutboxId(1), idempotency_key=key, channel=Channel.MATRIX,
+                                  address=address, kind=OutKind.TEXT, person=None, gathering="camp",
+                                  flow=None, subject="", text=body, html="", attempts=1)
+    fields.update(extra)
+    return OutboxItem(**fields)
+
+
+async def test_bot_reaches_out_first_once_and_reopens_after_a_leave(
+        synapse: SynapseServer, matrix_client: Any, tmp_path: Path) -> None:
+    bot_user, maya = synapse.new_user("bot"), synapse.new_user("maya")
+    client = await matrix_client(maya)
+    inbox = Inbox(client, bot_user.user_id)
+    settings = settings_for(synapse, bot_user, tmp_path / "mx")
+    async with running_bot(tmp_path, settings) as bot:
+        first = await bot.transport.send(item("k1", maya.user_id, "Welcome!"))
+        # The same outbox row sent again (a crash after the send, before it was marked sent):
+        # the same device and txn_id, so Synapse returns the first event.
+        again = await bot.transport.send(item("k1", maya.user_id, "Welcome!"))
+        assert again == first
+        await sync_until(client, lambda: bool(inbox.invites) or bool(client.invited_rooms),
+                         seen=inbox.seen)
+        room = (inbox.invites or list(client.invited_rooms))[0]
+        inbox.invites[:] = [room]
+        await inbox.accept_invites()
+        history = await room_history(client, room, bot_user.user_id)
+        assert [e["content"]["body"] for e in history if e["type"] == "m.room.message"] == \
+            ["Welcome!"]
+        direct = synapse.request("GET", f"/_matrix/client/v3/user/{bot_user.user_id}"
+                                 "/account_data/m.direct", token=bot_user.access_token)
+        assert direct == {maya.user_id: [room]}
+
+        await client.room_leave(room)
+        for _ in range(50):  # until the bot's sync has seen the leave
+            if await bot.transport.rooms.kind_of(room) is None:
+                break
+            await client.sync(timeout=200)
+        assert await bot.transport.rooms.kind_of(room) is None
+        await bot.transport.send(item("k2", maya.user_id, "Still there?"))
+        new_room = await bot.transport.rooms.direct_room(maya.user_id)
+        assert new_room != room
+
+
+async def test_unknown_user_is_a_permanent_error(synapse: SynapseServer, tmp_path: Path) -> None:
+    bot_user = synapse.new_user("bot")
+    async with running_bot(tmp_path, settings_for(synapse, bot_user, tmp_path / "mx")) as bot:
+        with pytest.raises(PermanentError):
+            await bot.transport.send(item("k", "@nobody_here:localhost", "hi"))
+
+
+async def test_group_room_invites_members_once_and_makes_organisers_moderators(
+        synapse: SynapseServer, matrix_client: Any, tmp_path: Path) -> None:
+    bot_user, a, b, org = (synapse.new_user(n) for n in ("bot", "ana", "ben", "org"))
+    settings = settings_for(synapse, bot_user, tmp_path / "mx")
+    async with running_bot(tmp_path, settings, organisers=[org.user_id]) as bot:
+        crew = item("g1", "camp/crew-1", "Meet your crew", kind=OutKind.GROUP, group="crew-1",
+                    subject="Crew 1", group_addresses=(a.user_id,))
+        await bot.transport.send(crew)
+        room = await bot.transport.rooms.group_room("camp/crew-1", "", "", [a.user_id])
+        await bot.transport.send(item("g2", "camp/crew-1", "Ben joins", kind=OutKind.GROUP,
+                                      group="crew-1", group_addresses=(a.user_id, b.user_id)))
+        state = synapse.request("GET", f"/_matrix/client/v3/rooms/{room}/state",
+                                token=bot_user.access_token)
+    members = {e["state_key"]: e["content"]["membership"] for e in state
+               if e["type"] == "m.room.member"}
+    assert members == {bot_user.user_id: "join", a.user_id: "invite", b.user_id: "invite"}
+    power = next(e["content"] for e in state if e["type"] == "m.room.power_levels")
+    assert power["users"][org.user_id] == 50
+    name = next(e["content"]["name"] for e in state if e["type"] == "m.room.name")
+    assert name == "Crew 1"
+
+
+async def test_organiser_commands_allowed_for_organisers_refused_for_others(
+        synapse: SynapseServer, matrix_client: Any, tmp_path: Path) -> None:
+    bot_user, org, stranger, maya = (synapse.new_user(n) for n in ("bot", "org", "eve", "maya"))
+    org_client, eve_client, maya_client = [await matrix_client(u) for u in (org, stranger, maya)]
+    created = await org_client.room_create(name="Organisers",
+                                           invite=[bot_user.user_id, stranger.user_id])
+    assert isinstance(created, RoomCreateResponse)
+    room = created.room_id
+    await eve_client.join(room)
+    org_inbox, eve_inbox, maya_inbox = (Inbox(c, bot_user.user_id)
+                                        for c in (org_client, eve_client, maya_client))
+    settings = settings_for(synapse, bot_user, tmp_path / "mx", organisers_room=room)
+    flows = {"registration": Echo(), "organisers": Organisers()}
+    async with running_bot(tmp_path, settings, organisers=[org.user_id], flows=flows):
+        await org_client.sync(timeout=0)
+        await _wait_joined(org_client, room, bot_user.user_id)
+        dm = await open_dm(maya_client, bot_user.user_id)
+        await _wait_joined(maya_client, dm, bot_user.user_id)
+        await say(maya_client, dm, text("register"))
+        await maya_inbox.wait_body("echo: register")
+
+        await eve_client.sync(timeout=0)
+        await say(eve_client, room, text("!status"))
+        refusal = await eve_inbox.wait_for(lambda e: "only the organisers" in _body(e))
+        assert refusal["room_id"] == room
+
+        await say(org_client, room, text("!status"))
+        status = await org_inbox.wait_for(lambda e: _body(e).startswith("gathering"))
+        assert "camp" in _body(status)
+
+        await say(org_client, room, text("!export camp"))
+        export = await org_inbox.wait_for(lambda e: e["content"].get("msgtype") == "m.file")
+        assert export["content"]["body"] == "camp-registrations.csv"
+
+        await say(org_client, room, text("!announce camp Bring warm boots"))
+        await org_inbox.wait_for(lambda e: "would go to 1 registered person" in _body(e))
+        await say(org_client, room, text("!confirm"))
+        await org_inbox.wait_for(lambda e: "on its way to 1 registered person" in _body(e))
+        news = await maya_inbox.wait_for(lambda e: "Bring warm boots" in _body(e))
+        assert news["room_id"] == dm
+    assert not any("Bring warm boots" in _body(e) for e in eve_inbox.events)
+
+
+def _body(event: dict[str, Any]) -> str:
+    return str(event.get("content", {}).get("body", ""))
