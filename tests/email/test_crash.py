@@ -34,9 +34,10 @@ async def gateway(tmp: Path, box: MailUser, dovecot: DovecotServer, smtp_port: i
         "db": str(tmp / "gw.db"), "templates": str(tmp / "templates"), "address": box.address,
         "password": box.password, "imap_port": dovecot.imap_port, "smtp_port": smtp_port,
         "crash": crash}))
-    log = open(tmp / "gateway.log", "ab")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "tests.email.gateway_proc", str(config)],
-                            cwd=ROOT, stdout=log, stderr=log)
+    log = open(tmp / "gateway.log", "ab")  # noqa: ASYNC230 - instant, closed below
+    proc = subprocess.Popen(  # noqa: ASYNC220 - starting is instant; waits use a thread
+        [sys.executable, "-m", "tests.email.gateway_proc", str(config)],
+        cwd=ROOT, stdout=log, stderr=log)
     try:
         yield proc
     finally:
@@ -56,10 +57,10 @@ def query(db: Path, sql: str) -> list[tuple[object, ...]]:
             return []
 
 
-async def wait(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+async def wait(condition: Callable[[], bool], limit: float = 30.0) -> None:
     """Poll while the SMTP sink (in this event loop) keeps serving the gateway process."""
-    async with asyncio.timeout(timeout):
-        while not condition():
+    async with asyncio.timeout(limit):
+        while not condition():  # noqa: ASYNC110 - polls a database or maildir
             await asyncio.sleep(0.05)
 
 

@@ -28,7 +28,7 @@ class Participant:
         """The n-th mail (1-based) in the inbox, waiting for it to arrive."""
         async def arrived() -> bool:
             return len(self.dovecot.mailbox_messages(self.box.address)) >= n
-        await kit.until(arrived, timeout=30)
+        await kit.until(arrived, limit=30)
         message = message_from_bytes(self.dovecot.mailbox_messages(self.box.address)[n - 1],
                                      policy=policy.default)
         assert isinstance(message, EmailMessage)
@@ -42,7 +42,8 @@ class Participant:
 
     async def reply(self, to: EmailMessage, body: str) -> None:
         """Answer like Gmail: to Reply-To, threaded, the quoted original below."""
-        quoted = "\n".join("> " + line for line in to.get_body(("plain",)).get_content().splitlines())
+        original = to.get_body(("plain",)).get_content()
+        quoted = "\n".join("> " + line for line in original.splitlines())
         address = str(to["Reply-To"] or to["From"])
         raw = (f"From: Ana <{self.box.address}>\r\nTo: {address}\r\n"
                f"Subject: Re: {to['Subject']}\r\nIn-Reply-To: {to['Message-ID']}\r\n"
@@ -100,7 +101,7 @@ async def test_registration_by_email_from_first_mail_to_accepted_invite(
             async def accepted() -> bool:
                 run = await gw.run_state(1)
                 return run is not None and run[0] == "accepted"
-            await kit.until(accepted, timeout=30)
+            await kit.until(accepted, limit=30)
         finally:
             stop.set()
             await asyncio.gather(*tasks)

@@ -110,7 +110,7 @@ async def test_reader_survives_a_dovecot_outage(
             await kit.until(lambda: _not_ready(reader))
             await asyncio.to_thread(dovecot.start)
             await dovecot.adeliver(mailbox.address, reply(mailbox.address, "<after@example.net>"))
-            await kit.until(lambda: processed(dovecot, mailbox, 1), timeout=30)
+            await kit.until(lambda: processed(dovecot, mailbox, 1), limit=30)
         assert len(await gw.rows("SELECT 1 FROM inbox")) == 1
 
 

@@ -23,8 +23,8 @@ from tests.servers import SmtpSink
 
 GATEWAY = "camp@example.test"
 INVITE = Invite(uid="u1@example.test", sequence=2, method="REQUEST", summary="Camp",
-                start=datetime(2027, 7, 1, 16, tzinfo=UTC), end=datetime(2027, 7, 5, 12, tzinfo=UTC),
-                tzid="Europe/Lisbon")
+                start=datetime(2027, 7, 1, 16, tzinfo=UTC),
+                end=datetime(2027, 7, 5, 12, tzinfo=UTC), tzid="Europe/Lisbon")
 
 
 def item(**changes: object) -> OutboxItem:
