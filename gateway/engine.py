@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from flows.base import Flow, Outcome, PersonInfo, RunView, StepContext
+from flows.base import Flow, Outcome, PersonInfo, RunView, State, StepContext
 from flows.config import GatheringConfig
+from gateway.committer import GroupCommitter
 from gateway.model import (
     GATHERING_SUBJECT,
     Channel,
@@ -31,14 +32,14 @@ from gateway.model import (
 from gateway.outbound import Enqueuer
 from gateway.people import (
     CHANNEL_OF_KIND,
+    PersonRecord,
     create_person,
-    find_person,
     load_person,
     record_bounce,
     update_person,
 )
 from gateway.render import Renderer
-from gateway.routing import route
+from gateway.routing import RunCache, route
 from gateway.store.db import Store, Tx, dumps, now_iso
 
 log = logging.getLogger(__name__)
@@ -60,9 +61,20 @@ class Handled:
 
 @dataclass
 class _Work:
-    """Outbox ids and results gathered while one inbound message is processed."""
+    """What one inbound message's processing gathers and caches inside its transaction."""
 
     outbox: list[int] = field(default_factory=list)
+    sender: PersonId | None = None
+    runs: RunCache = field(default_factory=RunCache)
+    #: Audit rows, written in one statement at the end of the message.
+    audit: list[tuple[object, ...]] = field(default_factory=list)
+    #: Person records read in this transaction: each hop to the database thread counts.
+    people: dict[PersonId, PersonRecord] = field(default_factory=dict)
+
+    async def person(self, tx: Tx, person: PersonId, organisers: frozenset[Identity]) -> PersonRecord:
+        if person not in self.people:
+            self.people[person] = await load_person(tx, person, organisers)
+        return self.people[person]
 
 
 class Engine:
@@ -87,10 +99,13 @@ class Engine:
         self.clock = clock
         self.default_flow = default_flow
         self.enqueuer = Enqueuer(renderer or Renderer(), self.organisers, token_maker)
+        self.committer: GroupCommitter[Handled] = GroupCommitter(store, self._process, save_cursor)
 
     def reload(self, gatherings: Mapping[str, GatheringConfig]) -> None:
-        """Swap in edited gathering files; answers are keyed by question id, so none is lost."""
+        """Swap in edited gathering files (and re-read templates); answers are keyed by
+        question id, so none is lost."""
         self.gatherings = dict(gatherings)
+        self.enqueuer.renderer.clear()
 
     async def handle(
         self, message: InboundMessage, *, cursor: tuple[str, str] | None = None
@@ -104,27 +119,34 @@ class Engine:
         """Apply several messages in one transaction, e.g. one Matrix sync response.
 
         The cursor covering them is saved in the same transaction, so after a crash the
-        transport resumes exactly where the committed inbox rows end.
+        transport resumes exactly where the committed inbox rows end. Concurrent callers
+        share transactions (gateway/committer.py); each returns once its messages committed.
         """
-        async with self.store.transaction() as tx:
-            results = [await self._process(tx, m) for m in messages]
-            if cursor is not None:
-                await save_cursor(tx, *cursor)
-        return results
+        return await self.committer.submit(messages, cursor)
 
     async def _process(self, tx: Tx, message: InboundMessage) -> Handled:
         now = self.clock()
-        seen = await tx.one(
-            "SELECT 1 FROM inbox WHERE channel = ? AND external_id = ?",
-            (message.channel.value, message.external_id),
+        sender = message.sender
+        # Dedupe and sender lookup in one round trip: this runs for every message.
+        first = await tx.one(
+            "SELECT EXISTS (SELECT 1 FROM inbox WHERE channel = ? AND external_id = ?),"
+            " (SELECT person_id FROM identities WHERE kind = ? AND address = ?)",
+            (message.channel.value, message.external_id,
+             sender.kind.value if sender else None, sender.address if sender else None),
         )
-        if seen:
+        assert first is not None
+        if first[0]:
             return Handled(duplicate=True)
         work = _Work()
         if message.channel == Channel.TIMER and not await _claim_timer(tx, message):
             return Handled(duplicate=True)
-        person = await self._sender(tx, message)
+        known = PersonId(first[1]) if first[1] is not None else None
+        person = work.sender = await self._sender(tx, message, known)
         outcome_label, target, detail = await self._dispatch(tx, message, person, now, work)
+        if person and message.kind not in (InboundKind.TICK, InboundKind.COMMAND):
+            work.audit.append(_audit_row(person, "in", message.channel, target, _summary(message), now))
+        if work.audit:
+            await tx.executemany(AUDIT_INSERT, work.audit)
         await tx.execute(
             "INSERT INTO inbox (channel, external_id, person_id, kind, received_at, processed_at,"
             " gathering, flow, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -141,15 +163,14 @@ class Engine:
                 detail,
             ),
         )
-        if person and message.kind not in (InboundKind.TICK, InboundKind.COMMAND):
-            await audit(tx, person, "in", message.channel, target, _summary(message), now)
         return Handled(False, target, outcome_label, tuple(work.outbox))
 
-    async def _sender(self, tx: Tx, message: InboundMessage) -> PersonId | None:
+    async def _sender(
+        self, tx: Tx, message: InboundMessage, person: PersonId | None
+    ) -> PersonId | None:
         """The person who sent the message; strangers become people when they write to us."""
         if message.sender is None:
             return message.target.person if message.target else None
-        person = await find_person(tx, message.sender)
         if person is None and message.kind in (InboundKind.TEXT, InboundKind.CHOICE):
             language = next(iter(self.gatherings.values())).language if self.gatherings else "en"
             person = await create_person(tx, message.sender, language=language)
@@ -164,11 +185,12 @@ class Engine:
             return await self._bounce(tx, message, now, work)
         if message.kind == InboundKind.REJECTED:
             return await self._rejected(tx, message, now, work)
-        decision = await route(tx, message, person, self.gatherings, self.flows, self.default_flow)
+        decision = await route(tx, message, person, self.gatherings, self.flows, self.default_flow,
+                               work.runs)
         if decision.target is None:
             recipient = decision.notify or person
             if recipient and decision.reply_template:
-                record = await load_person(tx, recipient, self.organisers)
+                record = await work.person(tx, recipient, self.organisers)
                 outcome = Outcome(send=[_reply(record.info, decision.reply_template, decision.context)])
                 await self._apply_sends(tx, outcome, None, record.info, message, now, work)
             return decision.label, None, decision.detail
@@ -186,7 +208,7 @@ class Engine:
             if handled > MAX_EVENTS_PER_MESSAGE:
                 raise RuntimeError(f"more than {MAX_EVENTS_PER_MESSAGE} flow events for one message")
             current, msg = queue.popleft()
-            outcome, info = await self._step(tx, current, msg, now)
+            outcome, info = await self._step(tx, current, msg, now, work)
             await self._persist(tx, current, outcome, info, msg, now, work)
             for i, event in enumerate(outcome.emit):
                 queue.append(
@@ -206,20 +228,15 @@ class Engine:
                 )
 
     async def _step(
-        self, tx: Tx, target: Target, message: InboundMessage, now: datetime
+        self, tx: Tx, target: Target, message: InboundMessage, now: datetime, work: _Work
     ) -> tuple[Outcome, PersonInfo]:
         gathering = self.gatherings[target.gathering]
         flow = self.flows[target.flow]
-        rows = await tx.all(
-            "SELECT person_id, status, state FROM flow_runs"
-            " WHERE gathering = ? AND flow = ? AND person_id IN (?, ?)",
-            (target.gathering, target.flow, target.person, GATHERING_SUBJECT),
-        )
-        states = {row["person_id"]: json.loads(row["state"]) for row in rows}
+        states = await work.runs.states(tx, target)
         if target.person == GATHERING_SUBJECT:
             info = PersonInfo(GATHERING_SUBJECT, gathering.name, gathering.language, None)
         else:
-            info = (await load_person(tx, target.person, self.organisers)).info
+            info = (await work.person(tx, target.person, self.organisers)).info
         peers = await load_peers(tx, target, flow) if target.person == GATHERING_SUBJECT else {}
         ctx = StepContext(
             message=message,
@@ -238,7 +255,7 @@ class Engine:
             log.exception("flow %s failed on %s", target.flow, message.external_id)
             error = Outcome(ignored=True)
             if info.id != GATHERING_SUBJECT and message.sender is not None:
-                error.send.append(_reply(info, "core/error", {"gathering": gathering.name}))
+                error.send.append(_reply(info, "core/error", {}))
             error.send.extend(
                 self.enqueuer.organiser_alerts(
                     "core/flow_failed",
@@ -258,18 +275,25 @@ class Engine:
         work: _Work,
     ) -> None:
         stamp = now_iso(now)
+        upserts: list[tuple[Target, State | None, str | None]] = []
         if outcome.state is not None or outcome.status is not None:
-            await upsert_run(tx, target, outcome.state, outcome.status, stamp)
-        if outcome.shared is not None and target.person != GATHERING_SUBJECT:
+            upserts.append((target, outcome.state, outcome.status))
+        if outcome.shared is not None:
             shared_target = Target(target.gathering, target.flow, GATHERING_SUBJECT)
-            await upsert_run(tx, shared_target, outcome.shared, None, stamp)
-        elif outcome.shared is not None:
-            await upsert_run(tx, target, outcome.shared, None, stamp)
+            if shared_target == target and upserts:
+                upserts[0] = (target, outcome.shared, outcome.status)
+            else:
+                upserts.append((shared_target, outcome.shared, None))
+        if upserts:
+            await tx.executemany(UPSERT_RUN, [_upsert_params(t, st, su, stamp) for t, st, su in upserts])
+            for t, st, su in upserts:
+                work.runs.remember(t, st, su)
         if target.person != GATHERING_SUBJECT and (
             outcome.link or outcome.preferred_channel or outcome.language
         ):
             await update_person(tx, target.person, outcome.link, outcome.preferred_channel,
                                 outcome.language)
+            work.people.pop(target.person, None)
         for name in outcome.cancel_timers:
             await tx.execute(
                 "DELETE FROM timers WHERE gathering = ? AND flow = ? AND person_id = ? AND name = ?",
@@ -299,7 +323,8 @@ class Engine:
         gathering = self.gatherings.get(target.gathering) if target else None
         ids = await self.enqueuer.enqueue(
             tx, outcome.send, target=target, gathering=gathering, cause=message,
-            index_base=len(work.outbox), now=now,
+            index_base=len(work.outbox), now=now, people=work.people, sender=work.sender,
+            audit=work.audit,
         )
         work.outbox.extend(ids)
 
@@ -329,7 +354,7 @@ class Engine:
             person = await record_bounce(tx, address, permanent=permanent)
             if person is None:
                 continue
-            record = await load_person(tx, person, self.organisers)
+            record = await work.person(tx, person, self.organisers)
             alerts = self.enqueuer.organiser_alerts(
                 "core/address_failing",
                 {"address": address, "person": record.info.display_name or f"#{person}",
@@ -351,20 +376,20 @@ def _reply(info: PersonInfo, template: str, context: Mapping[str, Any]) -> Outgo
     return Outgoing(to=info.id, template=template, context=dict(context))
 
 
-async def upsert_run(
-    tx: Tx, target: Target, state: dict[str, Any] | None, status: str | None, stamp: str
-) -> None:
-    await tx.execute(
-        "INSERT INTO flow_runs (gathering, flow, person_id, status, state, created_at, updated_at)"
-        " VALUES (?, ?, ?, COALESCE(?, ''), COALESCE(?, '{}'), ?, ?)"
-        " ON CONFLICT (gathering, flow, person_id) DO UPDATE SET"
-        " status = COALESCE(?, status), state = COALESCE(?, state), updated_at = excluded.updated_at",
-        (
-            target.gathering, target.flow, target.person, status,
-            dumps(state) if state is not None else None, stamp, stamp,
-            status, dumps(state) if state is not None else None,
-        ),
-    )
+UPSERT_RUN = (
+    "INSERT INTO flow_runs (gathering, flow, person_id, status, state, created_at, updated_at)"
+    " VALUES (?, ?, ?, COALESCE(?, ''), COALESCE(?, '{}'), ?, ?)"
+    " ON CONFLICT (gathering, flow, person_id) DO UPDATE SET"
+    " status = COALESCE(?, status), state = COALESCE(?, state), updated_at = excluded.updated_at"
+)
+
+
+def _upsert_params(
+    target: Target, state: State | None, status: str | None, stamp: str
+) -> tuple[object, ...]:
+    encoded = dumps(state) if state is not None else None
+    return (target.gathering, target.flow, target.person, status, encoded, stamp, stamp,
+            status, encoded)
 
 
 async def load_peers(tx: Tx, target: Target, flow: Flow) -> dict[str, dict[PersonId, RunView]]:
@@ -411,16 +436,18 @@ async def load_cursor(store: Store, name: str) -> str | None:
     return str(row[0]) if row else None
 
 
-async def audit(
-    tx: Tx, person: PersonId, direction: str, channel: Channel, target: Target | None,
-    summary: str, now: datetime,
-) -> None:
-    await tx.execute(
-        "INSERT INTO audit (person_id, at, direction, channel, gathering, flow, summary)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (person, now_iso(now), direction, channel.value,
-         target.gathering if target else None, target.flow if target else None, summary),
-    )
+AUDIT_INSERT = (
+    "INSERT INTO audit (person_id, at, direction, channel, gathering, flow, summary)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _audit_row(
+    person: PersonId, direction: str, channel: Channel, target: Target | None, summary: str,
+    now: datetime,
+) -> tuple[object, ...]:
+    return (person, now_iso(now), direction, channel.value,
+            target.gathering if target else None, target.flow if target else None, summary)
 
 
 def _summary(message: InboundMessage) -> str:

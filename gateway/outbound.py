@@ -68,9 +68,14 @@ class Enqueuer:
         index_base: int,
         now: datetime,
         key_prefix: str | None = None,
+        people: dict[PersonId, PersonRecord] | None = None,
+        sender: PersonId | None = None,
+        audit: list[tuple[object, ...]] | None = None,
     ) -> list[int]:
+        """Queue `sends`; `people` caches person records for the transaction, `sender` is
+        the person who wrote `cause` (their messages get In-Reply-To it)."""
         prefix = key_prefix or (f"{cause.channel.value}:{cause.external_id}" if cause else "")
-        people: dict[PersonId, PersonRecord] = {}
+        people = {} if people is None else people
         ids: list[int] = []
         for offset, out in enumerate(sends):
             key = f"{prefix}#{index_base + offset}"
@@ -79,7 +84,8 @@ class Enqueuer:
             ):
                 row_key = key if n == 0 else f"{key}.{n}"
                 row = await self._insert(
-                    tx, out, reach, person, language, row_key, target, gathering, cause, now, people
+                    tx, out, reach, person, language, row_key, target, gathering, cause, now,
+                    people, sender, audit,
                 )
                 if row is not None:
                     ids.append(row)
@@ -126,8 +132,10 @@ class Enqueuer:
         cause: InboundMessage | None,
         now: datetime,
         people: dict[PersonId, PersonRecord],
+        sender: PersonId | None,
+        audit: list[tuple[object, ...]] | None,
     ) -> int | None:
-        context = {**out.context, **_common_context(gathering, person, people)}
+        context = {**_common_context(gathering, person, people), **out.context}
         try:
             rendered = self.renderer.render(
                 out.template, language=language, channel=reach.channel.value, context=context
@@ -148,7 +156,6 @@ class Enqueuer:
         thread_root = await _thread_root(tx, person, gathering_slug, flow) if person else None
         in_reply_to = None
         if cause is not None and cause.sender is not None and person is not None:
-            sender = await _person_id_of(tx, cause.sender)
             if sender == person and CHANNEL_OF_KIND[cause.sender.kind] == reach.channel:
                 in_reply_to = cause.external_id
         token = None
@@ -182,11 +189,15 @@ class Enqueuer:
             for member in (out.members or ((person,) if person else ())):
                 await _record_invite(tx, out, target, member, now)
         if person:
-            await tx.execute(
-                "INSERT INTO audit (person_id, at, direction, channel, gathering, flow, summary)"
-                " VALUES (?, ?, 'out', ?, ?, ?, ?)",
-                (person, now_iso(now), reach.channel.value, gathering_slug, flow, out.template),
-            )
+            row_audit = (person, now_iso(now), "out", reach.channel.value, gathering_slug, flow,
+                         out.template)
+            if audit is not None:
+                audit.append(row_audit)  # written with the message's other audit rows
+            else:
+                await tx.execute(
+                    "INSERT INTO audit (person_id, at, direction, channel, gathering, flow,"
+                    " summary) VALUES (?, ?, ?, ?, ?, ?, ?)", row_audit,
+                )
         return row
 
 
@@ -197,13 +208,6 @@ async def _person(
         cache[person] = await load_person(tx, person, organisers)
     return cache[person]
 
-
-async def _person_id_of(tx: Tx, identity: Identity) -> PersonId | None:
-    row = await tx.one(
-        "SELECT person_id FROM identities WHERE kind = ? AND address = ?",
-        (identity.kind.value, identity.address),
-    )
-    return PersonId(row[0]) if row else None
 
 
 async def _thread_root(

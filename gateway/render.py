@@ -48,6 +48,7 @@ class Renderer:
             lstrip_blocks=True,
             keep_trailing_newline=False,
             autoescape=False,
+            auto_reload=False,
         )
         self.html_env = SandboxedEnvironment(
             loader=FileSystemLoader(str(root)),
@@ -55,7 +56,20 @@ class Renderer:
             trim_blocks=True,
             lstrip_blocks=True,
             autoescape=True,
+            auto_reload=False,
         )
+        self._found: dict[tuple[str, str, tuple[str, ...]], str | None] = {}
+
+    def clear(self) -> None:
+        """Forget found and compiled templates, so edited ones are read again (on reload).
+
+        Rendering happens for every outgoing message inside the engine's transaction; not
+        looking at the file system each time keeps that cheap.
+        """
+        self._found.clear()
+        for env in (self.env, self.html_env):
+            if env.cache is not None:
+                env.cache.clear()
 
     def render(
         self, name: str, *, language: str, channel: str, context: Mapping[str, Any]
@@ -82,12 +96,18 @@ class Renderer:
         return Rendered(subject=subject, text=text, html=body_html)
 
     def _find(self, name: str, language: str, variants: tuple[str, ...]) -> str | None:
-        for lang in dict.fromkeys((language, FALLBACK_LANGUAGE)):
-            for variant in variants:
-                relative = f"{lang}/{name}.{variant}.j2"
-                if (self.root / relative).is_file():
-                    return relative
-        return None
+        key = (name, language, variants)
+        if key not in self._found:
+            self._found[key] = next(
+                (
+                    f"{lang}/{name}.{variant}.j2"
+                    for lang in dict.fromkeys((language, FALLBACK_LANGUAGE))
+                    for variant in variants
+                    if (self.root / f"{lang}/{name}.{variant}.j2").is_file()
+                ),
+                None,
+            )
+        return self._found[key]
 
 
 def text_to_html(text: str) -> str:

@@ -8,6 +8,8 @@ gathering the person names (or the only one).
 
 from __future__ import annotations
 
+import json
+
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +17,7 @@ from typing import Any
 from flows.base import Flow
 from flows.config import GatheringConfig
 from gateway.model import GATHERING_SUBJECT, InboundKind, InboundMessage, PersonId, Target
-from gateway.store.db import Tx
+from gateway.store.db import Tx, dumps
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +31,53 @@ class RouteDecision:
     notify: PersonId | None = None
 
 
+class RunCache:
+    """The flow runs one message's transaction has read, kept current as steps write them.
+
+    Routing reads all runs of the sender and of the gathering (person 0) in one query; the
+    step then finds its own state and the shared state here instead of reading them again.
+    Only people whose runs were read completely are answered from the cache.
+    """
+
+    def __init__(self) -> None:
+        self._runs: dict[tuple[str, str, int], tuple[str, str]] = {}
+        self._complete: set[int] = set()
+
+    async def recent(self, tx: Tx, person: PersonId) -> list[tuple[str, str, str]]:
+        """(gathering, flow, status) of the person's runs, most recently active first."""
+        rows = await tx.all(
+            "SELECT gathering, flow, person_id, status, state FROM flow_runs"
+            " WHERE person_id IN (?, 0) ORDER BY updated_at DESC, id DESC",
+            (person,),
+        )
+        for row in rows:
+            self._runs[(row[0], row[1], row[2])] = (row[3], row[4])
+        self._complete.update((person, GATHERING_SUBJECT))
+        return [(row[0], row[1], row[3]) for row in rows if row[2] == person]
+
+    async def states(self, tx: Tx, target: Target) -> dict[int, dict[str, Any]]:
+        """The states of the target's run and of its gathering-level run (absent: no key)."""
+        people = (target.person, GATHERING_SUBJECT)
+        if not all(p in self._complete for p in people):
+            rows = await tx.all(
+                "SELECT person_id, status, state FROM flow_runs"
+                " WHERE gathering = ? AND flow = ? AND person_id IN (?, 0)",
+                (target.gathering, target.flow, target.person),
+            )
+            for row in rows:
+                self._runs[(target.gathering, target.flow, row[0])] = (row[1], row[2])
+        found = {p: self._runs.get((target.gathering, target.flow, p)) for p in people}
+        return {p: json.loads(run[1]) for p, run in found.items() if run is not None}
+
+    def remember(self, target: Target, state: dict[str, Any] | None, status: str | None) -> None:
+        key = (target.gathering, target.flow, target.person)
+        old_status, old_state = self._runs.get(key, ("", "{}"))
+        self._runs[key] = (
+            status if status is not None else old_status,
+            dumps(state) if state is not None else old_state,
+        )
+
+
 async def route(
     tx: Tx,
     message: InboundMessage,
@@ -36,6 +85,7 @@ async def route(
     gatherings: Mapping[str, GatheringConfig],
     flows: Mapping[str, Flow],
     default_flow: str,
+    runs: RunCache,
 ) -> RouteDecision:
     if message.target is not None:
         return _explicit(message, person, gatherings, flows)
@@ -50,15 +100,10 @@ async def route(
         )
         if row and row["gathering"] in gatherings and row["flow"] in flows:
             return RouteDecision(Target(row["gathering"], row["flow"], person), detail="in-reply-to")
-    runs = await tx.all(
-        "SELECT gathering, flow, status FROM flow_runs WHERE person_id = ?"
-        " ORDER BY updated_at DESC, id DESC",
-        (person,),
-    )
-    live = [r for r in runs if r["gathering"] in gatherings and r["flow"] in flows]
-    for row in live:
-        if flows[row["flow"]].wants(message, row["status"]):
-            return RouteDecision(Target(row["gathering"], row["flow"], person), detail="recent run")
+    live = [r for r in await runs.recent(tx, person) if r[0] in gatherings and r[1] in flows]
+    for gathering, flow, status in live:
+        if flows[flow].wants(message, status):
+            return RouteDecision(Target(gathering, flow, person), detail="recent run")
     return _new_conversation(message, person, gatherings, flows, default_flow, live)
 
 
@@ -118,7 +163,7 @@ def _new_conversation(
     gatherings: Mapping[str, GatheringConfig],
     flows: Mapping[str, Flow],
     default_flow: str,
-    live: list[Any],
+    live: list[tuple[str, str, str]],
 ) -> RouteDecision:
     if default_flow not in flows or not gatherings:
         return RouteDecision(None, "ignored", "no gathering accepts new conversations")
@@ -130,7 +175,7 @@ def _new_conversation(
     elif len(candidates) == 1:
         chosen = candidates[0]
     elif live:
-        chosen = gatherings[live[0]["gathering"]]
+        chosen = gatherings[live[0][0]]
     else:
         return RouteDecision(
             None, "asked", "several gatherings: asked which one",

@@ -29,39 +29,40 @@ class StoreError(Exception):
 
 
 class Tx:
-    """Statements inside one open transaction."""
+    """Statements inside one open transaction.
+
+    Each method is exactly one round trip to aiosqlite's worker thread (a cursor's execute,
+    fetch and close would be three): on the engine's hot path those hops, not SQLite, are
+    most of the cost. Row counts come from the connection's `total_changes`, which is read
+    without a round trip.
+    """
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self.conn = conn
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        """Run a statement; return the affected row count (or lastrowid for a plain INSERT)."""
-        cursor = await self.conn.execute(sql, params)
-        rowcount = cursor.rowcount
-        await cursor.close()
-        return rowcount
+        """Run a statement; return how many rows it inserted, updated or deleted."""
+        before = self.conn.total_changes
+        await self.conn.execute_fetchall(sql, params)
+        return self.conn.total_changes - before
 
     async def insert(self, sql: str, params: Sequence[Any] = ()) -> int | None:
-        """Run an INSERT; return the new row id, or None when it was ignored by a conflict."""
-        cursor = await self.conn.execute(sql, params)
-        rowid = cursor.lastrowid if cursor.rowcount > 0 else None
-        await cursor.close()
-        return rowid
+        """Run an INSERT; return the new row id, or None when a conflict ignored it."""
+        before = self.conn.total_changes
+        row = await self.conn.execute_insert(sql, params)
+        if self.conn.total_changes == before or row is None:
+            return None
+        return int(row[0])
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         await self.conn.executemany(sql, rows)
 
     async def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        cursor = await self.conn.execute(sql, params)
-        row = await cursor.fetchone()
-        await cursor.close()
-        return row
+        rows = await self.conn.execute_fetchall(sql, params)
+        return next(iter(rows), None)
 
     async def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        cursor = await self.conn.execute(sql, params)
-        rows = await cursor.fetchall()
-        await cursor.close()
-        return list(rows)
+        return list(await self.conn.execute_fetchall(sql, params))
 
 
 class Store:

@@ -1,0 +1,104 @@
+"""Group commit: messages that arrive while a transaction is being written share the next one.
+
+Each message is still processed on its own (dedupe, route, step, persist) and its effects are
+all-or-nothing, but a burst — two thousand people answering at once, a Matrix sync batch,
+many LMTP deliveries — pays for one COMMIT (one fsync with `synchronous=FULL`) per group
+instead of per message. Callers wait until the transaction holding their message has
+committed, so "handled" still means "durable". If a group fails, its jobs are retried one by
+one so a poison message fails alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from gateway.model import InboundMessage
+from gateway.store.db import Store, Tx
+
+R = TypeVar("R")
+
+Process = Callable[[Tx, InboundMessage], Awaitable[R]]
+SaveCursor = Callable[[Tx, str, str], Awaitable[None]]
+
+
+class EngineStopped(Exception):
+    """The task committing a group was cancelled before this message was committed."""
+
+
+@dataclass
+class _Job(Generic[R]):
+    messages: Sequence[InboundMessage]
+    cursor: tuple[str, str] | None
+    future: asyncio.Future[list[R]]
+
+
+class GroupCommitter(Generic[R]):
+    def __init__(
+        self, store: Store, process: Process[R], save_cursor: SaveCursor, *, max_messages: int = 200
+    ) -> None:
+        self.store = store
+        self.process = process
+        self.save_cursor = save_cursor
+        self.max_messages = max_messages
+        self._queue: list[_Job[R]] = []
+        self._leading = False
+
+    async def submit(
+        self, messages: Sequence[InboundMessage], cursor: tuple[str, str] | None
+    ) -> list[R]:
+        """Process `messages` (and save `cursor`) atomically; return when committed."""
+        job: _Job[R] = _Job(messages, cursor, asyncio.get_running_loop().create_future())
+        self._queue.append(job)
+        if not self._leading:
+            # The first caller leads: it commits groups until nobody is waiting.
+            self._leading = True
+            group: list[_Job[R]] = []
+            try:
+                while self._queue:
+                    group = self._take()
+                    await self._commit(group)
+            except BaseException:
+                for waiting in (*group, *self._queue):
+                    if not waiting.future.done():
+                        waiting.future.set_exception(EngineStopped())
+                self._queue.clear()
+                raise
+            finally:
+                self._leading = False
+        return await job.future
+
+    def _take(self) -> list[_Job[R]]:
+        group: list[_Job[R]] = []
+        count = 0
+        while self._queue:
+            if group and count + len(self._queue[0].messages) > self.max_messages:
+                break
+            job = self._queue.pop(0)
+            group.append(job)
+            count += len(job.messages)
+        return group
+
+    async def _commit(self, group: list[_Job[R]]) -> None:
+        try:
+            async with self.store.transaction() as tx:
+                results = [await self._run(tx, job) for job in group]
+        except Exception as exc:
+            if len(group) == 1:
+                if not group[0].future.done():
+                    group[0].future.set_exception(exc)
+                return
+            for job in group:  # isolate the job that fails
+                await self._commit([job])
+            return
+        for job, result in zip(group, results, strict=True):
+            if not job.future.done():
+                job.future.set_result(result)
+
+    async def _run(self, tx: Tx, job: _Job[R]) -> list[R]:
+        results = [await self.process(tx, message) for message in job.messages]
+        if job.cursor is not None:
+            await self.save_cursor(tx, *job.cursor)
+        return results
