@@ -93,8 +93,20 @@ class OutboxWorker:
     async def run_once(self) -> int:
         """Claim and send one batch; return how many rows were claimed."""
         items = await self.claim()
-        if items:
-            await asyncio.gather(*(self._send(item) for item in items))
+        if not items:
+            return 0
+        results = await asyncio.gather(*(self._send(item) for item in items))
+        sent = [(now_iso(self.clock()), external_id, item.id)
+                for item, external_id in zip(items, results, strict=True) if external_id is not None]
+        if sent:
+            # One transaction marks the whole batch: a crash before it only means these rows
+            # are sent again with the same keys, which the receivers deduplicate.
+            async with self.store.transaction() as tx:
+                await tx.executemany(
+                    "UPDATE outbox SET status = 'sent', sent_at = ?, external_id = ?,"
+                    " last_error = '' WHERE id = ?",
+                    sent,
+                )
         return len(items)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -117,27 +129,20 @@ class OutboxWorker:
         due = datetime.fromisoformat(row[0])
         return max(0.0, min(idle, (due - self.clock()).total_seconds()))
 
-    async def _send(self, item: OutboxItem) -> None:
+    async def _send(self, item: OutboxItem) -> str | None:
+        """Send one item; return its external id, or None when it failed (already recorded)."""
         transport = self.transports[item.channel]
         async with self._limit:
             try:
-                external_id = await transport.send(item)
+                return await transport.send(item)
             except TransientError as exc:
                 await self._retry_or_bury(item, exc, exc.retry_after)
-                return
             except PermanentError as exc:
                 await self._bury(item, str(exc))
-                return
             except Exception as exc:  # an unexpected transport bug: retry, never lose the row
                 log.exception("transport %s failed on outbox %s", item.channel, item.id)
                 await self._retry_or_bury(item, SendError(f"{type(exc).__name__}: {exc}"), None)
-                return
-        async with self.store.transaction() as tx:
-            await tx.execute(
-                "UPDATE outbox SET status = 'sent', sent_at = ?, external_id = ?, last_error = ''"
-                " WHERE id = ?",
-                (now_iso(self.clock()), external_id, item.id),
-            )
+        return None
 
     async def _retry_or_bury(self, item: OutboxItem, exc: SendError, retry_after: float | None) -> None:
         if item.attempts >= self.max_attempts:
