@@ -81,16 +81,15 @@ def _asyncio(coro: Coroutine[Any, Any, int]) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from gateway.channels import build_channels
+    from gateway.channels import build_channels, channel_migrations, reply_token_maker
     from gateway.service import Service, build_engine
 
     config = load_config(args.config)
 
     async def go() -> int:
-        channels = build_channels(config)
-        engine = await build_engine(config, migrations=channels.migrations,
-                                    token_maker=channels.token_maker)
-        await Service(config, channels, engine).run()
+        engine = await build_engine(config, migrations=channel_migrations(config),
+                                    token_maker=reply_token_maker(config))
+        await Service(config, engine, build_channels).run()
         return 0
 
     return _asyncio(go())

@@ -13,7 +13,7 @@ import signal
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from flows.base import Flow
 from gateway.config import ConfigError, LoadedConfig, load_config
@@ -30,22 +30,23 @@ from gateway.transports.base import Transport
 log = logging.getLogger(__name__)
 
 
-class Receiver(Protocol):
-    """A transport's inbound side: runs until `stop` is set, feeding the engine."""
-
-    async def run(self, engine: Engine, stop: asyncio.Event) -> None: ...
+#: A transport's inbound side: runs until the event is set, feeding the engine.
+Receiver = Callable[[asyncio.Event], Awaitable[None]]
 
 
 @dataclass
 class Channels:
-    """The transports the config asks for, and their tables and inbound loops."""
+    """The transports the config asks for: senders, inbound loops, and what to close."""
 
     senders: dict[Channel, Transport] = field(default_factory=dict)
     receivers: list[Receiver] = field(default_factory=list)
-    migrations: list[Migration] = field(default_factory=list)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    #: Signs reply addresses (email); None when email is not configured.
-    token_maker: Callable[..., str] | None = None
+    #: Called after a config reload (e.g. to learn the conversations of new gatherings).
+    on_reload: list[Callable[[LoadedConfig], None]] = field(default_factory=list)
+
+
+#: Builds the channels for a config; `wake` tells the outbox worker new rows are due.
+ChannelFactory = Callable[[LoadedConfig, Engine, Callable[[], None]], Channels]
 
 
 async def build_engine(
@@ -78,12 +79,12 @@ async def build_engine(
 class Service:
     """The running gateway."""
 
-    def __init__(self, config: LoadedConfig, channels: Channels, engine: Engine) -> None:
+    def __init__(self, config: LoadedConfig, engine: Engine, channels: ChannelFactory) -> None:
         self.config = config
-        self.channels = channels
         self.engine = engine
         self.stop = asyncio.Event()
-        self.outbox = OutboxWorker(engine.store, channels.senders, alert=engine.enqueue_alert)
+        self.channels = channels(config, engine, self.wake)
+        self.outbox = OutboxWorker(engine.store, self.channels.senders, alert=engine.enqueue_alert)
         self.timers = TimerLoop(engine)
         self._mtimes = _mtimes(config)
 
@@ -101,6 +102,8 @@ class Service:
             return
         self.config = fresh
         self.engine.reload(fresh.gatherings)
+        for hook in self.channels.on_reload:
+            hook(fresh)
         self._mtimes = _mtimes(fresh)
         log.info("config reloaded: %s", ", ".join(fresh.gatherings) or "no gatherings")
 
@@ -128,7 +131,7 @@ class Service:
                 group.create_task(self.timers.run(self.stop, on_fired=self.outbox.wake))
                 group.create_task(self._watch())
                 for receiver in self.channels.receivers:
-                    group.create_task(receiver.run(self.engine, self.stop))
+                    group.create_task(receiver(self.stop))
         finally:
             for close in self.channels.closers:
                 await close()

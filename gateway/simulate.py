@@ -36,11 +36,13 @@ class SimulatedPerson:
 
     @property
     def name(self) -> str:
-        return f"{FIRST_NAMES[self.number % len(FIRST_NAMES)]} {self.number}"
+        first = FIRST_NAMES[self.number % len(FIRST_NAMES)]
+        round_ = self.number // len(FIRST_NAMES)
+        return f"{first} {round_ + 1}" if round_ else first
 
     @property
     def identity(self) -> Identity:
-        local = self.name.lower().replace(" ", ".")
+        local = f"{self.name.lower().replace(' ', '.')}.{self.number}"
         if self.channel == Channel.MATRIX:
             return Identity.matrix(f"@{local.replace('.', '-')}:demo.test", self.name)
         return Identity.email(f"{local}@demo.test", self.name)
