@@ -26,8 +26,8 @@ from gateway.calendar import (
     ics_method,
     ics_summary_lines,
     parse_reply,
-    vtimezone,
 )
+from gateway.calendar_tz import vtimezone
 
 UTC = UTC
 LISBON = ZoneInfo("Europe/Lisbon")
@@ -249,6 +249,31 @@ def test_raw_output_is_crlf_and_folded() -> None:
     raw = build_request(crew_call_lisbon(), dtstamp=DTSTAMP)
     assert raw.endswith(b"\r\n") and b"\n" not in raw.replace(b"\r\n", b"")
     assert max(len(line) for line in raw.split(b"\r\n")) <= 75  # RFC 5545 section 3.1
+
+
+def test_text_and_parameters_survive_escaping_and_folding() -> None:
+    """Values that need every escape, and folds that fall inside multi-byte characters."""
+    tricky = 'a\\b; c, d\n"e"\r\nf ' + "ç☀" * 40
+    event = replace(crew_call_lisbon(), summary=tricky, description=tricky, location=tricky,
+                    organizer_name='Us: "the ^crew^"; a, b',
+                    attendees=[Attendee("zoe@example.com", tricky.replace("\r\n", " "))])
+    raw = build_request(event, dtstamp=DTSTAMP)
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 75
+    raw.decode()  # every physical line is whole UTF-8
+    vevent: Any = Calendar.from_ical(raw).walk("VEVENT")[0]
+    newline = tricky.replace("\r\n", "\n")
+    assert [str(vevent[k]) for k in ("SUMMARY", "DESCRIPTION", "LOCATION")] == [newline] * 3
+    assert vevent["ORGANIZER"].params["CN"] == 'Us: "the ^crew^"; a, b'
+    assert vevent["ATTENDEE"].params["CN"] == " ".join(tricky.split())
+
+
+def test_ics_method_reads_only_the_calendar_property() -> None:
+    raw = build_request(crew_call_lisbon(), dtstamp=DTSTAMP)
+    assert ics_method(raw) == "REQUEST"
+    nested = raw.replace(b"METHOD:REQUEST\r\n", b"").replace(
+        b"BEGIN:VEVENT\r\n", b"BEGIN:VEVENT\r\nMETHOD:CANCEL\r\n")
+    assert ics_method(nested) is None
+    assert ics_method(b"not a calendar") is None
 
 
 def test_cancel_keeps_the_uid_and_carries_the_given_sequence() -> None:

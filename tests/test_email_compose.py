@@ -17,6 +17,7 @@ from icalendar import Calendar
 from gateway.calendar import Attendee, CalendarEvent, build_cancel, build_request
 from gateway.transports.email_compose import (
     OutgoingEmail,
+    compose_bytes,
     compose_email,
     dkim_sign,
     message_id_for,
@@ -196,16 +197,16 @@ def test_attachments_with_non_ascii_names() -> None:
 
 def test_wire_format_crlf_ascii_and_short_lines() -> None:
     long_text = "palavra " * 1000 + "\n" + "x" * 3000
-    msg = compose_email(
+    raw = compose_bytes(
         spec(
             subject="Ação " * 40, text=long_text, calendar=REQUEST, list_unsubscribe="https://a.b/c"
         )
     )
-    raw = msg.as_bytes()
     assert b"\n" not in raw.replace(b"\r\n", b"")
     assert raw.isascii()  # no 8bit: DKIM survives relays without 8BITMIME
     assert max(len(line) for line in raw.split(b"\r\n")) <= 998  # RFC 5322 section 2.1.1
-    parsed = reparse(msg)
+    parsed = message_from_bytes(raw, policy=default)
+    assert isinstance(parsed, EmailMessage)
     assert parsed["Subject"] == "Ação " * 40  # spaces kept across encoded-word folds
     plain = parsed.get_body(("plain",))
     assert plain is not None and plain.get_content().replace("\r\n", "\n") == long_text + "\n"
@@ -240,9 +241,7 @@ def test_dkim_signature_verifies() -> None:
         asked.append(name)
         return record if name == b"gw2026._domainkey.gw.example.org." else b""
 
-    raw = compose_email(
-        spec(calendar=REQUEST, list_unsubscribe="https://gw.example.org/u/abc")
-    ).as_bytes()
+    raw = compose_bytes(spec(calendar=REQUEST, list_unsubscribe="https://gw.example.org/u/abc"))
     signed = dkim_sign(raw, selector="gw2026", domain="gw.example.org", private_key_pem=pem)
     assert signed.startswith(b"DKIM-Signature:") and signed.endswith(raw)
     assert dkim.verify(signed, dnsfunc=dns)
@@ -254,3 +253,24 @@ def test_dkim_signature_verifies() -> None:
     assert not dkim.verify(signed.replace(b"Subject: ", b"Subject: X"), dnsfunc=dns)
     tampered = signed.replace(b"QkVHSU46VkNBTEVOREFS", b"QkVHSU46VkNBTEVOREFt", 1)
     assert not dkim.verify(tampered, dnsfunc=dns)
+
+
+def test_ascii_headers_quoted_and_folded() -> None:
+    """Display names with specials are quoted, long headers fold at spaces, none too long."""
+    many = [message_id_for(f"k{n}", "gateway@gw.example.org") for n in range(12)]
+    raw = compose_bytes(spec(from_name='Camp "2027", crew\\one', to_name="Zoe Orsted",
+                             subject="word " * 40 + "=?not-encoded?=", references=many,
+                             attachments=[("notes.txt", "text/plain", b"hi")]))
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert max(len(line) for line in head.split(b"\r\n")) <= 78
+    msg = message_from_bytes(raw, policy=default)
+    assert msg["From"].addresses[0].display_name == 'Camp "2027", crew\\one'
+    assert str(msg["To"]) == "Zoe Orsted <zoe@example.com>"
+    assert msg["Subject"] == "word " * 40 + "=?not-encoded?="
+    assert msg["References"].split() == [*many, "<CAF=inbound-1@mail.example.com>"]
+    [attachment] = list(msg.iter_attachments())
+    assert attachment.get_filename() == "notes.txt" and attachment.get_content() == "hi"
+    with pytest.raises(ValueError):
+        compose_bytes(spec(attachments=[("x", "text/plain\r\nBcc: v@example.org", b"")]))
+    with pytest.raises(ValueError):
+        compose_bytes(spec(in_reply_to="<a@b>\r\nBcc: victim@example.org"))

@@ -27,7 +27,7 @@ from gateway.model import Channel, Invite, OutboxItem, OutKind
 from gateway.transports.base import PermanentError, SendError, TransientError
 from gateway.transports.email_compose import (
     OutgoingEmail,
-    compose_email,
+    compose_bytes,
     dkim_sign,
     message_id_for,
 )
@@ -231,7 +231,7 @@ class EmailTransport:
             calendar=calendar,
             calendar_method=item.invite.method if item.invite else None,
         )
-        raw = compose_email(spec).as_bytes()
+        raw = compose_bytes(spec)
         if s.dkim is not None and self._dkim_key is not None:
             raw = dkim_sign(raw, selector=s.dkim.selector, domain=s.dkim.domain,
                             private_key_pem=self._dkim_key)
