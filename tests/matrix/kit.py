@@ -118,6 +118,9 @@ async def running_bot(
         await store.close()
 
 
+ROOMY: dict[str, Any] = {"room": {"timeline": {"limit": 200}}}
+
+
 async def sync_until(client: AsyncClient, done: Callable[[], bool], *, rounds: int = 40,
                      seen: Callable[[SyncResponse], None] | None = None) -> None:
     """Sync the participant until `done()` holds; fail after `rounds` long-polls (not a timer
@@ -125,7 +128,8 @@ async def sync_until(client: AsyncClient, done: Callable[[], bool], *, rounds: i
     for _ in range(rounds):
         if done():
             return
-        resp = await client.sync(timeout=3000)
+        # A roomy timeline: the default (10 events) would drop answers from a busy sync.
+        resp = await client.sync(timeout=3000, sync_filter=ROOMY)
         assert isinstance(resp, SyncResponse), resp
         if seen is not None:
             seen(resp)
