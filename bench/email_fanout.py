@@ -70,7 +70,7 @@ async def queue(db: Path, count: int, email: EmailSettings) -> None:
 async def gateway_run(db: Path, email: EmailSettings) -> tuple[float, float, list[bytes]]:
     store = await open_store(db, durability="normal")
     transport = EmailTransport(email)
-    worker = OutboxWorker(store, {transport.channel: transport}, batch=100, concurrency=16)
+    worker = OutboxWorker(store, {transport.channel: transport})  # as the service builds it
     began = time.perf_counter()
     while await worker.run_once():
         pass
@@ -105,7 +105,7 @@ async def plumbing_run(db: Path, email: EmailSettings, raws: list[bytes]) -> flo
         await tx.execute("UPDATE outbox SET status = 'pending', attempts = 0")
     by_address = {f"person{n}@example.net": raw for n, raw in enumerate(raws, 1)}
     transport = Prerendered(email, by_address)
-    worker = OutboxWorker(store, {transport.channel: transport}, batch=100, concurrency=16)
+    worker = OutboxWorker(store, {transport.channel: transport})  # as the service builds it
     began = time.perf_counter()
     while await worker.run_once():
         pass
