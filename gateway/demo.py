@@ -227,7 +227,8 @@ async def _story(demo: Demo, participants: int) -> None:
     print(transcript(replies, limit=2))
 
     print("\n5. The confirmation's calendar invite, as the email channel sends it (iMIP):")
-    invite_item = next((i for items in demo.postbox.delivered.values() for i in items if i.invite), None)
+    invite_item = next((i for items in demo.postbox.delivered.values() for i in items
+                        if i.invite and i.channel == Channel.EMAIL), None)
     if invite_item and invite_item.invite:
         inv = invite_item.invite
         ics = build_request(

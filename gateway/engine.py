@@ -32,9 +32,11 @@ from gateway.model import (
 from gateway.outbound import Enqueuer
 from gateway.people import (
     CHANNEL_OF_KIND,
+    PERSON_COLUMNS,
     PersonRecord,
     create_person,
     load_person,
+    person_from_row,
     record_bounce,
     update_person,
 )
@@ -43,6 +45,16 @@ from gateway.routing import RunCache, route
 from gateway.store.db import Store, Tx, dumps, now_iso
 
 log = logging.getLogger(__name__)
+
+FIRST_READ = (
+    "SELECT EXISTS (SELECT 1 FROM inbox WHERE channel = ? AND external_id = ?) AS seen,"
+    f" {PERSON_COLUMNS},"
+    " (SELECT json_group_array(json_array(r.gathering, r.flow, r.person_id, r.status, r.state))"
+    "  FROM (SELECT * FROM flow_runs WHERE person_id IN (p.id, 0)"
+    "        ORDER BY updated_at DESC, id DESC) AS r) AS runs"
+    " FROM (SELECT 1) LEFT JOIN people p ON p.id = COALESCE("
+    "  (SELECT person_id FROM identities WHERE kind = ? AND address = ?), ?)"
+)
 
 #: Flow-to-flow events may cascade (a cancellation frees a seat, which offers it to the next
 #: person…); a bound stops a buggy pair of flows from looping forever inside one transaction.
@@ -127,20 +139,24 @@ class Engine:
     async def _process(self, tx: Tx, message: InboundMessage) -> Handled:
         now = self.clock()
         sender = message.sender
-        # Dedupe and sender lookup in one round trip: this runs for every message.
+        explicit = message.target.person if message.target and sender is None else None
+        # Dedupe, the sender, their identities and all their runs in one round trip: the
+        # hops to the database thread, not SQLite, are most of the cost of a message.
         first = await tx.one(
-            "SELECT EXISTS (SELECT 1 FROM inbox WHERE channel = ? AND external_id = ?),"
-            " (SELECT person_id FROM identities WHERE kind = ? AND address = ?)",
+            FIRST_READ,
             (message.channel.value, message.external_id,
-             sender.kind.value if sender else None, sender.address if sender else None),
+             sender.kind.value if sender else None, sender.address if sender else None, explicit),
         )
         assert first is not None
-        if first[0]:
+        if first["seen"]:
             return Handled(duplicate=True)
         work = _Work()
         if message.channel == Channel.TIMER and not await _claim_timer(tx, message):
             return Handled(duplicate=True)
-        known = PersonId(first[1]) if first[1] is not None else None
+        known = PersonId(first["person_id"]) if first["person_id"] is not None else None
+        if known is not None:
+            work.people[known] = person_from_row(first, self.organisers)
+        work.runs.prime(known, json.loads(first["runs"] or "[]"))
         person = work.sender = await self._sender(tx, message, known)
         outcome_label, target, detail = await self._dispatch(tx, message, person, now, work)
         if person and message.kind not in (InboundKind.TICK, InboundKind.COMMAND):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from flows.base import PersonInfo
 from gateway.model import Channel, Identity, IdentityKind, PersonId
-from gateway.store.db import Tx, now_iso
+from gateway.store.db import Row, Tx, now_iso
 
 #: How a preferred channel maps to the identity kind that reaches it.
 CHANNEL_OF_KIND = {IdentityKind.EMAIL: Channel.EMAIL, IdentityKind.MATRIX: Channel.MATRIX}
@@ -59,32 +60,36 @@ async def create_person(tx: Tx, identity: Identity, *, language: str) -> PersonI
     return PersonId(person)
 
 
+#: A person and their identities as one row, so reading a person is one round trip.
+PERSON_COLUMNS = (
+    "p.id AS person_id, p.display_name, p.language, p.preferred_channel,"
+    " (SELECT json_group_array(json_array(i.kind, i.address, i.verified, i.failures))"
+    "  FROM (SELECT * FROM identities WHERE person_id = p.id ORDER BY id) AS i) AS identities"
+)
+
+
 async def load_person(tx: Tx, person: PersonId, organisers: frozenset[Identity]) -> PersonRecord:
-    rows = await tx.all(
-        "SELECT p.display_name, p.language, p.preferred_channel, i.kind, i.address,"
-        " i.verified, i.failures"
-        " FROM people p LEFT JOIN identities i ON i.person_id = p.id"
-        " WHERE p.id = ? ORDER BY i.id",
-        (person,),
-    )
-    if not rows:
+    row = await tx.one(f"SELECT {PERSON_COLUMNS} FROM people p WHERE p.id = ?", (person,))
+    if row is None:
         raise LookupError(f"person {person} does not exist")
-    first = rows[0]
+    return person_from_row(row, organisers)
+
+
+def person_from_row(row: Row, organisers: frozenset[Identity]) -> PersonRecord:
+    """Build a PersonRecord from a row selected with PERSON_COLUMNS."""
     addresses: dict[Channel, str] = {}
     is_organiser = False
-    for row in rows:
-        if row["kind"] is None:
-            continue
-        kind = IdentityKind(row["kind"])
-        if Identity(kind, row["address"]) in organisers:
+    for kind_name, address, verified, failures in json.loads(row["identities"] or "[]"):
+        kind = IdentityKind(kind_name)
+        if Identity(kind, address) in organisers:
             is_organiser = True
-        if row["verified"] and row["failures"] < BOUNCE_LIMIT:
-            addresses.setdefault(CHANNEL_OF_KIND[kind], row["address"])
-    preferred = Channel(first["preferred_channel"]) if first["preferred_channel"] else None
+        if verified and failures < BOUNCE_LIMIT:
+            addresses.setdefault(CHANNEL_OF_KIND[kind], address)
+    preferred = Channel(row["preferred_channel"]) if row["preferred_channel"] else None
     info = PersonInfo(
-        id=person,
-        display_name=first["display_name"],
-        language=first["language"],
+        id=PersonId(row["person_id"]),
+        display_name=row["display_name"],
+        language=row["language"],
         channel=preferred,
         channels=tuple(addresses),
         organiser=is_organiser,

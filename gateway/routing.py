@@ -41,19 +41,29 @@ class RunCache:
 
     def __init__(self) -> None:
         self._runs: dict[tuple[str, str, int], tuple[str, str]] = {}
+        self._order: list[tuple[str, str, int]] = []
         self._complete: set[int] = set()
+
+    def prime(self, person: PersonId | None, runs: list[list[Any]]) -> None:
+        """Take all runs of `person` and of the gathering, read by the engine's first query
+        as (gathering, flow, person, status, state) in order of recent activity."""
+        self._order = [(g, f, p) for g, f, p, _, _ in runs]
+        for gathering, flow, subject, status, state in runs:
+            self._runs[(gathering, flow, subject)] = (status, state)
+        self._complete.add(GATHERING_SUBJECT)
+        if person is not None:
+            self._complete.add(person)
 
     async def recent(self, tx: Tx, person: PersonId) -> list[tuple[str, str, str]]:
         """(gathering, flow, status) of the person's runs, most recently active first."""
-        rows = await tx.all(
-            "SELECT gathering, flow, person_id, status, state FROM flow_runs"
-            " WHERE person_id IN (?, 0) ORDER BY updated_at DESC, id DESC",
-            (person,),
-        )
-        for row in rows:
-            self._runs[(row[0], row[1], row[2])] = (row[3], row[4])
-        self._complete.update((person, GATHERING_SUBJECT))
-        return [(row[0], row[1], row[3]) for row in rows if row[2] == person]
+        if person not in self._complete:
+            rows = await tx.all(
+                "SELECT gathering, flow, person_id, status, state FROM flow_runs"
+                " WHERE person_id IN (?, 0) ORDER BY updated_at DESC, id DESC",
+                (person,),
+            )
+            self.prime(person, [list(row) for row in rows])
+        return [(g, f, self._runs[(g, f, p)][0]) for g, f, p in self._order if p == person]
 
     async def states(self, tx: Tx, target: Target) -> dict[int, dict[str, Any]]:
         """The states of the target's run and of its gathering-level run (absent: no key)."""
