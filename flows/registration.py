@@ -90,6 +90,11 @@ def on_words(turn: Turn, text: str) -> None:
         run_command(turn, command)
     elif turn.ctx.message.answers and turn.status != "cancelled":
         take_numbered(turn)
+    elif turn.status == "confirming" and turn.pending():
+        # The organisers added a question after the summary was shown: ask it before the
+        # person can confirm, so every registration answers every current question.
+        turn.status = "in_progress"
+        ask_next(turn)
     elif turn.status in ("in_progress",) or turn.state.get("changing"):
         answer_text(turn, text, command)
     else:

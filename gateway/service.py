@@ -8,6 +8,7 @@ changes, so organisers can edit questions without a restart.
 from __future__ import annotations
 
 import asyncio
+import glob
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Mapping
@@ -87,6 +88,8 @@ class Service:
         self.outbox = OutboxWorker(engine.store, self.channels.senders, alert=engine.enqueue_alert)
         self.timers = TimerLoop(engine)
         self._mtimes = _mtimes(config)
+        #: Seconds between looks at the config files' modification times.
+        self.watch_interval = 2.0
 
     def wake(self) -> None:
         """Called after inbound messages commit: outbox rows and timers may be due now."""
@@ -107,21 +110,23 @@ class Service:
         self._mtimes = _mtimes(fresh)
         log.info("config reloaded: %s", ", ".join(fresh.gatherings) or "no gatherings")
 
-    async def _watch(self, interval: float = 2.0) -> None:
+    async def _watch(self) -> None:
         while not self.stop.is_set():
             try:
-                await asyncio.wait_for(self.stop.wait(), timeout=interval)
+                await asyncio.wait_for(self.stop.wait(), timeout=self.watch_interval)
             except TimeoutError:
                 if _mtimes(self.config) != self._mtimes:
                     self.reload()
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
+        handled = []
         for sig, action in ((signal.SIGHUP, self.reload), (signal.SIGTERM, self.stop.set),
                             (signal.SIGINT, self.stop.set)):
             try:
                 loop.add_signal_handler(sig, action)
-            except (NotImplementedError, RuntimeError):  # not the main thread (tests)
+                handled.append(sig)
+            except (NotImplementedError, RuntimeError):  # not the main thread
                 pass
         log.info("gateway running: %s; channels: %s", ", ".join(self.engine.gatherings),
                  ", ".join(c.value for c in self.channels.senders) or "none")
@@ -133,11 +138,17 @@ class Service:
                 for receiver in self.channels.receivers:
                     group.create_task(receiver(self.stop))
         finally:
+            for sig in handled:
+                loop.remove_signal_handler(sig)
             for close in self.channels.closers:
                 await close()
             await self.engine.store.close()
 
 
-def _mtimes(config: LoadedConfig) -> dict[Path, float]:
+def _mtimes(config: LoadedConfig) -> dict[Path, int]:
+    """Modification times of the config and of every file its globs match now, so a new
+    gathering file is noticed as well as an edited one."""
     paths = {config.path, *config.sources.values()}
-    return {p: p.stat().st_mtime for p in paths if p.exists()}
+    for pattern in config.service.gathering_files:
+        paths.update(Path(p) for p in glob.glob(str(config.path.parent / pattern)))
+    return {p: p.stat().st_mtime_ns for p in paths if p.exists()}
