@@ -44,12 +44,18 @@ def load_gathering(capacity: int) -> GatheringConfig:
 def scripts(gathering: GatheringConfig, participants: int, seed: int) -> list[list[InboundMessage]]:
     """Each participant's messages, in the order they send them."""
     rng = random.Random(seed)
-    reference = gathering.starts if not isinstance(gathering.starts, datetime) else gathering.starts.date()
-    people = [SimulatedPerson(n, Channel.MATRIX, random.Random(rng.random())) for n in range(participants)]
+    reference = (
+        gathering.starts if not isinstance(gathering.starts, datetime) else gathering.starts.date()
+    )
+    people = [
+        SimulatedPerson(n, Channel.MATRIX, random.Random(rng.random())) for n in range(participants)
+    ]
     all_scripts: list[list[InboundMessage]] = []
     for person in people:
         script = [person.says("hello")]
-        while (answer := person.next_answer(gathering.registration.questions, reference)) is not None:
+        while (
+            answer := person.next_answer(gathering.registration.questions, reference)
+        ) is not None:
             script.append(person.says(answer))
         script.append(person.says("yes"))
         all_scripts.append(script)
@@ -64,8 +70,14 @@ def round_robin(all_scripts: list[list[InboundMessage]]) -> list[InboundMessage]
     return burst
 
 
-async def run_engine(path: Path, gathering: GatheringConfig, all_scripts: list[list[InboundMessage]],
-                     durability: Durability, *, concurrent: bool) -> tuple[list[float], float]:
+async def run_engine(
+    path: Path,
+    gathering: GatheringConfig,
+    all_scripts: list[list[InboundMessage]],
+    durability: Durability,
+    *,
+    concurrent: bool,
+) -> tuple[list[float], float]:
     """Per-message latencies and the wall time of the whole burst.
 
     Sequential: one message at a time, round robin. Concurrent: every participant is a task
@@ -73,8 +85,9 @@ async def run_engine(path: Path, gathering: GatheringConfig, all_scripts: list[l
     at the same time do; the engine then commits what arrives together in one transaction.
     """
     store = await open_store(path, durability=durability)
-    engine = Engine(store, default_flows(), {gathering.slug: gathering},
-                    clock=lambda: datetime.now(UTC))
+    engine = Engine(
+        store, default_flows(), {gathering.slug: gathering}, clock=lambda: datetime.now(UTC)
+    )
     latencies: list[float] = []
 
     async def send(messages: list[InboundMessage]) -> None:
@@ -93,7 +106,9 @@ async def run_engine(path: Path, gathering: GatheringConfig, all_scripts: list[l
     return latencies, wall
 
 
-async def run_baseline(path: Path, burst: list[InboundMessage], durability: Durability) -> list[float]:
+async def run_baseline(
+    path: Path, burst: list[InboundMessage], durability: Durability
+) -> list[float]:
     """One INSERT + COMMIT per message, one message at a time."""
     store = await open_store(path, durability=durability)
     await store.conn.execute(
@@ -116,13 +131,17 @@ async def run_baseline(path: Path, burst: list[InboundMessage], durability: Dura
 def describe(name: str, latencies: list[float], wall: float) -> float:
     rate = len(latencies) / wall
     q = statistics.quantiles(latencies, n=100)
-    print(f"{name:<22} {len(latencies):>7} msgs  {rate:>8.0f} msg/s  "
-          f"p50 {q[49] * 1000:6.2f} ms  p99 {q[98] * 1000:6.2f} ms")
+    print(
+        f"{name:<22} {len(latencies):>7} msgs  {rate:>8.0f} msg/s  "
+        f"p50 {q[49] * 1000:6.2f} ms  p99 {q[98] * 1000:6.2f} ms"
+    )
     return rate
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--participants", type=int, default=2000)
     parser.add_argument("--durability", choices=["full", "normal"], default="full")
     parser.add_argument("--seed", type=int, default=1)
@@ -131,19 +150,25 @@ async def main() -> None:
     all_scripts = scripts(gathering, args.participants, args.seed)
     burst = round_robin(all_scripts)
     answers = len(burst) - 2 * args.participants
-    print(f"{args.participants} participants, {answers / args.participants:.1f} answers each,"
-          f" {len(burst)} messages; synchronous={args.durability.upper()}, WAL")
+    print(
+        f"{args.participants} participants, {answers / args.participants:.1f} answers each,"
+        f" {len(burst)} messages; synchronous={args.durability.upper()}, WAL"
+    )
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
         lat = await run_baseline(Path(tmp) / "base.sqlite3", burst, args.durability)
         base = describe("baseline INSERT+COMMIT", lat, sum(lat))
-        lat, wall = await run_engine(Path(tmp) / "seq.sqlite3", gathering, all_scripts,
-                                     args.durability, concurrent=False)
+        lat, wall = await run_engine(
+            Path(tmp) / "seq.sqlite3", gathering, all_scripts, args.durability, concurrent=False
+        )
         sequential = describe("engine, one at a time", lat, wall)
-        lat, wall = await run_engine(Path(tmp) / "burst.sqlite3", gathering, all_scripts,
-                                     args.durability, concurrent=True)
+        lat, wall = await run_engine(
+            Path(tmp) / "burst.sqlite3", gathering, all_scripts, args.durability, concurrent=True
+        )
         burst_rate = describe("engine, all at once", lat, wall)
-    print(f"ratio engine/baseline: one at a time {sequential / base:.2f},"
-          f" all at once {burst_rate / base:.2f}  (goal >= 0.50)")
+    print(
+        f"ratio engine/baseline: one at a time {sequential / base:.2f},"
+        f" all at once {burst_rate / base:.2f}  (goal >= 0.50)"
+    )
 
 
 if __name__ == "__main__":

@@ -139,7 +139,9 @@ class CrewsConfig(Strict):
     @model_validator(mode="after")
     def _sizes(self) -> CrewsConfig:
         if self.min_size > self.max_size:
-            raise ValueError(f"min_size ({self.min_size}) is greater than max_size ({self.max_size})")
+            raise ValueError(
+                f"min_size ({self.min_size}) is greater than max_size ({self.max_size})"
+            )
         if self.target_size is not None and not self.min_size <= self.target_size <= self.max_size:
             raise ValueError("target_size must lie between min_size and max_size")
         if self.call_time is not None and not re.fullmatch(r"[0-2]\d:[0-5]\d", self.call_time):
@@ -176,7 +178,9 @@ class GatheringConfig(Strict):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as 'Europe/Lisbon')") from None
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name such as 'Europe/Lisbon')"
+            ) from None
         return value
 
     @model_validator(mode="after")

@@ -31,11 +31,14 @@ def build_channels(config: LoadedConfig, engine: Engine, wake: Callable[[], None
     channels = Channels()
     email = config.service.email
     if email is not None:
-        transport = EmailTransport(email, root_subject=functools.partial(root_subject, engine.store))
+        transport = EmailTransport(
+            email, root_subject=functools.partial(root_subject, engine.store)
+        )
         channels.senders[Channel.EMAIL] = transport
         channels.closers.append(transport.close)
-        intake = MailIntake(email, engine, conversations=_conversations(config, engine),
-                            after_commit=wake)
+        intake = MailIntake(
+            email, engine, conversations=_conversations(config, engine), after_commit=wake
+        )
         channels.on_reload.append(
             lambda fresh: setattr(intake, "conversations", _conversations(fresh, engine))
         )

@@ -24,7 +24,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO if args.command == "run" else logging.WARNING,
+        level=logging.DEBUG
+        if args.verbose
+        else logging.INFO
+        if args.command == "run"
+        else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     handler: Callable[[argparse.Namespace], int] = args.handler
@@ -42,12 +46,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def command(name: str, handler: Callable[[argparse.Namespace], int], help: str,
-                config: bool = True) -> argparse.ArgumentParser:
+    def command(
+        name: str, handler: Callable[[argparse.Namespace], int], help: str, config: bool = True
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         if config:
-            p.add_argument("--config", "-c", default=DEFAULT_CONFIG,
-                           help=f"service config file (default: {DEFAULT_CONFIG}, or $GATEWAY_CONFIG)")
+            p.add_argument(
+                "--config",
+                "-c",
+                default=DEFAULT_CONFIG,
+                help=f"service config file (default: {DEFAULT_CONFIG}, or $GATEWAY_CONFIG)",
+            )
         p.set_defaults(handler=handler)
         return p
 
@@ -62,15 +71,20 @@ def _parser() -> argparse.ArgumentParser:
     forget = command("forget", _forget, "erase a person's personal data everywhere")
     forget.add_argument("person", help="person id, email address or Matrix id")
     forget.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    demo = command("demo", _demo, "run a demo gathering end to end on embedded defaults",
-                   config=False)
+    demo = command(
+        "demo", _demo, "run a demo gathering end to end on embedded defaults", config=False
+    )
     demo.add_argument("--participants", type=int, default=14)
     demo.add_argument("--capacity", type=int, default=10)
     demo.add_argument("--database", type=Path, help="keep the demo database here")
-    mail = sub.add_parser("mail", help="email tools").add_subparsers(dest="mail_command", required=True)
+    mail = sub.add_parser("mail", help="email tools").add_subparsers(
+        dest="mail_command", required=True
+    )
     inspect = mail.add_parser("inspect", help="show how the gateway reads a raw email (.eml)")
     inspect.add_argument("file", type=Path)
-    inspect.add_argument("--config", "-c", default=None, help="service config (for the gateway's address)")
+    inspect.add_argument(
+        "--config", "-c", default=None, help="service config (for the gateway's address)"
+    )
     inspect.set_defaults(handler=_mail_inspect)
     _crews_parser(sub)
     return parser
@@ -87,8 +101,9 @@ def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
 
     async def go() -> int:
-        engine = await build_engine(config, migrations=channel_migrations(config),
-                                    token_maker=reply_token_maker(config))
+        engine = await build_engine(
+            config, migrations=channel_migrations(config), token_maker=reply_token_maker(config)
+        )
         await Service(config, engine, build_channels).run()
         return 0
 
@@ -99,8 +114,10 @@ def _check(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     print(f"{config.path}: OK")
     for slug, g in config.gatherings.items():
-        print(f"  {slug}: {g.name}, {g.starts} – {g.ends} ({g.timezone}), capacity {g.capacity},"
-              f" {len(g.registration.questions)} questions ({config.sources[slug]})")
+        print(
+            f"  {slug}: {g.name}, {g.starts} – {g.ends} ({g.timezone}), capacity {g.capacity},"
+            f" {len(g.registration.questions)} questions ({config.sources[slug]})"
+        )
     return 0
 
 
@@ -127,7 +144,10 @@ def _export(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     if args.gathering not in config.gatherings:
-        print(f"no gathering {args.gathering!r}; known: {', '.join(config.gatherings)}", file=sys.stderr)
+        print(
+            f"no gathering {args.gathering!r}; known: {', '.join(config.gatherings)}",
+            file=sys.stderr,
+        )
         return 2
 
     async def go() -> int:
@@ -184,8 +204,9 @@ def _confirm(question: str) -> bool:
 def _demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
 
-    return _asyncio(run_demo(participants=args.participants, capacity=args.capacity,
-                             database=args.database))
+    return _asyncio(
+        run_demo(participants=args.participants, capacity=args.capacity, database=args.database)
+    )
 
 
 def _mail_inspect(args: argparse.Namespace) -> int:
@@ -222,37 +243,55 @@ def _crews_parser(sub: Any) -> None:
 
     def action(name: str, help: str, *args: str, solver: bool = False) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = actions.add_parser(name, help=help, description=help)
-        p.add_argument("--config", "-c", default=DEFAULT_CONFIG,
-                       help=f"service config file (default: {DEFAULT_CONFIG})")
+        p.add_argument(
+            "--config",
+            "-c",
+            default=DEFAULT_CONFIG,
+            help=f"service config file (default: {DEFAULT_CONFIG})",
+        )
         p.add_argument("gathering")
         for arg in args:
             p.add_argument(arg)
         if solver:
-            p.add_argument("--overrides", type=Path,
-                           help="pins/moves/swaps TOML (default: <slug>.crews.toml beside "
-                                "the gathering file)")
+            p.add_argument(
+                "--overrides",
+                type=Path,
+                help="pins/moves/swaps TOML (default: <slug>.crews.toml beside the gathering file)",
+            )
             p.add_argument("--seconds", type=float, help="solver time budget")
             p.add_argument("--seed", type=int, default=0)
         p.set_defaults(handler=_crews_run, crews_action=name)
         return p
 
-    action("propose", "propose crews for everyone registered (around pins)", solver=True) \
-        .add_argument("--fresh", action="store_true", help="ignore the stored proposal")
+    action(
+        "propose", "propose crews for everyone registered (around pins)", solver=True
+    ).add_argument("--fresh", action="store_true", help="ignore the stored proposal")
     action("approve", "approve the stored proposal and announce it")
     action("pin", "pin a person to a crew and propose again", "person", "crew", solver=True)
-    action("move", "move a person to a crew (a pin) and propose again", "person", "crew",
-           solver=True)
-    action("swap", "swap two people's crews (two pins) and propose again", "person", "other",
-           solver=True)
+    action(
+        "move", "move a person to a crew (a pin) and propose again", "person", "crew", solver=True
+    )
+    action(
+        "swap",
+        "swap two people's crews (two pins) and propose again",
+        "person",
+        "other",
+        solver=True,
+    )
     action("unpin", "remove a person's pin and propose again", "person", solver=True)
-    action("update", "after approval: the smallest change for late registrations and "
-                     "cancellations", solver=True)
+    action(
+        "update",
+        "after approval: the smallest change for late registrations and cancellations",
+        solver=True,
+    )
     action("round", "propose a new round that mixes people", solver=True)
     action("show", "show the stored proposal (or the roster)")
     action("roster", "approved crews and crew-call answers").add_argument(
-        "--csv", action="store_true", help="as CSV")
-    solve = actions.add_parser("solve", help="crews for a spreadsheet alone (no database)",
-                               description=_CREWS_SOLVE_HELP)
+        "--csv", action="store_true", help="as CSV"
+    )
+    solve = actions.add_parser(
+        "solve", help="crews for a spreadsheet alone (no database)", description=_CREWS_SOLVE_HELP
+    )
     solve.add_argument("--input", "-i", type=Path, required=True, help="people CSV")
     solve.add_argument("--size", help="crew size bounds, e.g. 4-8")
     solve.add_argument("--crews", type=int, help="number of crews")
@@ -268,8 +307,12 @@ def _crews_progress() -> Callable[[float, int], None] | None:
         return None
 
     def show(elapsed: float, objective: int) -> None:
-        print(f"\r  solving: {elapsed:5.1f} s, best objective {objective}   ", end="",
-              file=sys.stderr, flush=True)
+        print(
+            f"\r  solving: {elapsed:5.1f} s, best objective {objective}   ",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
 
     return show
 
@@ -279,9 +322,14 @@ def _crews_solve(args: argparse.Namespace) -> int:
     from gateway.crews_ops import CrewsError, solve_csv
 
     try:
-        table, assignment = solve_csv(args.input, size=args.size, crews=args.crews,
-                                      seconds=args.seconds, seed=args.seed,
-                                      progress=_crews_progress())
+        table, assignment = solve_csv(
+            args.input,
+            size=args.size,
+            crews=args.crews,
+            seconds=args.seconds,
+            seed=args.seed,
+            progress=_crews_progress(),
+        )
     except (CsvError, InvalidInput, CrewsError, OSError) as exc:
         print(f"{args.input}: {exc}", file=sys.stderr)
         return 1
@@ -301,16 +349,22 @@ def _crews_run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     if args.gathering not in config.gatherings:
-        print(f"no gathering {args.gathering!r}; known: {', '.join(config.gatherings)}",
-              file=sys.stderr)
+        print(
+            f"no gathering {args.gathering!r}; known: {', '.join(config.gatherings)}",
+            file=sys.stderr,
+        )
         return 2
     slug = args.gathering
     solve_args: dict[str, Any] = {}
     if hasattr(args, "seconds"):
         beside = config.sources[slug].parent
         overrides = args.overrides or beside / f"{slug}{CREW_OVERRIDES_SUFFIX}"
-        solve_args = {"overrides": overrides, "seconds": args.seconds, "seed": args.seed,
-                      "progress": _crews_progress()}
+        solve_args = {
+            "overrides": overrides,
+            "seconds": args.seconds,
+            "seed": args.seed,
+            "progress": _crews_progress(),
+        }
 
     async def go() -> int:
         engine = await build_engine(config)
@@ -329,8 +383,9 @@ def _crews_run(args: argparse.Namespace) -> int:
     return _asyncio(go())
 
 
-async def _crews_action(engine: Engine, args: argparse.Namespace, slug: str,
-                        solve_args: dict[str, Any]) -> str:
+async def _crews_action(
+    engine: Engine, args: argparse.Namespace, slug: str, solve_args: dict[str, Any]
+) -> str:
     from gateway import crews_ops as ops
 
     action = args.crews_action

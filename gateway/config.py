@@ -204,10 +204,14 @@ def load_config(path: str | Path) -> LoadedConfig:
             continue
         except ValidationError as exc:
             # Name keys as they would be inline, so messages read the same for both layouts.
-            problems.extend(format_errors(exc, file, prefix=("gatherings", str(table.get("slug", file.stem)))))
+            problems.extend(
+                format_errors(exc, file, prefix=("gatherings", str(table.get("slug", file.stem))))
+            )
             continue
         if gathering.slug in gatherings:
-            problems.append(f"{file}: slug {gathering.slug!r} is also defined in {sources[gathering.slug]}")
+            problems.append(
+                f"{file}: slug {gathering.slug!r} is also defined in {sources[gathering.slug]}"
+            )
             continue
         gatherings[gathering.slug] = gathering
         sources[gathering.slug] = file
@@ -235,9 +239,11 @@ def _gathering_paths(config: Path, patterns: Iterable[str], problems: list[str])
             problems.append(f"{config}: gathering_files: {pattern!r} matches no file")
         # A glob such as "*.toml" beside the service config must not read the config itself,
         # nor the organisers' crew overrides (`<slug>.crews.toml`) kept beside a gathering.
-        found.extend(Path(m) for m in matches
-                     if Path(m).resolve() != config.resolve()
-                     and not m.endswith(CREW_OVERRIDES_SUFFIX))
+        found.extend(
+            Path(m)
+            for m in matches
+            if Path(m).resolve() != config.resolve() and not m.endswith(CREW_OVERRIDES_SUFFIX)
+        )
     return found
 
 
@@ -266,9 +272,7 @@ def _cross_checks(gatherings: dict[str, GatheringConfig], sources: dict[str, Pat
     return problems
 
 
-def format_errors(
-    exc: ValidationError, file: Path, prefix: tuple[str, ...] = ()
-) -> list[str]:
+def format_errors(exc: ValidationError, file: Path, prefix: tuple[str, ...] = ()) -> list[str]:
     """pydantic errors as `file: key.path[2].type: message (allowed: …)` lines."""
     lines = []
     for error in exc.errors():
@@ -282,7 +286,11 @@ def format_errors(
         elif error["type"] == "missing":
             message = "required key is missing"
         value = error.get("input")
-        shown = f" (got {value!r})" if error["type"] not in ("missing", "extra_forbidden") and _small(value) else ""
+        shown = (
+            f" (got {value!r})"
+            if error["type"] not in ("missing", "extra_forbidden") and _small(value)
+            else ""
+        )
         lines.append(f"{file}: {loc}: {message}{shown}")
     return lines
 

@@ -28,27 +28,42 @@ from gateway.simulate import SimulatedPerson
 from gateway.store import open_store
 from gateway.timers import TimerLoop
 
-DEMO_GATHERING = GatheringConfig.model_validate({
-    "slug": "demo-camp",
-    "name": "Demo Microsolidarity Camp",
-    "timezone": "Europe/Lisbon",
-    "starts": date(2027, 7, 12),
-    "ends": date(2027, 7, 16),
-    "venue": "Quinta do Vale, Alentejo",
-    "capacity": 10,
-    "registration": {
-        "hold_hours": 48,
-        "questions": [
-            {"id": "name", "type": "text", "prompt": "What name would you like to be called by?"},
-            {"id": "city", "type": "city", "prompt": "Which city will you travel from?"},
-            {"id": "diet", "type": "single_choice", "prompt": "What do you eat?",
-             "options": ["vegan", "vegetarian", "omnivore"]},
-            {"id": "nights", "type": "number", "prompt": "How many nights will you stay?",
-             "min": 1, "max": 4},
-            {"id": "first_camp", "type": "yes_no", "prompt": "Is this your first camp?"},
-        ],
-    },
-})
+DEMO_GATHERING = GatheringConfig.model_validate(
+    {
+        "slug": "demo-camp",
+        "name": "Demo Microsolidarity Camp",
+        "timezone": "Europe/Lisbon",
+        "starts": date(2027, 7, 12),
+        "ends": date(2027, 7, 16),
+        "venue": "Quinta do Vale, Alentejo",
+        "capacity": 10,
+        "registration": {
+            "hold_hours": 48,
+            "questions": [
+                {
+                    "id": "name",
+                    "type": "text",
+                    "prompt": "What name would you like to be called by?",
+                },
+                {"id": "city", "type": "city", "prompt": "Which city will you travel from?"},
+                {
+                    "id": "diet",
+                    "type": "single_choice",
+                    "prompt": "What do you eat?",
+                    "options": ["vegan", "vegetarian", "omnivore"],
+                },
+                {
+                    "id": "nights",
+                    "type": "number",
+                    "prompt": "How many nights will you stay?",
+                    "min": 1,
+                    "max": 4,
+                },
+                {"id": "first_camp", "type": "yes_no", "prompt": "Is this your first camp?"},
+            ],
+        },
+    }
+)
 START = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
 
 
@@ -81,8 +96,15 @@ class PostboxTransport:
 
 
 class Demo:
-    def __init__(self, engine: Engine, outbox: OutboxWorker, timers: TimerLoop,
-                 clock: SimulatedClock, postbox: Postbox, gathering: GatheringConfig) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        outbox: OutboxWorker,
+        timers: TimerLoop,
+        clock: SimulatedClock,
+        postbox: Postbox,
+        gathering: GatheringConfig,
+    ) -> None:
         self.engine, self.outbox, self.timers = engine, outbox, timers
         self.clock, self.postbox, self.gathering = clock, postbox, gathering
         self.reference = gathering.starts if isinstance(gathering.starts, date) else START.date()
@@ -127,9 +149,12 @@ class Demo:
             row = await tx.one(
                 "SELECT r.status, json_extract(r.state, '$.left') FROM flow_runs r"
                 " JOIN identities i ON i.person_id = r.person_id"
-                " WHERE i.address = ? AND r.flow = 'registration'", (person.identity.address,))
+                " WHERE i.address = ? AND r.flow = 'registration'",
+                (person.identity.address,),
+            )
             shared = await tx.one(
-                "SELECT state FROM flow_runs WHERE person_id = 0 AND flow = 'registration'")
+                "SELECT state FROM flow_runs WHERE person_id = 0 AND flow = 'registration'"
+            )
         status = row[0] if row else "?"
         note = f" ({row[1].replace('_', ' ')})" if row and row[1] and row[1] != status else ""
         if status == "waiting" and shared:
@@ -140,8 +165,9 @@ class Demo:
 
     async def _person_id(self, person: SimulatedPerson) -> int | None:
         async with self.engine.store.read() as tx:
-            row = await tx.one("SELECT person_id FROM identities WHERE address = ?",
-                               (person.identity.address,))
+            row = await tx.one(
+                "SELECT person_id FROM identities WHERE address = ?", (person.identity.address,)
+            )
         return int(row[0]) if row else None
 
 
@@ -152,20 +178,34 @@ def transcript(items: list[OutboxItem], limit: int = 3) -> str:
         extra = f"  [poll: {' / '.join(item.options)}]" if item.options else ""
         extra += "  [+ calendar invite]" if item.invite else ""
         lines.append(f"    bot: {first[:90]}{extra}")
-    return "\n".join(lines[:limit] + ([f"    … {len(lines) - limit} more"] if len(lines) > limit else []))
+    return "\n".join(
+        lines[:limit] + ([f"    … {len(lines) - limit} more"] if len(lines) > limit else [])
+    )
 
 
-async def run_demo(*, participants: int = 14, capacity: int = 10, database: Path | None = None) -> int:
+async def run_demo(
+    *, participants: int = 14, capacity: int = 10, database: Path | None = None
+) -> int:
     gathering = DEMO_GATHERING.model_copy(update={"capacity": capacity})
     with tempfile.TemporaryDirectory(prefix="gateway-demo-") as tmp:
         path = database or Path(tmp) / "demo.sqlite3"
         store = await open_store(path, durability="normal")
         clock = SimulatedClock(START)
         postbox = Postbox()
-        engine = Engine(store, default_flows(), {gathering.slug: gathering}, clock=clock,
-                        organisers=[Identity.email("organisers@demo.test", "Organisers")])
-        outbox = OutboxWorker(store, {c: postbox.transport(c) for c in (Channel.EMAIL, Channel.MATRIX)},
-                              clock=clock, alert=engine.enqueue_alert, seed=1)
+        engine = Engine(
+            store,
+            default_flows(),
+            {gathering.slug: gathering},
+            clock=clock,
+            organisers=[Identity.email("organisers@demo.test", "Organisers")],
+        )
+        outbox = OutboxWorker(
+            store,
+            {c: postbox.transport(c) for c in (Channel.EMAIL, Channel.MATRIX)},
+            clock=clock,
+            alert=engine.enqueue_alert,
+            seed=1,
+        )
         demo = Demo(engine, outbox, TimerLoop(engine, clock=clock), clock, postbox, gathering)
         try:
             await _story(demo, participants)
@@ -178,10 +218,14 @@ async def run_demo(*, participants: int = 14, capacity: int = 10, database: Path
 async def _story(demo: Demo, participants: int) -> None:
     g = demo.gathering
     rng = random.Random(7)
-    people = [SimulatedPerson(n, Channel.EMAIL if n % 2 else Channel.MATRIX, random.Random(rng.random()))
-              for n in range(participants)]
-    print(f"{g.name}: {g.starts} – {g.ends}, {g.venue}; {g.capacity} seats,"
-          f" {len(g.registration.questions)} questions, {participants} people registering.\n")
+    people = [
+        SimulatedPerson(n, Channel.EMAIL if n % 2 else Channel.MATRIX, random.Random(rng.random()))
+        for n in range(participants)
+    ]
+    print(
+        f"{g.name}: {g.starts} – {g.ends}, {g.venue}; {g.capacity} seats,"
+        f" {len(g.registration.questions)} questions, {participants} people registering.\n"
+    )
 
     print("1. Everyone registers, each on their own channel")
     for n, person in enumerate(people, start=1):
@@ -199,7 +243,9 @@ async def _story(demo: Demo, participants: int) -> None:
         print("\n(no waiting list with these numbers: try --participants 14 --capacity 10)")
     else:
         leaver, first_waiting = registered[0], waiting[0]
-        print(f"\n2. {leaver.name} cancels; the seat is offered to {first_waiting.name}, who accepts")
+        print(
+            f"\n2. {leaver.name} cancels; the seat is offered to {first_waiting.name}, who accepts"
+        )
         await demo.say(leaver, "cancel")
         await demo.say(leaver, "yes")
         print(transcript(demo.postbox.delivered[first_waiting.identity.address][-1:], limit=1))
@@ -208,9 +254,15 @@ async def _story(demo: Demo, participants: int) -> None:
             print(f"  {await demo.status_line(person)}")
 
         if len(registered) > 1 and len(waiting) > 1:
-            leaver, slow, next_one = registered[1], waiting[1], waiting[2] if len(waiting) > 2 else None
-            print(f"\n3. {leaver.name} cancels; {slow.name} is offered the seat but does not answer"
-                  f" within {g.registration.hold_hours:g} hours")
+            leaver, slow, next_one = (
+                registered[1],
+                waiting[1],
+                waiting[2] if len(waiting) > 2 else None,
+            )
+            print(
+                f"\n3. {leaver.name} cancels; {slow.name} is offered the seat but does not answer"
+                f" within {g.registration.hold_hours:g} hours"
+            )
             await demo.say(leaver, "cancel")
             await demo.say(leaver, "yes")
             demo.clock.now += g.registration.hold + timedelta(hours=1)
@@ -227,15 +279,30 @@ async def _story(demo: Demo, participants: int) -> None:
     print(transcript(replies, limit=2))
 
     print("\n5. The confirmation's calendar invite, as the email channel sends it (iMIP):")
-    invite_item = next((i for items in demo.postbox.delivered.values() for i in items
-                        if i.invite and i.channel == Channel.EMAIL), None)
+    invite_item = next(
+        (
+            i
+            for items in demo.postbox.delivered.values()
+            for i in items
+            if i.invite and i.channel == Channel.EMAIL
+        ),
+        None,
+    )
     if invite_item and invite_item.invite:
         inv = invite_item.invite
         ics = build_request(
-            CalendarEvent(uid=inv.uid, sequence=inv.sequence, summary=inv.summary, start=inv.start,
-                          end=inv.end, tzid=inv.tzid, location=inv.location, all_day=inv.all_day,
-                          organizer_email="camp@demo.test",
-                          attendees=(Attendee(invite_item.address, ""),)),
+            CalendarEvent(
+                uid=inv.uid,
+                sequence=inv.sequence,
+                summary=inv.summary,
+                start=inv.start,
+                end=inv.end,
+                tzid=inv.tzid,
+                location=inv.location,
+                all_day=inv.all_day,
+                organizer_email="camp@demo.test",
+                attendees=(Attendee(invite_item.address, ""),),
+            ),
             dtstamp=demo.clock.now,
         ).decode()
         wanted = ("METHOD", "SUMMARY", "DTSTART", "DTEND", "LOCATION", "ATTENDEE", "SEQUENCE")

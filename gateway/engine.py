@@ -83,7 +83,9 @@ class _Work:
     #: Person records read in this transaction: each hop to the database thread counts.
     people: dict[PersonId, PersonRecord] = field(default_factory=dict)
 
-    async def person(self, tx: Tx, person: PersonId, organisers: frozenset[Identity]) -> PersonRecord:
+    async def person(
+        self, tx: Tx, person: PersonId, organisers: frozenset[Identity]
+    ) -> PersonRecord:
         if person not in self.people:
             self.people[person] = await load_person(tx, person, organisers)
         return self.people[person]
@@ -144,8 +146,13 @@ class Engine:
         # hops to the database thread, not SQLite, are most of the cost of a message.
         first = await tx.one(
             FIRST_READ,
-            (message.channel.value, message.external_id,
-             sender.kind.value if sender else None, sender.address if sender else None, explicit),
+            (
+                message.channel.value,
+                message.external_id,
+                sender.kind.value if sender else None,
+                sender.address if sender else None,
+                explicit,
+            ),
         )
         assert first is not None
         if first["seen"]:
@@ -160,7 +167,9 @@ class Engine:
         person = work.sender = await self._sender(tx, message, known)
         outcome_label, target, detail = await self._dispatch(tx, message, person, now, work)
         if person and message.kind not in (InboundKind.TICK, InboundKind.COMMAND):
-            work.audit.append(_audit_row(person, "in", message.channel, target, _summary(message), now))
+            work.audit.append(
+                _audit_row(person, "in", message.channel, target, _summary(message), now)
+            )
         if work.audit:
             await tx.executemany(AUDIT_INSERT, work.audit)
         await tx.execute(
@@ -201,13 +210,16 @@ class Engine:
             return await self._bounce(tx, message, now, work)
         if message.kind == InboundKind.REJECTED:
             return await self._rejected(tx, message, now, work)
-        decision = await route(tx, message, person, self.gatherings, self.flows, self.default_flow,
-                               work.runs)
+        decision = await route(
+            tx, message, person, self.gatherings, self.flows, self.default_flow, work.runs
+        )
         if decision.target is None:
             recipient = decision.notify or person
             if recipient and decision.reply_template:
                 record = await work.person(tx, recipient, self.organisers)
-                outcome = Outcome(send=[_reply(record.info, decision.reply_template, decision.context)])
+                outcome = Outcome(
+                    send=[_reply(record.info, decision.reply_template, decision.context)]
+                )
                 await self._apply_sends(tx, outcome, None, record.info, message, now, work)
             return decision.label, None, decision.detail
         await self._run_step(tx, decision.target, message, now, work)
@@ -222,7 +234,9 @@ class Engine:
         while queue:
             handled += 1
             if handled > MAX_EVENTS_PER_MESSAGE:
-                raise RuntimeError(f"more than {MAX_EVENTS_PER_MESSAGE} flow events for one message")
+                raise RuntimeError(
+                    f"more than {MAX_EVENTS_PER_MESSAGE} flow events for one message"
+                )
             current, msg = queue.popleft()
             outcome, info = await self._step(tx, current, msg, now, work)
             await self._persist(tx, current, outcome, info, msg, now, work)
@@ -275,7 +289,11 @@ class Engine:
             error.send.extend(
                 self.enqueuer.organiser_alerts(
                     "core/flow_failed",
-                    {"flow": target.flow, "gathering": gathering.slug, "message": message.external_id},
+                    {
+                        "flow": target.flow,
+                        "gathering": gathering.slug,
+                        "message": message.external_id,
+                    },
                 )
             )
             return error, info
@@ -301,18 +319,22 @@ class Engine:
             else:
                 upserts.append((shared_target, outcome.shared, None))
         if upserts:
-            await tx.executemany(UPSERT_RUN, [_upsert_params(t, st, su, stamp) for t, st, su in upserts])
+            await tx.executemany(
+                UPSERT_RUN, [_upsert_params(t, st, su, stamp) for t, st, su in upserts]
+            )
             for t, st, su in upserts:
                 work.runs.remember(t, st, su)
         if target.person != GATHERING_SUBJECT and (
             outcome.link or outcome.preferred_channel or outcome.language
         ):
-            await update_person(tx, target.person, outcome.link, outcome.preferred_channel,
-                                outcome.language)
+            await update_person(
+                tx, target.person, outcome.link, outcome.preferred_channel, outcome.language
+            )
             work.people.pop(target.person, None)
         for name in outcome.cancel_timers:
             await tx.execute(
-                "DELETE FROM timers WHERE gathering = ? AND flow = ? AND person_id = ? AND name = ?",
+                "DELETE FROM timers WHERE gathering = ? AND flow = ? AND person_id = ?"
+                " AND name = ?",
                 (target.gathering, target.flow, target.person, name),
             )
         for timer in outcome.timers:
@@ -321,8 +343,14 @@ class Engine:
                 "INSERT INTO timers (gathering, flow, person_id, name, due_at, payload)"
                 " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (gathering, flow, person_id, name)"
                 " DO UPDATE SET due_at = excluded.due_at, payload = excluded.payload",
-                (target.gathering, target.flow, person, timer.name, now_iso(timer.due_at),
-                 dumps(dict(timer.payload))),
+                (
+                    target.gathering,
+                    target.flow,
+                    person,
+                    timer.name,
+                    now_iso(timer.due_at),
+                    dumps(dict(timer.payload)),
+                ),
             )
         await self._apply_sends(tx, outcome, target, info, message, now, work)
 
@@ -338,8 +366,15 @@ class Engine:
     ) -> None:
         gathering = self.gatherings.get(target.gathering) if target else None
         ids = await self.enqueuer.enqueue(
-            tx, outcome.send, target=target, gathering=gathering, cause=message,
-            index_base=len(work.outbox), now=now, people=work.people, sender=work.sender,
+            tx,
+            outcome.send,
+            target=target,
+            gathering=gathering,
+            cause=message,
+            index_base=len(work.outbox),
+            now=now,
+            people=work.people,
+            sender=work.sender,
             audit=work.audit,
         )
         work.outbox.extend(ids)
@@ -373,8 +408,11 @@ class Engine:
             record = await work.person(tx, person, self.organisers)
             alerts = self.enqueuer.organiser_alerts(
                 "core/address_failing",
-                {"address": address, "person": record.info.display_name or f"#{person}",
-                 "other_channel": ", ".join(c.value for c in record.addresses)},
+                {
+                    "address": address,
+                    "person": record.info.display_name or f"#{person}",
+                    "other_channel": ", ".join(c.value for c in record.addresses),
+                },
             )
             await self._apply_sends(tx, Outcome(send=alerts), None, record.info, message, now, work)
         return "bounce", None, f"{'permanent' if permanent else 'transient'}: {', '.join(failed)}"
@@ -383,8 +421,14 @@ class Engine:
         """Queue a message to every organiser (dead letters); `key` makes it idempotent."""
         async with self.store.transaction() as tx:
             return await self.enqueuer.enqueue(
-                tx, self.enqueuer.organiser_alerts(template, context), target=None,
-                gathering=None, cause=None, index_base=0, now=self.clock(), key_prefix=key,
+                tx,
+                self.enqueuer.organiser_alerts(template, context),
+                target=None,
+                gathering=None,
+                cause=None,
+                index_base=0,
+                now=self.clock(),
+                key_prefix=key,
             )
 
 
@@ -404,8 +448,17 @@ def _upsert_params(
     target: Target, state: State | None, status: str | None, stamp: str
 ) -> tuple[object, ...]:
     encoded = dumps(state) if state is not None else None
-    return (target.gathering, target.flow, target.person, status, encoded, stamp, stamp,
-            status, encoded)
+    return (
+        target.gathering,
+        target.flow,
+        target.person,
+        status,
+        encoded,
+        stamp,
+        stamp,
+        status,
+        encoded,
+    )
 
 
 async def load_peers(tx: Tx, target: Target, flow: Flow) -> dict[str, dict[PersonId, RunView]]:
@@ -441,7 +494,8 @@ async def _claim_timer(tx: Tx, message: InboundMessage) -> bool:
 async def save_cursor(tx: Tx, name: str, value: str) -> None:
     await tx.execute(
         "INSERT INTO cursors (name, value, updated_at) VALUES (?, ?, ?)"
-        " ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        " ON CONFLICT (name) DO UPDATE SET value = excluded.value,"
+        " updated_at = excluded.updated_at",
         (name, value, now_iso()),
     )
 
@@ -459,11 +513,22 @@ AUDIT_INSERT = (
 
 
 def _audit_row(
-    person: PersonId, direction: str, channel: Channel, target: Target | None, summary: str,
+    person: PersonId,
+    direction: str,
+    channel: Channel,
+    target: Target | None,
+    summary: str,
     now: datetime,
 ) -> tuple[object, ...]:
-    return (person, now_iso(now), direction, channel.value,
-            target.gathering if target else None, target.flow if target else None, summary)
+    return (
+        person,
+        now_iso(now),
+        direction,
+        channel.value,
+        target.gathering if target else None,
+        target.flow if target else None,
+        summary,
+    )
 
 
 def _summary(message: InboundMessage) -> str:

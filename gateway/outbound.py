@@ -20,8 +20,8 @@ from gateway.model import (
     Channel,
     Identity,
     InboundMessage,
-    OutKind,
     Outgoing,
+    OutKind,
     PersonId,
     Target,
 )
@@ -84,8 +84,19 @@ class Enqueuer:
             ):
                 row_key = key if n == 0 else f"{key}.{n}"
                 row = await self._insert(
-                    tx, out, reach, person, language, row_key, target, gathering, cause, now,
-                    people, sender, audit,
+                    tx,
+                    out,
+                    reach,
+                    person,
+                    language,
+                    row_key,
+                    target,
+                    gathering,
+                    cause,
+                    now,
+                    people,
+                    sender,
+                    audit,
                 )
                 if row is not None:
                     ids.append(row)
@@ -115,7 +126,9 @@ class Enqueuer:
         record = await _person(tx, out.to, people, self.organisers)
         reach = record.reach(out.channel)
         if reach is None:
-            log.warning("person %s has no reachable address; message %s dropped", out.to, out.template)
+            log.warning(
+                "person %s has no reachable address; message %s dropped", out.to, out.template
+            )
             return []
         return [(reach, out.to, record.info.language)]
 
@@ -147,8 +160,14 @@ class Enqueuer:
             if out.template != "core/template_failed" and self.organisers:
                 alerts = self.organiser_alerts("core/template_failed", {"error": str(exc)})
                 await self.enqueue(
-                    tx, alerts, target=None, gathering=None, cause=cause, index_base=900,
-                    now=now, key_prefix=f"{key}!template",
+                    tx,
+                    alerts,
+                    target=None,
+                    gathering=None,
+                    cause=cause,
+                    index_base=900,
+                    now=now,
+                    key_prefix=f"{key}!template",
                 )
             return None
         gathering_slug = target.gathering if target else None
@@ -179,24 +198,41 @@ class Enqueuer:
             "INSERT INTO outbox (idempotency_key, person_id, gathering, flow, channel, address,"
             " kind, payload, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (idempotency_key) DO NOTHING",
-            (key, person, gathering_slug, flow, reach.channel.value,
-             out.group if out.kind == OutKind.GROUP else reach.address,
-             out.kind.value, dumps(payload), now_iso(now), now_iso(now)),
+            (
+                key,
+                person,
+                gathering_slug,
+                flow,
+                reach.channel.value,
+                out.group if out.kind == OutKind.GROUP else reach.address,
+                out.kind.value,
+                dumps(payload),
+                now_iso(now),
+                now_iso(now),
+            ),
         )
         if row is None:
             return None
         if out.invite is not None and target is not None:
-            for member in (out.members or ((person,) if person else ())):
+            for member in out.members or ((person,) if person else ()):
                 await _record_invite(tx, out, target, member, now)
         if person:
-            row_audit = (person, now_iso(now), "out", reach.channel.value, gathering_slug, flow,
-                         out.template)
+            row_audit = (
+                person,
+                now_iso(now),
+                "out",
+                reach.channel.value,
+                gathering_slug,
+                flow,
+                out.template,
+            )
             if audit is not None:
                 audit.append(row_audit)  # written with the message's other audit rows
             else:
                 await tx.execute(
                     "INSERT INTO audit (person_id, at, direction, channel, gathering, flow,"
-                    " summary) VALUES (?, ?, ?, ?, ?, ?, ?)", row_audit,
+                    " summary) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    row_audit,
                 )
         return row
 
@@ -207,7 +243,6 @@ async def _person(
     if person not in cache:
         cache[person] = await load_person(tx, person, organisers)
     return cache[person]
-
 
 
 async def _thread_root(
@@ -232,8 +267,15 @@ async def _record_invite(
         "INSERT INTO invites (uid, gathering, flow, person_id, sequence, method, updated_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (uid, person_id) DO UPDATE SET"
         " sequence = excluded.sequence, method = excluded.method, updated_at = excluded.updated_at",
-        (out.invite.uid, target.gathering, target.flow, person, out.invite.sequence,
-         out.invite.method, now_iso(now)),
+        (
+            out.invite.uid,
+            target.gathering,
+            target.flow,
+            person,
+            out.invite.sequence,
+            out.invite.method,
+            now_iso(now),
+        ),
     )
 
 

@@ -19,7 +19,8 @@ from typing import Any
 
 from gateway.model import Channel, Invite, OutboxId, OutboxItem, OutKind, PersonId
 from gateway.store.db import Row, Store, now_iso
-from gateway.transports.base import PermanentError, SendError, Transport, TransientError
+from gateway.transports.base import PermanentError, SendError, TransientError, Transport
+from gateway.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class OutboxWorker:
         self.batch = batch
         self.clock = clock
         self._rng = random.Random(seed)
-        self._wake = asyncio.Event()
+        self._wake = Wakeup()
         self._limit = asyncio.Semaphore(concurrency)
 
     def wake(self) -> None:
@@ -96,8 +97,11 @@ class OutboxWorker:
         if not items:
             return 0
         results = await asyncio.gather(*(self._send(item) for item in items))
-        sent = [(now_iso(self.clock()), external_id, item.id)
-                for item, external_id in zip(items, results, strict=True) if external_id is not None]
+        sent = [
+            (now_iso(self.clock()), external_id, item.id)
+            for item, external_id in zip(items, results, strict=True)
+            if external_id is not None
+        ]
         if sent:
             # One transaction marks the whole batch: a crash before it only means these rows
             # are sent again with the same keys, which the receivers deduplicate.
@@ -115,11 +119,7 @@ class OutboxWorker:
             if await self.run_once():
                 continue
             self._wake.clear()
-            delay = await self.seconds_until_due()
-            waiters = [asyncio.create_task(self._wake.wait()), asyncio.create_task(stop.wait())]
-            await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
-            for task in waiters:
-                task.cancel()
+            await self._wake.sleep(stop, await self.seconds_until_due())
 
     async def seconds_until_due(self, idle: float = 30.0) -> float:
         async with self.store.read() as tx:
@@ -144,7 +144,9 @@ class OutboxWorker:
                 await self._retry_or_bury(item, SendError(f"{type(exc).__name__}: {exc}"), None)
         return None
 
-    async def _retry_or_bury(self, item: OutboxItem, exc: SendError, retry_after: float | None) -> None:
+    async def _retry_or_bury(
+        self, item: OutboxItem, exc: SendError, retry_after: float | None
+    ) -> None:
         if item.attempts >= self.max_attempts:
             await self._bury(item, f"gave up after {item.attempts} attempts: {exc}")
             return
@@ -152,7 +154,8 @@ class OutboxWorker:
         due = self.clock() + timedelta(seconds=delay)
         async with self.store.transaction() as tx:
             await tx.execute(
-                "UPDATE outbox SET status = 'pending', next_attempt_at = ?, last_error = ? WHERE id = ?",
+                "UPDATE outbox SET status = 'pending', next_attempt_at = ?, last_error = ?"
+                " WHERE id = ?",
                 (now_iso(due), str(exc)[:1000], item.id),
             )
         log.info("outbox %s: retry in %.1fs (%s)", item.id, delay, exc)
@@ -168,8 +171,12 @@ class OutboxWorker:
         if self.alert is not None and not item.idempotency_key.startswith("dead:"):
             await self.alert(
                 "core/delivery_failed",
-                {"channel": item.channel.value, "address": item.address, "reason": reason,
-                 "subject": item.subject or item.text[:80]},
+                {
+                    "channel": item.channel.value,
+                    "address": item.address,
+                    "reason": reason,
+                    "subject": item.subject or item.text[:80],
+                },
                 f"dead:{item.id}",
             )
 
@@ -204,6 +211,9 @@ def item_from_row(row: Row) -> OutboxItem:
 
 def _invite(data: dict[str, Any]) -> Invite:
     return Invite(
-        **{**data, "start": datetime.fromisoformat(data["start"]),
-           "end": datetime.fromisoformat(data["end"])}
+        **{
+            **data,
+            "start": datetime.fromisoformat(data["start"]),
+            "end": datetime.fromisoformat(data["end"]),
+        }
     )

@@ -138,7 +138,9 @@ async def update_person(
         elif owner != person:
             refused.append(identity)
     if preferred is not None:
-        await tx.execute("UPDATE people SET preferred_channel = ? WHERE id = ?", (preferred.value, person))
+        await tx.execute(
+            "UPDATE people SET preferred_channel = ? WHERE id = ?", (preferred.value, person)
+        )
     if language is not None:
         await tx.execute("UPDATE people SET language = ? WHERE id = ?", (language, person))
     return refused

@@ -41,23 +41,8 @@ class Renderer:
 
     def __init__(self, root: Path = DEFAULT_TEMPLATES) -> None:
         self.root = root
-        self.env = SandboxedEnvironment(
-            loader=FileSystemLoader(str(root)),
-            undefined=StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-            keep_trailing_newline=False,
-            autoescape=False,
-            auto_reload=False,
-        )
-        self.html_env = SandboxedEnvironment(
-            loader=FileSystemLoader(str(root)),
-            undefined=StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-            autoescape=True,
-            auto_reload=False,
-        )
+        self.env = _environment(root, autoescape=False)
+        self.html_env = _environment(root, autoescape=True)
         self._found: dict[tuple[str, str, tuple[str, ...]], str | None] = {}
 
     def clear(self) -> None:
@@ -108,6 +93,18 @@ class Renderer:
                 None,
             )
         return self._found[key]
+
+
+def _environment(root: Path, *, autoescape: bool) -> SandboxedEnvironment:
+    """Templates are found once and compiled once; `Renderer.clear` forgets them."""
+    return SandboxedEnvironment(
+        loader=FileSystemLoader(str(root)),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=autoescape,
+        auto_reload=False,
+    )
 
 
 def text_to_html(text: str) -> str:

@@ -68,7 +68,11 @@ def format_status(report: StatusReport) -> str:
         [g.slug, str(g.capacity), *(str(g.counts.get(s, 0)) for s in STATUSES)]
         for g in report.gatherings
     ]
-    lines = [format_table(table), "", "outbox: " + ", ".join(f"{k} {v}" for k, v in report.outbox.items())]
+    lines = [
+        format_table(table),
+        "",
+        "outbox: " + ", ".join(f"{k} {v}" for k, v in report.outbox.items()),
+    ]
     for channel, address, error in report.dead:
         lines.append(f"  dead: {channel} {address}: {error}")
     return "\n".join(lines)
@@ -106,17 +110,37 @@ async def export_csv(store: Store, gathering: GatheringConfig) -> str:
     questions = [q.id for q in gathering.registration.questions]
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["person", "name", "status", "attendance", "channel", "email", "matrix",
-                     "language", "updated_at", *questions])
+    writer.writerow(
+        [
+            "person",
+            "name",
+            "status",
+            "attendance",
+            "channel",
+            "email",
+            "matrix",
+            "language",
+            "updated_at",
+            *questions,
+        ]
+    )
     for row in rows:
         state = json.loads(row["state"])
         answers = state.get("answers", {})
-        writer.writerow([
-            row["person_id"], row["display_name"], row["status"], state.get("attendance", ""),
-            row["preferred_channel"] or "", row["email"] or "", row["matrix"] or "",
-            row["language"], row["updated_at"],
-            *(_cell(answers.get(q)) for q in questions),
-        ])
+        writer.writerow(
+            [
+                row["person_id"],
+                row["display_name"],
+                row["status"],
+                state.get("attendance", ""),
+                row["preferred_channel"] or "",
+                row["email"] or "",
+                row["matrix"] or "",
+                row["language"],
+                row["updated_at"],
+                *(_cell(answers.get(q)) for q in questions),
+            ]
+        )
     return out.getvalue()
 
 
@@ -162,14 +186,13 @@ async def forget_person(store: Store, person: PersonId) -> dict[str, int]:
                 "UPDATE outbox SET address = '', payload = json_object('erased', 1),"
                 " status = CASE WHEN status IN ('pending', 'sending') THEN 'dead' ELSE status END,"
                 " last_error = CASE WHEN status IN ('pending', 'sending') THEN 'person erased'"
-                " ELSE last_error END WHERE person_id = ?", (person,)
+                " ELSE last_error END WHERE person_id = ?",
+                (person,),
             ),
             "inbox": await tx.execute(
                 "UPDATE inbox SET detail = '' WHERE person_id = ?", (person,)
             ),
-            "timers": await tx.execute(
-                "DELETE FROM timers WHERE person_id = ?", (person,)
-            ),
+            "timers": await tx.execute("DELETE FROM timers WHERE person_id = ?", (person,)),
         }
         await tx.execute(
             "UPDATE people SET display_name = '', erased_at = ? WHERE id = ?", (stamp, person)

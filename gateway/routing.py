@@ -9,7 +9,6 @@ gathering the person names (or the only one).
 from __future__ import annotations
 
 import json
-
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,7 +108,9 @@ async def route(
             (message.in_reply_to, person),
         )
         if row and row["gathering"] in gatherings and row["flow"] in flows:
-            return RouteDecision(Target(row["gathering"], row["flow"], person), detail="in-reply-to")
+            return RouteDecision(
+                Target(row["gathering"], row["flow"], person), detail="in-reply-to"
+            )
     live = [r for r in await runs.recent(tx, person) if r[0] in gatherings and r[1] in flows]
     for gathering, flow, status in live:
         if flows[flow].wants(message, status):
@@ -133,15 +134,18 @@ def _explicit(
         and person != target.person
     )
     if sent_by_someone_else:
+        sender = message.sender.address if message.sender else "?"
         # A reply carrying another person's token, from an address that person does not own
         # (a forwarded mail, a shared mailbox): apply nothing, ask the owner.
         return RouteDecision(
             None,
             "held",
-            f"token of person {target.person} used by {message.sender.address if message.sender else '?'}",
+            f"token of person {target.person} used by {sender}",
             reply_template="core/held",
-            context={"sender": message.sender.address if message.sender else "",
-                     "text": message.text[:500]},
+            context={
+                "sender": message.sender.address if message.sender else "",
+                "text": message.text[:500],
+            },
             notify=target.person,
         )
     return RouteDecision(target, detail=message.kind.value)
@@ -161,10 +165,13 @@ async def _calendar(tx: Tx, message: InboundMessage, person: PersonId) -> RouteD
         )
         mine = [r for r in rows if found and r["person_id"] == found[0]]
     if not mine:
-        return RouteDecision(None, "ignored", f"calendar reply for unknown invite {message.calendar.uid}")
+        return RouteDecision(
+            None, "ignored", f"calendar reply for unknown invite {message.calendar.uid}"
+        )
     row = mine[0]
-    return RouteDecision(Target(row["gathering"], row["flow"], PersonId(row["person_id"])),
-                         detail="invite uid")
+    return RouteDecision(
+        Target(row["gathering"], row["flow"], PersonId(row["person_id"])), detail="invite uid"
+    )
 
 
 def _new_conversation(
@@ -188,7 +195,9 @@ def _new_conversation(
         chosen = gatherings[live[0][0]]
     else:
         return RouteDecision(
-            None, "asked", "several gatherings: asked which one",
+            None,
+            "asked",
+            "several gatherings: asked which one",
             reply_template="core/which_gathering",
             context={"gatherings": [{"slug": g.slug, "name": g.name} for g in candidates]},
         )

@@ -121,15 +121,21 @@ class Service:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         handled = []
-        for sig, action in ((signal.SIGHUP, self.reload), (signal.SIGTERM, self.stop.set),
-                            (signal.SIGINT, self.stop.set)):
+        for sig, action in (
+            (signal.SIGHUP, self.reload),
+            (signal.SIGTERM, self.stop.set),
+            (signal.SIGINT, self.stop.set),
+        ):
             try:
                 loop.add_signal_handler(sig, action)
                 handled.append(sig)
             except (NotImplementedError, RuntimeError):  # not the main thread
                 pass
-        log.info("gateway running: %s; channels: %s", ", ".join(self.engine.gatherings),
-                 ", ".join(c.value for c in self.channels.senders) or "none")
+        log.info(
+            "gateway running: %s; channels: %s",
+            ", ".join(self.engine.gatherings),
+            ", ".join(c.value for c in self.channels.senders) or "none",
+        )
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self.outbox.run(self.stop))

@@ -18,9 +18,34 @@ from flows import forms
 from flows.config import Question, QuestionType
 from gateway.model import Channel, Identity, InboundKind, InboundMessage
 
-FIRST_NAMES = ("Ana", "Bruno", "Chidi", "Dara", "Elif", "Femi", "Greta", "Hana", "Ines", "Jonas",
-               "Kofi", "Lena", "Mateo", "Noor", "Olga", "Pavel", "Quinn", "Rosa", "Sami", "Tove",
-               "Uma", "Vera", "Wim", "Ximena", "Yusuf", "Zoe")
+FIRST_NAMES = (
+    "Ana",
+    "Bruno",
+    "Chidi",
+    "Dara",
+    "Elif",
+    "Femi",
+    "Greta",
+    "Hana",
+    "Ines",
+    "Jonas",
+    "Kofi",
+    "Lena",
+    "Mateo",
+    "Noor",
+    "Olga",
+    "Pavel",
+    "Quinn",
+    "Rosa",
+    "Sami",
+    "Tove",
+    "Uma",
+    "Vera",
+    "Wim",
+    "Ximena",
+    "Yusuf",
+    "Zoe",
+)
 CITIES = ("Lisbon", "Porto", "Madrid", "Berlin", "Amsterdam", "Lyon", "Bristol", "Ghent")
 
 
@@ -69,13 +94,19 @@ class SimulatedPerson:
         return text
 
 
-def answer_text(question: Question, rng: random.Random, reference: date, person: SimulatedPerson) -> str:
+def answer_text(
+    question: Question, rng: random.Random, reference: date, person: SimulatedPerson
+) -> str:
     """A plausible answer as a person would type it."""
     kind = question.type
     if kind == QuestionType.TEXT:
         if "name" in question.id:
             return person.name.split()[0]
-        return rng.choice(("nuts", "nothing special", "-")) if not question.required else "happy to help"
+        return (
+            rng.choice(("nuts", "nothing special", "-"))
+            if not question.required
+            else "happy to help"
+        )
     if kind == QuestionType.CITY:
         return rng.choice(CITIES)
     if kind == QuestionType.EMAIL:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from gateway.engine import Engine
 from gateway.model import Channel, InboundKind, InboundMessage, PersonId, Target
 from gateway.store.db import now_iso
+from gateway.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ class TimerLoop:
     ) -> None:
         self.engine = engine
         self.clock = clock
-        self._wake = asyncio.Event()
+        self._wake = Wakeup()
 
     def wake(self) -> None:
         self._wake.set()
@@ -70,8 +71,4 @@ class TimerLoop:
                     on_fired()
                 continue
             self._wake.clear()
-            delay = await self.seconds_until_next()
-            waiters = [asyncio.create_task(self._wake.wait()), asyncio.create_task(stop.wait())]
-            await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
-            for task in waiters:
-                task.cancel()
+            await self._wake.sleep(stop, await self.seconds_until_next())

@@ -32,15 +32,32 @@ _ids = itertools.count(1)
 
 
 def gathering(slug: str = "camp", capacity: int = 10) -> GatheringConfig:
-    return GatheringConfig(slug=slug, name=slug.title(), starts=date(2027, 7, 1),
-                           ends=date(2027, 7, 5), capacity=capacity)
+    return GatheringConfig(
+        slug=slug,
+        name=slug.title(),
+        starts=date(2027, 7, 1),
+        ends=date(2027, 7, 5),
+        capacity=capacity,
+    )
 
 
-def text(sender: str, body: str, *, at: datetime | None = None, external_id: str | None = None,
-         channel: Channel = Channel.EMAIL) -> InboundMessage:
+def text(
+    sender: str,
+    body: str,
+    *,
+    at: datetime | None = None,
+    external_id: str | None = None,
+    channel: Channel = Channel.EMAIL,
+) -> InboundMessage:
     identity = Identity.email(sender) if channel == Channel.EMAIL else Identity.matrix(sender)
-    return InboundMessage(channel, external_id or f"m{next(_ids)}", InboundKind.TEXT,
-                          at or datetime.now(UTC), identity, text=body)
+    return InboundMessage(
+        channel,
+        external_id or f"m{next(_ids)}",
+        InboundKind.TEXT,
+        at or datetime.now(UTC),
+        identity,
+        text=body,
+    )
 
 
 class Counter:
@@ -80,7 +97,8 @@ def renderer(tmp_path: Path) -> Renderer:
     for lang, words in (("en", "{{ words }}"), ("de", "DE {{ words }}")):
         (root / lang / "test").mkdir(parents=True)
         (root / lang / "test" / "say.txt.j2").write_text(
-            '{% set subject = "Test" %}' + words + "\n")
+            '{% set subject = "Test" %}' + words + "\n"
+        )
     (root / "en" / "core").mkdir(parents=True)
     real = Path(__file__).resolve().parent.parent / "templates" / "en" / "core"
     for template in real.iterdir():

@@ -14,7 +14,9 @@ from gateway.store.db import Tx
 from tests.enginekit import text
 
 
-async def test_concurrent_callers_share_commits_and_a_poison_message_fails_alone(tmp_path: Path) -> None:
+async def test_concurrent_callers_share_commits_and_a_poison_message_fails_alone(
+    tmp_path: Path,
+) -> None:
     store = await open_store(tmp_path / "g.sqlite3")
     await store.conn.execute("CREATE TABLE seen (body TEXT)")
     commits = 0
@@ -52,7 +54,9 @@ async def test_concurrent_callers_share_commits_and_a_poison_message_fails_alone
     await store.close()
 
 
-async def test_a_cancelled_leader_fails_the_waiting_callers_instead_of_hanging(tmp_path: Path) -> None:
+async def test_a_cancelled_leader_fails_the_waiting_callers_instead_of_hanging(
+    tmp_path: Path,
+) -> None:
     store = await open_store(tmp_path / "g.sqlite3")
     started = asyncio.Event()
 

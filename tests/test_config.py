@@ -42,26 +42,41 @@ options = ["vegan", "omnivore"]
 
 
 def test_every_problem_is_reported_with_file_and_key_path(tmp_path: Path) -> None:
-    write(tmp_path, "retreat.toml", GOOD_GATHERING.replace('type = "single_choice"', 'type = "pick"')
-          .replace("capacity = 20", "capacity = 0\ncolour = 'red'"))
-    config = write(tmp_path, "gateway.toml", 'gathering_files = ["*.toml"]\n'
-                   '[store]\npath = "x.db"\ndurabilty = "full"\n')
+    write(
+        tmp_path,
+        "retreat.toml",
+        GOOD_GATHERING.replace('type = "single_choice"', 'type = "pick"').replace(
+            "capacity = 20", "capacity = 0\ncolour = 'red'"
+        ),
+    )
+    config = write(
+        tmp_path,
+        "gateway.toml",
+        'gathering_files = ["*.toml"]\n[store]\npath = "x.db"\ndurabilty = "full"\n',
+    )
     # gateway.toml itself matches *.toml: it must not be read as a gathering.
     with pytest.raises(ConfigError) as caught:
         load_config(config)
     text = "\n".join(caught.value.problems)
     assert "gatherings.gateway" not in text
     assert "gateway.toml: store.durabilty: unknown key" in text
-    assert "retreat.toml: gatherings.retreat.capacity: Input should be greater than or equal to 1" in text
+    assert (
+        "retreat.toml: gatherings.retreat.capacity: Input should be greater than or equal to 1"
+        in text
+    )
     assert "retreat.toml: gatherings.retreat.colour: unknown key" in text
-    assert ("retreat.toml: gatherings.retreat.registration.questions[0].type: not an allowed value"
-            " (allowed: 'text'") in text
+    assert (
+        "retreat.toml: gatherings.retreat.registration.questions[0].type: not an allowed value"
+        " (allowed: 'text'"
+    ) in text
 
 
 def test_crew_criteria_must_name_registration_questions(tmp_path: Path) -> None:
     write(tmp_path, "g" + ".toml", GOOD_GATHERING + '\n[crews]\nlanguage_question = "tongue"\n')
     config = write(tmp_path, "gateway.cfg", 'gathering_files = ["g.toml"]\n')
-    with pytest.raises(ConfigError, match=r"crews.language_question: no registration question 'tongue'"):
+    with pytest.raises(
+        ConfigError, match=r"crews.language_question: no registration question 'tongue'"
+    ):
         load_config(config)
 
 

@@ -16,7 +16,9 @@ def test_demo_registers_fills_the_house_and_moves_the_waiting_list(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     database = tmp_path / "demo.sqlite3"
-    assert main(["demo", "--participants", "14", "--capacity", "10", "--database", str(database)]) == 0
+    assert (
+        main(["demo", "--participants", "14", "--capacity", "10", "--database", str(database)]) == 0
+    )
     out = capsys.readouterr().out
     assert out.count(" registered") >= 10
     assert "waiting, place 4 on the waiting list" in out
@@ -34,7 +36,8 @@ def test_demo_database_holds_what_it_printed(tmp_path: Path) -> None:
         async with store.read() as tx:
             rows = await tx.all(
                 "SELECT status, COUNT(*) FROM flow_runs WHERE flow = 'registration'"
-                " AND person_id != 0 GROUP BY status")
+                " AND person_id != 0 GROUP BY status"
+            )
             outbox = await tx.all("SELECT status, COUNT(*) FROM outbox GROUP BY status")
         await store.close()
         return rows, outbox

@@ -11,8 +11,18 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FORBIDDEN_IN_FLOWS = ("gateway.", "asyncio", "aiosqlite", "nio", "aiosmtplib", "aioimaplib",
-                      "aiosmtpd", "socket", "sqlite3", "jinja2")
+FORBIDDEN_IN_FLOWS = (
+    "gateway.",
+    "asyncio",
+    "aiosqlite",
+    "nio",
+    "aiosmtplib",
+    "aioimaplib",
+    "aiosmtpd",
+    "socket",
+    "sqlite3",
+    "jinja2",
+)
 ALLOWED_GATEWAY = ("gateway.model",)
 
 
@@ -42,7 +52,12 @@ def test_transports_do_not_import_the_engine_internals() -> None:
     offenders = []
     for path in sorted((ROOT / "gateway" / "transports").glob("*.py")):
         for name in imports(path):
-            if name in ("gateway.outbox", "gateway.routing", "gateway.outbound", "gateway.service",
-                        "gateway.cli"):
+            if name in (
+                "gateway.outbox",
+                "gateway.routing",
+                "gateway.outbound",
+                "gateway.service",
+                "gateway.cli",
+            ):
                 offenders.append(f"{path.relative_to(ROOT)} imports {name}")
     assert offenders == []

@@ -19,16 +19,23 @@ from tests.enginekit import Clock, Counter, Recorder, gathering, renderer, text
 async def setup(tmp_path: Path) -> tuple[Engine, Store, Clock]:
     store = await open_store(tmp_path / "g.sqlite3")
     clock = Clock()
-    engine = Engine(store, {"registration": Counter()}, {"camp": gathering()},
-                    renderer=renderer(tmp_path), clock=clock,
-                    organisers=[Identity.email("org@example.test")])
+    engine = Engine(
+        store,
+        {"registration": Counter()},
+        {"camp": gathering()},
+        renderer=renderer(tmp_path),
+        clock=clock,
+        organisers=[Identity.email("org@example.test")],
+    )
     yield engine, store, clock
     await store.close()
 
 
 async def statuses(store: Store) -> list[tuple[str, int]]:
     async with store.read() as tx:
-        return [(r[0], r[1]) for r in await tx.all("SELECT status, attempts FROM outbox ORDER BY id")]
+        return [
+            (r[0], r[1]) for r in await tx.all("SELECT status, attempts FROM outbox ORDER BY id")
+        ]
 
 
 async def test_a_row_claimed_before_a_crash_is_sent_again_with_the_same_key(
@@ -79,15 +86,19 @@ async def test_permanent_failure_is_dead_and_the_organisers_are_told_once(
     await worker.run_once()  # the alert dies too (same failing transport): no alert about it
     async with store.read() as tx:
         rows = await tx.all("SELECT address, status, payload FROM outbox ORDER BY id")
-    assert [(r[0], r[1]) for r in rows] == [("ann@example.test", "dead"), ("org@example.test", "dead")]
+    assert [(r[0], r[1]) for r in rows] == [
+        ("ann@example.test", "dead"),
+        ("org@example.test", "dead"),
+    ]
     assert "550 no such user" in json.loads(rows[1][2])["text"]
 
 
 async def test_too_many_transient_failures_end_dead(setup: tuple[Engine, Store, Clock]) -> None:
     engine, store, clock = setup
     await engine.handle(text("ann@example.test", "hello"))
-    worker = OutboxWorker(store, {Channel.EMAIL: Recorder(fail_transient=99)}, clock=clock,
-                          max_attempts=3)
+    worker = OutboxWorker(
+        store, {Channel.EMAIL: Recorder(fail_transient=99)}, clock=clock, max_attempts=3
+    )
     for _ in range(3):
         await worker.run_once()
         clock.advance(hours=2)

@@ -91,7 +91,9 @@ async def test_gathering_edits_apply_live_by_watch_and_by_sighup(tmp_path: Path)
     assert len(engine.gatherings["retreat"].registration.questions) == 2
 
     async with engine.store.read() as tx:
-        row = await tx.one("SELECT state FROM flow_runs WHERE person_id = 1 AND flow = 'registration'")
+        row = await tx.one(
+            "SELECT state FROM flow_runs WHERE person_id = 1 AND flow = 'registration'"
+        )
     assert row is not None and json.loads(row[0])["answers"]["diet"] == "vegan"
 
     service.stop.set()

@@ -30,8 +30,9 @@ async def test_older_database_is_upgraded_and_keeps_data(tmp_path: Path) -> None
         await tx.execute("INSERT INTO notes (body) VALUES ('kept')")
     await store.close()
 
-    v2 = Migration("extra", 2, "notes get a tag",
-                   "ALTER TABLE notes ADD COLUMN tag TEXT NOT NULL DEFAULT 'x';")
+    v2 = Migration(
+        "extra", 2, "notes get a tag", "ALTER TABLE notes ADD COLUMN tag TEXT NOT NULL DEFAULT 'x';"
+    )
     store = await open_store(path, migrations=[v1, v2])
     async with store.read() as tx:
         row = await tx.one("SELECT body, tag FROM notes")
@@ -43,8 +44,9 @@ async def test_older_database_is_upgraded_and_keeps_data(tmp_path: Path) -> None
 
 async def test_a_failing_migration_changes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "g.sqlite3"
-    broken = Migration("extra", 1, "half broken",
-                       "CREATE TABLE a (id INTEGER);\nCREATE TABLE a (id INTEGER);")
+    broken = Migration(
+        "extra", 1, "half broken", "CREATE TABLE a (id INTEGER);\nCREATE TABLE a (id INTEGER);"
+    )
     with pytest.raises(Exception, match="already exists"):
         await open_store(path, migrations=[broken])
     store = await open_store(path)

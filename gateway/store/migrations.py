@@ -36,7 +36,8 @@ CORE: list[Migration] = [
         );
         -- Person 0 stands for "the gathering itself" so gathering-level runs and timers
         -- can use the same foreign keys as personal ones.
-        INSERT INTO people (id, display_name, created_at) VALUES (0, '', '1970-01-01T00:00:00+00:00');
+        INSERT INTO people (id, display_name, created_at)
+            VALUES (0, '', '1970-01-01T00:00:00+00:00');
 
         CREATE TABLE identities (
             id INTEGER PRIMARY KEY,
