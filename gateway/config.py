@@ -115,6 +115,10 @@ class ImapSettings(Strict):
     password: Secret
     folder: str = "INBOX"
     processed_folder: str = "Processed"
+    #: Where a mail goes that the engine failed on `max_failures` times in a row (it is
+    #: recorded as rejected and the organisers are told), so one mail cannot stop the rest.
+    shunt_folder: str = "Gateway-Failed"
+    max_failures: Annotated[int, Field(ge=1, le=100)] = 3
     idle: bool = True
     poll_seconds: Annotated[float, Field(gt=0)] = 60
 

@@ -14,23 +14,19 @@ import asyncio
 import logging
 import re
 import ssl
-from collections.abc import Awaitable, Callable, Iterable
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aioimaplib import aioimaplib
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from gateway.config import EmailSettings, ImapSettings
-from gateway.model import InboundMessage
-from gateway.transports.email_inbound import (
-    Conversations,
-    own_addresses,
-    parse_raw,
-    to_inbound,
-)
+from gateway.transports.email_inbound import own_addresses
+from gateway.transports.email_intake import MailIntake
 from gateway.transports.email_token import token_from_address
+
+__all__ = ["ImapError", "ImapReader", "MailIntake", "MailListener"]
 
 log = logging.getLogger(__name__)
 
@@ -39,50 +35,6 @@ IMAP_TIMEOUT = 30.0
 #: Reconnect delays grow from 1 s to this cap while the server stays unreachable.
 MAX_BACKOFF = 300.0
 _UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]")
-
-
-class Handler(Protocol):
-    """The engine as the intake sees it (`Engine.handle`)."""
-
-    async def handle(
-        self, message: InboundMessage, *, cursor: tuple[str, str] | None = None
-    ) -> Any: ...
-
-
-class MailIntake:
-    """raw bytes → parse → InboundMessage → engine, shared by both receiving paths."""
-
-    def __init__(
-        self,
-        settings: EmailSettings,
-        engine: Handler,
-        *,
-        conversations: Conversations | None = None,
-        after_commit: Callable[[], None] | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        self.settings = settings
-        self.engine = engine
-        self.conversations = conversations or {}
-        #: Called after each committed message (wake the outbox worker: it has replies).
-        self.after_commit = after_commit
-        self.clock = clock
-
-    async def accept(
-        self, raw: bytes, *, cursor: tuple[str, str] | None = None,
-        recipients: Iterable[str] = (),
-    ) -> Any:
-        """Apply one mail. `recipients` are envelope addresses the headers may not show."""
-        headers = b"".join(b"Delivered-To: " + r.encode() + b"\r\n" for r in recipients)
-        parsed = parse_raw(headers + raw, self.settings)
-        # The dedupe key hashes the mail as the sender wrote it, whichever path it came by.
-        message = to_inbound(parsed, self.settings, raw=raw, conversations=self.conversations,
-                             received_at=self.clock())
-        result = await self.engine.handle(message, cursor=cursor)
-        log.info("mail %s: %s", message.external_id, getattr(result, "outcome", result))
-        if self.after_commit is not None:
-            self.after_commit()
-        return result
 
 
 class ImapError(Exception):
@@ -106,6 +58,9 @@ class ImapReader:
         self.ready = asyncio.Event()
         self._lost = asyncio.Event()
         self._selected = False
+        #: Failed attempts per (UIDVALIDITY, UID). In memory: a restart gives a mail a few
+        #: more tries, which is harmless, and the count needs no write to a failing store.
+        self._failures: dict[tuple[str, int], int] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Read until `stop` is set, reconnecting with exponential backoff."""
@@ -157,12 +112,13 @@ class ImapReader:
 
     async def _select(self, imap: aioimaplib.IMAP4) -> str:
         s = self.settings
-        # LIST with an exact name (no wildcards) answers one line if the folder exists.
-        listed = await imap.list('""', _quote(s.processed_folder))
-        if len(listed.lines) < 2:
-            created = await imap.create(_quote(s.processed_folder))
-            if created.result != "OK" and b"ALREADYEXISTS" not in b"".join(created.lines):
-                raise ImapError(f"cannot create {s.processed_folder}: {_text(created.lines)}")
+        for folder in (s.processed_folder, s.shunt_folder):
+            # LIST with an exact name (no wildcards) answers one line if the folder exists.
+            listed = await imap.list('""', _quote(folder))
+            if len(listed.lines) < 2:
+                created = await imap.create(_quote(folder))
+                if created.result != "OK" and b"ALREADYEXISTS" not in b"".join(created.lines):
+                    raise ImapError(f"cannot create {folder}: {_text(created.lines)}")
         response = await imap.select(_quote(s.folder))
         if response.result != "OK":
             raise ImapError(f"cannot select {s.folder}: {_text(response.lines)}")
@@ -190,13 +146,40 @@ class ImapReader:
             raise ImapError(f"search failed: {_text(response.lines)}")
         uids = sorted({int(t) for line in response.lines[:-1] for t in line.split() if t.isdigit()})
         for uid in uids:
+            folder = self.settings.processed_folder
             # At or below the cursor: applied in an earlier session that died before moving.
             if uid > last:
                 raw = await self._fetch(imap, uid)
-                if raw is not None:
-                    await self.intake.accept(raw, cursor=(self.cursor_name, f"{validity}:{uid}"))
+                if raw is not None and not await self._apply(raw, validity, uid):
+                    folder = self.settings.shunt_folder
                 last = uid
-            await self._move(imap, uid)
+            await self._move(imap, uid, folder)
+
+    async def _apply(self, raw: bytes, validity: str, uid: int) -> bool:
+        """Apply one mail; False when it failed too often and was set aside instead.
+
+        A failure propagates (the session reconnects and the mail is tried again) until the
+        same UID has failed `max_failures` times; then it is shunted, so one mail that always
+        breaks the engine cannot hold up every mail behind it. Shunting needs the engine to
+        commit the rejection: when the engine fails on everything (its database is gone),
+        that fails as well and the mail stays where it is.
+        """
+        cursor = (self.cursor_name, f"{validity}:{uid}")
+        try:
+            await self.intake.accept(raw, cursor=cursor)
+        except Exception as exc:
+            attempts = self._failures[validity, uid] = self._failures.get((validity, uid), 0) + 1
+            if attempts < self.settings.max_failures:
+                raise
+            reason = f"{type(exc).__name__}: {exc}"[:500]
+            key = await self.intake.shunt(raw, cursor=cursor, folder=self.settings.shunt_folder,
+                                          attempts=attempts, reason=reason)
+            log.error("IMAP %s: mail %s (UID %s) failed %s times, moved to %s: %s",
+                      self.settings.host, key, uid, attempts, self.settings.shunt_folder, reason)
+            del self._failures[validity, uid]
+            return False
+        self._failures.pop((validity, uid), None)
+        return True
 
     async def _fetch(self, imap: aioimaplib.IMAP4, uid: int) -> bytes | None:
         # BODY.PEEK leaves \Seen alone: a person reading the mailbox still sees it as new.
@@ -207,8 +190,8 @@ class ImapReader:
             return None  # expunged by someone else meanwhile
         return bytes(response.lines[1])
 
-    async def _move(self, imap: aioimaplib.IMAP4, uid: int) -> None:
-        target = _quote(self.settings.processed_folder)
+    async def _move(self, imap: aioimaplib.IMAP4, uid: int, folder: str) -> None:
+        target = _quote(folder)
         if imap.has_capability("MOVE"):
             response = await imap.uid("move", str(uid), target)
         else:
@@ -219,8 +202,7 @@ class ImapReader:
                 response = await (imap.uid("expunge", str(uid)) if imap.has_capability("UIDPLUS")
                                   else imap.expunge())
         if response.result != "OK":
-            raise ImapError(f"moving {uid} to {self.settings.processed_folder}: "
-                            f"{_text(response.lines)}")
+            raise ImapError(f"moving {uid} to {folder}: {_text(response.lines)}")
 
     async def _wait(self, imap: aioimaplib.IMAP4, stop: asyncio.Event) -> None:
         """Until the server reports a change, `poll_seconds` pass, or we are stopped.

@@ -21,7 +21,7 @@ from flows.base import Outcome, StepContext
 from flows.config import GatheringConfig
 from gateway.config import EmailSettings, ImapSettings, ListenerSettings, Secret, SmtpSettings
 from gateway.engine import Engine, load_cursor
-from gateway.model import InboundKind, InboundMessage, Invite, Outgoing
+from gateway.model import Identity, InboundKind, InboundMessage, Invite, Outgoing
 from gateway.outbox import OutboxWorker
 from gateway.render import Renderer
 from gateway.store.db import Store, open_store
@@ -177,11 +177,12 @@ async def root_subject(store: Store, key: str) -> str | None:
 async def gateway(
     db: Path, email: EmailSettings, templates: Path,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    organisers: tuple[Identity, ...] = (),
 ) -> AsyncIterator[Gateway]:
     store = await open_store(db, durability="full")
     engine = Engine(store, {FLOW: Signup()}, {GATHERING: gathering()},
                     renderer=write_templates(templates), token_maker=token_maker(email),
-                    default_flow=FLOW, clock=clock)
+                    default_flow=FLOW, clock=clock, organisers=organisers)
     transport = EmailTransport(email, root_subject=lambda key: root_subject(store, key),
                                clock=clock)
     outbox = OutboxWorker(store, {transport.channel: transport}, seed=1, clock=clock)

@@ -78,11 +78,11 @@ async def test_polling_without_idle_and_exactly_once_after_a_failed_move(
         real_move = reader._move
         failures = []
 
-        async def move_fails_once(imap, uid):  # type: ignore[no-untyped-def]
+        async def move_fails_once(imap, uid, folder):  # type: ignore[no-untyped-def]
             if not failures:
                 failures.append(uid)
                 raise ConnectionResetError("dropped between commit and move")
-            await real_move(imap, uid)
+            await real_move(imap, uid, folder)
 
         reader._move = move_fails_once  # type: ignore[method-assign]
         async with running(reader):
