@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -288,6 +289,10 @@ def _classify(exc: BaseException) -> SendError:
         return TransientError(f"SMTP login failed: {exc.code} {exc.message}")
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         return _by_code(exc.code, f"{exc.code} {exc.message}")
+    if isinstance(exc, ssl.SSLError):
+        # Checked before ValueError, which a failed certificate check also is: a trust
+        # problem is the service's to fix, and burying the queue would lose every message.
+        return TransientError(f"TLS with the SMTP server failed: {exc}")
     if isinstance(exc, ValueError):
         return PermanentError(f"unusable address: {exc}")
     if isinstance(exc, (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError)):
