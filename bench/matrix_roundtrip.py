@@ -90,7 +90,8 @@ async def baseline_round_trips(server: SynapseServer, count: int) -> list[float]
         samples = []
         for i in range(count + 5):
             began = time.perf_counter()
-            await a.room_send(room.room_id, "m.room.message", {"msgtype": "m.text", "body": f"b{i}"})
+            await a.room_send(room.room_id, "m.room.message",
+                              {"msgtype": "m.text", "body": f"b{i}"})
             await wait_body(b, a_user.user_id, f"b{i}")
             if i >= 5:
                 samples.append(time.perf_counter() - began)
@@ -108,9 +109,12 @@ async def main(count: int) -> None:
     b50, b95 = figures(base)
     g50, g95 = figures(gateway)
     print(f"messages: {count} each, Synapse on loopback")
-    print(f"baseline  (client → homeserver → client):        p50 {b50*1000:7.1f} ms  p95 {b95*1000:7.1f} ms")
-    print(f"gateway   (participant → bot → participant):     p50 {g50*1000:7.1f} ms  p95 {g95*1000:7.1f} ms")
-    print(f"ratio gateway/baseline:                           p50 {g50/b50:5.2f}     p95 {g95/b95:5.2f}")
+    print(f"baseline (client → homeserver → client):    p50 {b50 * 1000:6.1f} ms"
+          f"  p95 {b95 * 1000:6.1f} ms")
+    print(f"gateway  (participant → bot → participant): p50 {g50 * 1000:6.1f} ms"
+          f"  p95 {g95 * 1000:6.1f} ms")
+    print(f"ratio gateway/baseline:                      p50 {g50 / b50:6.2f}"
+          f"     p95 {g95 / b95:6.2f}")
 
 
 if __name__ == "__main__":

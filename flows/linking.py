@@ -75,7 +75,8 @@ class Linking:
 
 def _start(ctx: StepContext, kind: str, address: str) -> Outcome:
     me = ctx.person.id
-    valid = (kind == "email" and _EMAIL.match(address)) or (kind == "matrix" and _MXID.match(address))
+    valid = ((kind == "email" and _EMAIL.match(address))
+             or (kind == "matrix" and _MXID.match(address)))
     if not valid:
         return Outcome(send=[_say(me, "usage")])
     if kind == "email":

@@ -60,7 +60,7 @@ def test_wrong_codes_expiry_and_usage() -> None:
     state = flow.step(ctx(msg("link email a@b.org"))).state
     assert state is not None
     wrong = "000000" if state["pending"]["code"] != "000000" else "111111"
-    for tries in range(1, 5):
+    for _tries in range(1, 5):
         out = flow.step(ctx(msg(wrong), state))
         assert out.send[0].template == "linking/wrong_code" and not out.link
         state = out.state

@@ -171,12 +171,12 @@ class MatrixTransport:
             return item.address  # a room, e.g. an answer to an organisers' command
         return await self.rooms.direct_room(item.address)
 
-    async def _wait_until_synced(self, room_id: str, timeout: float = 30.0) -> None:
+    async def _wait_until_synced(self, room_id: str, patience: float = 30.0) -> None:
         """nio encrypts only for rooms it has synced: wait for sync to report a new room."""
         async with self._synced:
             try:
                 await asyncio.wait_for(
-                    self._synced.wait_for(lambda: room_id in self.client.rooms), timeout)
+                    self._synced.wait_for(lambda: room_id in self.client.rooms), patience)
             except TimeoutError:
                 raise TransientError(f"room {room_id} has not come through sync yet") from None
 

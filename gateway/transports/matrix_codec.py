@@ -226,7 +226,9 @@ def txn_id(idempotency_key: str) -> str:
     return hashlib.sha256(idempotency_key.encode()).hexdigest()
 
 
-def text_content(text: str, html_body: str = "", *, in_reply_to: str | None = None) -> dict[str, Any]:
+def text_content(
+    text: str, html_body: str = "", *, in_reply_to: str | None = None
+) -> dict[str, Any]:
     """An `m.room.message` of msgtype m.text, with HTML when we have it, replying if asked."""
     content: dict[str, Any] = {"msgtype": "m.text", "body": text}
     if html_body:

@@ -16,7 +16,7 @@ from nio import AsyncClient, MessageDirection, RoomMessagesResponse, SyncRespons
 from flows.base import Flow, Outcome, StepContext
 from gateway.config import MatrixSettings, Secret
 from gateway.engine import Engine
-from gateway.model import Channel, Identity, InboundKind, InboundMessage, OutKind, Outgoing
+from gateway.model import Channel, Identity, InboundKind, InboundMessage, Outgoing, OutKind
 from gateway.outbox import OutboxWorker
 from gateway.render import Renderer
 from gateway.store.db import Store, open_store

@@ -54,7 +54,8 @@ async def test_participant_dm_round_trip(synapse: SynapseServer, matrix_client: 
         answers = start["content"]["org.matrix.msc3381.poll.start"]["answers"]
         await say(client, room, {"m.relates_to": {"rel_type": "m.reference",
                                                   "event_id": start["event_id"]},
-                                 "org.matrix.msc3381.poll.response": {"answers": [answers[1]["id"]]}},
+                                 "org.matrix.msc3381.poll.response":
+                                     {"answers": [answers[1]["id"]]}},
                   "org.matrix.msc3381.poll.response")
         await inbox.wait_body(f"choice: 2 on {start['event_id']}")
 
