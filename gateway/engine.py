@@ -327,10 +327,15 @@ class Engine:
         if target.person != GATHERING_SUBJECT and (
             outcome.link or outcome.preferred_channel or outcome.language
         ):
-            await update_person(
+            refused = await update_person(
                 tx, target.person, outcome.link, outcome.preferred_channel, outcome.language
             )
             work.people.pop(target.person, None)
+            if refused:
+                # The step announced a link the engine could not make (the address is someone
+                # else's): say that instead. Merging two people is the organisers' decision.
+                addresses = [i.address for i in refused]
+                outcome.send = [_reply(info, "core/link_refused", {"addresses": addresses})]
         for name in outcome.cancel_timers:
             await tx.execute(
                 "DELETE FROM timers WHERE gathering = ? AND flow = ? AND person_id = ?"

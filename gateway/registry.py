@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from flows.base import Flow
 from flows.crews import Crews
+from flows.linking import Linking
+from flows.organisers import Organisers
 from flows.registration import Registration
 
 
 def default_flows() -> dict[str, Flow]:
-    flows: list[Flow] = [Registration(), Crews()]
+    flows: list[Flow] = [Registration(), Crews(), Organisers(), Linking()]
     return {flow.name: flow for flow in flows}

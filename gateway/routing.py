@@ -1,8 +1,9 @@
 """Which flow run an inbound message belongs to.
 
 In order: an explicit target (a timer, a command, a verified email token); the invite UID of
-a calendar reply; the message of ours it answers; the person's runs, most recent first, the
-first whose flow wants the message; otherwise a new conversation with the default flow of the
+a calendar reply; the message of ours it answers; a flow that owns the command word the
+message starts with ("link …", gateway/command_routing.py); the person's runs, most recent
+first, the first whose flow wants the message; otherwise a new conversation with the default flow of the
 gathering the person names (or the only one).
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 
 from flows.base import Flow
 from flows.config import GatheringConfig
+from gateway.command_routing import command_target
 from gateway.model import GATHERING_SUBJECT, InboundKind, InboundMessage, PersonId, Target
 from gateway.store.db import Tx, dumps
 
@@ -112,6 +114,9 @@ async def route(
                 Target(row["gathering"], row["flow"], person), detail="in-reply-to"
             )
     live = [r for r in await runs.recent(tx, person) if r[0] in gatherings and r[1] in flows]
+    command = command_target(message, person, gatherings, flows, live)
+    if command is not None:
+        return RouteDecision(command, detail="command word")
     for gathering, flow, status in live:
         if flows[flow].wants(message, status):
             return RouteDecision(Target(gathering, flow, person), detail="recent run")
