@@ -79,6 +79,7 @@ def ask_one(
         context={"question": view, "total": len(questions)},
         kind=OutKind.POLL if choice else OutKind.TEXT,
         options=tuple(question.options) if choice else (),
+        multiple=question.type == QuestionType.MULTIPLE_CHOICE,
     )
 
 
