@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from flows.base import Flow, Outcome, PersonInfo, RunView, State, StepContext
+from flows.base import Flow, Outcome, PersonInfo, State, StepContext
 from flows.config import GatheringConfig
 from gateway.committer import GroupCommitter
 from gateway.model import (
@@ -32,7 +32,6 @@ from gateway.model import (
 from gateway.outbound import Enqueuer
 from gateway.people import (
     CHANNEL_OF_KIND,
-    PERSON_COLUMNS,
     PersonRecord,
     create_person,
     load_person,
@@ -40,21 +39,25 @@ from gateway.people import (
     record_bounce,
     update_person,
 )
+from gateway.records import (
+    AUDIT_INSERT,
+    FIRST_READ,
+    UPSERT_RUN,
+    audit_row,
+    claim_timer,
+    load_cursor,
+    load_peers,
+    save_cursor,
+    upsert_params,
+)
 from gateway.render import Renderer
 from gateway.routing import RunCache, route
 from gateway.store.db import Store, Tx, dumps, now_iso
 
 log = logging.getLogger(__name__)
 
-FIRST_READ = (
-    "SELECT EXISTS (SELECT 1 FROM inbox WHERE channel = ? AND external_id = ?) AS seen,"
-    f" {PERSON_COLUMNS},"
-    " (SELECT json_group_array(json_array(r.gathering, r.flow, r.person_id, r.status, r.state))"
-    "  FROM (SELECT * FROM flow_runs WHERE person_id IN (p.id, 0)"
-    "        ORDER BY updated_at DESC, id DESC) AS r) AS runs"
-    " FROM (SELECT 1) LEFT JOIN people p ON p.id = COALESCE("
-    "  (SELECT person_id FROM identities WHERE kind = ? AND address = ?), ?)"
-)
+#: load_cursor is part of the engine's interface for transports that resume from a cursor.
+__all__ = ["Engine", "Handled", "load_cursor", "save_cursor"]
 
 #: Flow-to-flow events may cascade (a cancellation frees a seat, which offers it to the next
 #: person…); a bound stops a buggy pair of flows from looping forever inside one transaction.
@@ -158,7 +161,7 @@ class Engine:
         if first["seen"]:
             return Handled(duplicate=True)
         work = _Work()
-        if message.channel == Channel.TIMER and not await _claim_timer(tx, message):
+        if message.channel == Channel.TIMER and not await claim_timer(tx, message):
             return Handled(duplicate=True)
         known = PersonId(first["person_id"]) if first["person_id"] is not None else None
         if known is not None:
@@ -168,7 +171,7 @@ class Engine:
         outcome_label, target, detail = await self._dispatch(tx, message, person, now, work)
         if person and message.kind not in (InboundKind.TICK, InboundKind.COMMAND):
             work.audit.append(
-                _audit_row(person, "in", message.channel, target, _summary(message), now)
+                audit_row(person, "in", message.channel, target, _summary(message), now)
             )
         if work.audit:
             await tx.executemany(AUDIT_INSERT, work.audit)
@@ -320,7 +323,7 @@ class Engine:
                 upserts.append((shared_target, outcome.shared, None))
         if upserts:
             await tx.executemany(
-                UPSERT_RUN, [_upsert_params(t, st, su, stamp) for t, st, su in upserts]
+                UPSERT_RUN, [upsert_params(t, st, su, stamp) for t, st, su in upserts]
             )
             for t, st, su in upserts:
                 work.runs.remember(t, st, su)
@@ -439,101 +442,6 @@ class Engine:
 
 def _reply(info: PersonInfo, template: str, context: Mapping[str, Any]) -> Outgoing:
     return Outgoing(to=info.id, template=template, context=dict(context))
-
-
-UPSERT_RUN = (
-    "INSERT INTO flow_runs (gathering, flow, person_id, status, state, created_at, updated_at)"
-    " VALUES (?, ?, ?, COALESCE(?, ''), COALESCE(?, '{}'), ?, ?)"
-    " ON CONFLICT (gathering, flow, person_id) DO UPDATE SET"
-    " status = COALESCE(?, status), state = COALESCE(?, state), updated_at = excluded.updated_at"
-)
-
-
-def _upsert_params(
-    target: Target, state: State | None, status: str | None, stamp: str
-) -> tuple[object, ...]:
-    encoded = dumps(state) if state is not None else None
-    return (
-        target.gathering,
-        target.flow,
-        target.person,
-        status,
-        encoded,
-        stamp,
-        stamp,
-        status,
-        encoded,
-    )
-
-
-async def load_peers(tx: Tx, target: Target, flow: Flow) -> dict[str, dict[PersonId, RunView]]:
-    peers: dict[str, dict[PersonId, RunView]] = {}
-    for name in getattr(flow, "reads", ()):
-        rows = await tx.all(
-            "SELECT r.person_id, r.status, r.state, p.display_name FROM flow_runs r"
-            " JOIN people p ON p.id = r.person_id"
-            " WHERE r.gathering = ? AND r.flow = ? AND r.person_id != 0",
-            (target.gathering, name),
-        )
-        peers[name] = {
-            PersonId(r["person_id"]): RunView(
-                PersonId(r["person_id"]), r["status"], json.loads(r["state"]), r["display_name"]
-            )
-            for r in rows
-        }
-    return peers
-
-
-async def _claim_timer(tx: Tx, message: InboundMessage) -> bool:
-    """Delete the timer a TICK comes from before its step runs (the step may set it again).
-
-    False when the timer was cancelled or moved since it was read: the tick is stale.
-    """
-    deleted = await tx.execute(
-        "DELETE FROM timers WHERE id = ? AND due_at = ?",
-        (message.payload["timer_id"], message.payload["due_at"]),
-    )
-    return deleted == 1
-
-
-async def save_cursor(tx: Tx, name: str, value: str) -> None:
-    await tx.execute(
-        "INSERT INTO cursors (name, value, updated_at) VALUES (?, ?, ?)"
-        " ON CONFLICT (name) DO UPDATE SET value = excluded.value,"
-        " updated_at = excluded.updated_at",
-        (name, value, now_iso()),
-    )
-
-
-async def load_cursor(store: Store, name: str) -> str | None:
-    async with store.read() as tx:
-        row = await tx.one("SELECT value FROM cursors WHERE name = ?", (name,))
-    return str(row[0]) if row else None
-
-
-AUDIT_INSERT = (
-    "INSERT INTO audit (person_id, at, direction, channel, gathering, flow, summary)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
-
-
-def _audit_row(
-    person: PersonId,
-    direction: str,
-    channel: Channel,
-    target: Target | None,
-    summary: str,
-    now: datetime,
-) -> tuple[object, ...]:
-    return (
-        person,
-        now_iso(now),
-        direction,
-        channel.value,
-        target.gathering if target else None,
-        target.flow if target else None,
-        summary,
-    )
 
 
 def _summary(message: InboundMessage) -> str:

@@ -1,0 +1,120 @@
+"""The statements the engine reads and writes a message with, and the transport cursors.
+
+Kept apart from the engine's logic so that the logic reads as steps and the SQL can be
+checked (and tuned: every statement is one round trip to the database thread) in one place.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from flows.base import Flow, RunView, State
+from gateway.model import Channel, InboundMessage, PersonId, Target
+from gateway.people import PERSON_COLUMNS
+from gateway.store.db import Store, Tx, dumps, now_iso
+
+FIRST_READ = (
+    "SELECT EXISTS (SELECT 1 FROM inbox WHERE channel = ? AND external_id = ?) AS seen,"
+    f" {PERSON_COLUMNS},"
+    " (SELECT json_group_array(json_array(r.gathering, r.flow, r.person_id, r.status, r.state))"
+    "  FROM (SELECT * FROM flow_runs WHERE person_id IN (p.id, 0)"
+    "        ORDER BY updated_at DESC, id DESC) AS r) AS runs"
+    " FROM (SELECT 1) LEFT JOIN people p ON p.id = COALESCE("
+    "  (SELECT person_id FROM identities WHERE kind = ? AND address = ?), ?)"
+)
+
+
+UPSERT_RUN = (
+    "INSERT INTO flow_runs (gathering, flow, person_id, status, state, created_at, updated_at)"
+    " VALUES (?, ?, ?, COALESCE(?, ''), COALESCE(?, '{}'), ?, ?)"
+    " ON CONFLICT (gathering, flow, person_id) DO UPDATE SET"
+    " status = COALESCE(?, status), state = COALESCE(?, state), updated_at = excluded.updated_at"
+)
+
+
+def upsert_params(
+    target: Target, state: State | None, status: str | None, stamp: str
+) -> tuple[object, ...]:
+    encoded = dumps(state) if state is not None else None
+    return (
+        target.gathering,
+        target.flow,
+        target.person,
+        status,
+        encoded,
+        stamp,
+        stamp,
+        status,
+        encoded,
+    )
+
+
+async def load_peers(tx: Tx, target: Target, flow: Flow) -> dict[str, dict[PersonId, RunView]]:
+    peers: dict[str, dict[PersonId, RunView]] = {}
+    for name in getattr(flow, "reads", ()):
+        rows = await tx.all(
+            "SELECT r.person_id, r.status, r.state, p.display_name FROM flow_runs r"
+            " JOIN people p ON p.id = r.person_id"
+            " WHERE r.gathering = ? AND r.flow = ? AND r.person_id != 0",
+            (target.gathering, name),
+        )
+        peers[name] = {
+            PersonId(r["person_id"]): RunView(
+                PersonId(r["person_id"]), r["status"], json.loads(r["state"]), r["display_name"]
+            )
+            for r in rows
+        }
+    return peers
+
+
+async def claim_timer(tx: Tx, message: InboundMessage) -> bool:
+    """Delete the timer a TICK comes from before its step runs (the step may set it again).
+
+    False when the timer was cancelled or moved since it was read: the tick is stale.
+    """
+    deleted = await tx.execute(
+        "DELETE FROM timers WHERE id = ? AND due_at = ?",
+        (message.payload["timer_id"], message.payload["due_at"]),
+    )
+    return deleted == 1
+
+
+async def save_cursor(tx: Tx, name: str, value: str) -> None:
+    await tx.execute(
+        "INSERT INTO cursors (name, value, updated_at) VALUES (?, ?, ?)"
+        " ON CONFLICT (name) DO UPDATE SET value = excluded.value,"
+        " updated_at = excluded.updated_at",
+        (name, value, now_iso()),
+    )
+
+
+async def load_cursor(store: Store, name: str) -> str | None:
+    async with store.read() as tx:
+        row = await tx.one("SELECT value FROM cursors WHERE name = ?", (name,))
+    return str(row[0]) if row else None
+
+
+AUDIT_INSERT = (
+    "INSERT INTO audit (person_id, at, direction, channel, gathering, flow, summary)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def audit_row(
+    person: PersonId,
+    direction: str,
+    channel: Channel,
+    target: Target | None,
+    summary: str,
+    now: datetime,
+) -> tuple[object, ...]:
+    return (
+        person,
+        now_iso(now),
+        direction,
+        channel.value,
+        target.gathering if target else None,
+        target.flow if target else None,
+        summary,
+    )
