@@ -83,7 +83,10 @@ def _parser() -> argparse.ArgumentParser:
     inspect = mail.add_parser("inspect", help="show how the gateway reads a raw email (.eml)")
     inspect.add_argument("file", type=Path)
     inspect.add_argument(
-        "--config", "-c", default=None, help="service config (for the gateway's address)"
+        "--config",
+        "-c",
+        default=DEFAULT_CONFIG,
+        help="service config: the gateway's address and reply-token secret",
     )
     inspect.set_defaults(handler=_mail_inspect)
     _crews_parser(sub)
@@ -212,13 +215,23 @@ def _demo(args: argparse.Namespace) -> int:
 def _mail_inspect(args: argparse.Namespace) -> int:
     from gateway.transports.email_inbound import inspect_email
 
-    settings = load_config(args.config).service.email if args.config else None
+    from gateway.registry import default_flows
+    from gateway.transports.email_inbound import conversation_index
+
+    config = load_config(args.config)
+    settings = config.service.email
+    if settings is None:
+        print(f"{config.path} has no [email] section: the gateway's address and token secret"
+              " are needed to read a mail as the service would", file=sys.stderr)
+        return 2
     try:
         raw = args.file.read_bytes()
     except OSError as exc:
         print(f"{args.file}: {exc.strerror}", file=sys.stderr)
         return 2
-    print(json.dumps(inspect_email(raw, settings), indent=2, ensure_ascii=False, default=str))
+    conversations = conversation_index((g, f) for g in config.gatherings for f in default_flows())
+    reading = inspect_email(raw, settings, conversations=conversations)
+    print(json.dumps(reading, indent=2, ensure_ascii=False, default=str))
     return 0
 
 

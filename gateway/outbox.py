@@ -33,7 +33,7 @@ def backoff(attempts: int, rng: random.Random, *, base: float = 5.0, cap: float 
     Jitter spreads the retries of a broadcast that failed together (a homeserver outage) so
     they do not all hit the server again in the same second.
     """
-    delay = min(cap, base * 2 ** max(0, attempts - 1))
+    delay = min(cap, base * 2.0 ** max(0, attempts - 1))
     return delay * rng.uniform(0.75, 1.25)
 
 

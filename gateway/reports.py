@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from flows.config import GatheringConfig
 from gateway.model import Identity, PersonId
 from gateway.people import find_person
-from gateway.store.db import Store, now_iso
+from gateway.store.db import Store, Tx, now_iso
 
 #: Registration statuses in the order organisers read them.
 STATUSES = ("registered", "offered", "waiting", "confirming", "in_progress", "cancelled")
@@ -175,7 +175,14 @@ async def forget_person(store: Store, person: PersonId) -> dict[str, int]:
         exists = await tx.one("SELECT 1 FROM people WHERE id = ?", (person,))
         if not exists:
             raise LookupError(f"no person {person}")
+        mxids = [
+            r[0]
+            for r in await tx.all(
+                "SELECT address FROM identities WHERE person_id = ? AND kind = 'matrix'", (person,)
+            )
+        ]
         touched = {
+            "matrix_rooms": await _forget_matrix_rooms(tx, mxids),
             "identities": await tx.execute("DELETE FROM identities WHERE person_id = ?", (person,)),
             "audit": await tx.execute("DELETE FROM audit WHERE person_id = ?", (person,)),
             "flow_runs": await tx.execute(
@@ -197,4 +204,27 @@ async def forget_person(store: Store, person: PersonId) -> dict[str, int]:
         await tx.execute(
             "UPDATE people SET display_name = '', erased_at = ? WHERE id = ?", (stamp, person)
         )
+    # With secure_delete on, freed pages are zeroed; the checkpoint then clears the WAL, so
+    # the erased data is not left behind in the files either.
+    await store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return touched
+
+
+async def _forget_matrix_rooms(tx: Tx, mxids: list[str]) -> int:
+    """The Matrix transport's room directory names people by Matrix id: drop them there too."""
+    if not mxids or not await tx.one(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'matrix_rooms'"
+    ):
+        return 0
+    changed = 0
+    for mxid in mxids:
+        changed += await tx.execute(
+            "DELETE FROM matrix_rooms WHERE kind = 'direct' AND key = ?", (mxid,)
+        )
+        changed += await tx.execute(
+            "UPDATE matrix_rooms SET members = (SELECT json_group_array(value)"
+            " FROM json_each(members) WHERE value != ?) WHERE kind = 'group'"
+            " AND EXISTS (SELECT 1 FROM json_each(members) WHERE value = ?)",
+            (mxid, mxid),
+        )
+    return changed

@@ -11,7 +11,7 @@ import asyncio
 import glob
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 
 #: A transport's inbound side: runs until the event is set, feeding the engine.
-Receiver = Callable[[asyncio.Event], Awaitable[None]]
+Receiver = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 
 @dataclass

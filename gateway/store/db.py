@@ -153,6 +153,8 @@ async def open_store(
         f"PRAGMA synchronous = {durability.upper()}",
         "PRAGMA foreign_keys = ON",
         "PRAGMA busy_timeout = 5000",
+        # Erasing a person (gateway forget) must not leave their data in freed pages.
+        "PRAGMA secure_delete = ON",
     ):
         await conn.execute(pragma)
     await conn.execute(
@@ -161,7 +163,11 @@ async def open_store(
         " applied_at TEXT NOT NULL, PRIMARY KEY (component, version))"
     )
     store = Store(conn, str(path))
-    await store.migrate([*CORE, *migrations])
+    try:
+        await store.migrate([*CORE, *migrations])
+    except BaseException:
+        await conn.close()
+        raise
     return store
 
 

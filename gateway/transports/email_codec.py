@@ -343,9 +343,9 @@ def _parse(raw: bytes, own: frozenset[str], question_count: int | None, limit: i
     to_cc = header_texts(msg, "To") + header_texts(msg, "Cc")
     base = ParsedEmail(
         kind="rejected",
-        message_id=_first_id(header_text(msg, "Message-ID")),
-        in_reply_to=_first_id(header_text(msg, "In-Reply-To")),
-        references=tuple(_message_ids(" ".join(header_texts(msg, "References")))),
+        message_id=_first_id(" ".join(header_texts(msg, "Message-ID", decode=False)[:1])),
+        in_reply_to=_first_id(" ".join(header_texts(msg, "In-Reply-To", decode=False)[:1])),
+        references=tuple(_message_ids(" ".join(header_texts(msg, "References", decode=False)))),
         from_address=from_address or None,
         from_name=from_name.strip() or None,
         to_addresses=tuple(dict.fromkeys(_address(a) for _, a in getaddresses(to_cc) if "@" in a)),

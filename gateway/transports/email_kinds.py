@@ -15,6 +15,7 @@ from email.utils import getaddresses
 __all__ = ["BounceInfo", "auto_reply_reason", "bounce_info", "header_text", "header_texts"]
 
 _ENCODED_LIMIT = 200_000  # never read more of a bounce's human part than this
+_MAX_HEADER = 8_000  # far above any real header but one of our own long References
 
 _AUTO_SUBJECT = re.compile(
     r"^[ \t]*(?:out[ \t]+of[ \t]+(?:the[ \t]+)?office|automatic[ \t]+reply[ \t]*:"
@@ -60,12 +61,27 @@ def _clean(value: str) -> str:
     return value.encode("utf-8", "replace").decode("utf-8")
 
 
-def header_texts(msg: Message, name: str) -> list[str]:
-    """All values of a header, decoded; never raises on malformed headers."""
-    try:
-        return [_clean(str(value)) for value in msg.get_all(name, [])]
-    except Exception:  # noqa: BLE001 - the header parser has failure modes on hostile input
-        return [_clean(str(v)) for k, v in msg.raw_items() if k.lower() == name.lower()]
+def header_texts(msg: Message, name: str, *, decode: bool = True) -> list[str]:
+    """All values of a header, decoded; never raises on malformed headers.
+
+    policy.default parses header values in superlinear time, so a hostile megabyte-long
+    header would stall the codec: values are cut to _MAX_HEADER first.  With
+    ``decode=False`` the raw (unfolded) value is returned, for headers such as References
+    that are only scanned with a regex and may legitimately be long.
+    """
+    values: list[str] = []
+    for key, value in msg.raw_items():
+        if key.lower() != name.lower():
+            continue
+        value = str(value)
+        if not decode:
+            values.append(_clean(re.sub(r"\r?\n[ \t]", " ", value)))
+            continue
+        try:
+            values.append(_clean(str(msg.policy.header_fetch_parse(key, value[:_MAX_HEADER]))))
+        except Exception:  # noqa: BLE001 - the header parser has failure modes on hostile input
+            values.append(_clean(value[:_MAX_HEADER]))
+    return values
 
 
 def header_text(msg: Message, name: str) -> str | None:
