@@ -1,4 +1,5 @@
-"""Organisers' commands in Matrix: `!status`, `!export`, `!announce` with `!confirm`/`!cancel`.
+"""Organisers' commands in Matrix: `!status`, `!export`, `!announce` with `!confirm`/`!cancel`,
+and `!crews` (propose, approve, pin… — the `gateway crews` operations).
 
 Commands are accepted in the organisers' room (`matrix.organisers_room`) and in an
 organiser's direct room with the bot, from people listed as organisers only; anyone else
@@ -10,12 +11,14 @@ the gathering's "organisers" flow run, and its messages through the outbox.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 from typing import TYPE_CHECKING, Any
 
 from nio import RoomResolveAliasResponse, UploadResponse
 
+from gateway.crews_ops import handle_crews_command
 from gateway.model import (
     GATHERING_SUBJECT,
     Channel,
@@ -33,14 +36,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("help", "status", "export", "announce", "confirm", "cancel")
+COMMANDS = ("help", "status", "export", "announce", "confirm", "cancel", "crews")
 FLOW = "organisers"
 HELP = (
     "Commands:\n"
     "  !status                       registrations per gathering, outbox health\n"
     "  !export GATHERING             the gathering's registrations as a CSV file\n"
     "  !announce GATHERING text…     a message to everyone registered (asks to confirm)\n"
-    "  !confirm / !cancel            send or drop the pending announcement"
+    "  !confirm / !cancel            send or drop the pending announcement\n"
+    "  !crews GATHERING propose|approve|pin P N|move P N|swap P Q|unpin P|update|round|roster"
 )
 
 
@@ -50,6 +54,8 @@ class OrganiserCommands:
         self.organisers = organisers
         #: The organisers' room id, once `resolve_room` has turned an alias into it.
         self.room_id: str | None = None
+        #: Crew solves run beside the sync loop (they take seconds); kept so they finish.
+        self._crews_tasks: set[asyncio.Task[None]] = set()
 
     async def resolve_room(self, configured: str | None) -> None:
         if not configured or not configured.startswith("#"):
@@ -86,6 +92,10 @@ class OrganiserCommands:
                 await self._say(room_id, message, format_status(report))
             elif word == "export":
                 await self._export(room_id, message, rest, engine)
+            elif word == "crews":
+                task = asyncio.create_task(self._crews(room_id, message, rest, engine))
+                self._crews_tasks.add(task)
+                task.add_done_callback(self._crews_tasks.discard)
             else:
                 return await self._to_flow(word, rest, room_id, message, engine)
         except (SendError, OSError) as exc:
@@ -145,6 +155,21 @@ class OrganiserCommands:
             content["file"] = {**keys, "url": resp.content_uri}
         await self.transport.send_event(room_id, "m.room.message", content,
                                         _txn(message, "export"))
+
+    async def _crews(self, room_id: str, message: InboundMessage, rest: str,
+                     engine: Engine) -> None:
+        """`!crews GATHERING …`: the same operations as `gateway crews` (the solver runs in a
+        worker thread), answered when done so participants' messages are not held up."""
+        slug, _, args = rest.partition(" ")
+        if slug not in engine.gatherings:
+            known = ", ".join(sorted(engine.gatherings)) or "none"
+            await self._say(room_id, message, f"Usage: !crews GATHERING … (known: {known})")
+            return
+        try:
+            reply = await handle_crews_command(engine, slug, [args] if args else [])
+            await self._say(room_id, message, reply)
+        except (SendError, OSError) as exc:
+            log.warning("could not answer !crews in %s: %s", room_id, exc)
 
     async def _say(self, room_id: str, message: InboundMessage, text: str) -> None:
         await self.transport.send_event(room_id, "m.room.message", notice_content(text),

@@ -185,6 +185,11 @@ async def test_organiser_commands_allowed_for_organisers_refused_for_others(
         status = await org_inbox.wait_for(lambda e: _body(e).startswith("gathering"))
         assert "camp" in _body(status)
 
+        # Crew operations answer from the same code as `gateway crews` (this camp has no
+        # [crews] section, and says so).
+        await say(org_client, room, text("!crews camp propose"))
+        await org_inbox.wait_for(lambda e: "has no [crews] section" in _body(e))
+
         await say(org_client, room, text("!export camp"))
         export = await org_inbox.wait_for(lambda e: e["content"].get("msgtype") == "m.file")
         assert export["content"]["body"] == "camp-registrations.csv"
