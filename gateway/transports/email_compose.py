@@ -166,8 +166,15 @@ def _text_part(subtype: str, text: str) -> bytes:
 
 
 def _base64_part(headers: str, data: bytes) -> bytes:
-    body = base64.encodebytes(data).replace(b"\n", b"\r\n")
-    return f"{headers}Content-Transfer-Encoding: base64\r\n\r\n".encode() + body
+    return _base64_head(headers) + _base64_body(data)
+
+
+def _base64_head(headers: str) -> bytes:
+    return f"{headers}Content-Transfer-Encoding: base64\r\n\r\n".encode()
+
+
+def _base64_body(data: bytes) -> bytes:
+    return base64.encodebytes(data).replace(b"\n", b"\r\n")
 
 
 def _attachment(filename: str, mimetype: str, data: bytes) -> bytes:
@@ -214,6 +221,8 @@ def _fold(name: str, value: str) -> str:
         return f"{name}: {value}\r\n"
     if any(c in value for c in "\r\n\0"):
         raise ValueError(f"{name} may not contain line breaks")
+    if len(name) + len(value) <= 76:
+        return f"{name}: {value}\r\n"
     lines, line = [], f"{name}:"
     for word in value.split(" "):
         if len(line) + 1 + len(word) > 78 and line.strip() and line != f"{name}:":
@@ -321,10 +330,11 @@ def _calendar_parts(ics: bytes, method: str) -> tuple[bytes, bytes]:
     (RFC 6047 section 2.4); the attachment serves clients that only offer attachments.
     Base64 keeps the CRLF line folding of the iCalendar data intact (RFC 6047 2.5).
     """
-    inline = _base64_part(f'Content-Type: text/calendar; charset="utf-8"; method={method}\r\n', ics)
-    attached = _base64_part('Content-Type: application/ics; name="invite.ics"\r\n'
-                            'Content-Disposition: attachment; filename="invite.ics"\r\n', ics)
-    return inline, attached
+    body = _base64_body(ics)  # encoded once for both parts
+    inline = _base64_head(f'Content-Type: text/calendar; charset="utf-8"; method={method}\r\n')
+    attached = _base64_head('Content-Type: application/ics; name="invite.ics"\r\n'
+                            'Content-Disposition: attachment; filename="invite.ics"\r\n')
+    return inline + body, attached + body
 
 
 def text_to_html(text: str) -> str:
