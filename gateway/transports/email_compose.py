@@ -119,7 +119,7 @@ def compose_bytes(spec: OutgoingEmail) -> bytes:
     Written directly rather than through ``email.message.EmailMessage``: its header
     registry and generator cost about five milliseconds a message, most of the time of
     sending a gathering's invitations. The MIME written here is fixed and small (Gmail's
-    invitation layout, see ``_add_calendar``), so the few rules it needs are kept here.
+    invitation layout, see ``_calendar_parts``), so the few rules it needs are kept here.
     Boundaries derive from the idempotency key, so a resend is byte-identical; the
     boundary cannot occur in the encoded bodies: "=_" is impossible in base64 and
     quoted-printable output (RFC 2045 section 6.7 encodes "=" itself).
@@ -351,7 +351,7 @@ def text_to_html(text: str) -> str:
 
 
 def dkim_sign(raw: bytes, *, selector: str, domain: str, private_key_pem: bytes) -> bytes:
-    """Prepend a DKIM-Signature (RFC 6376) to ``raw`` (CRLF, as ``msg.as_bytes()`` gives).
+    """Prepend a DKIM-Signature (RFC 6376) to ``raw`` (CRLF, as ``compose_bytes`` gives).
 
     relaxed/relaxed canonicalisation survives header re-folding by relays. The
     List-Unsubscribe pair must be signed for RFC 8058 one-click (section 4). Headers in
