@@ -274,3 +274,15 @@ def test_ascii_headers_quoted_and_folded() -> None:
         compose_bytes(spec(attachments=[("x", "text/plain\r\nBcc: v@example.org", b"")]))
     with pytest.raises(ValueError):
         compose_bytes(spec(in_reply_to="<a@b>\r\nBcc: victim@example.org"))
+
+
+def test_body_line_breaks_are_only_cr_and_lf() -> None:
+    """U+2028, form feeds and NEL stay in the text: only CR/LF end a line (as in MIME)."""
+    text = "one\u2028two\x0cthree\x85four Å\nlast\ttab"
+    msg = message_from_bytes(compose_bytes(spec(text=text, html="<p>x</p>")), policy=default)
+    assert isinstance(msg, EmailMessage)
+    plain = msg.get_body(("plain",))
+    assert plain is not None
+    assert plain.get_content().replace("\r\n", "\n") == text + "\n"
+    ascii_controls = compose_bytes(spec(text="bell\x07here", html="<p>x</p>"))
+    assert b"Content-Transfer-Encoding: quoted-printable" in ascii_controls

@@ -58,6 +58,8 @@ _MANAGED = frozenset(
     )
 )  # fmt: skip
 
+#: A body line that needs no encoding: printable ASCII and tabs (no bare controls).
+_SEVEN_BIT = re.compile(rb"[\t\x20-\x7e]*")
 #: An RFC 2045 token (MIME type parts, header names, the iMIP method).
 _TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 #: Addresses written as they are: ASCII, no spaces, quotes, brackets or separators.
@@ -154,11 +156,12 @@ def _text_part(subtype: str, text: str) -> bytes:
     Never 8bit: a relay without 8BITMIME would re-encode the body and break the DKIM
     body hash (RFC 6376 section 5.3), and QP also keeps every line under 998 octets.
     """
-    lines = text.splitlines()
-    if text.isascii() and all(len(line) <= 78 for line in lines):
-        cte, body = "7bit", "".join(line + "\r\n" for line in lines)
+    # Split as bytes: str.splitlines() would also break at U+2028, form feeds and the like.
+    lines = text.encode().splitlines()
+    if all(len(line) <= 78 and _SEVEN_BIT.fullmatch(line) for line in lines):
+        cte, body = "7bit", b"".join(line + b"\r\n" for line in lines).decode("ascii")
     else:
-        data = "".join(line + "\n" for line in lines).encode().decode("latin-1")
+        data = b"".join(line + b"\n" for line in lines).decode("latin-1")
         cte, body = "quoted-printable", quoprimime.body_encode(data, 76, eol="\r\n")
         body = body if body.endswith("\r\n") else body + "\r\n"
     return (f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
