@@ -49,6 +49,9 @@ def build_channels(config: LoadedConfig, engine: Engine, wake: Callable[[], None
             channels.receivers.append(MailListener(email, intake).run)
     matrix = config.service.matrix
     if matrix is not None:
+        # Relative to the config file, like the store: started from another directory, the
+        # bot would otherwise lose its device (Synapse's send dedupe, E2EE keys) to a new one.
+        matrix = matrix.model_copy(update={"store_path": config.path.parent / matrix.store_path})
         organisers = [o.matrix for o in config.service.organisers if o.matrix]
         bot = MatrixTransport(matrix, engine.store, organisers=organisers, wake=wake)
         channels.senders[Channel.MATRIX] = bot
