@@ -121,7 +121,9 @@ class OutboxWorker:
             self._wake.clear()
             await self._wake.sleep(stop, await self.seconds_until_due())
 
-    async def seconds_until_due(self, idle: float = 30.0) -> float:
+    async def seconds_until_due(self, idle: float = 5.0) -> float:
+        """Until the next due row; at most `idle`, so rows queued by another process (a
+        `gateway crews approve` beside the running service) go out within seconds."""
         async with self.store.read() as tx:
             row = await tx.one("SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'pending'")
         if not row or row[0] is None:
