@@ -47,6 +47,9 @@ MIGRATIONS: list[Migration] = [
     ),
 ]
 
+#: The reason shown to someone removed from a crew room after the crews changed.
+LEFT_GROUP = "The crews changed: you are no longer in this one."
+
 #: Power level of organisers in group rooms: moderators (kick, redact), below the bot.
 ORGANISER_POWER = 50
 ENCRYPTION_STATE = {
@@ -206,7 +209,8 @@ class RoomDirectory:
     # -- group rooms --------------------------------------------------------------------
 
     async def group_room(self, key: str, name: str, topic: str, members: Sequence[str]) -> str:
-        """The group's room, created on first use; members not yet invited are invited now."""
+        """The group's room, created on first use; members not yet invited are invited now,
+        and people no longer in the group (a crew changed after approval) are removed."""
         async with self._lock(f"group:{key}"):
             async with self.store.read() as tx:
                 row = await tx.one(
@@ -231,8 +235,14 @@ class RoomDirectory:
                 if isinstance(resp, ErrorResponse) and resp.status_code != "M_FORBIDDEN":
                     raise_for(resp, f"inviting {mxid} to {key}")
                 # M_FORBIDDEN: already a member (or banned by a moderator): nothing to do.
-            if new:
-                await self._set_members(key, sorted(invited | set(new)))
+            gone = sorted(invited - set(members))
+            for mxid in gone:
+                resp = await self.client.room_kick(room_id, mxid, reason=LEFT_GROUP)
+                if isinstance(resp, ErrorResponse) and resp.status_code != "M_FORBIDDEN":
+                    raise_for(resp, f"removing {mxid} from {key}")
+                # M_FORBIDDEN: they already left the room themselves.
+            if new or gone:
+                await self._set_members(key, members)
             return room_id
 
     async def _set_members(self, key: str, members: Iterable[str]) -> None:

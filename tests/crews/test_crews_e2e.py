@@ -461,8 +461,6 @@ async def test_a_repair_tells_only_the_changed_crew_and_moves_its_call(
         "Bea": (2, "NEEDS-ACTION"), "Gus": (2, "NEEDS-ACTION"), "Hal": (2, "ACCEPTED")}
 
 
-@pytest.mark.xfail(strict=True, reason="group rooms only ever invite: a member who leaves a "
-                   "crew stays in its Matrix room (MatrixRooms.group_room)")
 async def test_a_member_who_leaves_a_crew_leaves_its_room(
     camp: Camp, synapse: SynapseServer, matrix_client: Any,
 ) -> None:
