@@ -76,16 +76,25 @@ class Crews:
 
 
 def _personal(ctx: StepContext) -> Outcome:
-    answer = ctx.message.calendar
-    if ctx.message.kind != InboundKind.CALENDAR_REPLY or answer is None:
+    """A member's answer to the crew calls: a calendar reply (email), or a ✅/❌ reaction
+    to the crew introduction in the crew's Matrix room, which carries no invite UID and so
+    counts for the member's current crew."""
+    message = ctx.message
+    if message.kind == InboundKind.CALENDAR_REPLY and message.calendar is not None:
+        partstat, uid = message.calendar.partstat.upper(), message.calendar.uid
+    elif message.kind == InboundKind.CHOICE and message.choice in REACTION_PARTSTAT:
+        partstat, uid = REACTION_PARTSTAT[message.choice], ""
+    else:
         return Outcome(ignored=True)
-    partstat = answer.partstat.upper()
     return Outcome(
-        state={**ctx.state, "call": partstat, "uid": answer.uid},
+        state={**ctx.state, "call": partstat, "uid": uid},
         status=partstat.lower(),
         emit=[Emit("crews", GATHERING_SUBJECT, "call_reply",
-                   {"person": str(ctx.person.id), "uid": answer.uid, "partstat": partstat})],
+                   {"person": str(ctx.person.id), "uid": uid, "partstat": partstat})],
     )
+
+
+REACTION_PARTSTAT = {"yes": "ACCEPTED", "no": "DECLINED"}
 
 
 def _done(state: Mapping[str, Any], command: str, ok: bool, detail: str = "",
@@ -283,7 +292,7 @@ def _call_reply(ctx: StepContext, state: dict[str, Any]) -> Outcome:
     person, uid = str(payload.get("person", "")), str(payload.get("uid", ""))
     approved = state.get("approved") or {}
     crew = approved.get("assignment", {}).get(person)
-    if crew is None or uid != call_uid(ctx.gathering.slug, approved["round"], crew):
+    if crew is None or (uid and uid != call_uid(ctx.gathering.slug, approved["round"], crew)):
         # A late answer to an earlier round's or an earlier crew's call: not this roster.
         return _done(state, "call_reply", False, f"stale call reply from person {person}")
     state["calls"] = {**state.get("calls", {}), person: str(payload.get("partstat", ""))}

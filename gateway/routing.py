@@ -105,8 +105,11 @@ async def route(
     if message.kind == InboundKind.CALENDAR_REPLY and message.calendar is not None:
         return await _calendar(tx, message, person)
     if message.in_reply_to:
+        # A reply (or reaction) to our message to this person, or to a group message (a crew
+        # introduction): either way it belongs to the sender's own run of that flow.
         row = await tx.one(
-            "SELECT gathering, flow FROM outbox WHERE external_id = ? AND person_id = ?",
+            "SELECT gathering, flow FROM outbox WHERE external_id = ?"
+            " AND (person_id = ? OR (person_id IS NULL AND kind = 'group'))",
             (message.in_reply_to, person),
         )
         if row and row["gathering"] in gatherings and row["flow"] in flows:

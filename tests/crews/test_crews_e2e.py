@@ -26,7 +26,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from nio import AsyncClient
+from nio import AsyncClient, RoomSendResponse
 
 from gateway import crews_ops
 from gateway.channels import build_channels, channel_migrations, reply_token_maker
@@ -329,12 +329,14 @@ async def test_crews_announced_on_matrix_and_email_and_a_call_accepted(
         assert memberships(synapse, bot, rooms[n]) == {
             bot.user_id: "join", **{m.address: "invite" for m in members if m.matrix}}
     intros: dict[int, str] = {}
+    clients: dict[str, AsyncClient] = {}
     for member in (m for m in by_name.values() if m.matrix is not None):
-        client = await matrix_client(member.matrix)
+        client = clients[member.name] = await matrix_client(member.matrix)
         name, topic = await join_crew_room(client, rooms[member.crew])
         assert name == f"Crew {member.crew} · Camp 2027"
         assert topic == f"camp: camp/crew-{member.crew}"
         [intros[member.crew]] = await bot_said(client, bot, rooms[member.crew])
+        assert "React ✅ to this message if you will join the calls" in intros[member.crew]
     assert memberships(synapse, bot, rooms[1])[ana.address] == "join"
 
     # Email: each email member gets the introduction in their own mailbox, addressed to them.
@@ -383,6 +385,19 @@ async def test_crews_announced_on_matrix_and_email_and_a_call_accepted(
     assert roster_calls(roster_text) == {
         m.name: (m.crew, "ACCEPTED" if m is dev else "NEEDS-ACTION") for m in by_name.values()}
     assert "crew calls: accepted 1, needs-action 5" in roster_text
+
+    # Ana, on Matrix, answers with a ✅ reaction to the introduction in her crew's room.
+    [intro] = [e for e in await room_history(clients["Ana"], rooms[1], bot.user_id)
+               if e["type"] == "m.room.message"]
+    reacted = await clients["Ana"].room_send(rooms[1], "m.reaction", {"m.relates_to": {
+        "rel_type": "m.annotation", "event_id": intro["event_id"], "key": "✅"}})
+    assert isinstance(reacted, RoomSendResponse), reacted
+
+    async def ana_accepted() -> bool:
+        return roster_calls(await crews_ops.roster(camp.engine, "camp")).get("Ana") == (
+            1, "ACCEPTED")
+    await kit.until(ana_accepted, limit=30)
+    assert "crew calls: accepted 2, needs-action 4" in await crews_ops.roster(camp.engine, "camp")
 
 
 async def repair_crew_2(camp: Camp) -> tuple[Member, Member]:
