@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from email import policy
-from email.message import EmailMessage, Message
+from email.message import Message
 from email.parser import BytesParser
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from typing import Literal
@@ -26,6 +26,7 @@ from gateway.transports.email_kinds import (
     bounce_info,
     header_text,
     header_texts,
+    param,
 )
 from gateway.transports.email_token import token_from_address
 from gateway.transports.reply_extract import extract_answers, extract_reply, normalise
@@ -178,8 +179,8 @@ def _part_text(part: Message | None, limit: int) -> str | None:
     except Exception:  # noqa: BLE001 - RFC 2231 parameter decoding can fail on garbage
         charset = None
     text = _decode(data, charset)
-    if str(part.get_param("format", "") or "").lower() == "flowed":
-        delsp = str(part.get_param("delsp", "") or "").lower() == "yes"
+    if param(part, "format") == "flowed":
+        delsp = param(part, "delsp") == "yes"
         text = _unflow(text, delsp=delsp)
     return text
 
@@ -328,8 +329,12 @@ def parse_email(
 def _parse(raw: bytes, own: frozenset[str], question_count: int | None, limit: int) -> ParsedEmail:
     if not raw or not raw.strip():
         return ParsedEmail(kind="rejected", reason="empty message")
-    msg = BytesParser(policy=policy.default).parsebytes(raw)
-    if not isinstance(msg, EmailMessage) or not msg.keys():
+    # The structure is parsed with compat32: policy.default parses every part's
+    # Content-Type while splitting the message, in superlinear time, so one hostile
+    # header line could stall the codec.  Header values are still decoded with
+    # policy.default, after being cut to a sane length (see header_texts).
+    msg = BytesParser(policy=policy.compat32).parsebytes(raw)
+    if not msg.keys():
         return ParsedEmail(kind="rejected", reason="no headers: not an email message")
     from_name, from_address = parseaddr(header_text(msg, "From") or "")
     from_address = _address(from_address) if "@" in from_address else ""
@@ -338,7 +343,8 @@ def _parse(raw: bytes, own: frozenset[str], question_count: int | None, limit: i
     _collect(msg, parts)
     plain = _part_text(parts.plain, limit)
     html = _part_text(parts.html, limit)
-    full_text = normalise(plain if plain and plain.strip() else html_to_text(html or "", prune=False))
+    body = plain if plain and plain.strip() else html_to_text(html or "", prune=False)
+    full_text = normalise(body)
     auth_failed, auth_detail = _auth_failure(msg)
     to_cc = header_texts(msg, "To") + header_texts(msg, "Cc")
     base = ParsedEmail(

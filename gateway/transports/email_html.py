@@ -31,6 +31,7 @@ _CUT_IDS = ("appendonsend", "divrplyfwdmsg", "mail-editor-reference-message-cont
 _CUT_CLASSES = frozenset({"outlookmessageheader"})
 _SPACES = re.compile(r"[ \t\r\n\f\v\u00a0\u200b]+")
 _BLANKS = re.compile(r"\n{3,}")
+MAX_HTML = 400_000  # characters; new text comes first, what is cut is old history
 
 
 class _TextExtractor(HTMLParser):
@@ -151,7 +152,7 @@ def html_to_text(html: str, *, prune: bool = True) -> str:
     """
     parser = _TextExtractor(prune=prune)
     try:
-        parser.feed(html)
+        parser.feed(html[:MAX_HTML])
         parser.close()
     except (AssertionError, ValueError):
         pass  # HTMLParser gives up on some malformed markup; keep what was read so far

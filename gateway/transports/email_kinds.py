@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from email.message import EmailMessage, Message
+from email import policy
+from email.message import Message
 from email.parser import HeaderParser
-from email.utils import getaddresses
+from email.utils import collapse_rfc2231_value, getaddresses
 
-__all__ = ["BounceInfo", "auto_reply_reason", "bounce_info", "header_text", "header_texts"]
+__all__ = ["BounceInfo", "auto_reply_reason", "bounce_info", "header_text", "header_texts", "param"]
 
 _ENCODED_LIMIT = 200_000  # never read more of a bounce's human part than this
 _MAX_HEADER = 8_000  # far above any real header but one of our own long References
@@ -78,10 +79,19 @@ def header_texts(msg: Message, name: str, *, decode: bool = True) -> list[str]:
             values.append(_clean(re.sub(r"\r?\n[ \t]", " ", value)))
             continue
         try:
-            values.append(_clean(str(msg.policy.header_fetch_parse(key, value[:_MAX_HEADER]))))
+            values.append(_clean(str(policy.default.header_fetch_parse(key, value[:_MAX_HEADER]))))
         except Exception:  # noqa: BLE001 - the header parser has failure modes on hostile input
             values.append(_clean(value[:_MAX_HEADER]))
     return values
+
+
+def param(part: Message, name: str) -> str:
+    """A Content-Type parameter, lower-cased, RFC 2231 continuations collapsed; "" if absent."""
+    try:
+        value = part.get_param(name)
+        return collapse_rfc2231_value(value).strip().lower() if value else ""
+    except Exception:  # noqa: BLE001 - RFC 2231 decoding can fail on garbage
+        return ""
 
 
 def header_text(msg: Message, name: str) -> str | None:
@@ -124,7 +134,8 @@ def _report_blocks(part: Message) -> list[Message]:
     if isinstance(payload, list):
         return [block for block in payload if isinstance(block, Message)]
     text = payload if isinstance(payload, str) else ""
-    return [HeaderParser().parsestr(chunk.strip() + "\n") for chunk in re.split(r"\n[ \t]*\n", text)]
+    chunks = re.split(r"\n[ \t]*\n", text)
+    return [HeaderParser().parsestr(chunk.strip() + "\n") for chunk in chunks]
 
 
 def _recipient(value: str) -> str | None:
@@ -196,7 +207,7 @@ def _is_daemon(from_address: str | None, msg: Message) -> bool:
 
 
 def bounce_info(
-    msg: EmailMessage, subject: str, from_address: str | None, body: str,
+    msg: Message, subject: str, from_address: str | None, body: str,
     own_addresses: frozenset[str],
 ) -> BounceInfo | None:
     """Delivery failure details when ``msg`` is a bounce, else None.
@@ -206,7 +217,7 @@ def bounce_info(
     plus a bounce subject, and the failed addresses are guessed from the text.
     """
     ctype = msg.get_content_type()
-    report_type = str(msg.get_param("report-type", "") or "").lower()
+    report_type = param(msg, "report-type")
     dsn = _delivery_status(msg) if ctype == "multipart/report" else None
     x_failed = [
         address.lower()

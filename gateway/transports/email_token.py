@@ -37,7 +37,7 @@ MAX_LOCAL_PART = 64  # RFC 5321 section 4.5.3.1.1
 _DOMAIN_SEPARATOR = b"gathering-gateway reply token v1\x00"
 _CONVERSATION = re.compile(r"[a-z0-9][a-z0-9-]{0,15}")
 _PERSON_ID = re.compile(r"(?:0|[1-9a-z][0-9a-z]{0,12})")
-_MAC = re.compile(r"[a-z2-7]{%d}" % MAC_CHARS)
+_MAC = re.compile(f"[a-z2-7]{{{MAC_CHARS}}}")
 
 
 @dataclass(frozen=True)

@@ -167,7 +167,8 @@ def _attribution_length(lines: Sequence[str], index: int) -> int:
     if _is_quote(line) or not line.strip() or len(line) > _MAX_MARKER_LINE:
         return 0
     candidates = [(line, 1)]
-    if index + 1 < len(lines) and _ATTRIBUTION_START.match(line) and not _is_quote(lines[index + 1]):
+    wrapped = index + 1 < len(lines) and not _is_quote(lines[index + 1])
+    if wrapped and _ATTRIBUTION_START.match(line):
         candidates.append((f"{line} {lines[index + 1]}", 2))
     for candidate, length in candidates:
         if len(candidate) <= _MAX_MARKER_LINE and _ATTRIBUTION_END.search(candidate):
@@ -302,7 +303,9 @@ def _numbered_answers(new_text: str, limit: int) -> dict[int, str]:
     return answers
 
 
-def extract_answers(full_text: str, new_text: str, question_count: int | None = None) -> dict[int, str]:
+def extract_answers(
+    full_text: str, new_text: str, question_count: int | None = None
+) -> dict[int, str]:
     """Answers to the gateway's numbered questions, by question number.
 
     Inline answers are looked for in the whole body (they live between quoted questions);
