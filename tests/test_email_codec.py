@@ -132,3 +132,10 @@ def test_oversized_calendar_is_skipped() -> None:
 def test_unusable_input_is_rejected_with_a_reason(raw: bytes) -> None:
     parsed = parse_email(raw, own_addresses=OWN)
     assert parsed.kind == "rejected" and parsed.reason
+
+
+def test_bounce_to_a_tagged_return_path_keeps_the_token() -> None:
+    raw = (FIXTURES / "bounce_postfix.eml").read_bytes()
+    raw = raw.replace(b"To: camp@example.org", b"To: camp+1.reg.abc@example.org", 1)
+    parsed = parse_email(raw, own_addresses=OWN)
+    assert parsed.kind == "bounce" and parsed.token == "1.reg.abc"

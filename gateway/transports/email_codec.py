@@ -363,13 +363,14 @@ def _parse(raw: bytes, own: frozenset[str], question_count: int | None, limit: i
         auth_detail=auth_detail,
         attachments_skipped=parts.skipped + len(parts.calendars),
     )
-    bounce = bounce_info(msg, subject, from_address or None, full_text, own)
-    if bounce is not None:
-        return replace(base, kind="bounce", bounce=bounce)
-    if not from_address:
-        return replace(base, reason="no usable From address")
+    # Bounces carry the token too when the gateway sends with a tagged (VERP) Return-Path.
     recipients = getaddresses([v for name in _RECIPIENT_HEADERS for v in header_texts(msg, name)])
     token = next((t for _, a in recipients if (t := token_from_address(a, own))), None)
+    bounce = bounce_info(msg, subject, from_address or None, full_text, own)
+    if bounce is not None:
+        return replace(base, kind="bounce", bounce=bounce, token=token)
+    if not from_address:
+        return replace(base, reason="no usable From address")
     calendar = _calendar_reply(parts.calendars, limit, from_address)
     if calendar is not None:
         return replace(base, kind="calendar_reply", calendar=calendar, token=token,
