@@ -1,12 +1,17 @@
 """A participant's message to the bot until the bot's answer arrives in the participant's sync.
 
-    python -m bench.matrix_roundtrip [--count 200]
+    python -m bench.matrix_roundtrip [--count 200] [--store-dir DIR]
 
 Both figures come from the same Synapse on loopback (tmpfs) in the same run:
 
 * gateway: participant sends → bot's sync → engine transaction → outbox → bot sends →
   participant's sync shows the answer (an echo flow, so flow logic costs nothing);
 * baseline: one client sends, another client's sync shows it (one homeserver hop).
+
+The two kinds take turns message by message: on a shared machine the load changes within a
+minute, and measuring all of one kind before the other would charge that change to one of
+them. The gateway's database is on tmpfs like Synapse's, so both sides pay the same for a
+commit; `--store-dir` puts it elsewhere (a disk: each commit waits for fsync).
 
 The gateway path has two homeserver hops, so a ratio of about 2 is the floor.
 """
@@ -15,16 +20,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import statistics
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from nio import AsyncClient, AsyncClientConfig, RoomCreateResponse, SyncResponse
 
 from tests.matrix.kit import running_bot, settings_for
 from tests.servers import MatrixUser, SynapseServer
+
+WARM_UP = 5  # first DM room lookups, connection set-up
+TMPFS = "/dev/shm" if Path("/dev/shm").is_dir() else None
 
 
 def client(server: SynapseServer, user: MatrixUser) -> AsyncClient:
@@ -55,29 +65,39 @@ def figures(samples: list[float]) -> tuple[float, float]:
     return statistics.median(ordered), ordered[int(len(ordered) * 0.95) - 1]
 
 
-async def gateway_round_trips(server: SynapseServer, count: int, tmp: Path) -> list[float]:
+class Pair:
+    """A sender, the client whose sync must show the answer, and the room between them."""
+
+    def __init__(self, sender: AsyncClient, reader: AsyncClient, room: str,
+                 answerer: str, prefix: str) -> None:
+        self.sender, self.reader, self.room = sender, reader, room
+        self.answerer, self.prefix = answerer, prefix
+
+    async def round_trip(self, i: int) -> float:
+        began = time.perf_counter()
+        await self.sender.room_send(self.room, "m.room.message",
+                                    {"msgtype": "m.text", "body": f"m{i}"})
+        await wait_body(self.reader, self.answerer, f"{self.prefix}m{i}")
+        return time.perf_counter() - began
+
+
+@contextlib.asynccontextmanager
+async def gateway_pair(server: SynapseServer, store: Path) -> AsyncIterator[Pair]:
     bot_user, maya = server.new_user("bot"), server.new_user("maya")
     c = client(server, maya)
     try:
-        async with running_bot(tmp, settings_for(server, bot_user, tmp / "mx")):
+        async with running_bot(store, settings_for(server, bot_user, store / "mx")):
             room = await c.room_create(is_direct=True, invite=[bot_user.user_id])
             assert isinstance(room, RoomCreateResponse), room
             await c.sync(timeout=0)
             await wait_joined(c, room.room_id, bot_user.user_id)
-            samples = []
-            for i in range(count + 5):
-                began = time.perf_counter()
-                await c.room_send(room.room_id, "m.room.message",
-                                  {"msgtype": "m.text", "body": f"m{i}"})
-                await wait_body(c, bot_user.user_id, f"echo: m{i}")
-                if i >= 5:  # warm-up: first DM room lookups, connection set-up
-                    samples.append(time.perf_counter() - began)
-            return samples
+            yield Pair(c, c, room.room_id, bot_user.user_id, "echo: ")
     finally:
         await c.close()
 
 
-async def baseline_round_trips(server: SynapseServer, count: int) -> list[float]:
+@contextlib.asynccontextmanager
+async def baseline_pair(server: SynapseServer) -> AsyncIterator[Pair]:
     a_user, b_user = server.new_user("ana"), server.new_user("ben")
     a, b = client(server, a_user), client(server, b_user)
     try:
@@ -87,28 +107,29 @@ async def baseline_round_trips(server: SynapseServer, count: int) -> list[float]
         await b.join(room.room_id)
         await a.sync(timeout=0)
         await b.sync(timeout=0)
-        samples = []
-        for i in range(count + 5):
-            began = time.perf_counter()
-            await a.room_send(room.room_id, "m.room.message",
-                              {"msgtype": "m.text", "body": f"b{i}"})
-            await wait_body(b, a_user.user_id, f"b{i}")
-            if i >= 5:
-                samples.append(time.perf_counter() - began)
-        return samples
+        yield Pair(a, b, room.room_id, a_user.user_id, "")
     finally:
         await a.close()
         await b.close()
 
 
-async def main(count: int) -> None:
+async def main(count: int, store_dir: str | None) -> None:
     logging.basicConfig(level=logging.WARNING)
-    with SynapseServer() as server, tempfile.TemporaryDirectory() as tmp:
-        base = await baseline_round_trips(server, count)
-        gateway = await gateway_round_trips(server, count, Path(tmp))
+    store_base = store_dir or TMPFS
+    base: list[float] = []
+    gateway: list[float] = []
+    with (SynapseServer() as server,
+          tempfile.TemporaryDirectory(dir=store_base) as tmp):
+        async with baseline_pair(server) as plain, gateway_pair(server, Path(tmp)) as bot:
+            for i in range(count + WARM_UP):
+                b, g = await plain.round_trip(i), await bot.round_trip(i)
+                if i >= WARM_UP:
+                    base.append(b)
+                    gateway.append(g)
     b50, b95 = figures(base)
     g50, g95 = figures(gateway)
-    print(f"messages: {count} each, Synapse on loopback")
+    print(f"messages: {count} each, taking turns, Synapse on loopback;"
+          f" gateway store in {store_base or tempfile.gettempdir()}")
     print(f"baseline (client → homeserver → client):    p50 {b50 * 1000:6.1f} ms"
           f"  p95 {b95 * 1000:6.1f} ms")
     print(f"gateway  (participant → bot → participant): p50 {g50 * 1000:6.1f} ms"
@@ -120,4 +141,6 @@ async def main(count: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=200)
-    asyncio.run(main(parser.parse_args().count))
+    parser.add_argument("--store-dir", help="where the gateway's database goes (default: tmpfs)")
+    args = parser.parse_args()
+    asyncio.run(main(args.count, args.store_dir))
