@@ -7,6 +7,7 @@ resend after a crash produces the same invitation.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -18,6 +19,8 @@ from icalendar import Calendar, vRecur
 from gateway.calendar_tz import vtimezone_ics
 
 PRODID = "-//Gathering Gateway//iMIP 1.0//EN"
+#: ASCII control characters iCalendar allows in no value (RFC 5545 section 3.1), but HTAB.
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
 _UNITS = {"YEARLY": "year", "MONTHLY": "month", "WEEKLY": "week", "DAILY": "day"}
 
 
@@ -189,16 +192,23 @@ def _vevent(
 
 
 def _text(value: str) -> str:
-    """A TEXT value (RFC 5545 section 3.3.11): backslash, semicolon, comma, newline escaped."""
+    """A TEXT value (RFC 5545 section 3.3.11): backslash, semicolon, comma, newline escaped.
+
+    Other ASCII control characters are not allowed in TEXT and make parsers drop the
+    property, so they are left out (a stray escape in a typed answer must not lose it).
+    """
     value = value.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,")
-    return value.replace("\r\n", "\\n").replace("\r", "\\n").replace("\n", "\\n")
+    value = value.replace("\r\n", "\\n").replace("\r", "\\n").replace("\n", "\\n")
+    return _CONTROL.sub("", value)
 
 
 def _param(value: str) -> str:
-    """A parameter value: caret-encoded (RFC 6868), quoted when it holds ``:;,``."""
-    value = " ".join(value.split())  # parameter values cannot hold line breaks (section 3.1)
+    """A parameter value: caret-encoded (RFC 6868), quoted when it holds ``:;,`` or ``\\``."""
+    # Parameter values cannot hold line breaks or other controls (section 3.1).
+    value = " ".join(_CONTROL.sub(" ", value).split())
     value = value.replace("^", "^^").replace('"', "^'")
-    return f'"{value}"' if any(c in value for c in ":;,") else value
+    # Quoted also for a backslash: some parsers read an unquoted ``\;`` as an escape.
+    return f'"{value}"' if any(c in value for c in ":;,\\") else value
 
 
 def _name(name: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import replace
@@ -13,7 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from icalendar import Calendar
 
@@ -265,6 +266,31 @@ def test_text_and_parameters_survive_escaping_and_folding() -> None:
     assert [str(vevent[k]) for k in ("SUMMARY", "DESCRIPTION", "LOCATION")] == [newline] * 3
     assert vevent["ORGANIZER"].params["CN"] == 'Us: "the ^crew^"; a, b'
     assert vevent["ATTENDEE"].params["CN"] == " ".join(tricky.split())
+
+
+CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
+_ANY = st.text(st.characters(blacklist_categories=("Cs",)), max_size=200)
+
+
+@settings(max_examples=100, deadline=None)
+@given(summary=_ANY.filter(str.strip), text=_ANY, name=_ANY)
+def test_any_text_round_trips_through_icalendar(summary: str, text: str, name: str) -> None:
+    event = replace(gathering_all_day(), summary=summary, description=text, location=text,
+                    attendees=[Attendee("zoe@example.com", name)])
+    raw = build_request(event, dtstamp=DTSTAMP)
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 75
+    vevent: Any = Calendar.from_ical(raw).walk("VEVENT")[0]
+    # Line breaks survive as such; other ASCII controls are not allowed in iCalendar.
+    as_ical = [CONTROL.sub("", t.replace("\r\n", "\n").replace("\r", "\n"))
+               for t in (summary, text)]
+    assert str(vevent["SUMMARY"]) == as_ical[0]
+    if text:
+        assert str(vevent.get("DESCRIPTION", "")) == str(vevent.get("LOCATION", "")) == as_ical[1]
+    written = " ".join(CONTROL.sub(" ", name).split())
+    # icalendar's parser unescapes backslash sequences even inside quoted parameter values,
+    # where RFC 5545 has none (ical.js reads them as written).
+    assume(not re.search(r"\\[\\;,nN]", written))
+    assert vevent["ATTENDEE"].params.get("CN", "") == written
 
 
 def test_ics_method_reads_only_the_calendar_property() -> None:

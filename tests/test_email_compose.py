@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import replace
 from datetime import datetime
 from email import message_from_bytes
+from email.header import decode_header, make_header
 from email.message import EmailMessage
 from email.policy import default
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from icalendar import Calendar
 
 from gateway.calendar import Attendee, CalendarEvent, build_cancel, build_request
@@ -286,3 +290,30 @@ def test_body_line_breaks_are_only_cr_and_lf() -> None:
     assert plain.get_content().replace("\r\n", "\n") == text + "\n"
     ascii_controls = compose_bytes(spec(text="bell\x07here", html="<p>x</p>"))
     assert b"Content-Transfer-Encoding: quoted-printable" in ascii_controls
+
+
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=300)
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=_TEXT, subject=_TEXT.map(lambda s: s.replace("\r", " ").replace("\n", " ")),
+       name=_TEXT)
+def test_any_text_subject_and_name_survive_the_wire(text: str, subject: str, name: str) -> None:
+    """Whatever people and organisers write comes out of a standard parser unchanged."""
+    raw = compose_bytes(spec(text=text, subject=subject, to_name=name, calendar=REQUEST))
+    assert raw.isascii() and max(len(line) for line in raw.split(b"\r\n")) <= 998
+    msg = message_from_bytes(raw, policy=default)
+    assert isinstance(msg, EmailMessage)
+    plain = msg.get_body(("plain",))
+    assert plain is not None
+    expected = "".join(line + "\n" for line in re.split(r"\r\n|\r|\n", text))
+    expected = expected[:-1] if text == "" or re.search(r"(\r\n|\r|\n)$", text) else expected
+    assert plain.get_content().replace("\r\n", "\n") == (expected if text else "")
+    assert " ".join(str(msg["Subject"]).split()) == " ".join(subject.split())
+    assert msg["To"].addresses[0].addr_spec == "zoe@example.com"
+    written = " ".join(name.split())
+    if written.isascii() and written.isprintable():
+        assert msg["To"].addresses[0].display_name == written
+    else:  # Python's address parser keeps the space between encoded-words (RFC 2047 6.2)
+        phrase = raw.split(b"\r\nTo: ", 1)[1].split(b" <zoe@example.com>")[0].decode()
+        assert str(make_header(decode_header(phrase))) == written

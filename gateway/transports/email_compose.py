@@ -218,9 +218,18 @@ def _headers(spec: OutgoingEmail) -> str:
     return "".join(_fold(name, value) for name, value in fields)
 
 
+class _Encoded(str):
+    """Header text already RFC 2047 encoded and folded by ``email.header.Header``."""
+
+
+def _encode(value: str, name: str) -> _Encoded:
+    # The encoder starts with a fold when the text starts with whitespace: not wanted.
+    return _Encoded(Header(value, "utf-8", header_name=name).encode(linesep="\r\n").lstrip())
+
+
 def _fold(name: str, value: str) -> str:
     """``Name: value`` CRLF, folded at spaces to 78 characters where it can be."""
-    if value.startswith("=?"):  # encoded and folded by _unstructured/_address
+    if isinstance(value, _Encoded):
         return f"{name}: {value}\r\n"
     if any(c in value for c in "\r\n\0"):
         raise ValueError(f"{name} may not contain line breaks")
@@ -246,10 +255,10 @@ def _unstructured(name: str, value: str) -> str:
     """
     if "\r" in value or "\n" in value:
         raise ValueError(f"{name} may not contain line breaks")
-    plain = value.isascii() and "=?" not in value and not value.startswith(" ")
-    if plain and all(len(word) < 900 for word in value.split(" ")):
+    plain = value.isascii() and value.isprintable() and "=?" not in value
+    if plain and not value.startswith(" ") and all(len(w) < 900 for w in value.split(" ")):
         return value
-    return Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
+    return _encode(value, name)
 
 
 @lru_cache(maxsize=1024)
@@ -261,9 +270,8 @@ def _address(name: str, address: str) -> str:
     name = " ".join(name.split())
     if not name:
         return address
-    if not name.isascii():
-        encoded = Header(name, "utf-8", header_name="To").encode(linesep="\r\n")
-        return f"{encoded} <{address}>"
+    if not name.isascii() or not name.isprintable() or "=?" in name:
+        return _Encoded(f"{_encode(name, 'To')} <{address}>")
     if _ATOMS.fullmatch(name):
         return f"{name} <{address}>"
     escaped = name.replace("\\", "\\\\").replace('"', '\\"')
