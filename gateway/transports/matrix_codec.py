@@ -240,7 +240,7 @@ def text_content(
 
 
 def poll_content(
-    question: str, options: Sequence[str], *, max_selections: int = 1
+    text: str, options: Sequence[str], *, max_selections: int = 1
 ) -> dict[str, Any]:
     """An `m.poll.start` content with the stable and the MSC3381 (Element) forms side by side.
 
@@ -248,7 +248,7 @@ def poll_content(
     lookup. `body` and the text fallbacks list the numbered options, so a client that does
     not render polls still shows the question, and the person can answer with a number.
     """
-    fallback = poll_fallback(question, options)
+    question, fallback = poll_texts(text, options)
     max_sel = max(1, min(max_selections, len(options)))
     return {
         "body": fallback,
@@ -274,9 +274,25 @@ def poll_content(
     }
 
 
-def poll_fallback(question: str, options: Sequence[str]) -> str:
-    lines = [question, ""] + [f"{i}. {option}" for i, option in enumerate(options, 1)]
-    return "\n".join(lines)
+def poll_texts(text: str, options: Sequence[str]) -> tuple[str, str]:
+    """The poll's question and its text fallback, each listing the options at most once.
+
+    The question templates number the options themselves (for email, and for clients that
+    show no polls). A poll widget shows its options as buttons, so those lines are taken out
+    of the widget's question; the fallback adds the numbered list only when the text lacks it.
+    """
+    numbered = [f"{i}. {option}" for i, option in enumerate(options, 1)]
+    wanted = {_squash(line) for line in numbered}
+    lines = text.split("\n")
+    listed = {_squash(line) for line in lines} & wanted
+    if not options or listed != wanted:
+        return text, "\n".join([text, "", *numbered])
+    question = "\n".join(line for line in lines if _squash(line) not in wanted)
+    return re.sub(r"\n{3,}", "\n\n", question).strip(), text
+
+
+def _squash(line: str) -> str:
+    return " ".join(line.split()).casefold()
 
 
 def file_content(name: str, url: str, size: int, mimetype: str) -> dict[str, Any]:

@@ -109,6 +109,33 @@ def test_poll_content_has_stable_unstable_and_text_fallbacks() -> None:
     assert content["m.text"] == [{"body": content["body"]}]
 
 
+ASKED_WITH_OPTIONS = ("2. What do you eat?\n  1. Everything\n  2. Vegetarian\n  3. Vegan\n"
+                      "(optional: \"skip\" is fine)")
+
+
+@pytest.mark.parametrize(("text", "question", "body"), [
+    # The question template already numbers the options: listed once, not again.
+    (ASKED_WITH_OPTIONS, "2. What do you eat?\n(optional: \"skip\" is fine)", ASKED_WITH_OPTIONS),
+    # Only some of them (or other wording): the fallback adds the full list.
+    ("Diet?\n1. Everything", "Diet?\n1. Everything",
+     "Diet?\n1. Everything\n\n1. Everything\n2. Vegetarian\n3. Vegan"),
+    ("Diet?", "Diet?", "Diet?\n\n1. Everything\n2. Vegetarian\n3. Vegan"),
+])
+def test_poll_lists_each_option_once(text: str, question: str, body: str) -> None:
+    content = poll_content(text, ["Everything", "Vegetarian", "Vegan"])
+    assert content["body"] == content["org.matrix.msc1767.text"] == body
+    assert content["m.poll"]["question"]["m.text"] == [{"body": question}]
+    assert content["org.matrix.msc3381.poll.start"]["question"]["body"] == question
+
+
+def test_poll_from_the_question_template_shows_options_once() -> None:
+    content = poll_content(ASKED_WITH_OPTIONS, ["Everything", "Vegetarian", "Vegan"])
+    question = content["m.poll"]["question"]["m.text"][0]["body"]
+    for option in ("Everything", "Vegetarian", "Vegan"):
+        assert content["body"].count(option) == 1
+        assert option not in question  # the poll widget shows them as its answers
+
+
 def test_vote_on_our_poll_maps_back_to_option_numbers() -> None:
     sent = poll_content("Q", ["a", "b", "c"])
     ids = [a["m.id"] for a in sent["m.poll"]["answers"]]

@@ -109,6 +109,7 @@ async def test_registration_in_a_direct_room_with_poll_reaction_text_and_edit(
         assert [a["m.text"][0]["body"] for a in poll["answers"]] == [
             "Everything", "Vegetarian", "Vegan"]
         assert poll["max_selections"] == 1
+        assert [body(diet).count(o) for o in ("Everything", "Vegetarian", "Vegan")] == [1, 1, 1]
         await say(client, room, {"m.relates_to": {"rel_type": "m.reference",
                                                   "event_id": diet["event_id"]},
                                  "m.selections": [poll["answers"][1]["m.id"]]},
