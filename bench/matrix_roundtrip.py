@@ -6,14 +6,17 @@ Both figures come from the same Synapse on loopback (tmpfs) in the same run:
 
 * gateway: participant sends → bot's sync → engine transaction → outbox → bot sends →
   participant's sync shows the answer (an echo flow, so flow logic costs nothing);
-* baseline: one client sends, another client's sync shows it (one homeserver hop).
+* baseline: one client sends, another client's sync shows it (one homeserver hop);
+* bare bot: the gateway's path with a bot that is a nio sync loop answering from memory, no
+  store, engine or outbox: the two-hop floor as this machine runs it.
 
-The two kinds take turns message by message: on a shared machine the load changes within a
-minute, and measuring all of one kind before the other would charge that change to one of
+The three kinds take turns message by message: on a shared machine the load changes within a
+minute, and measuring all of one kind before the others would charge that change to one of
 them. The gateway's database is on tmpfs like Synapse's, so both sides pay the same for a
 commit; `--store-dir` puts it elsewhere (a disk: each commit waits for fsync).
 
-The gateway path has two homeserver hops, so a ratio of about 2 is the floor.
+The gateway path has two homeserver hops, so a ratio of about 2 is the floor; what the
+gateway costs of its own is the difference to the bare bot.
 """
 
 from __future__ import annotations
@@ -113,29 +116,67 @@ async def baseline_pair(server: SynapseServer) -> AsyncIterator[Pair]:
         await b.close()
 
 
+@contextlib.asynccontextmanager
+async def bare_bot_pair(server: SynapseServer) -> AsyncIterator[Pair]:
+    bot_user, zoe = server.new_user("bare"), server.new_user("zoe")
+    bot, c = client(server, bot_user), client(server, zoe)
+    try:
+        room = await c.room_create(is_direct=True, invite=[bot_user.user_id])
+        assert isinstance(room, RoomCreateResponse), room
+        await bot.sync(timeout=0)
+        await bot.join(room.room_id)
+        await c.sync(timeout=0)
+        await wait_joined(c, room.room_id, bot_user.user_id)
+        first = await bot.sync(timeout=0)
+        assert isinstance(first, SyncResponse), first
+        answering = asyncio.create_task(echo_forever(bot, first.next_batch))
+        try:
+            yield Pair(c, c, room.room_id, bot_user.user_id, "echo: ")
+        finally:
+            answering.cancel()
+    finally:
+        await bot.close()
+        await c.close()
+
+
+async def echo_forever(bot: AsyncClient, since: str) -> None:
+    """Answer every text from someone else at once, straight from the sync loop."""
+    while True:
+        resp = await bot.sync(timeout=30_000, since=since,
+                              sync_filter={"room": {"timeline": {"limit": 50}}})
+        assert isinstance(resp, SyncResponse), resp
+        since = resp.next_batch
+        for room_id, info in resp.rooms.join.items():
+            for event in info.timeline.events:
+                src = event.source
+                if src.get("sender") != bot.user_id and src.get("type") == "m.room.message":
+                    await bot.room_send(room_id, "m.room.message", {
+                        "msgtype": "m.text", "body": f"echo: {src['content']['body']}"})
+
+
 async def main(count: int, store_dir: str | None) -> None:
     logging.basicConfig(level=logging.WARNING)
     store_base = store_dir or TMPFS
-    base: list[float] = []
-    gateway: list[float] = []
+    samples: dict[str, list[float]] = {"baseline": [], "bare bot": [], "gateway": []}
     with (SynapseServer() as server,
           tempfile.TemporaryDirectory(dir=store_base) as tmp):
-        async with baseline_pair(server) as plain, gateway_pair(server, Path(tmp)) as bot:
+        async with (baseline_pair(server) as plain, bare_bot_pair(server) as bare,
+                    gateway_pair(server, Path(tmp)) as bot):
+            pairs = {"baseline": plain, "bare bot": bare, "gateway": bot}
             for i in range(count + WARM_UP):
-                b, g = await plain.round_trip(i), await bot.round_trip(i)
-                if i >= WARM_UP:
-                    base.append(b)
-                    gateway.append(g)
-    b50, b95 = figures(base)
-    g50, g95 = figures(gateway)
+                for name, pair in pairs.items():
+                    took = await pair.round_trip(i)
+                    if i >= WARM_UP:
+                        samples[name].append(took)
+    b50, b95 = figures(samples["baseline"])
     print(f"messages: {count} each, taking turns, Synapse on loopback;"
           f" gateway store in {store_base or tempfile.gettempdir()}")
-    print(f"baseline (client → homeserver → client):    p50 {b50 * 1000:6.1f} ms"
-          f"  p95 {b95 * 1000:6.1f} ms")
-    print(f"gateway  (participant → bot → participant): p50 {g50 * 1000:6.1f} ms"
-          f"  p95 {g95 * 1000:6.1f} ms")
-    print(f"ratio gateway/baseline:                      p50 {g50 / b50:6.2f}"
-          f"     p95 {g95 / b95:6.2f}")
+    for name, what in (("baseline", "client → homeserver → client"),
+                       ("bare bot", "participant → nio echo loop → participant"),
+                       ("gateway", "participant → gateway → participant")):
+        p50, p95 = figures(samples[name])
+        print(f"{name:8} ({what + '):':44} p50 {p50 * 1000:6.1f} ms  p95 {p95 * 1000:6.1f} ms"
+              f"  ratio p50 {p50 / b50:4.2f}  p95 {p95 / b95:4.2f}")
 
 
 if __name__ == "__main__":
