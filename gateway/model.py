@@ -231,3 +231,6 @@ class OutboxItem:
     thread_root: str | None = None
     #: Signed routing token for replies (email Reply-To plus address).
     reply_token: str | None = None
+    #: When the row was queued: transports date the message with it (not with the time of
+    #: sending), so a resend after a crash is the same message byte for byte.
+    created_at: datetime | None = None

@@ -208,6 +208,7 @@ def item_from_row(row: Row) -> OutboxItem:
         in_reply_to=payload.get("in_reply_to"),
         thread_root=payload.get("thread_root"),
         reply_token=payload.get("reply_token"),
+        created_at=datetime.fromisoformat(row["created_at"]),
     )
 
 

@@ -202,7 +202,8 @@ class EmailTransport:
     def render(self, item: OutboxItem, address: str, subject: str | None = None) -> bytes:
         """The exact bytes sent to `address` for this item (DKIM-signed when configured)."""
         s = self.settings
-        now = self.clock()
+        # The row's own time, so a resend of the same row is the same bytes (Date, DTSTAMP).
+        now = item.created_at or self.clock()
         root = message_id_for(item.thread_root, s.address) if item.thread_root else None
         reply_to = None
         if item.reply_token:

@@ -182,3 +182,15 @@ async def test_outbox_retries_4xx_and_buries_5xx(smtp_sink: SmtpSink, tmp_path: 
         assert row["status"] == "sent"
         assert row["external_id"] == parsed(smtp_sink.messages[-1].data)["Message-ID"]
         assert len(smtp_sink.messages) == 1
+
+
+def test_a_resend_of_the_same_row_is_the_same_bytes() -> None:
+    """After a crash the outbox sends a row again; dated by the row, not by the clock, the
+    mail (and its invite's DTSTAMP) is byte for byte the one the receiver may already have."""
+    clock = Clock(datetime(2027, 1, 20, 9, 0, tzinfo=UTC))
+    t = EmailTransport(kit.settings(GATEWAY, smtp_port=1), clock=clock)
+    row = item(invite=INVITE, created_at=datetime(2027, 1, 20, 8, 59, tzinfo=UTC))
+    first = t.render(row, row.address)
+    clock.advance(hours=3)
+    assert t.render(row, row.address) == first
+    assert parsed(first)["Date"].datetime == datetime(2027, 1, 20, 8, 59, tzinfo=UTC)
