@@ -21,6 +21,7 @@ from gateway.calendar_tz import vtimezone_ics
 PRODID = "-//Gathering Gateway//iMIP 1.0//EN"
 #: ASCII control characters iCalendar allows in no value (RFC 5545 section 3.1), but HTAB.
 _CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
+_PLAIN_PARAM = re.compile(r"[A-Za-z0-9._-]+")
 _UNITS = {"YEARLY": "year", "MONTHLY": "month", "WEEKLY": "week", "DAILY": "day"}
 
 
@@ -203,12 +204,14 @@ def _text(value: str) -> str:
 
 
 def _param(value: str) -> str:
-    """A parameter value: caret-encoded (RFC 6868), quoted when it holds ``:;,`` or ``\\``."""
+    """A parameter value: caret-encoded (RFC 6868), quoted unless it is a plain word."""
     # Parameter values cannot hold line breaks or other controls (section 3.1).
     value = " ".join(_CONTROL.sub(" ", value).split())
     value = value.replace("^", "^^").replace('"', "^'")
-    # Quoted also for a backslash: some parsers read an unquoted ``\;`` as an escape.
-    return f'"{value}"' if any(c in value for c in ":;,\\") else value
+    # RFC 5545 needs quotes only around ``:;,``; but parsers differ on the rest (icalendar
+    # trims spaces around an unquoted ``=``, some read ``\;`` as an escape), and quotes
+    # are always allowed, so anything but a plain word is quoted.
+    return value if _PLAIN_PARAM.fullmatch(value) else f'"{value}"'
 
 
 def _name(name: str) -> str:
