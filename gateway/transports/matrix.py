@@ -9,8 +9,7 @@
 Exactly-once in both directions rests on two stored values:
 
 * the sync `next_batch` is committed by `Engine.handle_batch` in the same transaction as the
-  inbox rows of that sync response, so a crash resumes where the committed rows end (a
-  response without any is committed lazily: replaying it after a crash adds nothing);
+  inbox rows of that sync response, so a crash resumes where the committed rows end;
 * a send uses a txn_id derived from the outbox idempotency key, and the device (and so the
   scope Synapse deduplicates txn_ids in) survives restarts (see matrix_session), so a send
   repeated after a crash returns the first event instead of posting a second one.
@@ -31,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -67,8 +65,6 @@ __all__ = ["CURSOR", "MIGRATIONS", "MatrixTransport", "txn_id"]
 log = logging.getLogger(__name__)
 
 CURSOR = "matrix:next_batch"
-#: Seconds a sync position with nothing for the engine may go uncommitted (see `_apply`).
-CURSOR_LAG = 10.0
 #: Presence, typing and receipts are noise to the gateway; a generous timeline limit keeps
 #: gaps rare, and `_backfill` closes the ones that still happen.
 SYNC_FILTER: dict[str, Any] = {
@@ -111,7 +107,6 @@ class MatrixTransport:
         self._login_lock = asyncio.Lock()
         self._logged_in = False
         self._synced = asyncio.Condition()
-        self._cursor_saved_at = -CURSOR_LAG
         self._rng = random.Random()
 
     @property
@@ -241,13 +236,7 @@ class MatrixTransport:
         return result
 
     async def _apply(self, engine: Engine, resp: SyncResponse, since: str) -> None:
-        """Turn one sync response into inbox rows, committed with its next_batch.
-
-        A response with nothing for the engine (mostly the echo of each message the bot
-        sent: half the syncs of a conversation) does not pay for a commit of its own: its
-        position is committed with the next response that has messages, or after
-        CURSOR_LAG seconds. A crash in between replays only events that make no inbox rows.
-        """
+        """Turn one sync response into inbox rows, committed with its next_batch."""
         if self.settings.e2ee:
             await self._crypto_housekeeping()
         await self._accept_invites(resp)
@@ -263,13 +252,10 @@ class MatrixTransport:
                 message = await self._inbound(engine, room_id, event)
                 if message is not None:
                     messages.append(message)
-        now = time.monotonic()
-        if messages or now - self._cursor_saved_at >= CURSOR_LAG:
-            results = await engine.handle_batch(messages, cursor=(CURSOR, resp.next_batch))
-            self._cursor_saved_at = now
-            # Wake the outbox before anything else: the answers are committed and due.
-            if self.wake is not None and any(r.outbox for r in results):
-                self.wake()
+        results = await engine.handle_batch(messages, cursor=(CURSOR, resp.next_batch))
+        # Wake the outbox before anything else: the answers are committed and due.
+        if self.wake is not None and any(r.outbox for r in results):
+            self.wake()
         await self._notify_synced()
 
     async def _inbound(self, engine: Engine, room_id: str, event: Any) -> InboundMessage | None:
