@@ -34,7 +34,7 @@ class Organisers:
         state = dict(ctx.state)
         recipients = sorted(
             person for person, run in ctx.peers.get("registration", {}).items()
-            if run.status in RECIPIENT_STATUSES
+            if run.status in RECIPIENT_STATUSES and run.state.get("announcements", True)
         )
 
         def reply(template: str, **context: Any) -> Outgoing:

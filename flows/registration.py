@@ -86,7 +86,7 @@ def on_words(turn: Turn, text: str) -> None:
         if not window_closed(turn):  # opened while the opening timer was not yet handled
             turn.state.pop("waiting_open")
             ask_next(turn, first=True)
-    elif command and command.name in ("help", "status", "cancel", "change"):
+    elif command and command.name in ("help", "status", "cancel", "change", "unsubscribe"):
         run_command(turn, command)
     elif turn.ctx.message.answers and turn.status != "cancelled":
         take_numbered(turn)
@@ -115,6 +115,10 @@ def run_command(turn: Turn, command: Command) -> None:
     elif command.name == "cancel":
         turn.say("status", items=summary_view(turn.questions, turn.answers),
                  **status_context(turn))
+    elif command.name == "unsubscribe":
+        # Announcements stop; what concerns the person's own seat still reaches them.
+        turn.state["announcements"] = False
+        turn.say("unsubscribed")
     else:
         begin_change(turn, command.argument)
 

@@ -26,6 +26,8 @@ _WORDS = {
     "cancel": "cancel stornieren absagen abmelden annuler cancelar annuleren afmelden",
     "change": "change edit aendern andern modifier cambiar mudar alterar wijzigen",
     "confirm": "confirm bestaetigen bestatigen confirmer confirmar bevestigen",
+    # What a List-Unsubscribe mail says: no more announcements (practical messages go on).
+    "unsubscribe": "unsubscribe abbestellen desabonner desuscribir descadastrar uitschrijven",
     "start": "hello hi hey register join start hallo moin bonjour salut hola ola oi "
     "anmelden inscrire registrar aanmelden",
 }
@@ -41,7 +43,8 @@ class Command:
 def read_command(text: str) -> Command | None:
     """The command a message gives, if the whole message is one.
 
-    Names: help, status, cancel, change (with an optional argument), confirm, start, yes, no.
+    Names: help, status, cancel, change (with an optional argument), confirm, start,
+    unsubscribe, yes, no.
     """
     words = fold(text).strip(" .!").split()
     if not words:

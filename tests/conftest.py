@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any, NoReturn, Protocol, TypeVar
@@ -104,8 +105,26 @@ def pytest_configure(config: pytest.Config) -> None:
     sweep_stale_scratch()
 
 
+_EXIT_STATUS = 0
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    global _EXIT_STATUS
+    _EXIT_STATUS = int(exitstatus)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     kill_all_children()
+    # A test that failed before closing its store leaves aiosqlite's worker thread running,
+    # and the interpreter would wait for it forever: CI would hang instead of reporting the
+    # failure. Leave with pytest's own status instead.
+    left = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    if left:
+        print(f"\n{len(left)} thread(s) left running by tests (an unclosed store?); exiting",
+              file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_EXIT_STATUS)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

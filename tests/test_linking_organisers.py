@@ -115,3 +115,13 @@ def test_cancel_drops_the_announcement() -> None:
     first = flow.step(ctx(command("announce", text="x"), person=GATHERING_RUN, peers=PEERS))
     out = flow.step(ctx(command("cancel"), first.state, person=GATHERING_RUN, peers=PEERS))
     assert [o.template for o in out.send] == ["organisers/cancelled"]
+
+
+def test_people_who_unsubscribed_get_no_announcement() -> None:
+    peers = {"registration": {**PEERS["registration"], PersonId(3): RunView(
+        PersonId(3), "registered", {"announcements": False})}}
+    flow = Organisers()
+    first = flow.step(ctx(command("announce", text="Bring boots"), person=GATHERING_RUN,
+                          peers=peers))
+    sent = flow.step(ctx(command("confirm"), first.state, person=GATHERING_RUN, peers=peers))
+    assert [o.to for o in sent.send if o.template == "organisers/announcement"] == [PersonId(1)]

@@ -318,3 +318,28 @@ async def test_messages_in_the_person_language_with_english_fallback(tmp_path: P
     [kept] = await gw.say(BO, "nein")  # no German template for this one: English
     assert "nothing changes" in kept.text
     await gw.close()
+
+
+async def test_unsubscribe_stops_announcements_and_keeps_the_registration(tmp_path: Path) -> None:
+    """What a List-Unsubscribe mail sends ("unsubscribe") is understood by registration."""
+    import json
+
+    from gateway.engine import Engine
+    from gateway.registry import default_flows
+    from gateway.store import open_store
+    from tests.enginekit import gathering, text
+
+    store = await open_store(tmp_path / "u.sqlite3")
+    try:
+        engine = Engine(store, default_flows(), {"camp": gathering()})
+        for words in ("hello", "yes", "unsubscribe"):
+            await engine.handle(text("ana@example.org", words))
+        async with store.read() as tx:
+            row = await tx.one("SELECT status, state FROM flow_runs WHERE person_id = 1")
+            last = await tx.one("SELECT payload FROM outbox ORDER BY id DESC LIMIT 1")
+    finally:
+        await store.close()
+    assert row is not None and last is not None
+    assert row["status"] == "registered"
+    assert json.loads(row["state"])["announcements"] is False
+    assert "won't get the organisers' announcements" in json.loads(last[0])["text"]
