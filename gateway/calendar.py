@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from icalendar import Calendar, vRecur
 
 from gateway.calendar_tz import vtimezone_ics
+from gateway.model import Invite
 
 PRODID = "-//Gathering Gateway//iMIP 1.0//EN"
 #: ASCII control characters iCalendar allows in no value (RFC 5545 section 3.1), but HTAB.
@@ -113,6 +114,32 @@ def build_cancel(event: CalendarEvent, *, dtstamp: datetime) -> bytes:
     REQUEST; an equal sequence is treated as stale by Outlook and Google.
     """
     return _calendar(event, "CANCEL", "CANCELLED", dtstamp)
+
+
+def invite_ics(
+    invite: Invite, *, organizer_email: str, organizer_name: str, attendee: str,
+    dtstamp: datetime,
+) -> bytes:
+    """The iMIP file for a flow's `Invite` sent to one attendee (REQUEST or CANCEL)."""
+    event = CalendarEvent(
+        uid=invite.uid,
+        sequence=invite.sequence,
+        summary=invite.summary,
+        start=invite.start,
+        end=invite.end,
+        tzid=invite.tzid,
+        # Calendar clients answer the ORGANIZER, not Reply-To: it must be our mailbox.
+        organizer_email=organizer_email,
+        organizer_name=organizer_name,
+        description=invite.description,
+        location=invite.location,
+        attendees=[Attendee(attendee, rsvp=True)],
+        rrule=invite.rrule,
+        all_day=invite.all_day,
+    )
+    if invite.method.upper() == "CANCEL":
+        return build_cancel(event, dtstamp=dtstamp)
+    return build_request(event, dtstamp=dtstamp)
 
 
 def ics_method(ics: bytes) -> str | None:

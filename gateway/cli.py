@@ -12,7 +12,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gateway.config import CREW_OVERRIDES_SUFFIX, ConfigError, load_config
+from gateway.config import CREW_OVERRIDES_SUFFIX, ConfigError, LoadedConfig, load_config
 
 if TYPE_CHECKING:
     from gateway.engine import Engine
@@ -146,11 +146,7 @@ def _export(args: argparse.Namespace) -> int:
     from gateway.service import build_engine
 
     config = load_config(args.config)
-    if args.gathering not in config.gatherings:
-        print(
-            f"no gathering {args.gathering!r}; known: {', '.join(config.gatherings)}",
-            file=sys.stderr,
-        )
+    if unknown_gathering(config, args.gathering):
         return 2
 
     async def go() -> int:
@@ -213,10 +209,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _mail_inspect(args: argparse.Namespace) -> int:
-    from gateway.transports.email_inbound import inspect_email
-
     from gateway.registry import default_flows
-    from gateway.transports.email_inbound import conversation_index
+    from gateway.transports.email_inbound import conversation_index, inspect_email
 
     config = load_config(args.config)
     settings = config.service.email
@@ -233,6 +227,14 @@ def _mail_inspect(args: argparse.Namespace) -> int:
     reading = inspect_email(raw, settings, conversations=conversations)
     print(json.dumps(reading, indent=2, ensure_ascii=False, default=str))
     return 0
+
+
+def unknown_gathering(config: LoadedConfig, slug: str) -> bool:
+    """True (after telling the organiser which gatherings exist) when `slug` is not one."""
+    if slug in config.gatherings:
+        return False
+    print(f"no gathering {slug!r}; known: {', '.join(config.gatherings)}", file=sys.stderr)
+    return True
 
 
 def _config_problems(exc: ConfigError) -> str:
@@ -361,11 +363,7 @@ def _crews_run(args: argparse.Namespace) -> int:
     from gateway.service import build_engine
 
     config = load_config(args.config)
-    if args.gathering not in config.gatherings:
-        print(
-            f"no gathering {args.gathering!r}; known: {', '.join(config.gatherings)}",
-            file=sys.stderr,
-        )
+    if unknown_gathering(config, args.gathering):
         return 2
     slug = args.gathering
     solve_args: dict[str, Any] = {}

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from flows import forms
 from flows.config import GatheringConfig
-from gateway.calendar import Attendee, CalendarEvent, build_request
+from gateway.calendar import invite_ics
 from gateway.engine import Engine
 from gateway.model import Channel, Identity, OutboxItem
 from gateway.outbox import OutboxWorker
@@ -289,22 +289,9 @@ async def _story(demo: Demo, participants: int) -> None:
         None,
     )
     if invite_item and invite_item.invite:
-        inv = invite_item.invite
-        ics = build_request(
-            CalendarEvent(
-                uid=inv.uid,
-                sequence=inv.sequence,
-                summary=inv.summary,
-                start=inv.start,
-                end=inv.end,
-                tzid=inv.tzid,
-                location=inv.location,
-                all_day=inv.all_day,
-                organizer_email="camp@demo.test",
-                attendees=(Attendee(invite_item.address, ""),),
-            ),
-            dtstamp=demo.clock.now,
-        ).decode()
+        ics = invite_ics(invite_item.invite, organizer_email="camp@demo.test",
+                         organizer_name="Demo Camp", attendee=invite_item.address,
+                         dtstamp=demo.clock.now).decode()
         wanted = ("METHOD", "SUMMARY", "DTSTART", "DTEND", "LOCATION", "ATTENDEE", "SEQUENCE")
         for line in ics.splitlines():
             if line.startswith(wanted):

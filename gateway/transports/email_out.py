@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 import aiosmtplib
 from aiosmtplib import SMTPResponse
 
-from gateway.calendar import Attendee, CalendarEvent, build_cancel, build_request
+from gateway.calendar import invite_ics
 from gateway.config import EmailSettings, SmtpSettings
 from gateway.model import Channel, Invite, OutboxItem, OutKind
 from gateway.transports.base import PermanentError, SendError, TransientError
@@ -249,25 +249,9 @@ class EmailTransport:
         return first if first.lower().startswith("re:") else f"Re: {first}"
 
     def _calendar(self, invite: Invite, address: str, now: datetime) -> bytes:
-        event = CalendarEvent(
-            uid=invite.uid,
-            sequence=invite.sequence,
-            summary=invite.summary,
-            start=invite.start,
-            end=invite.end,
-            tzid=invite.tzid,
-            # Calendar clients answer the ORGANIZER, not Reply-To: it must be our mailbox.
-            organizer_email=self.settings.address,
-            organizer_name=self.settings.display_name,
-            description=invite.description,
-            location=invite.location,
-            attendees=[Attendee(address, rsvp=True)],
-            rrule=invite.rrule,
-            all_day=invite.all_day,
-        )
-        if invite.method.upper() == "CANCEL":
-            return build_cancel(event, dtstamp=now)
-        return build_request(event, dtstamp=now)
+        return invite_ics(invite, organizer_email=self.settings.address,
+                          organizer_name=self.settings.display_name, attendee=address,
+                          dtstamp=now)
 
 
 def _unsubscribe(address: str) -> str:
