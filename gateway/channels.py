@@ -8,7 +8,7 @@ from collections.abc import Callable
 from gateway.config import LoadedConfig
 from gateway.engine import Engine, load_cursor
 from gateway.model import Channel, PersonId
-from gateway.service import Channels
+from gateway.service import Channels, Service, build_engine
 from gateway.store import Store
 from gateway.store.migrations import Migration
 from gateway.transports.email_in import ImapReader, MailIntake, MailListener
@@ -25,6 +25,13 @@ def channel_migrations(config: LoadedConfig) -> list[Migration]:
 
 def reply_token_maker(config: LoadedConfig) -> Callable[[PersonId, str], str] | None:
     return token_maker(config.service.email) if config.service.email else None
+
+
+async def build_service(config: LoadedConfig) -> Service:
+    """The service exactly as `gateway run` starts it."""
+    engine = await build_engine(config, migrations=channel_migrations(config),
+                                token_maker=reply_token_maker(config))
+    return Service(config, engine, build_channels)
 
 
 def build_channels(config: LoadedConfig, engine: Engine, wake: Callable[[], None]) -> Channels:

@@ -98,16 +98,12 @@ def _asyncio(coro: Coroutine[Any, Any, int]) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from gateway.channels import build_channels, channel_migrations, reply_token_maker
-    from gateway.service import Service, build_engine
+    from gateway.channels import build_service
 
     config = load_config(args.config)
 
     async def go() -> int:
-        engine = await build_engine(
-            config, migrations=channel_migrations(config), token_maker=reply_token_maker(config)
-        )
-        await Service(config, engine, build_channels).run()
+        await (await build_service(config)).run()
         return 0
 
     return _asyncio(go())

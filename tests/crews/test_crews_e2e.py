@@ -11,7 +11,6 @@ Accept travelled Postfix → Dovecot → the gateway's IMAP reader.
 
 from __future__ import annotations
 
-import asyncio
 import re
 import urllib.parse
 import uuid
@@ -29,16 +28,15 @@ import pytest
 from nio import AsyncClient, RoomSendResponse
 
 from gateway import crews_ops
-from gateway.channels import build_channels, channel_migrations, reply_token_maker
-from gateway.config import load_config
 from gateway.crews_input import load_registrants
 from gateway.engine import Engine
 from gateway.model import Channel, Identity, InboundKind, InboundMessage
-from gateway.service import Service, build_engine
 from tests.email import kit
 from tests.email.participant import Participant, plain_text
 from tests.matrix.kit import room_history, sync_until
 from tests.servers import DovecotServer, MailUser, MatrixUser, PostfixServer, SynapseServer
+from tests.service_kit import email_toml, matrix_toml
+from tests.service_kit import running as running_service
 from tests.test_calendar import ical_js
 
 ZONE = "Europe/Lisbon"
@@ -48,31 +46,8 @@ CONFIG = """
 [store]
 path = "gateway.sqlite3"
 
-[matrix]
-homeserver = "{homeserver}"
-user_id = "{bot_id}"
-access_token = {{ value = "{bot_token}" }}
-store_path = "matrix"
-
-[email]
-address = "{address}"
-display_name = "Camp 2027"
-token_secret = {{ value = "crews-e2e-secret" }}
-
-[email.smtp]
-host = "127.0.0.1"
-port = {smtp}
-security = "none"
-timeout = 10
-
-[email.imap]
-host = "127.0.0.1"
-port = {imap}
-security = "none"
-username = "{address}"
-password = {{ value = "{password}" }}
-idle = true
-
+{matrix}
+{email}
 [gatherings.camp]
 name = "Camp 2027"
 timezone = "{zone}"
@@ -164,16 +139,8 @@ async def register(engine: Engine, member: Member) -> None:
 async def running(config_path: Path) -> AsyncIterator[Engine]:
     """The service as `gateway run` builds it. The crews operations below use its engine, as
     the organisers' room does (`gateway crews` opens its own on the same database)."""
-    config = load_config(config_path)
-    engine = await build_engine(config, migrations=channel_migrations(config),
-                                token_maker=reply_token_maker(config))
-    service = Service(config, engine, build_channels)
-    task = asyncio.create_task(service.run())
-    try:
-        yield engine
-    finally:
-        service.stop.set()
-        await task
+    async with running_service(config_path) as service:
+        yield service.engine
 
 
 async def crew_room(engine: Engine, key: str) -> str:
@@ -289,9 +256,10 @@ async def camp(synapse: SynapseServer, dovecot: DovecotServer, postfix: PostfixS
                 member("Eli", False, "email", 1), member("Fay", True, "email", 2)]
     config_path = tmp_path / "gateway.toml"
     config_path.write_text(CONFIG.format(
-        homeserver=synapse.url, bot_id=bot.user_id, bot_token=bot.access_token,
-        address=mailbox.address, password=mailbox.password, smtp=postfix.smtp_port,
-        imap=dovecot.imap_port, zone=ZONE, calls=CALLS))
+        matrix=matrix_toml(synapse.url, bot.user_id, bot.access_token, "matrix"),
+        email=email_toml(mailbox.address, mailbox.password, smtp_port=postfix.smtp_port,
+                         imap_port=dovecot.imap_port, secret="crews-e2e-secret"),
+        zone=ZONE, calls=CALLS))
     overrides = tmp_path / "camp.crews.toml"
     overrides.write_text("[pins]\n" + "".join(f'"{m.address}" = {m.crew}\n' for m in everyone))
 

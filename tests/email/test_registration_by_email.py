@@ -13,38 +13,20 @@ import csv
 import io
 from pathlib import Path
 
-from gateway.channels import build_channels, channel_migrations, reply_token_maker
+from gateway.channels import build_service
 from gateway.config import load_config
 from gateway.reports import export_csv
-from gateway.service import Service, build_engine
 from tests.email import kit
 from tests.email.participant import Participant, plain_text
 from tests.servers import DovecotServer, MailUser, PostfixServer
+from tests.service_kit import email_toml
 from tests.test_calendar import ical_js
 
 CONFIG = """
 [store]
 path = "gateway.sqlite3"
 
-[email]
-address = "{address}"
-display_name = "Camp 2027"
-token_secret = {{ value = "registration-test-secret" }}
-
-[email.smtp]
-host = "127.0.0.1"
-port = {smtp}
-security = "none"
-timeout = 10
-
-[email.imap]
-host = "127.0.0.1"
-port = {imap}
-security = "none"
-username = "{address}"
-password = {{ value = "{password}" }}
-idle = true
-
+{email}
 [gatherings.camp]
 name = "Camp 2027"
 timezone = "Europe/Lisbon"
@@ -75,8 +57,9 @@ required = false
 def write_config(folder: Path, gateway: MailUser, dovecot: DovecotServer,
                  postfix: PostfixServer) -> Path:
     path = folder / "gateway.toml"
-    path.write_text(CONFIG.format(address=gateway.address, password=gateway.password,
-                                  smtp=postfix.smtp_port, imap=dovecot.imap_port))
+    path.write_text(CONFIG.format(email=email_toml(
+        gateway.address, gateway.password, smtp_port=postfix.smtp_port,
+        imap_port=dovecot.imap_port)))
     return path
 
 
@@ -84,9 +67,8 @@ async def test_registration_by_email_with_inline_answers_and_calendar_accept(
     dovecot: DovecotServer, postfix: PostfixServer, mailbox: MailUser, tmp_path: Path,
 ) -> None:
     config = load_config(write_config(tmp_path, mailbox, dovecot, postfix))
-    engine = await build_engine(config, migrations=channel_migrations(config),
-                                token_maker=reply_token_maker(config))
-    service = Service(config, engine, build_channels)
+    service = await build_service(config)
+    engine = service.engine
     running = asyncio.create_task(service.run())
     ana = Participant("Ana Lima", dovecot.new_user("ana"), dovecot, postfix)
     camp = config.gatherings["camp"]

@@ -20,24 +20,19 @@ from typing import Any
 
 from nio import AsyncClient
 
-from gateway.channels import build_channels, channel_migrations, reply_token_maker
+from gateway.channels import build_service
 from gateway.config import load_config
 from gateway.reports import export_csv
-from gateway.service import Service, build_engine
 from tests.matrix.kit import Inbox, room_history
 from tests.matrix.test_matrix_transport import _wait_joined, open_dm, say, text
 from tests.servers import MatrixUser, SynapseServer
+from tests.service_kit import matrix_toml
 
 CONFIG = """
 [store]
 path = "gateway.sqlite3"
 
-[matrix]
-homeserver = "{homeserver}"
-user_id = "{user_id}"
-access_token = {{ value = "{token}" }}
-store_path = "{store_path}"
-
+{matrix}
 [gatherings.camp]
 name = "Camp 2027"
 timezone = "Europe/Lisbon"
@@ -72,8 +67,8 @@ options = ["Thursday", "Friday", "Saturday", "Sunday"]
 
 def write_config(folder: Path, synapse: SynapseServer, bot: MatrixUser) -> Path:
     path = folder / "gateway.toml"
-    path.write_text(CONFIG.format(homeserver=synapse.url, user_id=bot.user_id,
-                                  token=bot.access_token, store_path=folder / "matrix"))
+    path.write_text(CONFIG.format(matrix=matrix_toml(
+        synapse.url, bot.user_id, bot.access_token, folder / "matrix")))
     return path
 
 
@@ -90,9 +85,8 @@ async def test_registration_in_a_direct_room_with_poll_reaction_text_and_edit(
 ) -> None:
     bot_user, ana = synapse.new_user("bot"), synapse.new_user("ana")
     config = load_config(write_config(tmp_path, synapse, bot_user))
-    engine = await build_engine(config, migrations=channel_migrations(config),
-                                token_maker=reply_token_maker(config))
-    service = Service(config, engine, build_channels)
+    service = await build_service(config)
+    engine = service.engine
     running = asyncio.create_task(service.run())
     client: AsyncClient = await matrix_client(ana)
     inbox = Inbox(client, bot_user.user_id)
