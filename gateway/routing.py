@@ -3,8 +3,8 @@
 In order: an explicit target (a timer, a command, a verified email token); the invite UID of
 a calendar reply; the message of ours it answers; a flow that owns the command word the
 message starts with ("link …", gateway/command_routing.py); the person's runs, most recent
-first, the first whose flow wants the message; otherwise a new conversation with the default flow of the
-gathering the person names (or the only one).
+first, the first whose flow wants the message; otherwise a new conversation with the
+default flow of the gathering the person names (or the only one).
 """
 
 from __future__ import annotations
