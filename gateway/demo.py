@@ -293,9 +293,9 @@ async def _story(demo: Demo, participants: int) -> None:
                          organizer_name="Demo Camp", attendee=invite_item.address,
                          dtstamp=demo.clock.now).decode()
         wanted = ("METHOD", "SUMMARY", "DTSTART", "DTEND", "LOCATION", "ATTENDEE", "SEQUENCE")
-        for line in ics.splitlines():
+        for line in ics.replace("\r\n ", "").splitlines():  # unfolded, as a parser reads it
             if line.startswith(wanted):
-                print(f"    {line[:100]}")
+                print(f"    {line}")
 
     print("\n6. gateway status")
     report = await status_report(demo.engine.store, {g.slug: g})
