@@ -3,6 +3,7 @@ failures, groups, and the outbox worker's retry/dead handling of SMTP replies.""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -194,3 +195,56 @@ def test_a_resend_of_the_same_row_is_the_same_bytes() -> None:
     clock.advance(hours=3)
     assert t.render(row, row.address) == first
     assert parsed(first)["Date"].datetime == datetime(2027, 1, 20, 8, 59, tzinfo=UTC)
+
+
+async def test_sends_are_paced_by_the_configured_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`rate_per_second` spaces sends across all connections: with the clock standing still,
+    each further send waits one more interval (a provider's quota is never exceeded)."""
+    from gateway.transports import email_out
+    from gateway.transports.email_out import SmtpPool
+
+    settings = kit.settings(GATEWAY, smtp_port=1).smtp.model_copy(update={"rate_per_second": 10})
+    pool = SmtpPool(settings, local_hostname="example.test")
+    waits: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+
+    loop = asyncio.get_running_loop()
+    monkeypatch.setattr(loop, "time", lambda: 100.0)
+    monkeypatch.setattr(email_out.asyncio, "sleep", record)
+    for _ in range(5):
+        await pool._pace()
+    assert waits == pytest.approx([0.1, 0.2, 0.3, 0.4])
+
+
+async def test_mail_is_dkim_signed_when_configured(smtp_sink: SmtpSink) -> None:
+    """With `[email.dkim]`, what reaches the server carries a signature that verifies."""
+    import base64
+
+    import dkim
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from gateway.config import DkimSettings, Secret
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM,
+                            serialization.PrivateFormat.TraditionalOpenSSL,
+                            serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.DER,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    email = kit.settings(GATEWAY, smtp_port=smtp_sink.port).model_copy(update={"dkim": DkimSettings(
+        selector="gw", domain="example.test", private_key=Secret(value=pem))})
+    t = EmailTransport(email)
+    await t.send(item(invite=INVITE))
+    await t.close()
+    [received] = smtp_sink.messages
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        if name == b"gw._domainkey.example.test.":
+            return b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+        return b""
+
+    assert received.data.startswith(b"DKIM-Signature:")
+    assert dkim.verify(received.data, dnsfunc=dns)
