@@ -3,7 +3,7 @@
 Entry points: `solve`, `repair` (minimal change after approval), `round_pairs`
 (avoid last round's crewmates), `load_people_csv` and `render_table`.
 
-Engines by size: up to `SolveOptions.exact_max_people` (24) one CP-SAT model, hinted
+Engines by size: up to `SolveOptions.exact_max_people` (32) one CP-SAT model, hinted
 with a locally optimised greedy answer, usually proves optimality. Above it,
 greedy construction + late-acceptance local search, then large-neighbourhood
 search that re-solves 3 crews at a time exactly with CP-SAT.
@@ -102,15 +102,14 @@ def _polish(pb: Problem, start: list[int], rng: random.Random, options: SolveOpt
     # Keep most of the budget for CP-SAT: the whole camp when small, a few crews at a time
     # (LNS) when large. A good hint is what lets CP-SAT prune early.
     stop = min(deadline, t0 + (HINT_SHARE if exact else LS_SHARE) * options.time_budget)
-    return local_search(State(pb, start), rng, stop, iters, stall,
-                        None if exact else progress, t0)
+    return local_search(State(pb, start), rng, stop, iters, stall, progress, t0)
 
 
 def _solve_exact(pb: Problem, start: list[int] | None, options: SolveOptions, deadline: float,
                  progress: Progress | None, t0: float) -> SolveResult:
     built = cpsat.build(pb, range(pb.n), range(pb.k), hint=start)
     res = cpsat.solve(built, pb, deadline - time.monotonic(), options.seed, options.workers,
-                      options.deterministic, progress, t0)
+                      options.deterministic, progress, t0, prove=True)
     if res.status == "infeasible":
         return _infeasible(pb, deadline, t0)
     candidates = [c for c in (res.crew_of, start) if c is not None]
