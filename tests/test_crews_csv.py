@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from flows.solvers.crews import (
-    CsvError, SolveOptions, Sizing, Status, load_people_csv, render_table, solve,
+    CsvError,
+    Sizing,
+    SolveOptions,
+    Status,
+    load_people_csv,
+    render_table,
+    solve,
 )
 
 GOOD = """id,name,languages,facilitator,together,not_with,pinned_crew,experience,travel_group

@@ -13,8 +13,18 @@ from hypothesis import strategies as st
 from bench.instances import generate
 from flows.solvers import crews_cpsat as cpsat
 from flows.solvers.crews import (
-    AttributeRule, Mode, PastPair, Person, SolveOptions, SolverInput, Sizing, Status, Weights,
-    repair, round_pairs, solve,
+    AttributeRule,
+    Mode,
+    PastPair,
+    Person,
+    Sizing,
+    SolveOptions,
+    SolverInput,
+    Status,
+    Weights,
+    repair,
+    round_pairs,
+    solve,
 )
 from flows.solvers.crews_local import State
 from flows.solvers.crews_problem import compile_problem, evaluate, violations

@@ -21,8 +21,20 @@ from flows.solvers.crews_explain import build_result, failed_result, render_tabl
 from flows.solvers.crews_feasibility import diagnose, explain_with_cpsat
 from flows.solvers.crews_local import Progress, State, construct, local_search
 from flows.solvers.crews_model import (
-    AttributeRule, Breakdown, Crew, InvalidInput, Mode, PastPair, Person, SolveOptions,
-    SolveResult, SolverInput, Sizing, Status, UnmetRequest, Weights,
+    AttributeRule,
+    Breakdown,
+    Crew,
+    InvalidInput,
+    Mode,
+    PastPair,
+    Person,
+    Sizing,
+    SolveOptions,
+    SolveResult,
+    SolverInput,
+    Status,
+    UnmetRequest,
+    Weights,
 )
 from flows.solvers.crews_problem import Problem, compile_problem, evaluate, violations
 from flows.solvers.crews_repair import repair

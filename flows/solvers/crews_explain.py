@@ -6,10 +6,18 @@ from collections.abc import Sequence
 
 from flows.solvers.crews_local import State
 from flows.solvers.crews_model import (
-    Breakdown, Crew, SolveResult, Status, UnmetRequest,
+    Breakdown,
+    Crew,
+    SolveResult,
+    Status,
+    UnmetRequest,
 )
 from flows.solvers.crews_problem import (
-    Problem, common_languages, crew_costs, crew_members, evaluate,
+    Problem,
+    common_languages,
+    crew_costs,
+    crew_members,
+    evaluate,
 )
 
 TERMS = ("together", "balance", "repeat", "travel", "moves")
