@@ -39,6 +39,9 @@ class Timed:
         self.committed[message.external_id] = time.perf_counter()
         return result
 
+    async def enqueue_alert(self, template: str, context: Any, key: str) -> Any:
+        return await self.engine.enqueue_alert(template, context, key)
+
 
 def reply(n: int, to: str) -> bytes:
     return (f"From: p{n}@example.net\r\nTo: {to}\r\nSubject: Re: Camp 2027\r\n"
