@@ -55,7 +55,8 @@ def build(pb: Problem, people: Sequence[int], crews: Sequence[int],
 
 def _hard(pb: Problem, m: cp_model.CpModel, x: dict[tuple[int, int], Var],
           people: list[int], crews: list[int], whole: bool) -> None:
-    spoken = sorted({b for p in people for b in range(len(pb.languages)) if pb.lang_mask[p] >> b & 1})
+    spoken = sorted({b for p in people for b in range(len(pb.languages))
+                     if pb.lang_mask[p] >> b & 1})
     for c in crews:
         here = [x[p, c] for p in people if (p, c) in x]
         m.add(sum(here) >= pb.min_size)
@@ -64,7 +65,8 @@ def _hard(pb: Problem, m: cp_model.CpModel, x: dict[tuple[int, int], Var],
         m.add_exactly_one(lang.values())
         for p in people:
             if (p, c) in x:
-                m.add_bool_or([x[p, c].negated()] + [lang[b] for b in spoken if pb.lang_mask[p] >> b & 1])
+                m.add_bool_or([x[p, c].negated()]
+                              + [lang[b] for b in spoken if pb.lang_mask[p] >> b & 1])
         if pb.require_facilitator:
             m.add_bool_or([x[p, c] for p in people if (p, c) in x and pb.facilitator[p]])
     chosen = set(people)
@@ -103,7 +105,7 @@ def canonical(pb: Problem, crew_of: Sequence[int]) -> list[int]:
     for p in range(pb.n):
         if crew_of[p] in plain and crew_of[p] not in order:
             order.append(crew_of[p])
-    relabel = dict(zip(order, [c for c in range(pb.k) if c in plain]))
+    relabel = dict(zip(order, [c for c in range(pb.k) if c in plain], strict=False))
     return [relabel.get(c, c) for c in crew_of]
 
 

@@ -89,7 +89,7 @@ def load_people_csv(path_or_text: str | Path) -> CsvPeople:
             continue
         if len(raw) > len(header):
             raise CsvError(f"line {line}: {len(raw)} cells but the header has {len(header)}")
-        row = dict(zip(header, (c.strip() for c in raw)))
+        row = dict(zip(header, (c.strip() for c in raw), strict=False))
         person, pin = _person(row, line, "languages" in header, attrs)
         if person.id in seen:
             raise CsvError(f"line {line}, column 'id': {person.id!r} already used on line "

@@ -127,7 +127,8 @@ def explain_with_cpsat(pb: Problem, time_limit: float) -> tuple[str, list[str]]:
         lang = [m.new_bool_var("") for _ in range(nl)]
         m.add_exactly_one(lang)
         for p in range(pb.n):
-            m.add_bool_or([x[p, c].negated()] + [lang[b] for b in range(nl) if pb.lang_mask[p] >> b & 1])
+            m.add_bool_or([x[p, c].negated()]
+                          + [lang[b] for b in range(nl) if pb.lang_mask[p] >> b & 1])
     for p in range(pb.n):
         for q in pb.not_with[p]:
             if q > p:

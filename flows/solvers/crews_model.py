@@ -9,21 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 
 class InvalidInput(ValueError):
     """The input itself is malformed (unknown ids, bad numbers), as opposed to infeasible."""
 
 
-class Mode(str, Enum):
+class Mode(StrEnum):
     """How an attribute should be distributed across crews."""
 
     SPREAD = "spread"  # each crew mirrors the camp: penalise pairs of crewmates sharing a value
     CLUSTER = "cluster"  # crews are homogeneous: penalise each extra distinct value in a crew
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     OPTIMAL = "optimal"  # proven optimal by CP-SAT
     FEASIBLE = "feasible"  # valid, optimality not proven
     INFEASIBLE = "infeasible"  # proven that no valid assignment exists

@@ -267,7 +267,7 @@ def violations(pb: Problem, crew_of: Sequence[int]) -> list[str]:
             out.append(f"crew {c + 1} has no shared language")
         if pb.require_facilitator and not any(pb.facilitator[p] for p in members):
             out.append(f"crew {c + 1} has no facilitator")
-    for p, q in ((p, q) for p in range(pb.n) for q in pb.not_with[p] if p < q):
+    for p, q in ((a, b) for a in range(pb.n) for b in pb.not_with[a] if a < b):
         if crew_of[p] == crew_of[q]:
             out.append(f"{pb.ids[p]} and {pb.ids[q]} are together but marked not-with")
     for p, c in enumerate(pb.pinned):
