@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .ports import GreetingTimeout, free_port, wait_for_greeting, wait_port_closed
-from .process import ChildProcess, ServerStartError, ServerUnavailable, scratch_dir, tail
+from .process import (
+    ChildProcess,
+    ServerBase,
+    ServerStartError,
+    ServerUnavailable,
+    scratch_dir,
+    tail,
+)
 
 __all__ = ["DovecotServer", "MailUser"]
 
@@ -36,7 +43,7 @@ class MailUser(NamedTuple):
     password: str
 
 
-class DovecotServer:
+class DovecotServer(ServerBase):
     """Dovecot with a passwd-file of PLAIN passwords and maildirs in a scratch dir.
 
     Each user gets a passwd-file of its own (``users.d/<address>``). One shared
@@ -64,6 +71,7 @@ class DovecotServer:
         self.domain = domain
         self._own_dir = base_dir is None
         self.base_dir = base_dir or scratch_dir("dovecot-")
+        self.scratch = self.base_dir
         self.config_path = self.base_dir / "dovecot.conf"
         self.users_dir = self.base_dir / "users.d"
         self.mail_dir = self.base_dir / "mail"
@@ -244,22 +252,6 @@ service lmtp {{
         self.stop(kill=True)
         self.start()
 
-    def alive(self) -> bool:
-        return bool(self._process and self._process.alive())
-
-    def cleanup(self) -> None:
-        self.stop()
-        if self._own_dir:
-            shutil.rmtree(self.base_dir, ignore_errors=True)
-
-    def log_tail(self, lines: int = 60) -> str:
-        return tail(self.log_path, lines)
-
-    def __enter__(self) -> DovecotServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.cleanup()
 
     # -- users and mail -------------------------------------------------------
 

@@ -16,7 +16,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .ports import GreetingTimeout, free_port, wait_for_greeting, wait_port_closed
-from .process import ChildProcess, ServerStartError, ServerUnavailable, scratch_dir, tail
+from .process import (
+    ChildProcess,
+    ServerBase,
+    ServerStartError,
+    ServerUnavailable,
+    scratch_dir,
+    tail,
+)
 
 __all__ = ["PostfixServer"]
 
@@ -50,7 +57,7 @@ postlog    unix-dgram n - n - 1 postlogd
 """
 
 
-class PostfixServer:
+class PostfixServer(ServerBase):
     """Postfix accepting SMTP on loopback and relaying ``relay_domains`` via LMTP.
 
     Mail for any other domain is refused at RCPT (relay access denied) when
@@ -81,6 +88,7 @@ class PostfixServer:
         self.myhostname = myhostname
         self._own_dir = base_dir is None
         self.base_dir = base_dir or scratch_dir("postfix-")
+        self.scratch = self.base_dir
         self.config_dir = self.base_dir / "conf"
         self.queue_dir = self.base_dir / "queue"
         self.data_dir = self.base_dir / "data"
@@ -205,9 +213,6 @@ lmtp_connect_timeout = 5s
         self.stop()
         self.start()
 
-    def alive(self) -> bool:
-        return bool(self._process and self._process.alive())
-
     def flush(self) -> None:
         """Retry all deferred mail now (``postqueue -f``)."""
         postqueue = shutil.which("postqueue") or "/usr/sbin/postqueue"
@@ -227,16 +232,3 @@ lmtp_connect_timeout = 5s
                 ids.extend(p.name for p in root.rglob("*") if p.is_file())
         return ids
 
-    def cleanup(self) -> None:
-        self.stop()
-        if self._own_dir:
-            shutil.rmtree(self.base_dir, ignore_errors=True)
-
-    def log_tail(self, lines: int = 60) -> str:
-        return tail(self.log_path, lines)
-
-    def __enter__(self) -> PostfixServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.cleanup()

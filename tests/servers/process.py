@@ -30,6 +30,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Self
 
 __all__ = [
     "ChildProcess",
@@ -225,6 +226,41 @@ class ChildProcess:
         self._stop_watchdog()
         with _LIVE_LOCK:
             _LIVE.pop(popen.pid, None)
+
+
+class ServerBase:
+    """What every test server shares: liveness, log tail, cleanup of its scratch directory,
+    and use as a context manager. Subclasses set these attributes and `start`/`stop`."""
+
+    _process: ChildProcess | None
+    _own_dir: bool
+    #: The directory the server owns (deleted by `cleanup` when this object created it).
+    scratch: Path
+    log_path: Path
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self, *, kill: bool = False) -> None:
+        raise NotImplementedError
+
+    def alive(self) -> bool:
+        return bool(self._process and self._process.alive())
+
+    def cleanup(self) -> None:
+        """Stop and delete the scratch directory (if this object created it)."""
+        self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def log_tail(self, lines: int = 60) -> str:
+        return tail(self.log_path, lines)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.cleanup()
 
 
 def kill_all_children() -> None:

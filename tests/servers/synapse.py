@@ -12,7 +12,6 @@ import hmac
 import itertools
 import json
 import secrets
-import shutil
 import sys
 import time
 import urllib.error
@@ -21,7 +20,14 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .ports import free_port
-from .process import ChildProcess, ServerStartError, ServerUnavailable, scratch_dir, tail
+from .process import (
+    ChildProcess,
+    ServerBase,
+    ServerStartError,
+    ServerUnavailable,
+    scratch_dir,
+    tail,
+)
 
 __all__ = ["MatrixUser", "SynapseServer"]
 
@@ -56,7 +62,7 @@ class MatrixUser(NamedTuple):
     device_id: str
 
 
-class SynapseServer:
+class SynapseServer(ServerBase):
     """One homeserver with an SQLite database in a tmpfs scratch directory.
 
     ``rate_limited=True`` keeps Synapse's default ``rc_*`` limits (a burst of
@@ -81,6 +87,7 @@ class SynapseServer:
         self.port = port or free_port()
         self._own_dir = data_dir is None
         self.data_dir = data_dir or scratch_dir("synapse-")
+        self.scratch = self.data_dir
         self.python = python
         self.config_path = self.data_dir / "homeserver.yaml"
         self.log_path = self.data_dir / "synapse.log"
@@ -195,23 +202,6 @@ bcrypt_rounds: 4
         self.stop(kill=kill)
         self.start()
 
-    def alive(self) -> bool:
-        return bool(self._process and self._process.alive())
-
-    def cleanup(self) -> None:
-        """Stop and delete the data directory (if this object created it)."""
-        self.stop()
-        if self._own_dir:
-            shutil.rmtree(self.data_dir, ignore_errors=True)
-
-    def log_tail(self, lines: int = 60) -> str:
-        return tail(self.log_path, lines)
-
-    def __enter__(self) -> SynapseServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.cleanup()
 
     # -- HTTP helpers ----------------------------------------------------
 
