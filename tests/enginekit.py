@@ -31,6 +31,21 @@ from gateway.transports.base import PermanentError, TransientError
 _ids = itertools.count(1)
 
 
+#: A small gathering file (capacity 20, one choice question) for config and service tests.
+RETREAT_TOML = """
+slug = "retreat"
+name = "Retreat"
+starts = 2027-03-01
+ends = 2027-03-03
+capacity = 20
+[[registration.questions]]
+id = "diet"
+type = "single_choice"
+prompt = "Diet?"
+options = ["vegan", "omnivore"]
+"""
+
+
 def gathering(slug: str = "camp", capacity: int = 10) -> GatheringConfig:
     return GatheringConfig(
         slug=slug,

@@ -13,20 +13,9 @@ import pytest
 from gateway.cli import main
 from gateway.config import load_config
 from gateway.service import build_engine
-from tests.enginekit import text
+from tests.enginekit import RETREAT_TOML, text
 
-GATHERING = """
-slug = "retreat"
-name = "Retreat"
-starts = 2027-03-01
-ends = 2027-03-03
-capacity = 1
-[[registration.questions]]
-id = "diet"
-type = "single_choice"
-prompt = "Diet?"
-options = ["vegan", "omnivore"]
-"""
+GATHERING = RETREAT_TOML.replace("capacity = 20", "capacity = 1")
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "email"
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from gateway.cli import main
 from gateway.config import ConfigError, Secret, load_config
+from tests.enginekit import RETREAT_TOML
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,18 +28,7 @@ def write(tmp_path: Path, name: str, body: str) -> Path:
     return path
 
 
-GOOD_GATHERING = """
-slug = "retreat"
-name = "Retreat"
-starts = 2027-03-01
-ends = 2027-03-03
-capacity = 20
-[[registration.questions]]
-id = "diet"
-type = "single_choice"
-prompt = "Diet?"
-options = ["vegan", "omnivore"]
-"""
+GOOD_GATHERING = RETREAT_TOML
 
 
 def test_every_problem_is_reported_with_file_and_key_path(tmp_path: Path) -> None:

@@ -12,20 +12,9 @@ from gateway.config import load_config
 from gateway.engine import Engine
 from gateway.model import Channel
 from gateway.service import Channels, Service, build_engine
-from tests.enginekit import Recorder, text
+from tests.enginekit import RETREAT_TOML, Recorder, text
 
-GATHERING = """
-slug = "retreat"
-name = "Retreat"
-starts = 2027-03-01
-ends = 2027-03-03
-capacity = 20
-[[registration.questions]]
-id = "diet"
-type = "single_choice"
-prompt = "Diet?"
-options = ["vegan", "omnivore"]
-"""
+GATHERING = RETREAT_TOML
 EXTRA_QUESTION = """
 [[registration.questions]]
 id = "nights"
