@@ -47,12 +47,15 @@ from gateway.records import (
     claim_timer,
     load_cursor,
     load_peers,
+    record_inbox,
     save_cursor,
+    summarise,
     upsert_params,
+    write_timers,
 )
 from gateway.render import Renderer
 from gateway.routing import RunCache, route
-from gateway.store.db import Store, Tx, dumps, now_iso
+from gateway.store.db import Store, Tx, now_iso
 
 log = logging.getLogger(__name__)
 
@@ -171,26 +174,11 @@ class Engine:
         outcome_label, target, detail = await self._dispatch(tx, message, person, now, work)
         if person and message.kind not in (InboundKind.TICK, InboundKind.COMMAND):
             work.audit.append(
-                audit_row(person, "in", message.channel, target, _summary(message), now)
+                audit_row(person, "in", message.channel, target, summarise(message), now)
             )
         if work.audit:
             await tx.executemany(AUDIT_INSERT, work.audit)
-        await tx.execute(
-            "INSERT INTO inbox (channel, external_id, person_id, kind, received_at, processed_at,"
-            " gathering, flow, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                message.channel.value,
-                message.external_id,
-                person if person else None,
-                message.kind.value,
-                now_iso(message.received_at),
-                now_iso(now),
-                target.gathering if target else None,
-                target.flow if target else None,
-                outcome_label,
-                detail,
-            ),
-        )
+        await record_inbox(tx, message, person, now, target, outcome_label, detail)
         return Handled(False, target, outcome_label, tuple(work.outbox))
 
     async def _sender(
@@ -339,27 +327,7 @@ class Engine:
                 # else's): say that instead. Merging two people is the organisers' decision.
                 addresses = [i.address for i in refused]
                 outcome.send = [_reply(info, "core/link_refused", {"addresses": addresses})]
-        for name in outcome.cancel_timers:
-            await tx.execute(
-                "DELETE FROM timers WHERE gathering = ? AND flow = ? AND person_id = ?"
-                " AND name = ?",
-                (target.gathering, target.flow, target.person, name),
-            )
-        for timer in outcome.timers:
-            person = timer.person if timer.person != GATHERING_SUBJECT else target.person
-            await tx.execute(
-                "INSERT INTO timers (gathering, flow, person_id, name, due_at, payload)"
-                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (gathering, flow, person_id, name)"
-                " DO UPDATE SET due_at = excluded.due_at, payload = excluded.payload",
-                (
-                    target.gathering,
-                    target.flow,
-                    person,
-                    timer.name,
-                    now_iso(timer.due_at),
-                    dumps(dict(timer.payload)),
-                ),
-            )
+        await write_timers(tx, target, outcome.cancel_timers, outcome.timers)
         await self._apply_sends(tx, outcome, target, info, message, now, work)
 
     async def _apply_sends(
@@ -442,12 +410,3 @@ class Engine:
 
 def _reply(info: PersonInfo, template: str, context: Mapping[str, Any]) -> Outgoing:
     return Outgoing(to=info.id, template=template, context=dict(context))
-
-
-def _summary(message: InboundMessage) -> str:
-    if message.kind == InboundKind.CALENDAR_REPLY and message.calendar:
-        return f"calendar reply {message.calendar.partstat}"
-    if message.choice is not None:
-        return f"{message.kind.value}: option {message.choice}"
-    text = " ".join(message.text.split())
-    return f"{message.kind.value}: {text[:200]}"

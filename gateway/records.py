@@ -7,10 +7,19 @@ checked (and tuned: every statement is one round trip to the database thread) in
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import datetime
 
 from flows.base import Flow, RunView, State
-from gateway.model import Channel, InboundMessage, PersonId, Target
+from gateway.model import (
+    GATHERING_SUBJECT,
+    Channel,
+    InboundKind,
+    InboundMessage,
+    PersonId,
+    SetTimer,
+    Target,
+)
 from gateway.people import PERSON_COLUMNS
 from gateway.store.db import Store, Tx, dumps, now_iso
 
@@ -118,3 +127,68 @@ def audit_row(
         target.flow if target else None,
         summary,
     )
+
+
+def summarise(message: InboundMessage) -> str:
+    """One audit line for an inbound message."""
+    if message.kind == InboundKind.CALENDAR_REPLY and message.calendar:
+        return f"calendar reply {message.calendar.partstat}"
+    if message.choice is not None:
+        return f"{message.kind.value}: option {message.choice}"
+    text = " ".join(message.text.split())
+    return f"{message.kind.value}: {text[:200]}"
+
+
+async def record_inbox(
+    tx: Tx,
+    message: InboundMessage,
+    person: PersonId | None,
+    now: datetime,
+    target: Target | None,
+    outcome: str,
+    detail: str,
+) -> None:
+    """The inbox row: written in the message's own transaction, it is what makes a
+    redelivered message a duplicate."""
+    await tx.execute(
+        "INSERT INTO inbox (channel, external_id, person_id, kind, received_at, processed_at,"
+        " gathering, flow, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            message.channel.value,
+            message.external_id,
+            person if person else None,
+            message.kind.value,
+            now_iso(message.received_at),
+            now_iso(now),
+            target.gathering if target else None,
+            target.flow if target else None,
+            outcome,
+            detail,
+        ),
+    )
+
+
+async def write_timers(
+    tx: Tx, target: Target, cancelled: Iterable[str], timers: Iterable[SetTimer]
+) -> None:
+    """Apply a step's timer changes; setting a timer again moves it (one row per name)."""
+    for name in cancelled:
+        await tx.execute(
+            "DELETE FROM timers WHERE gathering = ? AND flow = ? AND person_id = ? AND name = ?",
+            (target.gathering, target.flow, target.person, name),
+        )
+    for timer in timers:
+        person = timer.person if timer.person != GATHERING_SUBJECT else target.person
+        await tx.execute(
+            "INSERT INTO timers (gathering, flow, person_id, name, due_at, payload)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (gathering, flow, person_id, name)"
+            " DO UPDATE SET due_at = excluded.due_at, payload = excluded.payload",
+            (
+                target.gathering,
+                target.flow,
+                person,
+                timer.name,
+                now_iso(timer.due_at),
+                dumps(dict(timer.payload)),
+            ),
+        )
