@@ -45,12 +45,13 @@ from tests.servers import (  # noqa: E402
     sweep_stale_scratch,
 )
 
-_SERVER_FIXTURES = ("synapse", "synapse_rate_limited", "dovecot", "postfix")
+_SERVER_FIXTURES = ("synapse", "synapse_rate_limited", "dovecot", "dovecot_tls", "postfix")
 _MARKS = {
     "synapse": "synapse",
     "synapse_rate_limited": "synapse",
     "matrix_client": "synapse",
     "dovecot": "mail",
+    "dovecot_tls": "mail",
     "mailbox": "mail",
     "postfix": "mail",
 }
@@ -250,6 +251,17 @@ def dovecot() -> Iterator[DovecotServer]:
     ``mailbox`` (or ``dovecot.new_user()``).
     """
     yield from _serve(lambda: DovecotServer({"camp@example.test": "secret"}))
+
+
+@pytest.fixture(scope="session")
+def dovecot_tls() -> Iterator[DovecotServer]:
+    """Dovecot with ``ssl = required`` and a certificate from a throwaway CA
+    (``dovecot_tls.ca_path``): STARTTLS on ``imap_port``, implicit TLS on ``imaps_port``.
+
+    It listens on 127.0.0.2, so it refuses to log in without TLS like a remote server;
+    on 127.0.0.1 Dovecot would count loopback as secure (see ``DovecotServer``).
+    """
+    yield from _serve(lambda: DovecotServer(ssl="required", host="127.0.0.2"))
 
 
 @pytest.fixture

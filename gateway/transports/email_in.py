@@ -102,12 +102,20 @@ class ImapReader:
         context = ssl.create_default_context() if s.security == "tls" else None
         imap = aioimaplib.IMAP4(host=s.host, port=s.port, timeout=IMAP_TIMEOUT,
                                 conn_lost_cb=lambda exc: self._lost.set(), ssl_context=context)
-        await imap.wait_hello_from_server()
-        if s.security == "starttls":
-            await _starttls(imap, s.host)
-        response = await imap.login(s.username, s.password.get())
-        if response.result != "OK":
-            raise ImapError(f"login as {s.username} refused: {_text(response.lines)}")
+        try:
+            await imap.wait_hello_from_server()
+            if s.security == "starttls":
+                await _starttls(imap, s.host)
+            if "LOGINDISABLED" in imap.protocol.capabilities:
+                # Sending LOGIN anyway would put the password on the wire in clear text.
+                raise ImapError(f'{s.host} requires TLS before login: set imap.security to'
+                                f' "starttls" (port 143) or "tls" (port 993)')
+            response = await imap.login(s.username, s.password.get())
+            if response.result != "OK":
+                raise ImapError(f"login as {s.username} refused: {_text(response.lines)}")
+        except BaseException:
+            await _logout(imap, lost=True)  # close the socket, or every retry leaks one
+            raise
         return imap
 
     async def _select(self, imap: aioimaplib.IMAP4) -> str:
@@ -308,9 +316,12 @@ async def _wait_any(
 
 
 async def _starttls(imap: aioimaplib.IMAP4, host: str) -> None:
-    """Upgrade a plain connection (aioimaplib has no STARTTLS of its own)."""
+    """Upgrade a plain connection. aioimaplib (up to 2.0.3 at least) knows the STARTTLS
+    command but has no method for it, and its `simple_command` refuses it: send it through
+    the protocol, then let asyncio wrap the socket in TLS under the same protocol object."""
     protocol = imap.protocol
-    response = await asyncio.wait_for(protocol.simple_command("STARTTLS"), IMAP_TIMEOUT)
+    command = aioimaplib.Command("STARTTLS", protocol.new_tag(), loop=protocol.loop)
+    response = await asyncio.wait_for(protocol.execute(command), IMAP_TIMEOUT)
     if response.result != "OK":
         raise ImapError(f"STARTTLS refused: {_text(response.lines)}")
     loop = asyncio.get_running_loop()

@@ -19,7 +19,7 @@ import smtplib
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from .ports import GreetingTimeout, free_port, wait_for_greeting, wait_port_closed
 from .process import (
@@ -30,6 +30,7 @@ from .process import (
     scratch_dir,
     tail,
 )
+from .tls import certificate
 
 __all__ = ["DovecotServer", "MailUser"]
 
@@ -54,8 +55,6 @@ class DovecotServer(ServerBase):
     on the running server instantly.
     """
 
-    host = "127.0.0.1"
-
     def __init__(
         self,
         users: Mapping[str, str] | None = None,
@@ -64,10 +63,22 @@ class DovecotServer(ServerBase):
         lmtp_port: int | None = None,
         base_dir: Path | None = None,
         domain: str = "example.test",
+        ssl: Literal["no", "yes", "required"] = "no",
+        host: str = "127.0.0.1",
     ) -> None:
+        #: Any 127.x address works on Linux. Dovecot counts a connection whose two ends
+        #: share one address as secured and lets it log in without TLS even under
+        #: ``ssl = required``; a client of 127.0.0.2 connects from 127.0.0.1, so only
+        #: such a server refuses plain logins the way a remote one does.
+        self.host = host
         self.users: dict[str, str] = dict(users or {})
         self.imap_port = imap_port or free_port()
         self.lmtp_port = lmtp_port or free_port()
+        #: Dovecot's ``ssl`` setting. With TLS, the server presents a certificate for
+        #: `host` from a throwaway CA (``ca_path``), offers STARTTLS on ``imap_port`` and
+        #: implicit TLS on ``imaps_port``; "required" refuses to log in without TLS.
+        self.ssl = ssl
+        self.imaps_port = free_port() if ssl != "no" else 0
         self.domain = domain
         self._own_dir = base_dir is None
         self.base_dir = base_dir or scratch_dir("dovecot-")
@@ -77,6 +88,7 @@ class DovecotServer(ServerBase):
         self.mail_dir = self.base_dir / "mail"
         self.log_path = self.base_dir / "dovecot.log"
         self.stdout_path = self.base_dir / "dovecot.stdout"
+        self.ca_path = self.base_dir / "ca.pem"
         self._process: ChildProcess | None = None
         self._counter = itertools.count(1)
         self.startup_seconds: float | None = None
@@ -133,6 +145,11 @@ class DovecotServer(ServerBase):
                 "service anvil {\n  chroot =\n}\n"
             )
             login_chroot = "  chroot =\n"
+        tls = ""
+        if self.ssl != "no":
+            _, cert, key = certificate(d, self.host)
+            # "<path" makes Dovecot read the file (as root, before dropping privileges).
+            tls = f"ssl_cert = <{cert}\nssl_key = <{key}\n"
         # One setting per line: Dovecot's parser does not accept settings
         # after an opening brace on the same line.
         config = f"""\
@@ -141,9 +158,9 @@ state_dir = {d}/state
 log_path = {self.log_path}
 info_log_path = {self.log_path}
 protocols = imap lmtp
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
+listen = {self.host}
+ssl = {self.ssl}
+{tls}disable_plaintext_auth = no
 auth_mechanisms = plain login
 mail_location = maildir:{self.mail_dir}/%u
 mail_fsync = never
@@ -158,16 +175,17 @@ userdb {{
 }}
 service imap-login {{
 {login_chroot}  inet_listener imap {{
-    address = 127.0.0.1
+    address = {self.host}
     port = {self.imap_port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = {self.host}
+    port = {self.imaps_port}
   }}
 }}
 service lmtp {{
   inet_listener lmtp {{
-    address = 127.0.0.1
+    address = {self.host}
     port = {self.lmtp_port}
   }}
 }}
@@ -240,8 +258,9 @@ service lmtp {{
             self._process.stop(kill=kill)
             # Killed group members may linger as zombies until init reaps them,
             # but their sockets close at exit: wait for that, not for reaping.
-            for port in (self.imap_port, self.lmtp_port):
-                wait_port_closed(self.host, port, timeout=5.0)
+            for port in (self.imap_port, self.imaps_port, self.lmtp_port):
+                if port:
+                    wait_port_closed(self.host, port, timeout=5.0)
 
     def kill(self) -> None:
         """SIGKILL the whole server, as a crash or network outage would."""
