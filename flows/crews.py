@@ -9,33 +9,37 @@ is cheap bookkeeping on the gathering-level run (person 0), whose state is plain
      "approved": {"round": 1, "assignment": {…}, "languages": […], "announced": true,
                   "first_call": "2027-06-01", "zones": {"0": "Europe/Lisbon"},
                   "sequences": {"0": 0}},
-     "history": [{"round": 1, "assignment": {…}}],   # earlier rounds, for round_pairs
+     "history": [{"round": 1, "assignment": {…}, "ended": true, …}],  # earlier rounds'
+                                            # approved records; `ended` once their calls are
+                                            # cancelled and rooms closed (at the next announcement)
      "calls": {"12": "ACCEPTED"},            # each member's answer to their crew call
      "last": {"command": "approve", "ok": false, "detail": "…"}}
 
 `last` is how the caller of a command (the CLI, the organisers' room) learns what happened:
 the engine records the step, the caller reads the state back.
 
-Personal runs only receive calendar replies (routed by invite UID) and pass them on to the
-gathering run as `call_reply` events.
+Personal runs only receive calendar replies (routed by invite UID) and ✅/❌ reactions in crew
+rooms, and pass them on to the gathering run as `call_reply` events; an answer about another
+call (an earlier round's, an earlier crew's) is not recorded.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any, ClassVar
 
 from flows.base import Outcome, RunView, StepContext
-from flows.config import GatheringConfig
 from flows.crews_announce import (
-    call_context,
     call_invite,
     call_uid,
+    crew_call,
     crew_zone,
+    end_round,
     first_call_day,
     group_key,
+    group_message,
     member_card,
+    members_of,
 )
 from gateway.model import (
     GATHERING_SUBJECT,
@@ -43,7 +47,6 @@ from gateway.model import (
     InboundKind,
     InboundMessage,
     Outgoing,
-    OutKind,
     PersonId,
     SetTimer,
 )
@@ -86,11 +89,14 @@ def _personal(ctx: StepContext) -> Outcome:
         partstat, uid = REACTION_PARTSTAT[message.choice], ""
     else:
         return Outcome(ignored=True)
+    # The room a reaction was made in (set by the Matrix transport) names its crew and round.
+    group = str(message.meta.get("group", ""))
     return Outcome(
         state={**ctx.state, "call": partstat, "uid": uid},
         status=partstat.lower(),
         emit=[Emit("crews", GATHERING_SUBJECT, "call_reply",
-                   {"person": str(ctx.person.id), "uid": uid, "partstat": partstat})],
+                   {"person": str(ctx.person.id), "uid": uid, "group": group,
+                    "partstat": partstat})],
     )
 
 
@@ -168,8 +174,11 @@ def _approve(ctx: StepContext, state: dict[str, Any]) -> Outcome:
     previous = state.get("approved")
     kind = proposal["kind"]
     if kind == "round" and previous is not None:
+        # Kept whole, so the announcement of this round can cancel that round's calls; a
+        # round never announced has nothing to end.
+        ended = {k: v for k, v in previous.items() if k != "approved_at"}
         state["history"] = [*state.get("history", []),
-                            {"round": previous["round"], "assignment": previous["assignment"]}]
+                            {**ended, "ended": not previous.get("announced")}]
         state["calls"] = {}
     crews = 1 + max(assignment.values())
     approved = {
@@ -207,22 +216,34 @@ def _announce_due(ctx: StepContext) -> Outcome:
 
 def _announce(ctx: StepContext, state: dict[str, Any],
               people: Mapping[str, RunView]) -> list[Outgoing]:
-    """Introduce every crew to itself and invite it to its call; marks `approved` announced."""
+    """Introduce every crew to itself and invite it to its call; marks `approved` announced.
+    A new round first ends the previous one (see `end_round`), so calendars never hold both."""
     approved = dict(state["approved"])
     g = ctx.gathering
-    members = _members(approved["assignment"], approved["crews"])
+    members = members_of(approved["assignment"], approved["crews"])
     zones = {str(c): crew_zone(g, [people.get(p) for p in m]) for c, m in enumerate(members)}
     weekday = g.crews.call_weekday if g.crews else None
     first = {c: first_call_day(ctx.now, z, weekday) for c, z in zones.items()} if weekday else {}
-    sends = []
+    sends = _end_previous_round(ctx, state, approved["round"], people)
     for c, crew in enumerate(members):
         invite = call_invite(g, approved["round"], c, zones[str(c)], first[str(c)], 0) \
             if first else None
-        sends.append(_group(g, approved, c, crew, people, "crews/intro", invite, {}))
+        sends.append(group_message(g, approved, c, crew, people, "crews/intro", invite, {}))
     state["approved"] = {**approved, "announced": True, "zones": zones,
                          "first_call": {c: d.isoformat() for c, d in first.items()},
                          "sequences": {str(c): 0 for c in range(len(members))}}
     return sends
+
+
+def _end_previous_round(ctx: StepContext, state: dict[str, Any], round_no: int,
+                        people: Mapping[str, RunView]) -> list[Outgoing]:
+    history = list(state.get("history", []))
+    # Entries from before rounds were ended carry no `ended` (nor what ending needs): skip.
+    if not history or history[-1].get("ended", True):
+        return []
+    ended = history[-1]
+    state["history"] = [*history[:-1], {**ended, "ended": True}]
+    return end_round(ctx.gathering, ended, round_no, people)
 
 
 def _approve_repair(ctx: StepContext, state: dict[str, Any], previous: dict[str, Any],
@@ -230,8 +251,8 @@ def _approve_repair(ctx: StepContext, state: dict[str, Any], previous: dict[str,
     """Tell only the crews whose membership changed; cancel the old call of anyone who left."""
     g = ctx.gathering
     old, new = previous["assignment"], approved["assignment"]
-    before = _members(old, previous["crews"])
-    after = _members(new, approved["crews"])
+    before = members_of(old, previous["crews"])
+    after = members_of(new, approved["crews"])
     sequences = dict(previous.get("sequences", {}))
     calls = dict(state.get("calls", {}))
     sends: list[Outgoing] = []
@@ -243,20 +264,14 @@ def _approve_repair(ctx: StepContext, state: dict[str, Any], previous: dict[str,
         gone = [p for p in before[c] if p not in after[c]]
         for p in joined:
             calls.pop(p, None)
-        zone = previous["zones"].get(key, g.timezone)
-        first = previous.get("first_call") or {}
-        day = first.get(key)
-        invite = (call_invite(g, approved["round"], c, zone,
-                              datetime.fromisoformat(day).date(), sequences[key])
-                  if day else None)
+        invite = crew_call(g, previous, c, sequences[key])
         extra = {"joined": [member_card(g, PersonId(int(p)), people.get(p)) for p in joined],
                  "left": [_name(p, people, ctx) for p in gone]}
-        sends.append(_group(g, approved, c, after[c], people, "crews/changed", invite, extra))
+        sends.append(group_message(g, approved, c, after[c], people, "crews/changed", invite,
+                                   extra))
+        cancel = crew_call(g, previous, c, sequences[key], "CANCEL")
         for p in gone:
             calls.pop(p, None)
-            cancel = (call_invite(g, approved["round"], c, zone,
-                                  datetime.fromisoformat(day).date(), sequences[key], "CANCEL")
-                      if day else None)
             sends.append(Outgoing(to=PersonId(int(p)), template="crews/left", is_reply=False,
                                   context={"crew": {"number": c + 1}, "moved_to": _crew_of(new, p)},
                                   invite=cancel))
@@ -267,43 +282,20 @@ def _approve_repair(ctx: StepContext, state: dict[str, Any], previous: dict[str,
     return _done(state, "approve", True, f"changes approved; crews told: {told}", send=sends)
 
 
-def _group(g: GatheringConfig, approved: Mapping[str, Any], crew: int, members: list[str],
-           people: Mapping[str, RunView], template: str, invite: Any,
-           extra: Mapping[str, Any]) -> Outgoing:
-    languages = approved.get("languages", [])
-    context = {
-        "crew": {
-            "number": crew + 1,
-            "round": approved["round"],
-            "language": languages[crew] if crew < len(languages) else "",
-            "members": [member_card(g, PersonId(int(p)), people.get(p)) for p in members],
-        },
-        "call": call_context(g, invite),
-        **extra,
-    }
-    return Outgoing(to=GATHERING_SUBJECT, template=template, context=context, kind=OutKind.GROUP,
-                    group=group_key(g.slug, approved["round"], crew),
-                    members=tuple(PersonId(int(p)) for p in members), invite=invite,
-                    is_reply=False)
-
-
 def _call_reply(ctx: StepContext, state: dict[str, Any]) -> Outcome:
     payload = ctx.message.payload
     person, uid = str(payload.get("person", "")), str(payload.get("uid", ""))
+    group = str(payload.get("group", ""))
     approved = state.get("approved") or {}
     crew = approved.get("assignment", {}).get(person)
-    if crew is None or (uid and uid != call_uid(ctx.gathering.slug, approved["round"], crew)):
-        # A late answer to an earlier round's or an earlier crew's call: not this roster.
+    slug = ctx.gathering.slug
+    if crew is None or (uid and uid != call_uid(slug, approved["round"], crew)) or (
+            group and group != group_key(slug, approved["round"], crew)):
+        # A late answer to an earlier round's or an earlier crew's call (a calendar reply to a
+        # cancelled invite, a reaction in a closed room): not this roster.
         return _done(state, "call_reply", False, f"stale call reply from person {person}")
     state["calls"] = {**state.get("calls", {}), person: str(payload.get("partstat", ""))}
     return _done(state, "call_reply", True, f"person {person}: {payload.get('partstat')}")
-
-
-def _members(assignment: Mapping[str, int], crews: int) -> list[list[str]]:
-    out: list[list[str]] = [[] for _ in range(crews)]
-    for person, crew in sorted(assignment.items(), key=lambda item: int(item[0])):
-        out[crew].append(person)
-    return out
 
 
 def _crew_of(assignment: Mapping[str, int], person: str) -> int | None:

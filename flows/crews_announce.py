@@ -11,6 +11,10 @@ Pure helpers for `flows.crews`. Two privacy rules shape them:
 Crew calls are one recurring event per crew, in the crew's common time zone: the gathering's
 zone, unless a `cluster` balance criterion answers with IANA zone names, in which case the zone
 most members of the crew gave.
+
+Each crew's room is named and described by the `crews/room` template (`ROOM_TEMPLATE`). When a
+new round is announced the previous round ends: its calls are cancelled (same UID, SEQUENCE
+one up, so calendars drop the series) and its rooms are closed with a notice, not emptied.
 """
 
 from __future__ import annotations
@@ -23,12 +27,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flows.base import RunView
 from flows.config import BalanceMode, GatheringConfig, Question
-from gateway.model import Invite, PersonId
+from gateway.model import GATHERING_SUBJECT, Channel, Invite, Outgoing, OutKind, PersonId
 
 WEEKDAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
 WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 #: Invite UIDs need a right-hand side; it only has to be stable and ours.
 UID_DOMAIN = "crews.gathering-gateway"
+#: The name (subject) and topic (text) of a crew's room.
+ROOM_TEMPLATE = "crews/room"
 
 
 def group_key(slug: str, round_no: int, crew: int) -> str:
@@ -148,3 +154,67 @@ def call_context(gathering: GatheringConfig, invite: Invite | None) -> dict[str,
         "count": gathering.crews.call_count,
         "first": invite.start.date().isoformat(),
     }
+
+
+def crew_call(gathering: GatheringConfig, approved: Mapping[str, Any], crew: int, sequence: int,
+              method: str = "REQUEST") -> Invite | None:
+    """The call of `crew` as announced in `approved` (its zone, its first day) at `sequence`:
+    the update sent after a repair, or the CANCEL that removes it from calendars. None when
+    the round was announced without calls."""
+    day = (approved.get("first_call") or {}).get(str(crew))
+    if not day:
+        return None
+    zone = (approved.get("zones") or {}).get(str(crew), gathering.timezone)
+    return call_invite(gathering, approved["round"], crew, zone, date.fromisoformat(day),
+                       sequence, method)
+
+
+def members_of(assignment: Mapping[str, int], crews: int) -> list[list[str]]:
+    """Each crew's people (ids as strings, in id order), by 0-based crew."""
+    out: list[list[str]] = [[] for _ in range(crews)]
+    for person, crew in sorted(assignment.items(), key=lambda item: int(item[0])):
+        out[crew].append(person)
+    return out
+
+
+def group_message(g: GatheringConfig, approved: Mapping[str, Any], crew: int,
+                  members: Sequence[str], people: Mapping[str, RunView], template: str,
+                  invite: Invite | None, extra: Mapping[str, Any], *, closes: bool = False,
+                  channel: Channel | None = None) -> Outgoing:
+    """A message to the whole crew: its room on Matrix, a copy per member by email."""
+    languages = approved.get("languages", [])
+    context = {
+        "crew": {
+            "number": crew + 1,
+            "round": approved["round"],
+            "language": languages[crew] if crew < len(languages) else "",
+            "members": [member_card(g, PersonId(int(p)), people.get(p)) for p in members],
+        },
+        "call": call_context(g, invite),
+        **extra,
+    }
+    return Outgoing(to=GATHERING_SUBJECT, template=template, context=context, kind=OutKind.GROUP,
+                    group=group_key(g.slug, approved["round"], crew),
+                    members=tuple(PersonId(int(p)) for p in members), invite=invite,
+                    is_reply=False, room=ROOM_TEMPLATE, closes=closes, channel=channel)
+
+
+def end_round(g: GatheringConfig, ended: Mapping[str, Any], next_round: int,
+              people: Mapping[str, RunView]) -> list[Outgoing]:
+    """What the crews of `ended` (a round's approved record) hear once `next_round` is out.
+
+    Everyone still in a crew of that round gets the CANCEL of its call; whoever left a crew
+    through a repair is no longer in `ended` and had theirs cancelled then. Email members get
+    the CANCEL alone (their new introduction says the rest); the room gets a closing notice
+    and is left to its members. Without calls there is nothing to cancel, so only rooms hear.
+    """
+    sends = []
+    for crew, members in enumerate(members_of(ended["assignment"], ended["crews"])):
+        if not members:
+            continue
+        sequence = int((ended.get("sequences") or {}).get(str(crew), 0)) + 1
+        cancel = crew_call(g, ended, crew, sequence, "CANCEL")
+        sends.append(group_message(g, ended, crew, members, people, "crews/ended", cancel,
+                                   {"next_round": next_round}, closes=True,
+                                   channel=None if cancel else Channel.MATRIX))
+    return sends

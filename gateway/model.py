@@ -177,9 +177,17 @@ class Outgoing:
     is_reply: bool = True
     group: str | None = None
     members: tuple[PersonId, ...] = ()
-    #: Force a channel (e.g. a verification code must go to the address being verified).
+    #: Force a channel (e.g. a verification code must go to the address being verified);
+    #: for a GROUP message, only the members reached on this channel get it.
     channel: Channel | None = None
     address: str | None = None
+    #: GROUP: the template naming the group's room, rendered with the message's context: its
+    #: subject is the room's name, its text the topic. Applied when the room is made (later
+    #: renames by organisers stand) and when it is closed.
+    room: str | None = None
+    #: GROUP: the group's last message. Its room stays for the members to talk on, renamed by
+    #: `room`, but is no longer the group's: nobody is invited or removed, nothing is read.
+    closes: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +233,10 @@ class OutboxItem:
     group: str | None = None
     #: Addresses of the group members on this channel (GROUP messages only).
     group_addresses: tuple[str, ...] = ()
+    #: GROUP: the room's name and topic (Outgoing.room rendered), and whether it closes.
+    room_name: str = ""
+    room_topic: str = ""
+    closes: bool = False
     #: The external id of the person's message this answers, and of the conversation's first
     #: message of ours, so transports can thread (In-Reply-To/References, m.in_reply_to).
     in_reply_to: str | None = None

@@ -117,7 +117,7 @@ class Enqueuer:
             by_channel: dict[Channel, list[str]] = {}
             for member in out.members:
                 reach = (await _person(tx, member, people, self.organisers)).reach()
-                if reach:
+                if reach and out.channel in (None, reach.channel):
                     by_channel.setdefault(reach.channel, []).append(reach.address)
             return [
                 (Reach(channel, ",".join(addresses)), None, default_language)
@@ -152,6 +152,13 @@ class Enqueuer:
         try:
             rendered = self.renderer.render(
                 out.template, language=language, channel=reach.channel.value, context=context
+            )
+            room = (
+                self.renderer.render(
+                    out.room, language=language, channel=reach.channel.value, context=context
+                )
+                if out.room and out.kind == OutKind.GROUP
+                else None
             )
         except TemplateError as exc:
             # A broken template must not make the inbound message fail forever (it would be
@@ -190,6 +197,9 @@ class Enqueuer:
             "is_reply": out.is_reply,
             "group": out.group,
             "group_addresses": reach.address.split(",") if out.kind == OutKind.GROUP else [],
+            "room_name": room.subject if room else "",
+            "room_topic": room.text if room else "",
+            "closes": out.closes,
             "in_reply_to": in_reply_to,
             "thread_root": thread_root,
             "reply_token": token,

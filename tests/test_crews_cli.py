@@ -257,3 +257,33 @@ async def test_the_organisers_room_gets_replies_not_exceptions(config: Path) -> 
         assert "no gathering 'nope'" in await handle_crews_command(engine, "nope", ["roster"])
     finally:
         await engine.store.close()
+
+
+def test_a_new_round_cancels_every_old_call_and_names_rooms_for_people(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    register(config, range(8))
+    assert cli(capsys, "propose", "camp", "-c", str(config))[0] == 0
+    assert cli(capsys, "approve", "camp", "-c", str(config))[0] == 0
+    first = sql(config, "SELECT address, payload FROM outbox WHERE flow = 'crews' ORDER BY id")
+    assert [json.loads(p)["room_name"] for _, p in first] == ["Camp — Crew 1", "Camp — Crew 2"]
+    assert json.loads(first[0][1])["room_topic"] == (
+        "Crew 1 of Camp, round 1 · weekly call Thursday 19:00 Europe/Lisbon")
+    old = dict(sql(config, "SELECT person_id, uid FROM invites WHERE flow = 'crews'"))
+
+    async def new_round(engine: Engine) -> str:
+        return await handle_crews_command(engine, "camp", ["round"])
+    assert "Approve with" in with_engine(config, new_round)
+    code, approved, err = cli(capsys, "approve", "camp", "-c", str(config))
+    assert code == 0 and "announced (2 crews)" in approved, err
+    rows = sql(config, "SELECT address, payload FROM outbox WHERE flow = 'crews' ORDER BY id")
+    ended = [(a, json.loads(p)) for a, p in rows[len(first):] if json.loads(p)["closes"]]
+    assert [a for a, _ in ended] == ["camp/crew-1", "camp/crew-2"]
+    assert sorted(x for _, p in ended for x in p["group_addresses"]) == sorted(
+        f"p{i}@example.org" for i in range(8))
+    assert {(p["invite"]["method"], p["invite"]["sequence"]) for _, p in ended} == {("CANCEL", 1)}
+    assert ended[0][1]["room_name"] == "Camp — Crew 1 (round 1, ended)"
+    # Every old invitation is recorded as cancelled; the new ones are round 2's.
+    invites = sql(config, "SELECT person_id, uid, method FROM invites WHERE flow = 'crews'")
+    assert {(p, u, "CANCEL") for p, u in old.items()} <= set(invites)
+    assert len([i for i in invites if "-r2-" in i[1] and i[2] == "REQUEST"]) == 8

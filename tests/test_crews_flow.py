@@ -241,18 +241,130 @@ def test_a_repair_tells_only_the_changed_crews_and_cancels_the_leavers_call() ->
     assert out.state["calls"] == {"4": "ACCEPTED"}
 
 
+MIXED = {"1": 0, "4": 0, "2": 0, "3": 1, "5": 1, "6": 1}
+
+
+def new_round(state: dict[str, Any], people: Mapping[PersonId, RunView] = PEOPLE,
+              gathering: GatheringConfig | None = None, round_no: int = 2) -> Outcome:
+    """Propose and approve the next round: MIXED for everyone still registered."""
+    here = [str(p) for p, r in people.items() if r.status == "registered"]
+    assignment = {p: MIXED.get(p, 1) for p in here}
+    stored = run(proposal(assignment, "round"), state, people=people, gathering=gathering).state
+    assert stored is not None and stored["proposal"]["round"] == round_no
+    return run(command("approve"), stored, people=people, gathering=gathering)
+
+
 def test_a_new_round_keeps_history_and_opens_new_rooms() -> None:
     state = approved_state()
     state["calls"] = {"1": "ACCEPTED"}
-    mixed = {"1": 0, "4": 0, "2": 0, "3": 1, "5": 1, "6": 1}
-    stored = run(proposal(mixed, "round"), state).state or {}
-    assert stored["proposal"]["round"] == 2
-    out = run(command("approve"), stored)
+    out = new_round(state)
     assert out.state is not None
-    assert out.state["history"] == [{"round": 1, "assignment": SPLIT}]
+    [past] = out.state["history"]
+    assert (past["round"], past["assignment"], past["ended"]) == (1, SPLIT, True)
     assert out.state["calls"] == {}
-    assert [o.group for o in out.send] == ["camp/round-2/crew-1", "camp/round-2/crew-2"]
-    assert out.send[0].invite is not None and out.send[0].invite.uid == call_uid("camp", 2, 0)
+    intros = [o for o in out.send if not o.closes]
+    assert [o.group for o in intros] == ["camp/round-2/crew-1", "camp/round-2/crew-2"]
+    assert intros[0].invite is not None and intros[0].invite.uid == call_uid("camp", 2, 0)
+    assert all(o.room == "crews/room" for o in out.send)
+
+
+def test_a_new_round_cancels_the_previous_rounds_calls_and_closes_their_rooms() -> None:
+    state = approved_state()
+    state["approved"]["sequences"] = {"0": 0, "1": 2}  # crew 2 was repaired twice
+    out = new_round(state)
+    ended = [o for o in out.send if o.closes]
+    # Endings come first, so a calendar drops the old call before the new one arrives.
+    assert out.send[:2] == ended
+    assert [(o.kind, o.group, o.members, o.template, o.channel) for o in ended] == [
+        (OutKind.GROUP, "camp/crew-1", (1, 2, 3), "crews/ended", None),
+        (OutKind.GROUP, "camp/crew-2", (4, 5, 6), "crews/ended", None)]
+    assert [(o.invite.method, o.invite.uid, o.invite.sequence) for o in ended if o.invite] == [
+        ("CANCEL", call_uid("camp", 1, 0), 1), ("CANCEL", call_uid("camp", 1, 1), 3)]
+    # The cancelled series is the announced one: same first day, zone and recurrence.
+    first = run(command("approve"), run(proposal(SPLIT), {}).state or {}).send[1].invite
+    assert first is not None and ended[1].invite is not None
+    assert (ended[1].invite.start, ended[1].invite.rrule) == (first.start, first.rrule)
+    assert [o.context["next_round"] for o in ended] == [2, 2]
+    # Approving again (another round) ends round 2, never round 1 a second time.
+    third = new_round(out.state or {}, round_no=3)
+    assert [o.group for o in third.send if o.closes] == [
+        "camp/round-2/crew-1", "camp/round-2/crew-2"]
+
+
+def test_ending_a_round_skips_who_a_repair_already_cancelled() -> None:
+    state = approved_state()
+    people = {**PEOPLE, PersonId(2): person(2, "Bo", False, status="cancelled")}
+    # Bo cancels; the repair cancels Bo's call and moves nobody else.
+    repaired = {p: c for p, c in SPLIT.items() if p != "2"}
+    stored = run(proposal(repaired, "repair"), state, people=people).state or {}
+    after_repair = run(command("approve"), stored, people=people)
+    [left] = [o for o in after_repair.send if o.kind == OutKind.TEXT]
+    assert left.to == 2 and left.invite is not None and left.invite.method == "CANCEL"
+    out = new_round(after_repair.state or {}, people=people)
+    ended = [o for o in out.send if o.closes]
+    assert [(o.members, o.invite.sequence if o.invite else None) for o in ended] == [
+        ((1, 3), 2), ((4, 5, 6), 1)]
+    assert all(2 not in o.members for o in out.send)
+
+
+def test_a_round_approved_before_the_last_was_announced_ends_nothing() -> None:
+    g = camp(announce_at="2027-06-01T09:00:00+00:00")
+    state = run(command("approve"), run(proposal(SPLIT), {}, gathering=g).state or {},
+                gathering=g).state or {}
+    assert state["approved"]["announced"] is False
+    out = new_round(state, gathering=g)
+    assert out.send == [] and (out.state or {})["history"][0]["ended"] is True
+
+
+def test_without_calls_only_the_old_rooms_hear_the_round_ended() -> None:
+    g = camp(call_weekday=None)
+    state = run(command("approve"), run(proposal(SPLIT), {}, gathering=g).state or {},
+                gathering=g).state or {}
+    ended = [o for o in new_round(state, gathering=g).send if o.closes]
+    assert [(o.invite, o.channel) for o in ended] == [(None, Channel.MATRIX)] * 2
+
+
+def test_answers_about_the_previous_round_do_not_change_the_new_roster() -> None:
+    state = new_round(approved_state()).state or {}
+    old_uid, new_uid = call_uid("camp", 1, 0), call_uid("camp", 2, 0)
+    late = [{"uid": old_uid}, {"uid": "", "group": "camp/crew-1"}]
+    for n, reply in enumerate(late):
+        out = run(command("call_reply", {"person": "1", "partstat": "ACCEPTED", **reply}, n),
+                  state)
+        assert out.ignored and (out.state or {}).get("calls") == {}
+    for n, reply in enumerate([{"uid": new_uid}, {"uid": "", "group": "camp/round-2/crew-1"}]):
+        out = run(command("call_reply", {"person": "1", "partstat": "DECLINED", **reply}, n),
+                  state)
+        assert (out.state or {})["calls"] == {"1": "DECLINED"}
+
+
+def test_a_reaction_carries_the_room_it_was_made_in() -> None:
+    reaction = InboundMessage(Channel.MATRIX, "$r", InboundKind.CHOICE, NOW, choice="yes",
+                              meta={"room_id": "!old:hs", "group": "camp/crew-1"})
+    [event] = run(reaction, {}, subject=PersonId(1)).emit
+    assert event.payload == {"person": "1", "uid": "", "group": "camp/crew-1",
+                             "partstat": "ACCEPTED"}
+
+
+@pytest.mark.parametrize(("round_no", "ended", "name", "topic"), [
+    (1, False, "Camp — Crew 2",
+     "Crew 2 of Camp, round 1 · weekly call Thursday 19:30 Europe/Lisbon"),
+    (2, False, "Camp — Crew 2 (round 2)",
+     "Crew 2 of Camp, round 2 · weekly call Thursday 19:30 Europe/Lisbon"),
+    (1, True, "Camp — Crew 2 (round 1, ended)",
+     "Crew 2 of Camp, round 1 · the crews moved on to round 2; this room stays yours"),
+])
+def test_room_names_and_topics_are_rendered_for_people(
+        round_no: int, ended: bool, name: str, topic: str) -> None:
+    state = approved_state()
+    out = new_round(state) if round_no == 2 or ended else run(
+        command("approve"), run(proposal(SPLIT), {}).state or {})
+    [crew2] = [o for o in out.send if o.closes == ended and o.context["crew"]["number"] == 2]
+    assert crew2.context["crew"]["round"] == round_no and crew2.room is not None
+    room = Renderer().render(crew2.room, language="en", channel="matrix",
+                             context={**crew2.context, "gathering": {"name": "Camp"}})
+    assert (room.subject, room.text) == (name, topic)
+    assert "camp/" not in room.subject + room.text  # the internal key stays internal
 
 
 def test_pins_are_kept_for_registered_people_only() -> None:

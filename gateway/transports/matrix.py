@@ -31,6 +31,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -164,9 +165,12 @@ class MatrixTransport:
 
     async def _room_for(self, item: OutboxItem) -> str:
         if item.kind == OutKind.GROUP:
-            name = item.subject or (item.group or item.address)
-            topic = f"{item.gathering}: {item.group or item.address}" if item.gathering else ""
-            return await self.rooms.group_room(item.address, name, topic, item.group_addresses)
+            if item.closes:
+                return await self.rooms.close_group(item.address, item.room_name, item.room_topic)
+            # The group key (item.address) names the room in the store and its state only.
+            name = item.room_name or item.subject
+            return await self.rooms.group_room(item.address, name, item.room_topic,
+                                               item.group_addresses)
         if item.address.startswith("!"):
             return item.address  # a room, e.g. an answer to an organisers' command
         return await self.rooms.direct_room(item.address)
@@ -269,13 +273,19 @@ class MatrixTransport:
         if message is None:
             return None
         known = await self.rooms.kind_of(room_id)
+        if known is not None and known[0] == "closed":
+            return None  # a past group's room, left to its members
         in_group = known is not None and known[0] == "group"
         if self.commands.is_command(message) and not in_group:
             return await self.commands.handle(message, room_id, engine)
         if room_id == self.commands.room_id:
             return None  # organisers talking among themselves
-        if in_group:
-            return message if await self._addressed_to_bot(message, source) else None
+        if in_group and known is not None:
+            if not await self._addressed_to_bot(message, source):
+                return None
+            # Which group's room: an answer there is about that group (a crew's call), not
+            # about whatever group the sender is in by now.
+            return replace(message, meta={**message.meta, "group": known[1]})
         if known is None:
             room = self.client.rooms.get(room_id)
             people = set(room.users) | set(room.invited_users) if room else set()

@@ -4,6 +4,11 @@ The mapping lives in the `matrix_rooms` table so a restart reuses rooms instead 
 ones. A direct room is dropped from the table as soon as the person leaves it (seen in sync or
 found out before a send), so the next message opens a fresh one: a person who left a room
 does not see what is posted there.
+
+A group room is closed when its group ends (a crew after a new round): it keeps its members
+and history, since people may go on talking there, but the gateway no longer manages it or
+reads it. Group rooms carry their key in a `GROUP_STATE` state event too, so a room can be
+told apart from the database alone, without showing the key to people.
 """
 
 from __future__ import annotations
@@ -18,13 +23,15 @@ import aiohttp
 from nio import AsyncClient, ErrorResponse, RoomCreateResponse, RoomPreset, RoomVisibility
 from nio.api import Api
 
-from gateway.store.db import Store, now_iso
+from gateway.store.db import Row, Store, now_iso
 from gateway.store.migrations import Migration
 from gateway.transports.base import PermanentError, TransientError
 
 log = logging.getLogger(__name__)
 
 RoomKind = Literal["direct", "group"]
+#: What a known room is used for now: a closed group room is remembered but not served.
+RoomUse = Literal["direct", "group", "closed"]
 
 MIGRATIONS: list[Migration] = [
     Migration(
@@ -45,7 +52,16 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX matrix_rooms_room ON matrix_rooms(room_id);
         """,
     ),
+    Migration(
+        "matrix",
+        2,
+        "group rooms whose group ended (closed) are kept but no longer served",
+        "ALTER TABLE matrix_rooms ADD COLUMN closed_at TEXT;",
+    ),
 ]
+
+#: The state event naming a group room's key (for operators and tools, not for people).
+GROUP_STATE = "org.gathering_gateway.group"
 
 #: The reason shown to someone removed from a crew room after the crews changed.
 LEFT_GROUP = "The crews changed: you are no longer in this one."
@@ -101,17 +117,19 @@ class RoomDirectory:
 
     # -- lookups ------------------------------------------------------------------------
 
-    async def kind_of(self, room_id: str) -> tuple[RoomKind, str] | None:
+    async def kind_of(self, room_id: str) -> tuple[RoomUse, str] | None:
         async with self.store.read() as tx:
-            row = await tx.one("SELECT kind, key FROM matrix_rooms WHERE room_id = ?", (room_id,))
-        return (row["kind"], row["key"]) if row else None
+            row = await tx.one(
+                "SELECT CASE WHEN closed_at IS NULL THEN kind ELSE 'closed' END AS use, key"
+                " FROM matrix_rooms WHERE room_id = ?", (room_id,))
+        return (row["use"], row["key"]) if row else None
 
     async def remember(self, kind: RoomKind, key: str, room_id: str) -> None:
         async with self.store.transaction() as tx:
             await tx.execute(
                 "INSERT INTO matrix_rooms (kind, key, room_id, created_at) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (kind, key) DO UPDATE SET room_id = excluded.room_id,"
-                " members = '[]', created_at = excluded.created_at",
+                " members = '[]', created_at = excluded.created_at, closed_at = NULL",
                 (kind, key, room_id, now_iso()),
             )
 
@@ -212,11 +230,7 @@ class RoomDirectory:
         """The group's room, created on first use; members not yet invited are invited now,
         and people no longer in the group (a crew changed after approval) are removed."""
         async with self._lock(f"group:{key}"):
-            async with self.store.read() as tx:
-                row = await tx.one(
-                    "SELECT room_id, members FROM matrix_rooms WHERE kind = 'group' AND key = ?",
-                    (key,),
-                )
+            row = await self._group_row(key)
             if row is None:
                 # The creator (the bot) is not listed: room version 12 gives creators
                 # unlimited power and refuses them in `users`; older versions default them to 100.
@@ -224,10 +238,15 @@ class RoomDirectory:
                 room_id = await self._create(
                     name=name, topic=topic, invite=list(members),
                     preset=RoomPreset.private_chat, power_level_override=power,
+                    state=[{"type": GROUP_STATE, "state_key": "", "content": {"key": key}}],
                 )
                 await self.remember("group", key, room_id)
                 await self._set_members(key, members)
                 return room_id
+            if row["closed_at"] is not None:
+                # Keys are never reused (a new round has new ones): a late message must not
+                # invite anyone into, or remove anyone from, a room left to its members.
+                raise PermanentError(f"the room of {key} was closed when the group ended")
             room_id, invited = str(row["room_id"]), set(json.loads(row["members"]))
             new = [m for m in members if m not in invited]
             for mxid in new:
@@ -245,6 +264,34 @@ class RoomDirectory:
                 await self._set_members(key, members)
             return room_id
 
+    async def close_group(self, key: str, name: str, topic: str) -> str:
+        """Mark the group's room closed and rename it; returns it for the closing notice.
+
+        Nobody is removed and nothing is deleted. Repeating this after a crash repeats
+        identical state events, which change nothing.
+        """
+        async with self._lock(f"group:{key}"):
+            row = await self._group_row(key)
+            if row is None:
+                raise PermanentError(f"{key} has no room to close")
+            room_id = str(row["room_id"])
+            async with self.store.transaction() as tx:
+                await tx.execute(
+                    "UPDATE matrix_rooms SET closed_at = COALESCE(closed_at, ?)"
+                    " WHERE kind = 'group' AND key = ?", (now_iso(), key))
+            for event_type, content in (("m.room.name", {"name": name}),
+                                        ("m.room.topic", {"topic": topic})):
+                if next(iter(content.values())):
+                    resp = await self.client.room_put_state(room_id, event_type, content)
+                    raise_for(resp, f"renaming the closed room of {key}")
+            return room_id
+
+    async def _group_row(self, key: str) -> Row | None:
+        async with self.store.read() as tx:
+            return await tx.one(
+                "SELECT room_id, members, closed_at FROM matrix_rooms"
+                " WHERE kind = 'group' AND key = ?", (key,))
+
     async def _set_members(self, key: str, members: Iterable[str]) -> None:
         async with self.store.transaction() as tx:
             await tx.execute(
@@ -252,8 +299,8 @@ class RoomDirectory:
                 (json.dumps(sorted(set(members))), key),
             )
 
-    async def _create(self, **options: Any) -> str:
-        initial_state = [ENCRYPTION_STATE] if self.e2ee else []
+    async def _create(self, state: Sequence[dict[str, Any]] = (), **options: Any) -> str:
+        initial_state = [ENCRYPTION_STATE, *state] if self.e2ee else list(state)
         resp = await self.client.room_create(
             visibility=RoomVisibility.private, initial_state=initial_state, **options
         )

@@ -31,6 +31,7 @@ from gateway import crews_ops
 from gateway.crews_input import load_registrants
 from gateway.engine import Engine
 from gateway.model import Channel, Identity, InboundKind, InboundMessage
+from gateway.transports.matrix_rooms import GROUP_STATE
 from tests.email import kit
 from tests.email.participant import Participant, plain_text
 from tests.matrix.kit import room_history, sync_until
@@ -162,6 +163,15 @@ def memberships(synapse: SynapseServer, bot: MatrixUser, room_id: str) -> dict[s
     path = f"/_matrix/client/v3/rooms/{urllib.parse.quote(room_id)}/members"
     chunk = synapse.request("GET", path, token=bot.access_token)["chunk"]
     return {e["state_key"]: e["content"]["membership"] for e in chunk}
+
+
+def room_state(synapse: SynapseServer, bot: MatrixUser, room_id: str,
+               event_type: str) -> dict[str, Any]:
+    """The content of a state event of the room, as the homeserver has it now."""
+    path = (f"/_matrix/client/v3/rooms/{urllib.parse.quote(room_id)}/state/"
+            f"{urllib.parse.quote(event_type)}")
+    content: dict[str, Any] = synapse.request("GET", path, token=bot.access_token)
+    return content
 
 
 async def join_crew_room(client: AsyncClient, room_id: str) -> tuple[str, str]:
@@ -296,13 +306,16 @@ async def test_crews_announced_on_matrix_and_email_and_a_call_accepted(
     for n, members in crews.items():
         assert memberships(synapse, bot, rooms[n]) == {
             bot.user_id: "join", **{m.address: "invite" for m in members if m.matrix}}
+        # The group key is kept in the room's state, for tools, not in what people read.
+        assert room_state(synapse, bot, rooms[n], GROUP_STATE) == {"key": f"camp/crew-{n}"}
     intros: dict[int, str] = {}
     clients: dict[str, AsyncClient] = {}
     for member in (m for m in by_name.values() if m.matrix is not None):
         client = clients[member.name] = await matrix_client(member.matrix)
         name, topic = await join_crew_room(client, rooms[member.crew])
-        assert name == f"Crew {member.crew} · Camp 2027"
-        assert topic == f"camp: camp/crew-{member.crew}"
+        assert name == f"Camp 2027 — Crew {member.crew}"
+        assert topic == (f"Crew {member.crew} of Camp 2027, round 1 · weekly call Thursday"
+                         f" 19:00 {ZONE}")
         [intros[member.crew]] = await bot_said(client, bot, rooms[member.crew])
         assert "React ✅ to this message if you will join the calls" in intros[member.crew]
     assert memberships(synapse, bot, rooms[1])[ana.address] == "join"
@@ -404,7 +417,7 @@ async def test_a_repair_tells_only_the_changed_crew_and_moves_its_call(
     assert gus.matrix is not None
     client = await matrix_client(gus.matrix)
     name, _ = await join_crew_room(client, camp.rooms[2])
-    assert name == "Crew 2 · Camp 2027"
+    assert name == "Camp 2027 — Crew 2"
 
     async def change_said() -> bool:
         return any("has changed" in body for body in await bot_said(client, camp.bot,
@@ -459,3 +472,105 @@ async def test_a_member_who_leaves_a_crew_leaves_its_room(
         return row is not None and row[0] == 0
     await kit.until(sent, limit=30)
     assert memberships(synapse, camp.bot, camp.rooms[2]).get(cy.address) != "join"
+
+
+async def test_a_new_round_cancels_the_old_calls_and_closes_the_old_rooms(
+    camp: Camp, synapse: SynapseServer, matrix_client: Any, tmp_path: Path,
+) -> None:
+    bot, by_name = camp.bot, camp.members
+    ana, bea, dev = by_name["Ana"], by_name["Bea"], by_name["Dev"]
+    assert ana.matrix is not None and bea.matrix is not None and dev.mail is not None
+    clients = {m.name: await matrix_client(m.matrix) for m in (ana, bea)}
+    for member in (ana, bea):
+        await join_crew_room(clients[member.name], camp.rooms[member.crew])
+    old_intro = await mail_about(dev, "Crew 1 · Camp 2027")
+
+    assert "Approve with: gateway crews approve camp" in await crews_ops.new_round(
+        camp.engine, "camp")
+    assert await crews_ops.approve(camp.engine, "camp") == \
+        "crews approved and announced (2 crews)"
+    state = await crews_ops.read_state(camp.engine.store, "camp")
+    names = {r.name: str(r.person) for r in await load_registrants(camp.engine.store, "camp")}
+    crew_now = {n: state["approved"]["assignment"][names[n]] + 1 for n in by_name}
+
+    # Dev's calendar drops the round-1 series: METHOD:CANCEL, same UID, one SEQUENCE up.
+    cancel = read_invite(await mail_about(dev, "Crew 1 · Camp 2027: round 1 has ended"),
+                         tmp_path / "dev-cancel.ics")
+    assert cancel["method"] == "CANCEL"
+    assert [(e["uid"], e["sequence"]) for e in cancel["events"]] == [
+        ("camp-r1-crew-1-call@crews.gathering-gateway", 1)]
+    # …and gets round 2's introduction with its own call; no other mail from the gateway.
+    intro = await mail_about(dev, f"Crew {crew_now['Dev']} · Camp 2027 · round 2")
+    [event] = read_invite(intro, tmp_path / "dev-r2.ics")["events"]
+    assert event["uid"] == f"camp-r2-crew-{crew_now['Dev']}-call@crews.gathering-gateway"
+    assert sorted(m["Subject"] for m in crew_mails(dev)) == sorted([
+        "Crew 1 · Camp 2027", "Crew 1 · Camp 2027: round 1 has ended", intro["Subject"]])
+
+    # The old room is told, renamed for people, and left to them: nobody is removed.
+    old = camp.rooms[1]
+    client = clients["Ana"]
+
+    async def closing_said() -> bool:
+        return any("has ended" in b for b in await bot_said(client, bot, old))
+    await kit.until(closing_said, limit=30)
+    [closing] = [b for b in await bot_said(client, bot, old) if "has ended" in b]
+    assert "moved on to round 2" in closing and "stays open" in closing
+    assert room_state(synapse, bot, old, "m.room.name")["name"] == \
+        "Camp 2027 — Crew 1 (round 1, ended)"
+    assert "moved on to round 2" in room_state(synapse, bot, old, "m.room.topic")["topic"]
+    assert memberships(synapse, bot, old)[ana.address] == "join"
+
+    # Ana's new room; her ✅ there counts, a late ❌ in the old room does not.
+    new_room = await crew_room(camp.engine, f"camp/round-2/crew-{crew_now['Ana']}")
+    name, _ = await join_crew_room(client, new_room)
+    assert name == f"Camp 2027 — Crew {crew_now['Ana']} (round 2)"
+    await react(client, bot, new_room, "✅")
+
+    async def ana_accepted() -> bool:
+        return roster_calls(await crews_ops.roster(camp.engine, "camp")).get("Ana") == (
+            crew_now["Ana"], "ACCEPTED")
+    await kit.until(ana_accepted, limit=30)
+    await react(client, bot, old, "❌")
+    # A marker behind it: Bea's ✅ in her new room is read after Ana's ❌ was.
+    bea_room = await crew_room(camp.engine, f"camp/round-2/crew-{crew_now['Bea']}")
+    await join_crew_room(clients["Bea"], bea_room)
+    await react(clients["Bea"], bot, bea_room, "✅")
+
+    async def bea_accepted() -> bool:
+        return roster_calls(await crews_ops.roster(camp.engine, "camp")).get("Bea") == (
+            crew_now["Bea"], "ACCEPTED")
+    await kit.until(bea_accepted, limit=30)
+
+    # Dev's late Accept of the cancelled round-1 call reaches the gateway and changes nothing.
+    await dev.mail.accept_invite(old_intro)
+
+    async def reply_read() -> bool:
+        async with camp.engine.store.read() as tx:
+            row = await tx.one("SELECT COUNT(*) FROM inbox WHERE kind = 'calendar_reply'")
+        return row is not None and row[0] == 1
+    await kit.until(reply_read, limit=30)
+    assert roster_calls(await crews_ops.roster(camp.engine, "camp")) == {
+        n: (crew_now[n], "ACCEPTED" if n in ("Ana", "Bea") else "NEEDS-ACTION")
+        for n in by_name}
+
+
+def crew_mails(member: Member) -> list[EmailMessage]:
+    """The crews' mails in the member's mailbox (registration mails left out)."""
+    assert member.mail is not None
+    box = member.mail
+    found = []
+    for raw in box.dovecot.mailbox_messages(box.box.address):
+        message = message_from_bytes(raw, policy=policy.default)
+        assert isinstance(message, EmailMessage)
+        if str(message["Subject"]).startswith("Crew "):
+            found.append(message)
+    return found
+
+
+async def react(client: AsyncClient, bot: MatrixUser, room_id: str, key: str) -> None:
+    """React to the bot's first message in the room (the crew's introduction)."""
+    [first, *_] = [e for e in await room_history(client, room_id, bot.user_id)
+                   if e["type"] == "m.room.message"]
+    sent = await client.room_send(room_id, "m.reaction", {"m.relates_to": {
+        "rel_type": "m.annotation", "event_id": first["event_id"], "key": key}})
+    assert isinstance(sent, RoomSendResponse), sent

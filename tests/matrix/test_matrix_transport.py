@@ -155,6 +155,38 @@ async def test_group_room_invites_members_once_and_makes_organisers_moderators(
     assert name == "Crew 1"
 
 
+async def test_a_closed_group_room_keeps_its_members_and_is_renamed(
+        synapse: SynapseServer, tmp_path: Path) -> None:
+    bot_user, a, b = (synapse.new_user(n) for n in ("bot", "ana", "ben"))
+    settings = settings_for(synapse, bot_user, tmp_path / "mx")
+    async with running_bot(tmp_path, settings) as bot:
+        rooms = bot.transport.rooms
+        await bot.transport.send(item("g1", "camp/crew-1", "Meet your crew", kind=OutKind.GROUP,
+                                      group="crew-1", subject="Crew 1 · Camp",
+                                      group_addresses=(a.user_id, b.user_id),
+                                      room_name="Camp — Crew 1", room_topic="Crew 1 of Camp"))
+        room = await rooms.group_room("camp/crew-1", "", "", [a.user_id, b.user_id])
+        # The closing notice lists nobody: closing must not read that as "everyone left".
+        await bot.transport.send(item("g2", "camp/crew-1", "Round 1 has ended",
+                                      kind=OutKind.GROUP, group="crew-1", closes=True,
+                                      room_name="Camp — Crew 1 (ended)",
+                                      room_topic="Crew 1 of Camp, ended"))
+        assert await rooms.kind_of(room) == ("closed", "camp/crew-1")
+        with pytest.raises(PermanentError):
+            await rooms.group_room("camp/crew-1", "", "", [a.user_id])
+        with pytest.raises(PermanentError):
+            await rooms.close_group("camp/crew-9", "x", "y")
+        state = synapse.request("GET", f"/_matrix/client/v3/rooms/{room}/state",
+                                token=bot_user.access_token)
+    content = {e["type"]: e["content"] for e in state if e["state_key"] == ""}
+    assert content["m.room.name"] == {"name": "Camp — Crew 1 (ended)"}
+    assert content["m.room.topic"] == {"topic": "Crew 1 of Camp, ended"}
+    assert content["org.gathering_gateway.group"] == {"key": "camp/crew-1"}
+    members = {e["state_key"]: e["content"]["membership"] for e in state
+               if e["type"] == "m.room.member"}
+    assert members == {bot_user.user_id: "join", a.user_id: "invite", b.user_id: "invite"}
+
+
 async def test_organiser_commands_allowed_for_organisers_refused_for_others(
         synapse: SynapseServer, matrix_client: Any, tmp_path: Path) -> None:
     bot_user, org, stranger, maya = (synapse.new_user(n) for n in ("bot", "org", "eve", "maya"))
