@@ -11,6 +11,8 @@ from gateway.model import Channel, PersonId
 from gateway.service import Channels, Service, build_engine
 from gateway.store import Store
 from gateway.store.migrations import Migration
+from gateway.transports.email_failures import MIGRATIONS as EMAIL_MIGRATIONS
+from gateway.transports.email_failures import MailFailures
 from gateway.transports.email_in import ImapReader, MailIntake, MailListener
 from gateway.transports.email_inbound import conversation_index, token_maker
 from gateway.transports.email_out import EmailTransport
@@ -20,7 +22,10 @@ from gateway.transports.matrix import MatrixTransport
 
 def channel_migrations(config: LoadedConfig) -> list[Migration]:
     """Tables of the configured transports (created even before they first connect)."""
-    return list(MATRIX_MIGRATIONS) if config.service.matrix else []
+    return [
+        *(EMAIL_MIGRATIONS if config.service.email else []),
+        *(MATRIX_MIGRATIONS if config.service.matrix else []),
+    ]
 
 
 def reply_token_maker(config: LoadedConfig) -> Callable[[PersonId, str], str] | None:
@@ -44,7 +49,8 @@ def build_channels(config: LoadedConfig, engine: Engine, wake: Callable[[], None
         channels.senders[Channel.EMAIL] = transport
         channels.closers.append(transport.close)
         intake = MailIntake(
-            email, engine, conversations=_conversations(config, engine), after_commit=wake
+            email, engine, MailFailures(engine.store),
+            conversations=_conversations(config, engine), after_commit=wake,
         )
         channels.on_reload.append(
             lambda fresh: setattr(intake, "conversations", _conversations(fresh, engine))

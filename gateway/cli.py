@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import sys
@@ -12,6 +11,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gateway.cli_mail import mail_parser
 from gateway.config import CREW_OVERRIDES_SUFFIX, ConfigError, LoadedConfig, load_config
 
 if TYPE_CHECKING:
@@ -77,18 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--participants", type=int, default=14)
     demo.add_argument("--capacity", type=int, default=10)
     demo.add_argument("--database", type=Path, help="keep the demo database here")
-    mail = sub.add_parser("mail", help="email tools").add_subparsers(
-        dest="mail_command", required=True
-    )
-    inspect = mail.add_parser("inspect", help="show how the gateway reads a raw email (.eml)")
-    inspect.add_argument("file", type=Path)
-    inspect.add_argument(
-        "--config",
-        "-c",
-        default=DEFAULT_CONFIG,
-        help="service config: the gateway's address and reply-token secret",
-    )
-    inspect.set_defaults(handler=_mail_inspect)
+    mail_parser(sub, DEFAULT_CONFIG)
     _crews_parser(sub)
     return parser
 
@@ -202,27 +191,6 @@ def _demo(args: argparse.Namespace) -> int:
     return _asyncio(
         run_demo(participants=args.participants, capacity=args.capacity, database=args.database)
     )
-
-
-def _mail_inspect(args: argparse.Namespace) -> int:
-    from gateway.registry import default_flows
-    from gateway.transports.email_inbound import conversation_index, inspect_email
-
-    config = load_config(args.config)
-    settings = config.service.email
-    if settings is None:
-        print(f"{config.path} has no [email] section: the gateway's address and token secret"
-              " are needed to read a mail as the service would", file=sys.stderr)
-        return 2
-    try:
-        raw = args.file.read_bytes()
-    except OSError as exc:
-        print(f"{args.file}: {exc.strerror}", file=sys.stderr)
-        return 2
-    conversations = conversation_index((g, f) for g in config.gatherings for f in default_flows())
-    reading = inspect_email(raw, settings, conversations=conversations)
-    print(json.dumps(reading, indent=2, ensure_ascii=False, default=str))
-    return 0
 
 
 def unknown_gathering(config: LoadedConfig, slug: str) -> bool:

@@ -129,6 +129,12 @@ class ListenerSettings(Strict):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 8024
     protocol: Literal["lmtp", "smtp"] = "lmtp"
+    #: A mail the engine failed on this many times (the sending MTA retries after each 451)
+    #: is accepted, kept in the store's quarantine and reported to the organisers.
+    max_failures: Annotated[int, Field(ge=1, le=100)] = 3
+    #: Larger mail is refused with 552 (advertised as SIZE, so MTAs usually do not even send
+    #: it); the sender's server then tells them. Replies need far less: attachments are not read.
+    max_message_bytes: Annotated[int, Field(ge=65536)] = 32 * 1024 * 1024
 
 
 class DkimSettings(Strict):

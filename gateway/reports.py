@@ -16,6 +16,7 @@ from flows.config import GatheringConfig
 from gateway.model import Identity, PersonId
 from gateway.people import find_person
 from gateway.store.db import Store, Tx, now_iso
+from gateway.transports.email_failures import QUARANTINE, SetAside, quarantined
 
 #: Registration statuses in the order organisers read them.
 STATUSES = ("registered", "offered", "waiting", "confirming", "in_progress", "cancelled")
@@ -35,6 +36,9 @@ class StatusReport:
     outbox: Mapping[str, int]
     #: Messages that could not be delivered: (channel, address, error) of the newest few.
     dead: list[tuple[str, str, str]]
+    #: Inbound mail set aside after failing again and again: how many, and the newest few.
+    set_aside_total: int = 0
+    set_aside: tuple[SetAside, ...] = ()
 
 
 async def status_report(store: Store, gatherings: Mapping[str, GatheringConfig]) -> StatusReport:
@@ -48,6 +52,7 @@ async def status_report(store: Store, gatherings: Mapping[str, GatheringConfig])
             "SELECT channel, address, last_error FROM outbox WHERE status = 'dead'"
             " ORDER BY id DESC LIMIT 5"
         )
+        set_aside_total, set_aside = await quarantined(tx)
     counts: dict[str, Counter[str]] = {}
     for row in rows:
         counts.setdefault(row["gathering"], Counter())[row["status"]] = row["n"]
@@ -58,7 +63,7 @@ async def status_report(store: Store, gatherings: Mapping[str, GatheringConfig])
     outbox = {s: 0 for s in ("pending", "sending", "sent", "dead")}
     outbox.update({row["status"]: row["n"] for row in outbox_rows})
     dead = [(r["channel"], r["address"], r["last_error"]) for r in dead_rows]
-    return StatusReport(report, outbox, dead)
+    return StatusReport(report, outbox, dead, set_aside_total, tuple(set_aside))
 
 
 def format_status(report: StatusReport) -> str:
@@ -75,6 +80,13 @@ def format_status(report: StatusReport) -> str:
     ]
     for channel, address, error in report.dead:
         lines.append(f"  dead: {channel} {address}: {error}")
+    if report.set_aside_total:
+        lines += ["", f"mail set aside, unanswered: {report.set_aside_total}"
+                      " (see one with: gateway mail inspect --quarantined NUMBER)"]
+        for mail in report.set_aside:
+            where = "" if mail.place == QUARANTINE else f", also in folder {mail.place}"
+            lines.append(f"  #{mail.id} {mail.set_aside_at[:16]} from {mail.sender or '?'}"
+                         f" \"{mail.subject}\"{where}: {mail.reason[:120]}")
     return "\n".join(lines)
 
 

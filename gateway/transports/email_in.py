@@ -15,13 +15,14 @@ import logging
 import re
 import ssl
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, AnyStr
 
 from aioimaplib import aioimaplib
 from aiosmtpd.lmtp import LMTP
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 
 from gateway.config import EmailSettings, ImapSettings
+from gateway.transports.email_failures import QUARANTINE
 from gateway.transports.email_inbound import own_addresses
 from gateway.transports.email_intake import MailIntake
 from gateway.transports.email_token import token_from_address
@@ -58,9 +59,6 @@ class ImapReader:
         self.ready = asyncio.Event()
         self._lost = asyncio.Event()
         self._selected = False
-        #: Failed attempts per (UIDVALIDITY, UID). In memory: a restart gives a mail a few
-        #: more tries, which is harmless, and the count needs no write to a failing store.
-        self._failures: dict[tuple[str, int], int] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Read until `stop` is set, reconnecting with exponential backoff."""
@@ -167,27 +165,15 @@ class ImapReader:
         """Apply one mail; False when it failed too often and was set aside instead.
 
         A failure propagates (the session reconnects and the mail is tried again) until the
-        same UID has failed `max_failures` times; then it is shunted, so one mail that always
+        mail has failed `max_failures` times; then it is shunted, so one mail that always
         breaks the engine cannot hold up every mail behind it. Shunting needs the engine to
         commit the rejection: when the engine fails on everything (its database is gone),
         that fails as well and the mail stays where it is.
         """
         cursor = (self.cursor_name, f"{validity}:{uid}")
-        try:
-            await self.intake.accept(raw, cursor=cursor)
-        except Exception as exc:
-            attempts = self._failures[validity, uid] = self._failures.get((validity, uid), 0) + 1
-            if attempts < self.settings.max_failures:
-                raise
-            reason = f"{type(exc).__name__}: {exc}"[:500]
-            key = await self.intake.shunt(raw, cursor=cursor, folder=self.settings.shunt_folder,
-                                          attempts=attempts, reason=reason)
-            log.error("IMAP %s: mail %s (UID %s) failed %s times, moved to %s: %s",
-                      self.settings.host, key, uid, attempts, self.settings.shunt_folder, reason)
-            del self._failures[validity, uid]
-            return False
-        self._failures.pop((validity, uid), None)
-        return True
+        taken = await self.intake.attempt(raw, cursor=cursor, place=self.settings.shunt_folder,
+                                          max_failures=self.settings.max_failures)
+        return not taken.set_aside
 
     async def _fetch(self, imap: aioimaplib.IMAP4, uid: int) -> bytes | None:
         # BODY.PEEK leaves \Seen alone: a person reading the mailbox still sees it as new.
@@ -239,6 +225,9 @@ class MailListener:
 
     For self-hosters whose MX (or Postfix, via `lmtp:inet:…`) hands mail straight to the
     gateway. Other recipients are refused at RCPT with 550, so it is never an open relay.
+    A mail the engine fails on is answered 451 so the MTA keeps it and retries; once the same
+    mail has failed `max_failures` times it is accepted into the quarantine instead, because
+    the MTA would otherwise retry it for days and then bounce it with nobody here told.
     """
 
     def __init__(self, settings: EmailSettings, intake: MailIntake) -> None:
@@ -253,10 +242,11 @@ class MailListener:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        server_class = LMTP if self.listen.protocol == "lmtp" else SMTP
+        server_class = _Lmtp if self.listen.protocol == "lmtp" else _Smtp
         self._server = await loop.create_server(
             lambda: server_class(self, hostname=self.hostname, decode_data=False,
-                                 enable_SMTPUTF8=True),
+                                 enable_SMTPUTF8=True,
+                                 data_size_limit=self.listen.max_message_bytes),
             self.listen.host, self.listen.port,
         )
         self.port = int(self._server.sockets[0].getsockname()[1])
@@ -289,16 +279,62 @@ class MailListener:
         if not isinstance(raw, bytes):
             raw = envelope.content if isinstance(envelope.content, bytes) else b""
         try:
-            await self.intake.accept(raw, recipients=envelope.rcpt_tos)
-            reply = "250 2.0.0 OK: applied"
+            taken = await self.intake.attempt(raw, recipients=envelope.rcpt_tos,
+                                              place=QUARANTINE,
+                                              max_failures=self.listen.max_failures)
+            reply = (f"250 2.0.0 OK: set aside for the organisers (#{taken.number})"
+                     if taken.set_aside else "250 2.0.0 OK: applied")
         except Exception:
-            # Nothing was committed: a 4xx makes the sending MTA keep the mail and retry.
+            # Not applied (the intake counted the failure if it was the mail's): a 4xx makes
+            # the sending MTA keep the mail and retry.
             log.exception("listener: processing failed")
             reply = "451 4.3.0 Temporary failure, try again later"
         if isinstance(server, LMTP):
             # LMTP answers DATA once per accepted recipient (RFC 2033 section 4.2).
             return "\r\n".join([reply] * len(envelope.rcpt_tos))
         return reply
+
+
+class _Replies(SMTP):
+    """aiosmtpd's server with two fixes to the replies it makes up itself.
+
+    An over-size mail (refused at MAIL by its SIZE, or during DATA) gets a 552 that says what
+    the limit is: the sender's server quotes it in the bounce the sender reads. And over
+    LMTP, a DATA refused by aiosmtpd itself (too big, a line too long) is answered once per
+    recipient like any other: RFC 2033 section 4.2 wants that, and a client left waiting for
+    the missing replies would time out and retry the mail forever.
+    """
+
+    _in_data = False
+
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        self._in_data = True
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self._in_data = False
+
+    async def push(self, status: AnyStr) -> None:
+        text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
+        if text.startswith(("552 Error: Too much mail data", "552 Error: message size exceeds")):
+            limit = self.data_size_limit or 0
+            log.warning("listener: refused a mail of more than %s bytes", limit)
+            text = (f"552 5.3.4 Message too big for this gateway: at most {limit} bytes"
+                    " (attachments are not read anyway)")
+        recipients = len(self.envelope.rcpt_tos) if self.envelope is not None else 0
+        if (self._in_data and isinstance(self, LMTP) and text.startswith(("4", "5"))
+                and recipients > 1 and "\r\n" not in text):
+            text = "\r\n".join([text] * recipients)
+        await super().push(text)
+
+
+class _Smtp(_Replies):
+    pass
+
+
+class _Lmtp(_Replies, LMTP):
+    pass
 
 
 async def _wait_any(

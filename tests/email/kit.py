@@ -25,6 +25,8 @@ from gateway.model import Identity, InboundKind, InboundMessage, Invite, Outgoin
 from gateway.outbox import OutboxWorker
 from gateway.render import Renderer
 from gateway.store.db import Store, open_store
+from gateway.transports.email_failures import MIGRATIONS as EMAIL_MIGRATIONS
+from gateway.transports.email_failures import MailFailures
 from gateway.transports.email_in import ImapReader, MailIntake, MailListener
 from gateway.transports.email_inbound import conversation_index, token_maker
 from gateway.transports.email_out import EmailTransport
@@ -179,14 +181,15 @@ async def gateway(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     organisers: tuple[Identity, ...] = (),
 ) -> AsyncIterator[Gateway]:
-    store = await open_store(db, durability="full")
+    store = await open_store(db, durability="full", migrations=EMAIL_MIGRATIONS)
     engine = Engine(store, {FLOW: Signup()}, {GATHERING: gathering()},
                     renderer=write_templates(templates), token_maker=token_maker(email),
                     default_flow=FLOW, clock=clock, organisers=organisers)
     transport = EmailTransport(email, root_subject=lambda key: root_subject(store, key),
                                clock=clock)
     outbox = OutboxWorker(store, {transport.channel: transport}, seed=1, clock=clock)
-    intake = MailIntake(email, engine, conversations=conversation_index([(GATHERING, FLOW)]),
+    intake = MailIntake(email, engine, MailFailures(store, clock),
+                        conversations=conversation_index([(GATHERING, FLOW)]),
                         after_commit=outbox.wake)
     try:
         yield Gateway(store, engine, transport, outbox, intake, email)

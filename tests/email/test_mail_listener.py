@@ -10,6 +10,9 @@ from typing import Any
 import pytest
 
 from gateway.model import InboundMessage, PersonId
+from gateway.store import open_store
+from gateway.transports.email_failures import MIGRATIONS as EMAIL_MIGRATIONS
+from gateway.transports.email_failures import MailFailures
 from gateway.transports.email_in import MailIntake, MailListener
 from gateway.transports.email_inbound import token_maker
 from gateway.transports.email_token import reply_address
@@ -68,11 +71,16 @@ class FailingEngine:
 
 async def test_listener_answers_4xx_when_nothing_could_be_committed(tmp_path: Path) -> None:
     email = kit.settings(GATEWAY, smtp_port=25, listener="lmtp")
-    listener = MailListener(email, MailIntake(email, FailingEngine()))
+    store = await open_store(tmp_path / "gw.db", migrations=EMAIL_MIGRATIONS)
+    listener = MailListener(email, MailIntake(email, FailingEngine(), MailFailures(store)))
     await listener.start()
     try:
-        with pytest.raises(smtplib.SMTPDataError) as failed:
-            await asyncio.to_thread(send, "lmtp", listener.port, [GATEWAY], mail("<f@x>"))
-        assert failed.value.smtp_code == 451
+        for _ in range(4):  # an outage is not the mail's fault: never set aside
+            with pytest.raises(smtplib.SMTPDataError) as failed:
+                await asyncio.to_thread(send, "lmtp", listener.port, [GATEWAY], mail("<f@x>"))
+            assert failed.value.smtp_code == 451
+        async with store.read() as tx:
+            assert not await tx.all("SELECT 1 FROM mail_failures")
     finally:
         await listener.stop()
+        await store.close()
