@@ -21,8 +21,9 @@ so it shares room keys with participants' devices whether or not they are verifi
 never verified anything, which is nearly everyone. Organisers who want the ✓ on the bot's
 messages verify the bot's device manually: compare the device id and Ed25519 fingerprint
 printed in the log line "Matrix device … fingerprint …" at start with what their client shows
-under the bot's sessions, and mark it verified there. Messages the bot cannot decrypt are
-answered with a short note (REJECTED) asking the person to send them again.
+under the bot's sessions, and mark it verified there. Messages the bot cannot decrypt yet
+wait for their room key (see matrix_pending); one still unreadable after `key_wait` seconds
+is answered with a short note (REJECTED) asking the person to send it again.
 """
 
 from __future__ import annotations
@@ -58,13 +59,17 @@ from gateway.transports.matrix_codec import (
     txn_id,
 )
 from gateway.transports.matrix_commands import OrganiserCommands
-from gateway.transports.matrix_rooms import MIGRATIONS, RoomDirectory, raise_for
+from gateway.transports.matrix_pending import KEY_WAIT, PendingDecryption
+from gateway.transports.matrix_pending import MIGRATIONS as PENDING_MIGRATIONS
+from gateway.transports.matrix_rooms import MIGRATIONS as ROOM_MIGRATIONS
+from gateway.transports.matrix_rooms import RoomDirectory, raise_for
 from gateway.transports.matrix_session import login, make_client
 
 __all__ = ["CURSOR", "MIGRATIONS", "MatrixTransport", "txn_id"]
 
 log = logging.getLogger(__name__)
 
+MIGRATIONS = [*ROOM_MIGRATIONS, *PENDING_MIGRATIONS]
 CURSOR = "matrix:next_batch"
 #: Presence, typing and receipts are noise to the gateway; a generous timeline limit keeps
 #: gaps rare, and `_backfill` closes the ones that still happen.
@@ -94,6 +99,7 @@ class MatrixTransport:
         organisers: Iterable[str] = (),
         wake: Callable[[], None] | None = None,
         sync_timeout_ms: int = 30_000,
+        key_wait: float = KEY_WAIT,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -105,6 +111,8 @@ class MatrixTransport:
         #: Called after a sync committed outbox rows (the outbox worker's `wake`).
         self.wake = wake
         self.sync_timeout_ms = sync_timeout_ms
+        #: Encrypted events waiting for their room key (only with e2ee).
+        self.pending = PendingDecryption(self.client, store, wait=key_wait)
         self._login_lock = asyncio.Lock()
         self._logged_in = False
         self._synced = asyncio.Condition()
@@ -188,6 +196,18 @@ class MatrixTransport:
 
     async def run(self, engine: Engine, stop: asyncio.Event) -> None:
         """Sync until `stop` is set, surviving homeserver outages with capped backoff."""
+        if not self.settings.e2ee:
+            await self._sync_loop(engine, stop)
+            return
+        # Held events expire between syncs too: a long-poll can last `sync_timeout_ms`.
+        expiry = asyncio.create_task(self.pending.watch(lambda: self._release(engine), stop))
+        try:
+            await self._sync_loop(engine, stop)
+        finally:
+            expiry.cancel()
+            await asyncio.gather(expiry, return_exceptions=True)
+
+    async def _sync_loop(self, engine: Engine, stop: asyncio.Event) -> None:
         failures = 0
         since: str | None = None
         full_state = True
@@ -247,20 +267,47 @@ class MatrixTransport:
         for room_id in resp.rooms.leave:
             await self.rooms.forget_room(room_id)
         messages: list[InboundMessage] = []
-        for room_id, info in resp.rooms.join.items():
-            events = list(info.timeline.events)
-            if info.timeline.limited and info.timeline.prev_batch:
-                events = await self._backfill(room_id, info.timeline.prev_batch, since) + events
-            await self._note_departures(room_id, [*info.state, *events])
-            for event in events:
-                message = await self._inbound(engine, room_id, event)
-                if message is not None:
-                    messages.append(message)
-        results = await engine.handle_batch(messages, cursor=(CURSOR, resp.next_batch))
-        # Wake the outbox before anything else: the answers are committed and due.
-        if self.wake is not None and any(r.outbox for r in results):
-            self.wake()
+        async with self.pending.lock:
+            await self.pending.load()
+            for room_id, info in resp.rooms.join.items():
+                events = list(info.timeline.events)
+                if info.timeline.limited and info.timeline.prev_batch:
+                    events = await self._backfill(room_id, info.timeline.prev_batch,
+                                                  since) + events
+                await self._note_departures(room_id, [*info.state, *events])
+                for event in events:
+                    # Held events are stored before the position passing them is committed.
+                    if self.settings.e2ee and await self.pending.hold(room_id, event):
+                        continue
+                    message = await self._inbound(engine, room_id, event)
+                    if message is not None:
+                        messages.append(message)
+            self.pending.synced()
+            await self._release(engine, messages, cursor=(CURSOR, resp.next_batch))
+        await self.pending.send_requests()
         await self._notify_synced()
+
+    async def _release(self, engine: Engine, messages: list[InboundMessage] | None = None,
+                       cursor: tuple[str, str] | None = None) -> None:
+        """Hand `messages` and the held events now readable (or expired) to the engine.
+
+        Callers other than `_apply` (the expiry watcher) take `pending.lock` here.
+        """
+        if messages is None:
+            async with self.pending.lock:
+                await self._release(engine, [])
+            return
+        released = self.pending.releasable()
+        for item in released:
+            message = await self._inbound(engine, item.held.room_id, item.event)
+            if message is not None:
+                messages.append(message)
+        if messages or cursor is not None:
+            results = await engine.handle_batch(messages, cursor=cursor)
+            # Wake the outbox before anything else: the answers are committed and due.
+            if self.wake is not None and any(r.outbox for r in results):
+                self.wake()
+        await self.pending.done(released)
 
     async def _inbound(self, engine: Engine, room_id: str, event: Any) -> InboundMessage | None:
         """One timeline event → a message for the engine, if it is a person talking to us."""

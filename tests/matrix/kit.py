@@ -97,13 +97,15 @@ async def running_bot(
     renderer: Renderer | None = None,
     gatherings: Sequence[str] = ("camp",),
     worker: Mapping[str, Any] | None = None,
+    key_wait: float | None = None,
 ) -> AsyncIterator[Bot]:
     store = await open_store(tmp_path / "gateway.sqlite3", migrations=MIGRATIONS)
     engine = Engine(store, flows or {"registration": Echo()},
                     {slug: gathering(slug) for slug in gatherings},
                     renderer=renderer or test_renderer(tmp_path),
                     organisers=[Identity.matrix(o) for o in organisers])
-    transport = MatrixTransport(settings, store, organisers=organisers, sync_timeout_ms=5000)
+    transport = MatrixTransport(settings, store, organisers=organisers, sync_timeout_ms=5000,
+                                **({} if key_wait is None else {"key_wait": key_wait}))
     outbox = OutboxWorker(store, {Channel.MATRIX: transport}, **(worker or {}))
     transport.wake = outbox.wake
     stop = asyncio.Event()
