@@ -81,12 +81,17 @@ def format_status(report: StatusReport) -> str:
     for channel, address, error in report.dead:
         lines.append(f"  dead: {channel} {address}: {error}")
     if report.set_aside_total:
-        lines += ["", f"mail set aside, unanswered: {report.set_aside_total}"
-                      " (see one with: gateway mail inspect --quarantined NUMBER)"]
+        lines += [
+            "",
+            f"mail set aside, unanswered: {report.set_aside_total}"
+            " (see one with: gateway mail inspect --quarantined NUMBER)",
+        ]
         for mail in report.set_aside:
             where = "" if mail.place == QUARANTINE else f", also in folder {mail.place}"
-            lines.append(f"  #{mail.id} {mail.set_aside_at[:16]} from {mail.sender or '?'}"
-                         f" \"{mail.subject}\"{where}: {mail.reason[:120]}")
+            lines.append(
+                f"  #{mail.id} {mail.set_aside_at[:16]} from {mail.sender or '?'}"
+                f' "{mail.subject}"{where}: {mail.reason[:120]}'
+            )
     return "\n".join(lines)
 
 
@@ -223,13 +228,21 @@ async def forget_person(store: Store, person: PersonId) -> dict[str, int]:
 
 
 async def _forget_matrix_rooms(tx: Tx, mxids: list[str]) -> int:
-    """The Matrix transport's room directory names people by Matrix id: drop them there too."""
-    if not mxids or not await tx.one(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'matrix_rooms'"
-    ):
-        return 0
+    """The Matrix transport names people by Matrix id in its room directory and in events
+    held for a late room key: drop them there too."""
+    tables = {
+        str(row["name"])
+        for row in await tx.all(
+            "SELECT name FROM sqlite_master WHERE type = 'table'"
+            " AND name IN ('matrix_rooms', 'matrix_pending')"
+        )
+    }
     changed = 0
     for mxid in mxids:
+        if "matrix_pending" in tables:
+            changed += await tx.execute("DELETE FROM matrix_pending WHERE sender = ?", (mxid,))
+        if "matrix_rooms" not in tables:
+            continue
         changed += await tx.execute(
             "DELETE FROM matrix_rooms WHERE kind = 'direct' AND key = ?", (mxid,)
         )

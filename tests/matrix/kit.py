@@ -59,7 +59,7 @@ class Echo:
         return Outcome(state={}, status=status, send=[Outgoing(me, "test/say", {"words": words})])
 
 
-def test_renderer(tmp_path: Path) -> Renderer:
+def make_renderer(tmp_path: Path) -> Renderer:
     root = tmp_path / "templates"
     (root / "en" / "test").mkdir(parents=True)
     (root / "en" / "test" / "say.txt.j2").write_text("{{ words }}\n")
@@ -102,7 +102,7 @@ async def running_bot(
     store = await open_store(tmp_path / "gateway.sqlite3", migrations=MIGRATIONS)
     engine = Engine(store, flows or {"registration": Echo()},
                     {slug: gathering(slug) for slug in gatherings},
-                    renderer=renderer or test_renderer(tmp_path),
+                    renderer=renderer or make_renderer(tmp_path),
                     organisers=[Identity.matrix(o) for o in organisers])
     transport = MatrixTransport(settings, store, organisers=organisers, sync_timeout_ms=5000,
                                 **({} if key_wait is None else {"key_wait": key_wait}))

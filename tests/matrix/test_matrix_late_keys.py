@@ -15,8 +15,7 @@ import pytest
 from nio import AsyncClient, RoomCreateResponse, RoomKeyRequest, SyncResponse
 
 from gateway.transports.matrix_rooms import ENCRYPTION_STATE
-from tests.matrix.kit import Bot, Inbox, running_bot, settings_for, sync_until
-from tests.matrix.kit import test_renderer as make_renderer
+from tests.matrix.kit import Bot, Inbox, make_renderer, running_bot, settings_for, sync_until
 from tests.matrix.test_matrix_e2ee import keep_keys
 from tests.servers import MatrixUser, SynapseServer
 
