@@ -37,11 +37,8 @@ from typing import Any
 
 import aiohttp
 from nio import (
-    InviteMemberEvent,
     LocalProtocolError,
     MegolmEvent,
-    MessageDirection,
-    RoomMessagesResponse,
     RoomSendResponse,
     SyncResponse,
 )
@@ -64,6 +61,15 @@ from gateway.transports.matrix_pending import MIGRATIONS as PENDING_MIGRATIONS
 from gateway.transports.matrix_rooms import MIGRATIONS as ROOM_MIGRATIONS
 from gateway.transports.matrix_rooms import RoomDirectory, raise_for
 from gateway.transports.matrix_session import login, make_client
+from gateway.transports.matrix_sync import (
+    FIRST_SYNC_FILTER,
+    SYNC_FILTER,
+    accept_invites,
+    backfill,
+    crypto_housekeeping,
+    note_departures,
+    sleep_unless,
+)
 
 __all__ = ["CURSOR", "MIGRATIONS", "MatrixTransport", "txn_id"]
 
@@ -71,18 +77,6 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS = [*ROOM_MIGRATIONS, *PENDING_MIGRATIONS]
 CURSOR = "matrix:next_batch"
-#: Presence, typing and receipts are noise to the gateway; a generous timeline limit keeps
-#: gaps rare, and `_backfill` closes the ones that still happen.
-SYNC_FILTER: dict[str, Any] = {
-    "presence": {"not_types": ["*"]},
-    "room": {"ephemeral": {"not_types": ["*"]}, "timeline": {"limit": 50}},
-}
-#: The very first sync only learns the rooms and a position: history from before the bot
-#: existed is not the gateway's business.
-FIRST_SYNC_FILTER: dict[str, Any] = {
-    "presence": {"not_types": ["*"]},
-    "room": {"ephemeral": {"not_types": ["*"]}, "timeline": {"limit": 0}},
-}
 _NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
 
 
@@ -229,7 +223,7 @@ class MatrixTransport:
                 failures += 1
                 delay = min(60.0, 0.5 * 2 ** min(failures, 7)) * self._rng.uniform(0.75, 1.25)
                 log.warning("Matrix sync failed (%s); retrying in %.1fs", exc, delay)
-                await _sleep_unless(stop, delay)
+                await sleep_unless(stop, delay)
                 continue
             failures = 0
             since, full_state = resp.next_batch, False
@@ -238,7 +232,7 @@ class MatrixTransport:
         resp = await self.client.sync(timeout=0, sync_filter=FIRST_SYNC_FILTER, full_state=True)
         if not isinstance(resp, SyncResponse):
             raise ConnectionError(f"first sync failed: {resp}")
-        await self._accept_invites(resp)
+        await accept_invites(self.client, self.rooms, resp)
         await engine.handle_batch([], cursor=(CURSOR, resp.next_batch))
         await self._notify_synced()
         log.info("first Matrix sync: starting from now, earlier history ignored")
@@ -262,8 +256,8 @@ class MatrixTransport:
     async def _apply(self, engine: Engine, resp: SyncResponse, since: str) -> None:
         """Turn one sync response into inbox rows, committed with its next_batch."""
         if self.settings.e2ee:
-            await self._crypto_housekeeping()
-        await self._accept_invites(resp)
+            await crypto_housekeeping(self.client)
+        await accept_invites(self.client, self.rooms, resp)
         for room_id in resp.rooms.leave:
             await self.rooms.forget_room(room_id)
         messages: list[InboundMessage] = []
@@ -272,9 +266,9 @@ class MatrixTransport:
             for room_id, info in resp.rooms.join.items():
                 events = list(info.timeline.events)
                 if info.timeline.limited and info.timeline.prev_batch:
-                    events = await self._backfill(room_id, info.timeline.prev_batch,
-                                                  since) + events
-                await self._note_departures(room_id, [*info.state, *events])
+                    events = await backfill(self.client, room_id, info.timeline.prev_batch,
+                                           since) + events
+                await note_departures(self.rooms, self.user_id, room_id, [*info.state, *events])
                 for event in events:
                     # Held events are stored before the position passing them is committed.
                     if self.settings.e2ee and await self.pending.hold(room_id, event):
@@ -359,77 +353,7 @@ class MatrixTransport:
                                 (message.in_reply_to,))
         return ours is not None
 
-    async def _accept_invites(self, resp: SyncResponse) -> None:
-        """Join rooms people invite the bot to; a direct invite becomes their direct room."""
-        for room_id, info in resp.rooms.invite.items():
-            # nio parses invite state into InviteMemberEvent objects (no raw `source`).
-            invite = next((e for e in info.invite_state
-                           if isinstance(e, InviteMemberEvent) and e.state_key == self.user_id),
-                          None)
-            joined = await self.client.join(room_id)
-            if not hasattr(joined, "room_id"):
-                log.warning("could not join %s: %s", room_id, joined)
-                continue
-            inviter = invite.sender if invite else None
-            is_direct = bool(invite and invite.content.get("is_direct"))
-            if is_direct and isinstance(inviter, str):
-                await self.rooms.remember("direct", inviter, room_id)
-            log.info("joined %s (invited by %s, direct=%s)", room_id, inviter, is_direct)
-
-    async def _note_departures(self, room_id: str, events: list[Any]) -> None:
-        for event in events:
-            source = getattr(event, "source", None)
-            if not isinstance(source, dict) or source.get("type") != "m.room.member":
-                continue
-            content = source.get("content")
-            gone = isinstance(content, dict) and content.get("membership") in ("leave", "ban")
-            who = source.get("state_key")
-            if gone and isinstance(who, str) and who != self.user_id:
-                await self.rooms.forget_direct(who, room_id)
-
-    async def _backfill(self, room_id: str, prev_batch: str, since: str) -> list[Any]:
-        """Events a limited (gappy) timeline left out, between our last position and the gap."""
-        events: list[Any] = []
-        start: str | None = prev_batch
-        while start:
-            resp = await self.client.room_messages(room_id, start=start, end=since,
-                                                   direction=MessageDirection.back, limit=100)
-            if not isinstance(resp, RoomMessagesResponse) or not resp.chunk:
-                break
-            events.extend(resp.chunk)
-            start = resp.end if resp.end != start else None
-        events.reverse()
-        if self.client.olm:
-            events = [self._try_decrypt(e) for e in events]
-        log.info("filled a gap of %d events in %s", len(events), room_id)
-        return events
-
-    def _try_decrypt(self, event: Any) -> Any:
-        if not isinstance(event, MegolmEvent):
-            return event
-        try:
-            return self.client.decrypt_event(event)
-        except Exception:  # undecryptable stays a MegolmEvent and becomes REJECTED
-            return event
-
-    async def _crypto_housekeeping(self) -> None:
-        """What nio's sync_forever would do: keep one-time keys, device lists, sessions current."""
-        client = self.client
-        if client.should_upload_keys:
-            await client.keys_upload()
-        if client.should_query_keys:
-            await client.keys_query()
-        if client.should_claim_keys:
-            await client.keys_claim(client.get_users_for_key_claiming())
-        await client.send_to_device_messages()
-
     async def _notify_synced(self) -> None:
         async with self._synced:
             self._synced.notify_all()
 
-
-async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        pass
