@@ -66,7 +66,9 @@ def build_channels(config: LoadedConfig, engine: Engine, wake: Callable[[], None
         # bot would otherwise lose its device (Synapse's send dedupe, E2EE keys) to a new one.
         matrix = matrix.model_copy(update={"store_path": config.path.parent / matrix.store_path})
         organisers = [o.matrix for o in config.service.organisers if o.matrix]
-        bot = MatrixTransport(matrix, engine.store, organisers=organisers, wake=wake)
+        bot = MatrixTransport(
+            matrix, engine.store, organisers=organisers, wake=wake, key_wait=matrix.key_wait
+        )
         channels.senders[Channel.MATRIX] = bot
         channels.receivers.append(functools.partial(bot.run, engine))
         channels.closers.append(bot.close)

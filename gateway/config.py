@@ -86,6 +86,9 @@ class MatrixSettings(Strict):
     #: Where the device id, and with E2EE the crypto store, are kept.
     store_path: Path = Path("var/matrix")
     e2ee: bool = False
+    #: Seconds an encrypted message waits for its room key before its sender is asked to
+    #: send it again (keys often arrive just after the message).
+    key_wait: Annotated[float, Field(gt=0)] = 60
     organisers_room: str | None = None
 
     @model_validator(mode="after")
