@@ -6,7 +6,8 @@ Entry points: `solve`, `repair` (minimal change after approval), `round_pairs`
 Engines by size: up to `SolveOptions.exact_max_people` (32) one CP-SAT model, hinted
 with a locally optimised greedy answer, usually proves optimality. Above it,
 greedy construction + late-acceptance local search, then large-neighbourhood
-search that re-solves 3 crews at a time exactly with CP-SAT.
+search that re-solves a few crews at a time exactly (`crews_lns`): 3 with CP-SAT, or
+from 100 crews on 2 by scoring every split of them at once (`crews_pair`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 
 from flows.solvers import crews_cpsat as cpsat
+from flows.solvers import crews_lns as lns
 from flows.solvers.crews_csv import CsvError, load_people_csv
 from flows.solvers.crews_explain import build_result, failed_result, render_table
 from flows.solvers.crews_feasibility import diagnose, explain_with_cpsat
@@ -47,12 +49,11 @@ __all__ = [
 ]
 
 ITERS_PER_SECOND = 100_000  # local-search work budget per second of time budget
-LNS_CREWS = 3
-# From this many crews on, LNS re-solves 2 crews at a time: each CP-SAT call is mostly
-# fixed overhead, and on 2,000 people twice as many calls per second beat larger
-# neighbourhoods (20 s budget: 1,813 vs 2,001); on 90 people 3 crews stay better.
-LNS_PAIR_FROM_CREWS = 100
 LS_SHARE = 0.6
+# With pair re-solves (many crews) local search only takes the greedy answer's easy gains:
+# pairs of crews improve it far faster (2,000 people: 3,850 -> 1,100 in 2 s, where local
+# search needs 15 s to reach 2,300).
+PAIR_LS_SHARE = 0.05
 HINT_SHARE = 0.3
 
 
@@ -113,11 +114,14 @@ def _polish(pb: Problem, start: list[int], rng: random.Random, options: SolveOpt
             deadline: float, progress: Progress | None, t0: float, exact: bool) -> list[int]:
     if progress is not None:
         progress(time.monotonic() - t0, evaluate(pb, start).total)
-    iters = int(options.time_budget * ITERS_PER_SECOND)
-    stall = max(20_000, 100 * pb.n)
     # Keep most of the budget for CP-SAT: the whole camp when small, a few crews at a time
     # (LNS) when large. A good hint is what lets CP-SAT prune early.
-    stop = min(deadline, t0 + (HINT_SHARE if exact else LS_SHARE) * options.time_budget)
+    pairs = not exact and pb.k >= lns.PAIR_FROM_CREWS
+    share = HINT_SHARE if exact else PAIR_LS_SHARE if pairs else LS_SHARE
+    # Work cap for deterministic runs; in pair mode it has to fit the short share.
+    iters = int(options.time_budget * ITERS_PER_SECOND * (share if pairs else 1))
+    stall = max(20_000, 100 * pb.n)
+    stop = min(deadline, t0 + share * options.time_budget)
     return local_search(State(pb, start), rng, stop, iters, stall, progress, t0)
 
 
@@ -140,40 +144,13 @@ def _solve_exact(pb: Problem, start: list[int] | None, options: SolveOptions, de
 
 def _lns(pb: Problem, best: list[int], rng: random.Random, options: SolveOptions,
          deadline: float, progress: Progress | None, t0: float) -> list[int]:
-    """Re-solve a few crews at a time exactly; crews are picked around the costliest
-    crew or around a split together-request, since that is where gains are."""
-    cost = evaluate(pb, best).total
-    rounds = int(options.time_budget * 5) if options.deterministic else 1 << 30
-    for _ in range(rounds):
-        if time.monotonic() > deadline - 0.05 or cost == 0:
-            break
-        crews = _neighbourhood(pb, best, rng)
-        people = [p for p in range(pb.n) if best[p] in crews]
-        limit = min(0.5, deadline - time.monotonic())
-        res = cpsat.solve(cpsat.build(pb, people, crews, hint=best), pb, limit,
-                          rng.randrange(1 << 30), 1, options.deterministic, base=best)
-        if res.crew_of is not None:
-            new = evaluate(pb, res.crew_of).total
-            if new < cost:
-                best, cost = res.crew_of, new
-                if progress is not None:
-                    progress(time.monotonic() - t0, cost)
-    return best
-
-
-def _neighbourhood(pb: Problem, crew_of: Sequence[int], rng: random.Random) -> list[int]:
-    size = 2 if pb.k >= LNS_PAIR_FROM_CREWS else LNS_CREWS
-    if pb.k <= size:
-        return list(range(pb.k))
-    split = [(i, j) for i, j, _ in pb.together if crew_of[i] != crew_of[j]]
-    if split and rng.random() < 0.5:
-        i, j = split[rng.randrange(len(split))]
-        chosen = {crew_of[i], crew_of[j]}
-    else:
-        chosen = {rng.randrange(pb.k)}
-    while len(chosen) < size:
-        chosen.add(rng.randrange(pb.k))
-    return sorted(chosen)
+    """Re-solve a few crews at a time exactly, where a joint re-solve can gain."""
+    budget = options.time_budget
+    if pb.k >= lns.PAIR_FROM_CREWS:
+        rounds = int(budget * lns.PAIRS_PER_SECOND) if options.deterministic else 1 << 30
+        return lns.pair_search(pb, best, rng, rounds, deadline, progress, t0)
+    rounds = int(budget * lns.CPSAT_CALLS_PER_SECOND) if options.deterministic else 1 << 30
+    return lns.cpsat_search(pb, best, rng, rounds, options.deterministic, deadline, progress, t0)
 
 
 def _infeasible(pb: Problem, deadline: float, t0: float) -> SolveResult:
