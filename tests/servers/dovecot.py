@@ -21,14 +21,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Literal, NamedTuple
 
-from .ports import GreetingTimeout, free_port, wait_for_greeting, wait_port_closed
+from .ports import free_port, wait_port_closed
 from .process import (
     ChildProcess,
     ServerBase,
-    ServerStartError,
     ServerUnavailable,
     scratch_dir,
-    tail,
 )
 from .tls import certificate
 
@@ -233,24 +231,7 @@ service lmtp {{
             log_path=self.stdout_path,
             cwd=self.base_dir,
         )
-        began = time.monotonic()
-        self._process.start()
-        try:
-            remaining = timeout
-            wait_for_greeting(
-                self.host, self.imap_port, b"* OK", remaining, alive=self._process.alive
-            )
-            remaining = max(1.0, timeout - (time.monotonic() - began))
-            wait_for_greeting(
-                self.host, self.lmtp_port, b"220", remaining, alive=self._process.alive
-            )
-        except GreetingTimeout as exc:
-            self._process.stop(kill=True)
-            raise ServerStartError(
-                f"Dovecot did not come up: {exc}\n--- {self.stdout_path}:\n"
-                f"{tail(self.stdout_path)}\n--- {self.log_path}:\n{tail(self.log_path)}"
-            ) from exc
-        self.startup_seconds = time.monotonic() - began
+        self._launch("Dovecot", [(self.imap_port, b"* OK"), (self.lmtp_port, b"220")], timeout)
         return self
 
     def stop(self, *, kill: bool = False) -> None:

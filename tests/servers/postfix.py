@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .ports import GreetingTimeout, free_port, wait_for_greeting, wait_port_closed
+from .ports import free_port, wait_port_closed
 from .process import (
     ChildProcess,
     ServerBase,
@@ -191,17 +191,7 @@ lmtp_connect_timeout = 5s
             log_path=self.stdout_path,
             cwd=self.base_dir,
         )
-        began = time.monotonic()
-        self._process.start()
-        try:
-            wait_for_greeting(self.host, self.smtp_port, b"220", timeout, alive=self._process.alive)
-        except GreetingTimeout as exc:
-            self._process.stop(kill=True)
-            raise ServerStartError(
-                f"Postfix did not come up: {exc}\n--- {self.stdout_path}:\n"
-                f"{tail(self.stdout_path)}\n--- {self.log_path}:\n{tail(self.log_path)}"
-            ) from exc
-        self.startup_seconds = time.monotonic() - began
+        self._launch("Postfix", [(self.smtp_port, b"220")], timeout)
         return self
 
     def stop(self, *, kill: bool = False) -> None:

@@ -27,10 +27,13 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Self
+
+from .ports import GreetingTimeout, wait_for_greeting
 
 __all__ = [
     "ChildProcess",
@@ -237,9 +240,31 @@ class ServerBase:
     #: The directory the server owns (deleted by `cleanup` when this object created it).
     scratch: Path
     log_path: Path
+    #: The daemon's own stdout/stderr, besides its log file.
+    stdout_path: Path
+    host: str
+    startup_seconds: float | None
 
     def start(self) -> Self:
         raise NotImplementedError
+
+    def _launch(self, name: str, greetings: Sequence[tuple[int, bytes]], timeout: float) -> None:
+        """Start `_process` and wait until each (port, banner) greets. A server that does not
+        come up is killed and reported with the tails of its output and its log."""
+        assert self._process is not None
+        began = time.monotonic()
+        self._process.start()
+        try:
+            for port, banner in greetings:
+                remaining = max(1.0, timeout - (time.monotonic() - began))
+                wait_for_greeting(self.host, port, banner, remaining, alive=self._process.alive)
+        except GreetingTimeout as exc:
+            self._process.stop(kill=True)
+            raise ServerStartError(
+                f"{name} did not come up: {exc}\n--- {self.stdout_path}:\n"
+                f"{tail(self.stdout_path)}\n--- {self.log_path}:\n{tail(self.log_path)}"
+            ) from exc
+        self.startup_seconds = time.monotonic() - began
 
     def stop(self, *, kill: bool = False) -> None:
         raise NotImplementedError
