@@ -62,3 +62,33 @@ async def running(config_path: Path) -> AsyncIterator[Service]:
     finally:
         service.stop.set()
         await task
+
+
+def camp_toml(channel_section: str, *, badge_id: str = "name") -> str:
+    """A service file with one small camp (20 seats, a badge name and a diet question), for
+    the end-to-end registration tests; `channel_section` is the channel's TOML (or a
+    `{placeholder}` formatted later). More questions can be appended."""
+    return f"""
+[store]
+path = "gateway.sqlite3"
+
+{channel_section}
+[gatherings.camp]
+name = "Camp 2027"
+timezone = "Europe/Lisbon"
+starts = 2027-07-01
+ends = 2027-07-05
+venue = "Quinta do Vale"
+capacity = 20
+
+[[gatherings.camp.registration.questions]]
+id = "{badge_id}"
+type = "text"
+prompt = "What name would you like on your badge?"
+
+[[gatherings.camp.registration.questions]]
+id = "diet"
+type = "single_choice"
+prompt = "What do you eat?"
+options = ["Everything", "Vegetarian", "Vegan"]
+"""

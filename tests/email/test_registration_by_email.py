@@ -19,33 +19,10 @@ from gateway.reports import export_csv
 from tests.email import kit
 from tests.email.participant import Participant, plain_text
 from tests.servers import DovecotServer, MailUser, PostfixServer
-from tests.service_kit import email_toml
+from tests.service_kit import camp_toml, email_toml
 from tests.test_calendar import ical_js
 
-CONFIG = """
-[store]
-path = "gateway.sqlite3"
-
-{email}
-[gatherings.camp]
-name = "Camp 2027"
-timezone = "Europe/Lisbon"
-starts = 2027-07-01
-ends = 2027-07-05
-venue = "Quinta do Vale"
-capacity = 20
-
-[[gatherings.camp.registration.questions]]
-id = "name"
-type = "text"
-prompt = "What name would you like on your badge?"
-
-[[gatherings.camp.registration.questions]]
-id = "diet"
-type = "single_choice"
-prompt = "What do you eat?"
-options = ["Everything", "Vegetarian", "Vegan"]
-
+CONFIG = camp_toml("{email}", badge_id="name") + """
 [[gatherings.camp.registration.questions]]
 id = "notes"
 type = "text"

@@ -26,32 +26,9 @@ from gateway.reports import export_csv
 from tests.matrix.kit import Inbox, room_history
 from tests.matrix.test_matrix_transport import _wait_joined, open_dm, say, text
 from tests.servers import MatrixUser, SynapseServer
-from tests.service_kit import matrix_toml
+from tests.service_kit import camp_toml, matrix_toml
 
-CONFIG = """
-[store]
-path = "gateway.sqlite3"
-
-{matrix}
-[gatherings.camp]
-name = "Camp 2027"
-timezone = "Europe/Lisbon"
-starts = 2027-07-01
-ends = 2027-07-05
-venue = "Quinta do Vale"
-capacity = 20
-
-[[gatherings.camp.registration.questions]]
-id = "badge"
-type = "text"
-prompt = "What name would you like on your badge?"
-
-[[gatherings.camp.registration.questions]]
-id = "diet"
-type = "single_choice"
-prompt = "What do you eat?"
-options = ["Everything", "Vegetarian", "Vegan"]
-
+CONFIG = camp_toml("{matrix}", badge_id="badge") + """
 [[gatherings.camp.registration.questions]]
 id = "car"
 type = "yes_no"
