@@ -6,8 +6,8 @@ Entry points: `solve`, `repair` (minimal change after approval), `round_pairs`
 Engines by size: up to `SolveOptions.exact_max_people` (32) one CP-SAT model, hinted
 with a locally optimised greedy answer, usually proves optimality. Above it,
 greedy construction + late-acceptance local search, then large-neighbourhood
-search that re-solves a few crews at a time exactly (`crews_lns`): 3 with CP-SAT, or
-from 100 crews on 2 by scoring every split of them at once (`crews_pair`).
+search that re-solves a few crews at a time exactly (`crews_lns`): 2 by scoring every
+split of them at once (`crews_pair`), then 3 with CP-SAT.
 """
 
 from __future__ import annotations
@@ -49,11 +49,10 @@ __all__ = [
 ]
 
 ITERS_PER_SECOND = 100_000  # local-search work budget per second of time budget
-LS_SHARE = 0.6
-# With pair re-solves (many crews) local search only takes the greedy answer's easy gains:
-# pairs of crews improve it far faster (2,000 people: 3,850 -> 1,100 in 2 s, where local
+# On large camps local search only takes the greedy answer's easy gains: re-solving
+# pairs of crews improves it far faster (2,000 people: 3,850 -> 1,100 in 2 s, where local
 # search needs 15 s to reach 2,300).
-PAIR_LS_SHARE = 0.05
+LS_SHARE = 0.05
 HINT_SHARE = 0.3
 
 
@@ -97,7 +96,8 @@ def solve(inp: SolverInput, options: SolveOptions = SolveOptions(),
                                  time.monotonic() - t0)
         start = found.crew_of
     best = _polish(pb, start, rng, options, deadline, progress, t0, exact=False)
-    best = _lns(pb, best, rng, options, deadline, progress, t0)
+    best = lns.search(pb, best, rng, options.time_budget, options.deterministic, deadline,
+                      progress, t0)
     return _finish(pb, best, Status.FEASIBLE, None, t0)
 
 
@@ -114,12 +114,11 @@ def _polish(pb: Problem, start: list[int], rng: random.Random, options: SolveOpt
             deadline: float, progress: Progress | None, t0: float, exact: bool) -> list[int]:
     if progress is not None:
         progress(time.monotonic() - t0, evaluate(pb, start).total)
-    # Keep most of the budget for CP-SAT: the whole camp when small, a few crews at a time
-    # (LNS) when large. A good hint is what lets CP-SAT prune early.
-    pairs = not exact and pb.k >= lns.PAIR_FROM_CREWS
-    share = HINT_SHARE if exact else PAIR_LS_SHARE if pairs else LS_SHARE
-    # Work cap for deterministic runs; in pair mode it has to fit the short share.
-    iters = int(options.time_budget * ITERS_PER_SECOND * (share if pairs else 1))
+    # Keep most of the budget for CP-SAT on the whole camp when small (a good hint is what
+    # lets it prune early), and for re-solving a few crews at a time when large.
+    share = HINT_SHARE if exact else LS_SHARE
+    # Work cap for deterministic runs; on large camps it has to fit the short share.
+    iters = int(options.time_budget * ITERS_PER_SECOND * (1.0 if exact else share))
     stall = max(20_000, 100 * pb.n)
     stop = min(deadline, t0 + share * options.time_budget)
     return local_search(State(pb, start), rng, stop, iters, stall, progress, t0)
@@ -140,17 +139,6 @@ def _solve_exact(pb: Problem, start: list[int] | None, options: SolveOptions, de
     best = min(candidates, key=lambda c: evaluate(pb, c).total)
     status = Status.OPTIMAL if res.status == "optimal" and best is res.crew_of else Status.FEASIBLE
     return _finish(pb, best, status, res.bound, t0)
-
-
-def _lns(pb: Problem, best: list[int], rng: random.Random, options: SolveOptions,
-         deadline: float, progress: Progress | None, t0: float) -> list[int]:
-    """Re-solve a few crews at a time exactly, where a joint re-solve can gain."""
-    budget = options.time_budget
-    if pb.k >= lns.PAIR_FROM_CREWS:
-        rounds = int(budget * lns.PAIRS_PER_SECOND) if options.deterministic else 1 << 30
-        return lns.pair_search(pb, best, rng, rounds, deadline, progress, t0)
-    rounds = int(budget * lns.CPSAT_CALLS_PER_SECOND) if options.deterministic else 1 << 30
-    return lns.cpsat_search(pb, best, rng, rounds, options.deterministic, deadline, progress, t0)
 
 
 def _infeasible(pb: Problem, deadline: float, t0: float) -> SolveResult:

@@ -1,8 +1,10 @@
 """Large-neighbourhood search for camps above the exact size: re-solve a few crews at a time.
 
-Many crews: two at a time, exactly, by `PairSolver` (about a millisecond each). Fewer
-crews: three at a time with CP-SAT, whose fixed cost per call matters less there and
-whose larger neighbourhoods reach further.
+First two crews at a time, exactly, by `PairSolver` (about a millisecond each, against
+tens of milliseconds for a CP-SAT call); once pairs stop paying, three crews at a time
+with CP-SAT, whose larger neighbourhoods reach further. Measured with 5 s budgets, pairs
+first beat CP-SAT alone at every size: 60 people 15-23 vs 19-24, 90: 31-36 vs 34-43,
+300 (30 s): 52 vs 92.
 """
 
 from __future__ import annotations
@@ -18,10 +20,24 @@ from flows.solvers.crews_pair import PairSolver
 from flows.solvers.crews_problem import Problem, crew_members, evaluate
 
 LNS_CREWS = 3
-# From this many crews on, pairs of crews are re-solved by `PairSolver` instead of CP-SAT.
-PAIR_FROM_CREWS = 100
 PAIRS_PER_SECOND = 700  # deterministic work budget: pairs tried per second of budget
 CPSAT_CALLS_PER_SECOND = 5
+PAIR_STALL_PER_CREW = 50  # pairs tried without a gain, per crew, before CP-SAT takes over
+
+
+def search(pb: Problem, best: list[int], rng: random.Random, budget: float,
+           deterministic: bool, deadline: float, progress: Progress | None,
+           t0: float) -> list[int]:
+    """Pairs until they stall, then CP-SAT on three crews for the rest of the time.
+
+    With `deterministic`, both stop after a number of tries proportional to `budget`
+    (calibrated to finish within it) rather than on the clock."""
+    forever = 1 << 30
+    rounds = int(budget * PAIRS_PER_SECOND) if deterministic else forever
+    best = pair_search(pb, best, rng, rounds, PAIR_STALL_PER_CREW * pb.k, deadline, progress,
+                       t0)
+    rounds = int(budget * CPSAT_CALLS_PER_SECOND) if deterministic else forever
+    return cpsat_search(pb, best, rng, rounds, deterministic, deadline, progress, t0)
 
 
 class Picker:
@@ -85,9 +101,10 @@ class Picker:
         return fallback
 
 
-def pair_search(pb: Problem, best: list[int], rng: random.Random, rounds: int,
+def pair_search(pb: Problem, best: list[int], rng: random.Random, rounds: int, stall: int,
                 deadline: float, progress: Progress | None, t0: float) -> list[int]:
-    """Re-solve pairs of crews exactly until `rounds` pairs are tried or time runs out.
+    """Re-solve pairs of crews exactly until `rounds` pairs are tried, `stall` in a row
+    bring no gain, or time runs out.
 
     An equally good different split is taken too: drifting across plateaus keeps later
     pairs finding gains (on 2,000 people: 450 vs 555 after 30,000 pairs)."""
@@ -98,8 +115,9 @@ def pair_search(pb: Problem, best: list[int], rng: random.Random, rounds: int,
     # A pair re-solved since neither crew changed cannot change again: skip it.
     version = [0] * pb.k
     checked: dict[tuple[int, int], tuple[int, int]] = {}
+    last_gain = 0
     for r in range(rounds):
-        if r % 32 == 0 and time.monotonic() > deadline:
+        if r - last_gain > stall or cost == 0 or (r % 32 == 0 and time.monotonic() > deadline):
             break
         a, b = picker.pair(best, members)
         key = (a, b) if a < b else (b, a)
@@ -118,6 +136,7 @@ def pair_search(pb: Problem, best: list[int], rng: random.Random, rounds: int,
         version[b] += 1
         if split.delta < 0:
             cost += split.delta
+            last_gain = r
             if progress is not None:
                 progress(time.monotonic() - t0, cost)
     return best
