@@ -20,7 +20,7 @@ from flows.solvers.crews_pair import PairSolver
 from flows.solvers.crews_problem import Problem, crew_members, evaluate
 
 LNS_CREWS = 3
-PAIRS_PER_SECOND = 700  # deterministic work budget: pairs tried per second of budget
+PAIRS_PER_SECOND = 2000  # deterministic work budget: pairs tried per second of budget
 CPSAT_CALLS_PER_SECOND = 5
 PAIR_STALL_PER_CREW = 50  # pairs tried without a gain, per crew, before CP-SAT takes over
 
