@@ -117,10 +117,15 @@ def _polish(pb: Problem, start: list[int], rng: random.Random, options: SolveOpt
     # Keep most of the budget for CP-SAT on the whole camp when small (a good hint is what
     # lets it prune early), and for re-solving a few crews at a time when large.
     share = HINT_SHARE if exact else LS_SHARE
-    # Work cap for deterministic runs; on large camps it has to fit the short share.
-    iters = int(options.time_budget * ITERS_PER_SECOND * (1.0 if exact else share))
     stall = max(20_000, 100 * pb.n)
-    stop = min(deadline, t0 + share * options.time_budget)
+    if exact:
+        iters = int(options.time_budget * ITERS_PER_SECOND)
+        stop = min(deadline, t0 + share * options.time_budget)
+    else:
+        # Deterministic runs stop on work alone (the clock only guards the budget), so the
+        # same seed gives the same answer however busy the machine is.
+        iters = int(share * options.time_budget * ITERS_PER_SECOND)
+        stop = deadline if options.deterministic else t0 + share * options.time_budget
     return local_search(State(pb, start), rng, stop, iters, stall, progress, t0)
 
 
