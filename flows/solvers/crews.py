@@ -38,6 +38,7 @@ from flows.solvers.crews_model import (
     UnmetRequest,
     Weights,
 )
+from flows.solvers.crews_pair import MAX_PEOPLE as MAX_PAIR_PEOPLE
 from flows.solvers.crews_problem import Problem, compile_problem, evaluate, violations
 from flows.solvers.crews_repair import repair
 
@@ -53,6 +54,7 @@ ITERS_PER_SECOND = 100_000  # local-search work budget per second of time budget
 # pairs of crews improves it far faster (2,000 people: 3,850 -> 1,100 in 2 s, where local
 # search needs 15 s to reach 2,300).
 LS_SHARE = 0.05
+LS_SHARE_NO_PAIRS = 0.6  # crews too large for pair re-solves: local search, then CP-SAT
 HINT_SHARE = 0.3
 
 
@@ -116,7 +118,8 @@ def _polish(pb: Problem, start: list[int], rng: random.Random, options: SolveOpt
         progress(time.monotonic() - t0, evaluate(pb, start).total)
     # Keep most of the budget for CP-SAT on the whole camp when small (a good hint is what
     # lets it prune early), and for re-solving a few crews at a time when large.
-    share = HINT_SHARE if exact else LS_SHARE
+    share = HINT_SHARE if exact else LS_SHARE if 2 * pb.max_size <= MAX_PAIR_PEOPLE \
+        else LS_SHARE_NO_PAIRS
     stall = max(20_000, 100 * pb.n)
     if exact:
         iters = int(options.time_budget * ITERS_PER_SECOND)
