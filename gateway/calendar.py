@@ -23,6 +23,8 @@ PRODID = "-//Gathering Gateway//iMIP 1.0//EN"
 #: ASCII control characters iCalendar allows in no value (RFC 5545 section 3.1), but HTAB.
 _CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
 _PLAIN_PARAM = re.compile(r"[A-Za-z0-9._-]+")
+#: PARTSTAT values of a VEVENT's ATTENDEE (RFC 5545 section 3.2.12).
+_PARTSTATS = frozenset({"NEEDS-ACTION", "ACCEPTED", "DECLINED", "TENTATIVE", "DELEGATED"})
 _UNITS = {"YEARLY": "year", "MONTHLY": "month", "WEEKLY": "week", "DAILY": "day"}
 
 
@@ -79,15 +81,22 @@ class CalendarEvent:
 
 
 @dataclass(frozen=True)
-class CalendarReplyInfo:
+class CalendarReply:
+    """An attendee's answer to an invitation (iMIP REPLY), as `parse_reply` reads it.
+
+    ``attendee`` is the answering ATTENDEE's address (lower-case), None when it carries no
+    usable one; it may differ from the mail's From (replies sent from an alias): both are
+    reported and the service decides. ``organizer`` is None when the client left it out
+    (Outlook does). ``sequence`` is None when absent or unreadable (RFC 5545 then means 0).
+    ``recurrence_id`` is the answered occurrence in ISO 8601, None for the whole series.
+    """
+
     uid: str
-    sequence: int
-    attendee_email: str
     partstat: str
-    recurrence_id: date | datetime | None
-    organizer_email: str | None
-    dtstamp: datetime | None
-    comment: str | None
+    attendee: str | None
+    organizer: str | None = None
+    sequence: int | None = None
+    recurrence_id: str | None = None
 
 
 def event_uid(*parts: str, domain: str) -> str:
@@ -310,48 +319,64 @@ def _zone_years(event: CalendarEvent, zone: ZoneInfo) -> tuple[int, int]:
 # --- Replies (RFC 5546 section 3.2.3) --------------------------------------------------
 
 
-def parse_reply(ics: bytes) -> CalendarReplyInfo | None:
+def parse_reply(ics: bytes | str, sender: str | None = None) -> CalendarReply | None:
     """Read an attendee's answer; None for anything that is not a usable reply.
 
     Accepts METHOD:REPLY, and also a VCALENDAR without METHOD holding one VEVENT with one
-    ATTENDEE that has PARTSTAT, which some Outlook versions send. ORGANIZER is optional
-    because Outlook omits it. Never raises: input comes from arbitrary senders.
+    ATTENDEE that has PARTSTAT, which some Outlook versions send. Of several VEVENTs (a
+    series and answered occurrences) the first usable one counts. ``sender`` is the mail's
+    From address, used to pick among several ATTENDEEs (see `_answering`). Never raises:
+    input comes from arbitrary senders.
     """
     try:
-        return _parse_reply(Calendar.from_ical(ics))
+        calendar = Calendar.from_ical(ics)
+        return _read_reply(calendar, (sender or "").strip().lower() or None)
     except Exception:
         return None
 
 
-def _parse_reply(cal: Calendar) -> CalendarReplyInfo | None:
-    if cal.name != "VCALENDAR":
+def _read_reply(calendar: Calendar, sender: str | None) -> CalendarReply | None:
+    if calendar.name != "VCALENDAR":
         return None
-    method = str(cal.get("METHOD", "")).upper()
-    events = [c for c in cal.subcomponents if c.name == "VEVENT"]
-    if not events or method not in ("REPLY", ""):
+    method = str(calendar.get("METHOD", "")).strip().upper()
+    events = [c for c in calendar.subcomponents if c.name == "VEVENT"]
+    if not method:
+        # Without METHOD only an unmistakable answer counts: a calendar file someone
+        # attaches is not a reply.
+        attendees = _as_list(events[0].get("ATTENDEE")) if len(events) == 1 else []
+        if len(attendees) != 1 or "PARTSTAT" not in attendees[0].params:
+            return None
+    elif method != "REPLY":
         return None
-    vevent = events[0]
-    attendees = _as_list(vevent.get("ATTENDEE"))
-    if not method and (len(events) != 1 or len(attendees) != 1):
+    for event in events:
+        reply = _read_event(event, sender)
+        if reply is not None:
+            return reply
+    return None
+
+
+def _read_event(event: Any, sender: str | None) -> CalendarReply | None:
+    uid = str(event.get("UID", "")).strip()
+    attendee = _answering(_as_list(event.get("ATTENDEE")), sender)
+    if not uid or attendee is None or _partstat(attendee) not in _PARTSTATS:
         return None
-    if not method and "PARTSTAT" not in attendees[0].params:
-        return None
-    attendee = _replying_attendee(attendees)
-    uid = str(vevent.get("UID", "")).strip()
-    email = _email_of(attendee) if attendee is not None else None
-    if attendee is None or not uid or not email:
-        return None
-    organizer = vevent.get("ORGANIZER")
-    return CalendarReplyInfo(
+    recurrence_id: str | None = None
+    if "RECURRENCE-ID" in event:
+        try:
+            occurrence = event["RECURRENCE-ID"].dt
+        except (AttributeError, ValueError):  # broken (icalendar keeps it as text), repeated
+            return None
+        if not isinstance(occurrence, date):
+            return None  # an answer for an occurrence we cannot name is no usable answer
+        recurrence_id = occurrence.isoformat()
+    organizer = event.get("ORGANIZER")
+    return CalendarReply(
         uid=uid,
-        sequence=_int(vevent.get("SEQUENCE")),
-        attendee_email=email,
-        # RFC 5545 section 3.2.12: PARTSTAT defaults to NEEDS-ACTION.
-        partstat=str(attendee.params.get("PARTSTAT", "NEEDS-ACTION")).upper(),
-        recurrence_id=vevent.decoded("RECURRENCE-ID") if "RECURRENCE-ID" in vevent else None,
-        organizer_email=_email_of(organizer) if organizer is not None else None,
-        dtstamp=_utc(vevent.decoded("DTSTAMP")) if "DTSTAMP" in vevent else None,
-        comment=str(vevent["COMMENT"]) if isinstance(vevent.get("COMMENT"), str) else None,
+        partstat=_partstat(attendee),
+        attendee=_email_of(attendee),
+        organizer=_email_of(organizer) if organizer is not None else None,
+        sequence=_sequence(event.get("SEQUENCE")),
+        recurrence_id=recurrence_id,
     )
 
 
@@ -361,15 +386,27 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list) else [value]
 
 
-def _replying_attendee(attendees: list[Any]) -> Any | None:
-    """RFC 5546 wants exactly one ATTENDEE; if a client sends more, take the one that answered."""
+def _partstat(attendee: Any) -> str:
+    # RFC 5545 section 3.2.12: PARTSTAT defaults to NEEDS-ACTION.
+    return str(attendee.params.get("PARTSTAT", "NEEDS-ACTION")).strip().upper()
+
+
+def _answering(attendees: list[Any], sender: str | None) -> Any | None:
+    """The ATTENDEE who answered.
+
+    RFC 5546 wants exactly one in a REPLY, and it may differ from the sender (an alias).
+    When a client sends more: the one with the sender's address, else the only one whose
+    PARTSTAT is an answer. Otherwise no one: taking, say, the first could record one
+    person's answer for another (routing trusts this address when the sender has no
+    invite with that UID).
+    """
     if len(attendees) == 1:
         return attendees[0]
-    answered = [
-        a
-        for a in attendees
-        if str(a.params.get("PARTSTAT", "")).upper() not in ("", "NEEDS-ACTION")
-    ]
+    if sender is not None:
+        for attendee in attendees:
+            if _email_of(attendee) == sender:
+                return attendee
+    answered = [a for a in attendees if _partstat(a) != "NEEDS-ACTION"]
     return answered[0] if len(answered) == 1 else None
 
 
@@ -380,21 +417,17 @@ def _email_of(address: Any) -> str | None:
         value = value[len("mailto:") :]
     elif "EMAIL" in address.params:
         value = str(address.params["EMAIL"])
-    value = value.strip().lower()
+    value = value.strip().strip("<>").strip().lower()
     return value if "@" in value else None
 
 
-def _int(value: Any) -> int:
+def _sequence(value: Any) -> int | None:
+    """SEQUENCE, or None when absent or unreadable (RFC 5545 then means 0)."""
     try:
-        return int(value)
+        number = int(value)
     except (TypeError, ValueError):
-        return 0
-
-
-def _utc(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
-    return None
+        return None
+    return number if number >= 0 else None
 
 
 # --- Human-readable summary ------------------------------------------------------------

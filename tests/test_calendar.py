@@ -21,6 +21,7 @@ from icalendar import Calendar
 from gateway.calendar import (
     Attendee,
     CalendarEvent,
+    CalendarReply,
     build_cancel,
     build_request,
     event_uid,
@@ -480,21 +481,22 @@ END:VCALENDAR
 
 def test_parse_google_reply() -> None:
     info = parse_reply(GOOGLE_REPLY)
-    assert info is not None
-    assert info.uid == "8fb8a4f7f5e7e91afa4ec685fd9ca444@gw.example.org"
-    assert (info.sequence, info.attendee_email, info.partstat) == (2, "zoe@example.com", "ACCEPTED")
-    assert info.organizer_email == "calendar@gw.example.org"
-    assert info.recurrence_id is None
-    assert info.dtstamp == datetime(2026, 3, 2, 10, 15, tzinfo=UTC)
-    assert info.comment == "Looking forward to it!"
+    assert info == CalendarReply(
+        uid="8fb8a4f7f5e7e91afa4ec685fd9ca444@gw.example.org",
+        partstat="ACCEPTED",
+        attendee="zoe@example.com",
+        organizer="calendar@gw.example.org",
+        sequence=2,
+        recurrence_id=None,
+    )
 
 
 def test_parse_outlook_reply_without_organizer_or_sequence() -> None:
     info = parse_reply(OUTLOOK_REPLY)
     assert info is not None
-    assert (info.uid, info.sequence) == ("crew-17@gw.example.org", 0)
-    assert (info.attendee_email, info.partstat) == ("sam@example.org", "TENTATIVE")
-    assert info.organizer_email is None
+    assert (info.uid, info.sequence) == ("crew-17@gw.example.org", None)
+    assert (info.attendee, info.partstat) == ("sam@example.org", "TENTATIVE")
+    assert info.organizer is None
 
 
 def test_parse_outlook_reply_without_method() -> None:
@@ -505,15 +507,83 @@ def test_parse_outlook_reply_without_method() -> None:
 def test_parse_apple_reply_for_one_occurrence() -> None:
     info = parse_reply(APPLE_REPLY)
     assert info is not None
-    assert (info.attendee_email, info.partstat, info.sequence) == ("li@example.net", "DECLINED", 4)
-    assert info.recurrence_id == datetime(2026, 3, 21, 19, 0, tzinfo=LISBON)
-    assert info.organizer_email == "calendar@gw.example.org"
+    # The ATTENDEE is a urn:uuid; its EMAIL parameter gives the address.
+    assert (info.attendee, info.partstat, info.sequence) == ("li@example.net", "DECLINED", 4)
+    # Lisbon is on UTC+0 until the last Sunday of March.
+    assert info.recurrence_id == "2026-03-21T19:00:00+00:00"
+    assert info.organizer == "calendar@gw.example.org"
+
+
+def test_parse_reply_from_decoded_text() -> None:
+    assert parse_reply(GOOGLE_REPLY.decode()) == parse_reply(GOOGLE_REPLY)
+
+
+def _attendees(*lines: str) -> bytes:
+    """GOOGLE_REPLY with its ATTENDEE replaced by ``lines``."""
+    head, _, rest = GOOGLE_REPLY.partition(b"ATTENDEE;")
+    _, _, tail = rest.partition(b"COMMENT:")
+    return head + "".join(f"{line}\r\n" for line in lines).encode() + b"COMMENT:" + tail
 
 
 def test_parse_reply_picks_the_answering_attendee() -> None:
     extra = b"ATTENDEE;PARTSTAT=NEEDS-ACTION:mailto:other@example.org\r\nCOMMENT"
     info = parse_reply(GOOGLE_REPLY.replace(b"COMMENT", extra, 1))
-    assert info is not None and info.attendee_email == "zoe@example.com"
+    assert info is not None and info.attendee == "zoe@example.com"
+    ics = _attendees("ATTENDEE:mailto:other@example.org",
+                     "ATTENDEE;PARTSTAT=DECLINED:mailto:li@example.net")
+    info = parse_reply(ics)
+    assert info is not None and (info.attendee, info.partstat) == ("li@example.net", "DECLINED")
+
+
+def test_parse_reply_prefers_the_sender_among_several_attendees() -> None:
+    ics = _attendees("ATTENDEE;PARTSTAT=ACCEPTED:mailto:ana@example.org",
+                     "ATTENDEE;PARTSTAT=NEEDS-ACTION:mailto:Li@Example.net")
+    info = parse_reply(ics, " LI@example.NET ")
+    assert info is not None and (info.attendee, info.partstat) == ("li@example.net", "NEEDS-ACTION")
+    info = parse_reply(ics, "someone@else.example")
+    assert info is not None and info.attendee == "ana@example.org"
+
+
+def test_parse_reply_with_several_answers_and_none_from_the_sender_is_ambiguous() -> None:
+    ics = _attendees("ATTENDEE;PARTSTAT=ACCEPTED:mailto:ana@example.org",
+                     "ATTENDEE;PARTSTAT=DECLINED:mailto:li@example.net")
+    assert parse_reply(ics) is None
+    assert parse_reply(ics, "someone@else.example") is None
+    info = parse_reply(ics, "li@example.net")
+    assert info is not None and info.partstat == "DECLINED"
+
+
+def test_parse_reply_single_attendee_from_an_alias() -> None:
+    """The one ATTENDEE counts whoever sent the mail; routing may match either address."""
+    info = parse_reply(GOOGLE_REPLY, "zoe.work@example.net")
+    assert info is not None and info.attendee == "zoe@example.com"
+
+
+def test_parse_reply_attendee_without_an_address() -> None:
+    """The answer still counts (the sender routes it); only the attendee address is unknown."""
+    ics = _attendees("ATTENDEE;PARTSTAT=ACCEPTED:urn:uuid:00000000-0000-0000-0000-000000000017")
+    info = parse_reply(ics, "zoe@example.com")
+    assert info is not None and (info.attendee, info.partstat) == (None, "ACCEPTED")
+
+
+def test_parse_reply_partstat_defaults_and_case() -> None:
+    info = parse_reply(_attendees("ATTENDEE:mailto:zoe@example.com"))
+    assert info is not None and info.partstat == "NEEDS-ACTION"
+    info = parse_reply(_attendees("ATTENDEE;PARTSTAT= delegated :mailto:zoe@example.com"))
+    assert info is not None and info.partstat == "DELEGATED"
+
+
+def test_parse_reply_unreadable_sequence_is_unknown() -> None:
+    for value in (b"SEQUENCE:soon", b"SEQUENCE:-1"):
+        info = parse_reply(GOOGLE_REPLY.replace(b"SEQUENCE:2", value))
+        assert info is not None and info.sequence is None
+
+
+def test_parse_reply_takes_the_first_usable_event() -> None:
+    first, _, rest = APPLE_REPLY.partition(b"BEGIN:VEVENT")
+    broken = b"BEGIN:VEVENT\r\nUID:crew-17@gw.example.org\r\nEND:VEVENT\r\n"
+    info = parse_reply(first + broken + b"BEGIN:VEVENT" + rest)
+    assert info is not None and info.attendee == "li@example.net"
 
 
 @pytest.mark.parametrize(
@@ -523,23 +593,46 @@ def test_parse_reply_picks_the_answering_attendee() -> None:
         b"garbage",
         b"\xff\xfe\x00BEGIN",
         b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n",
+        b"BEGIN:VCALENDAR\r\nMETHOD:REPLY\r\nEND:VCALENDAR\r\n",
         b"BEGIN:VEVENT\r\nUID:x\r\nEND:VEVENT\r\n",
         GOOGLE_REPLY.replace(b"METHOD:REPLY", b"METHOD:REQUEST"),
+        GOOGLE_REPLY.replace(b"METHOD:REPLY", b"METHOD:COUNTER"),
         GOOGLE_REPLY.replace(b"UID:", b"X-UID:"),
+        GOOGLE_REPLY.replace(b"PARTSTAT=ACCEPTED", b"PARTSTAT=X-MAYBE"),
+        GOOGLE_REPLY.replace(b"PARTSTAT=ACCEPTED", b"PARTSTAT=COMPLETED"),  # VTODO only
+        _attendees(),
         GOOGLE_REPLY[: len(GOOGLE_REPLY) // 2],
+        APPLE_REPLY.replace(b"RECURRENCE-ID;TZID=Europe/Lisbon:20260321T190000",
+                            b"RECURRENCE-ID:next week"),
+        # Without METHOD: exactly one VEVENT with exactly one ATTENDEE that has PARTSTAT.
         OUTLOOK_REPLY.replace(b"METHOD:REPLY\r\n", b"").replace(b"PARTSTAT=tentative;", b""),
+        _attendees("ATTENDEE;PARTSTAT=ACCEPTED:mailto:zoe@example.com",
+                   "ATTENDEE;PARTSTAT=NEEDS-ACTION:mailto:li@example.net",
+                   ).replace(b"METHOD:REPLY\r\n", b""),
+        OUTLOOK_REPLY.replace(b"METHOD:REPLY\r\n", b"").replace(
+            b"END:VEVENT\r\n", b"END:VEVENT\r\nBEGIN:VEVENT\r\nUID:y\r\nEND:VEVENT\r\n"),
         build_request(crew_call_lisbon(), dtstamp=DTSTAMP),
+        build_cancel(replace(crew_call_lisbon(), sequence=1), dtstamp=DTSTAMP),
     ],
 )
 def test_parse_reply_rejects(ics: bytes) -> None:
     assert parse_reply(ics) is None
 
 
-@given(st.binary(max_size=400))
-def test_parse_reply_never_raises_on_bytes(ics: bytes) -> None:
+@given(st.binary(max_size=400), st.none() | st.text(max_size=20))
+def test_parse_reply_never_raises_on_bytes(ics: bytes, sender: str | None) -> None:
+    parse_reply(ics, sender)
+
+
+@given(st.text(max_size=400))
+def test_parse_reply_never_raises_on_text(ics: str) -> None:
     parse_reply(ics)
 
 
-@given(st.lists(st.sampled_from(GOOGLE_REPLY.split(b"\r\n")), max_size=30))
-def test_parse_reply_never_raises_on_shuffled_lines(lines: list[bytes]) -> None:
-    parse_reply(b"\r\n".join(lines))
+@given(
+    st.lists(st.sampled_from(GOOGLE_REPLY.split(b"\r\n") + APPLE_REPLY.split(b"\r\n")),
+             max_size=30),
+    st.sampled_from([None, "zoe@example.com", "li@example.net"]),
+)
+def test_parse_reply_never_raises_on_shuffled_lines(lines: list[bytes], sender: str | None) -> None:
+    parse_reply(b"\r\n".join(lines), sender)

@@ -139,3 +139,50 @@ def test_bounce_to_a_tagged_return_path_keeps_the_token() -> None:
     raw = raw.replace(b"To: camp@example.org", b"To: camp+1.reg.abc@example.org", 1)
     parsed = parse_email(raw, own_addresses=OWN)
     assert parsed.kind == "bounce" and parsed.token == "1.reg.abc"
+
+
+def _calendar_mail(ics: str, sender: str) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = "camp@example.org"
+    msg["Subject"] = "Accepted: Spring Camp"
+    msg.set_content("")
+    msg.add_attachment(ics.replace("\n", "\r\n").encode(), maintype="text", subtype="calendar",
+                       filename="reply.ics")
+    return bytes(msg)
+
+
+_REPLY_ICS = """BEGIN:VCALENDAR
+VERSION:2.0
+{method}BEGIN:VEVENT
+UID:7kq2m1s9d0f3camp2026@example.org
+DTSTAMP:20260303T094501Z
+SEQUENCE:1
+{attendees}END:VEVENT
+END:VCALENDAR
+"""
+
+
+def test_calendar_reply_with_several_attendees_names_the_sender() -> None:
+    attendees = ("ATTENDEE;PARTSTAT=ACCEPTED:mailto:ana@example.org\n"
+                 "ATTENDEE;PARTSTAT=DECLINED:mailto:li@example.net\n")
+    ics = _REPLY_ICS.format(method="METHOD:REPLY\n", attendees=attendees)
+    parsed = parse_email(_calendar_mail(ics, "Li <LI@example.net>"), own_addresses=OWN)
+    assert parsed.kind == "calendar_reply" and parsed.calendar is not None
+    assert (parsed.calendar.attendee, parsed.calendar.partstat) == ("li@example.net", "DECLINED")
+    # Neither attendee sent it and both answered: whose answer it is cannot be told.
+    parsed = parse_email(_calendar_mail(ics, "tom@example.com"), own_addresses=OWN)
+    assert parsed.kind != "calendar_reply" and parsed.calendar is None
+
+
+def test_calendar_reply_without_method() -> None:
+    """Some Outlook versions leave METHOD out: one event, one ATTENDEE with PARTSTAT."""
+    attendees = "ATTENDEE;PARTSTAT=ACCEPTED:mailto:peter.smith@contoso.example\n"
+    ics = _REPLY_ICS.format(method="", attendees=attendees)
+    parsed = parse_email(_calendar_mail(ics, "peter.smith@contoso.example"), own_addresses=OWN)
+    assert parsed.kind == "calendar_reply" and parsed.calendar is not None
+    assert (parsed.calendar.partstat, parsed.calendar.sequence) == ("ACCEPTED", 1)
+    no_partstat = ics.replace("PARTSTAT=ACCEPTED:", "")
+    parsed = parse_email(_calendar_mail(no_partstat, "peter.smith@contoso.example"),
+                         own_addresses=OWN)
+    assert parsed.kind != "calendar_reply"

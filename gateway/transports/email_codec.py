@@ -10,15 +10,14 @@ from __future__ import annotations
 import codecs
 import re
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from email import policy
 from email.message import Message
 from email.parser import BytesParser
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from typing import Literal
 
-from icalendar import Calendar
-
+from gateway.calendar import CalendarReply, parse_reply
 from gateway.transports.email_html import html_to_text
 from gateway.transports.email_kinds import (
     BounceInfo,
@@ -31,7 +30,7 @@ from gateway.transports.email_kinds import (
 from gateway.transports.email_token import token_from_address
 from gateway.transports.reply_extract import extract_answers, extract_reply, normalise
 
-__all__ = ["BounceInfo", "CalendarReply", "Kind", "ParsedEmail", "parse_email"]
+__all__ = ["BounceInfo", "Kind", "ParsedEmail", "parse_email"]
 
 Kind = Literal["reply", "new", "calendar_reply", "auto_reply", "bounce", "rejected"]
 
@@ -42,7 +41,6 @@ _RECIPIENT_HEADERS = ("To", "Cc", "Delivered-To", "X-Original-To", "Envelope-To"
 _MSG_ID = re.compile(r"<[^<>\s]{1,250}>")
 _COMMENT = re.compile(r"\([^()]*\)")
 _AUTH_RESULT = re.compile(r"\b(dmarc|dkim)[ \t]*=[ \t]*([a-z]+)", re.IGNORECASE)
-_PARTSTATS = frozenset({"ACCEPTED", "TENTATIVE", "DECLINED", "NEEDS-ACTION", "DELEGATED"})
 # WHATWG maps these labels to supersets: Outlook labels windows-1252 text iso-8859-1.
 _CHARSET_ALIASES = {
     "iso-8859-1": "cp1252", "iso8859-1": "cp1252", "latin1": "cp1252", "latin-1": "cp1252",
@@ -50,24 +48,6 @@ _CHARSET_ALIASES = {
     "gbk": "gb18030", "x-sjis": "shift_jis", "windows-874": "cp874", "utf8": "utf-8",
     "unicode-1-1-utf-7": "utf-7",
 }
-
-
-@dataclass(frozen=True)
-class CalendarReply:
-    """An iMIP METHOD:REPLY: one attendee answering an invitation.
-
-    ``attendee`` may differ from the mail's From (replies sent from an alias); both are
-    reported and the service decides.  ``organizer`` is None when the client left it out
-    (Outlook does).  ``sequence`` is None when absent (RFC 5545 then means 0).
-    """
-
-    uid: str
-    partstat: str
-    attendee: str | None
-    organizer: str | None
-    sequence: int | None
-    recurrence_id: str | None
-    dtstamp: datetime | None
 
 
 @dataclass(frozen=True)
@@ -174,15 +154,18 @@ def _part_text(part: Message | None, limit: int) -> str | None:
     data = _payload_bytes(part, limit)
     if data is None:
         return None
-    try:
-        charset = part.get_content_charset()
-    except Exception:  # noqa: BLE001 - RFC 2231 parameter decoding can fail on garbage
-        charset = None
-    text = _decode(data, charset)
+    text = _decode(data, _charset(part))
     if param(part, "format") == "flowed":
         delsp = param(part, "delsp") == "yes"
         text = _unflow(text, delsp=delsp)
     return text
+
+
+def _charset(part: Message) -> str | None:
+    try:
+        return part.get_content_charset()
+    except Exception:  # noqa: BLE001 - RFC 2231 parameter decoding can fail on garbage
+        return None
 
 
 def _unflow(text: str, *, delsp: bool) -> str:
@@ -213,57 +196,14 @@ def _address(value: str) -> str:
 
 
 def _calendar_reply(parts: list[Message], limit: int, sender: str | None) -> CalendarReply | None:
-    """The first well-formed METHOD:REPLY among the calendar parts."""
+    """The first calendar part that is an attendee's answer (read by calendar.parse_reply)."""
     for part in parts:
         data = _payload_bytes(part, limit)
-        if not data:
-            continue
-        try:
-            calendar = Calendar.from_ical(_decode(data, part.get_content_charset()))
-            reply = _read_reply(calendar, sender)
-        except Exception:  # noqa: BLE001 - icalendar raises many types on broken input
-            continue
-        if reply is not None:
-            return reply
+        if data:
+            reply = parse_reply(_decode(data, _charset(part)), sender)
+            if reply is not None:
+                return reply
     return None
-
-
-def _read_reply(calendar: Calendar, sender: str | None) -> CalendarReply | None:
-    if str(calendar.get("METHOD", "")).strip().upper() != "REPLY":
-        return None
-    for event in calendar.walk("VEVENT"):
-        attendees = event.get("ATTENDEE")
-        attendees = attendees if isinstance(attendees, list) else [attendees] if attendees else []
-        if not attendees:
-            continue
-        chosen = next((a for a in attendees if _mailto(a) == sender), attendees[0])
-        partstat = str(chosen.params.get("PARTSTAT", "NEEDS-ACTION")).strip().upper()
-        if partstat not in _PARTSTATS or not event.get("UID"):
-            continue
-        organizer = event.get("ORGANIZER")
-        sequence = event.get("SEQUENCE")
-        recurrence = event.get("RECURRENCE-ID")
-        dtstamp = event.get("DTSTAMP")
-        return CalendarReply(
-            uid=str(event.get("UID")),
-            partstat=partstat,
-            attendee=_mailto(chosen),
-            organizer=_mailto(organizer) if organizer else None,
-            sequence=int(sequence) if sequence is not None else None,
-            recurrence_id=_iso(recurrence.dt) if recurrence is not None else None,
-            dtstamp=_aware(dtstamp.dt) if dtstamp is not None else None,
-        )
-    return None
-
-
-def _mailto(value: object) -> str | None:
-    text = str(value).strip()
-    text = text[7:] if text.lower().startswith("mailto:") else text
-    return _address(text) or None
-
-
-def _iso(value: object) -> str:
-    return value.isoformat() if isinstance(value, date) else str(value)
 
 
 def _aware(value: object) -> datetime | None:
