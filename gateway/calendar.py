@@ -375,7 +375,8 @@ def _read_event(event: Any, sender: str | None) -> CalendarReply | None:
         partstat=_partstat(attendee),
         attendee=_email_of(attendee),
         organizer=_email_of(organizer) if organizer is not None else None,
-        sequence=_sequence(event.get("SEQUENCE")),
+        # Some Outlook replies carry the sequence only in Microsoft's own property.
+        sequence=_sequence(event.get("SEQUENCE", event.get("X-MICROSOFT-CDO-APPT-SEQUENCE"))),
         recurrence_id=recurrence_id,
     )
 

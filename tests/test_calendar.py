@@ -494,7 +494,8 @@ def test_parse_google_reply() -> None:
 def test_parse_outlook_reply_without_organizer_or_sequence() -> None:
     info = parse_reply(OUTLOOK_REPLY)
     assert info is not None
-    assert (info.uid, info.sequence) == ("crew-17@gw.example.org", None)
+    # No SEQUENCE: Outlook's X-MICROSOFT-CDO-APPT-SEQUENCE stands in for it.
+    assert (info.uid, info.sequence) == ("crew-17@gw.example.org", 1)
     assert (info.attendee, info.partstat) == ("sam@example.org", "TENTATIVE")
     assert info.organizer is None
 
