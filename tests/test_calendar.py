@@ -21,14 +21,13 @@ from icalendar import Calendar
 from gateway.calendar import (
     Attendee,
     CalendarEvent,
-    CalendarReply,
     build_cancel,
     build_request,
     event_uid,
     ics_method,
     ics_summary_lines,
-    parse_reply,
 )
+from gateway.calendar_reply import CalendarReply, parse_reply
 from gateway.calendar_tz import vtimezone
 
 UTC = UTC

@@ -17,7 +17,7 @@ from email.parser import BytesParser
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from typing import Literal
 
-from gateway.calendar import CalendarReply, parse_reply
+from gateway.calendar_reply import CalendarReply, parse_reply
 from gateway.transports.email_html import html_to_text
 from gateway.transports.email_kinds import (
     BounceInfo,
