@@ -21,6 +21,7 @@ from gateway.outbox import OutboxWorker
 from gateway.render import Renderer
 from gateway.store.db import Store, open_store
 from gateway.transports.matrix import MIGRATIONS, MatrixTransport
+from gateway.transports.matrix_pending import KEY_WAIT
 from tests.enginekit import gathering
 from tests.servers import MatrixUser, SynapseServer
 
@@ -105,7 +106,7 @@ async def running_bot(
                     renderer=renderer or make_renderer(tmp_path),
                     organisers=[Identity.matrix(o) for o in organisers])
     transport = MatrixTransport(settings, store, organisers=organisers, sync_timeout_ms=5000,
-                                **({} if key_wait is None else {"key_wait": key_wait}))
+                                key_wait=KEY_WAIT if key_wait is None else key_wait)
     outbox = OutboxWorker(store, {Channel.MATRIX: transport}, **(worker or {}))
     transport.wake = outbox.wake
     stop = asyncio.Event()
