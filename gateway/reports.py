@@ -199,7 +199,7 @@ async def forget_person(store: Store, person: PersonId) -> dict[str, int]:
             )
         ]
         touched = {
-            "matrix_rooms": await _forget_matrix_rooms(tx, mxids),
+            "matrix_rooms": await _forget_matrix(tx, mxids),
             "identities": await tx.execute("DELETE FROM identities WHERE person_id = ?", (person,)),
             "audit": await tx.execute("DELETE FROM audit WHERE person_id = ?", (person,)),
             "flow_runs": await tx.execute(
@@ -227,21 +227,16 @@ async def forget_person(store: Store, person: PersonId) -> dict[str, int]:
     return touched
 
 
-async def _forget_matrix_rooms(tx: Tx, mxids: list[str]) -> int:
+async def _forget_matrix(tx: Tx, mxids: list[str]) -> int:
     """The Matrix transport names people by Matrix id in its room directory and in events
     held for a late room key: drop them there too."""
-    tables = {
-        str(row["name"])
-        for row in await tx.all(
-            "SELECT name FROM sqlite_master WHERE type = 'table'"
-            " AND name IN ('matrix_rooms', 'matrix_pending')"
-        )
-    }
+    pending = await tx.has_table("matrix_pending")
+    rooms = await tx.has_table("matrix_rooms")
     changed = 0
     for mxid in mxids:
-        if "matrix_pending" in tables:
+        if pending:
             changed += await tx.execute("DELETE FROM matrix_pending WHERE sender = ?", (mxid,))
-        if "matrix_rooms" not in tables:
+        if not rooms:
             continue
         changed += await tx.execute(
             "DELETE FROM matrix_rooms WHERE kind = 'direct' AND key = ?", (mxid,)

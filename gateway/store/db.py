@@ -64,6 +64,13 @@ class Tx:
     async def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return list(await self.conn.execute_fetchall(sql, params))
 
+    async def has_table(self, name: str) -> bool:
+        """Whether a channel's table exists: its migrations run only once it is configured,
+        so reports and erasure must cope with a database that never had it."""
+        return await self.one(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        ) is not None
+
 
 class Store:
     """The gateway's database. Open it with `open_store`."""

@@ -157,9 +157,7 @@ class MailFailures:
 async def quarantined(tx: Tx, limit: int = 5) -> tuple[int, list[SetAside]]:
     """How many mails are set aside, and the newest `limit` of them (none without the table:
     a service that never received mail has not created it)."""
-    if not await tx.one(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'mail_quarantine'"
-    ):
+    if not await tx.has_table("mail_quarantine"):
         return 0, []
     total = await tx.one("SELECT COUNT(*) FROM mail_quarantine")
     rows = await tx.all(
@@ -173,9 +171,7 @@ async def quarantined(tx: Tx, limit: int = 5) -> tuple[int, list[SetAside]]:
 async def quarantined_raw(store: Store, number: int) -> bytes | None:
     """The bytes of quarantined mail `number`, for `gateway mail inspect --quarantined`."""
     async with store.read() as tx:
-        found = await tx.one(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'mail_quarantine'"
-        )
-        row = await tx.one("SELECT raw FROM mail_quarantine WHERE id = ?", (number,)) \
-            if found else None
+        if not await tx.has_table("mail_quarantine"):
+            return None
+        row = await tx.one("SELECT raw FROM mail_quarantine WHERE id = ?", (number,))
     return bytes(row[0]) if row else None
