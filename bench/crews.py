@@ -23,9 +23,9 @@ import time
 from collections.abc import Mapping
 
 from bench.instances import generate
-from flows.solvers import crews_cpsat as cpsat
-from flows.solvers.crews import SolveOptions, SolverInput, solve
-from flows.solvers.crews_problem import compile_problem, evaluate
+from flows.crews.solver import cpsat
+from flows.crews.solver.problem import compile_problem, evaluate
+from flows.crews.solver.solve import SolveOptions, SolverInput, solve
 
 DEFAULT_SEEDS = {30: 10, 60: 10, 90: 10, 120: 10, 300: 5, 600: 5, 2000: 3}
 MARKS = (1.0, 5.0, 30.0)
@@ -35,12 +35,20 @@ WHOLE_MODEL_MAX = 600
 def run_one(n: int, seed: int, budget: float, ref_budget: float) -> dict[str, object]:
     inp = generate(n, seed)
     trace: list[tuple[float, int]] = []
-    res = solve(inp, SolveOptions(time_budget=budget, seed=seed, deterministic=False),
-                progress=lambda t, obj: trace.append((t, obj)))
+    res = solve(
+        inp,
+        SolveOptions(time_budget=budget, seed=seed, deterministic=False),
+        progress=lambda t, obj: trace.append((t, obj)),
+    )
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out: dict[str, object] = {
-        "n": n, "seed": seed, "valid": res.valid, "status": res.status.value,
-        "objective": res.objective, "elapsed": res.elapsed, "peak_mb": peak_mb,
+        "n": n,
+        "seed": seed,
+        "valid": res.valid,
+        "status": res.status.value,
+        "objective": res.objective,
+        "elapsed": res.elapsed,
+        "peak_mb": peak_mb,
         "first": trace[0][0] if trace else None,
         "at": {str(m): min((o for t, o in trace if t <= m), default=None) for m in MARKS},
         "proven_at": res.elapsed if res.status.value == "optimal" else None,
@@ -50,8 +58,9 @@ def run_one(n: int, seed: int, budget: float, ref_budget: float) -> dict[str, ob
     return out
 
 
-def _reference(inp: SolverInput, assignment: Mapping[str, int], seed: int,
-               ref_budget: float) -> dict[str, object]:
+def _reference(
+    inp: SolverInput, assignment: Mapping[str, int], seed: int, ref_budget: float
+) -> dict[str, object]:
     pb = compile_problem(inp)
     ours = [assignment[pid] for pid in pb.ids]
     best = evaluate(pb, ours).total
@@ -61,8 +70,7 @@ def _reference(inp: SolverInput, assignment: Mapping[str, int], seed: int,
         proven = ref.status == "optimal"
         value = min(best, ref.objective) if ref.objective is not None else best
         return {"reference": value, "ref_proven": proven, "ref_bound": ref.bound}
-    longer = solve(inp, SolveOptions(time_budget=ref_budget, seed=seed + 1000,
-                                               deterministic=False))
+    longer = solve(inp, SolveOptions(time_budget=ref_budget, seed=seed + 1000, deterministic=False))
     value = min(best, longer.objective if longer.objective is not None else best)
     return {"reference": value, "ref_proven": False, "ref_bound": None}
 
@@ -81,8 +89,19 @@ def _fmt(x: object, digits: int = 2) -> str:
 
 def report(rows: list[dict[str, object]]) -> None:
     print("\nSummary (medians; ratio = objective / reference of the same run)")
-    head = ("size", "runs", "valid", "first_s", "r@1s", "r@5s", "r@30s", "r@end", "proven<=5s",
-            "ref_proven", "peak_MB")
+    head = (
+        "size",
+        "runs",
+        "valid",
+        "first_s",
+        "r@1s",
+        "r@5s",
+        "r@30s",
+        "r@end",
+        "proven<=5s",
+        "ref_proven",
+        "peak_MB",
+    )
     print(" ".join(f"{h:>10}" for h in head))
     for n in sorted({int(str(r["n"])) for r in rows}):
         sub = [r for r in rows if r["n"] == n]
@@ -97,13 +116,22 @@ def report(rows: list[dict[str, object]]) -> None:
                     vals.append(float(text))
             return f"{statistics.median(vals):.3f}" if vals else "-"
 
-        proven5 = sum(1 for r in sub if r["proven_at"] is not None
-                      and float(str(r["proven_at"])) <= 5)
-        cells = (n, len(sub), sum(bool(r["valid"]) for r in sub),
-                 _fmt(statistics.median(firsts) if firsts else None, 3),
-                 med_ratio("1.0"), med_ratio("5.0"), med_ratio("30.0"), med_ratio(None),
-                 f"{proven5}/{len(sub)}", sum(bool(r.get("ref_proven")) for r in sub),
-                 _fmt(max(float(str(r["peak_mb"])) for r in sub), 0))
+        proven5 = sum(
+            1 for r in sub if r["proven_at"] is not None and float(str(r["proven_at"])) <= 5
+        )
+        cells = (
+            n,
+            len(sub),
+            sum(bool(r["valid"]) for r in sub),
+            _fmt(statistics.median(firsts) if firsts else None, 3),
+            med_ratio("1.0"),
+            med_ratio("5.0"),
+            med_ratio("30.0"),
+            med_ratio(None),
+            f"{proven5}/{len(sub)}",
+            sum(bool(r.get("ref_proven")) for r in sub),
+            _fmt(max(float(str(r["peak_mb"])) for r in sub), 0),
+        )
         print(" ".join(f"{str(c):>10}" for c in cells))
 
 
@@ -123,27 +151,47 @@ def main() -> None:
         args.sizes, args.seeds, args.budget, args.reference_budget = [30, 90, 300], 1, 5.0, 15.0
     rows: list[dict[str, object]] = []
     print(f"budget {args.budget}s, reference budget {args.reference_budget}s")
-    print(f"{'size':>5} {'seed':>4} {'status':>9} {'first_s':>8} {'obj@1s':>7} {'obj@5s':>7} "
-          f"{'obj@30s':>7} {'final':>7} {'ref':>7} {'ratio':>6} {'proven':>6} {'peak_MB':>7}")
+    print(
+        f"{'size':>5} {'seed':>4} {'status':>9} {'first_s':>8} {'obj@1s':>7} {'obj@5s':>7} "
+        f"{'obj@30s':>7} {'final':>7} {'ref':>7} {'ratio':>6} {'proven':>6} {'peak_MB':>7}"
+    )
     for n in args.sizes:
         for seed in range(args.seeds or DEFAULT_SEEDS.get(n, 3)):
             started = time.monotonic()
             proc = subprocess.run(
-                [sys.executable, "-m", "bench.crews", "--one", str(n), str(seed), "--budget",
-                 str(args.budget), "--reference-budget", str(args.reference_budget)],
-                capture_output=True, text=True, check=False)
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.crews",
+                    "--one",
+                    str(n),
+                    str(seed),
+                    "--budget",
+                    str(args.budget),
+                    "--reference-budget",
+                    str(args.reference_budget),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             if proc.returncode != 0:
-                print(f"{n:>5} {seed:>4} crashed after {time.monotonic() - started:.0f}s: "
-                      f"{proc.stderr.strip().splitlines()[-1:]}")
+                print(
+                    f"{n:>5} {seed:>4} crashed after {time.monotonic() - started:.0f}s: "
+                    f"{proc.stderr.strip().splitlines()[-1:]}"
+                )
                 continue
             r = json.loads(proc.stdout.strip().splitlines()[-1])
             rows.append(r)
             at = r["at"]
-            print(f"{n:>5} {seed:>4} {r['status']:>9} {_fmt(r['first'], 3):>8} "
-                  f"{_fmt(at['1.0']):>7} {_fmt(at['5.0']):>7} {_fmt(at['30.0']):>7} "
-                  f"{_fmt(r['objective']):>7} {_fmt(r.get('reference')):>7} "
-                  f"{_ratio(r['objective'], r.get('reference')):>6} "
-                  f"{'yes' if r.get('ref_proven') else 'no':>6} {r['peak_mb']:>7.0f}", flush=True)
+            print(
+                f"{n:>5} {seed:>4} {r['status']:>9} {_fmt(r['first'], 3):>8} "
+                f"{_fmt(at['1.0']):>7} {_fmt(at['5.0']):>7} {_fmt(at['30.0']):>7} "
+                f"{_fmt(r['objective']):>7} {_fmt(r.get('reference')):>7} "
+                f"{_ratio(r['objective'], r.get('reference')):>6} "
+                f"{'yes' if r.get('ref_proven') else 'no':>6} {r['peak_mb']:>7.0f}",
+                flush=True,
+            )
     report(rows)
 
 

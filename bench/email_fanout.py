@@ -29,13 +29,13 @@ from pathlib import Path
 
 import aiosmtplib
 
+from gateway.channels.email.inbound import token_maker
+from gateway.channels.email.send import EmailTransport
 from gateway.config import EmailSettings
+from gateway.core.outbox import OutboxWorker, item_from_row
 from gateway.model import Invite, OutboxItem, PersonId
-from gateway.outbox import OutboxWorker, item_from_row
 from gateway.store.db import dumps, now_iso, open_store
-from gateway.transports.email_inbound import token_maker
-from gateway.transports.email_out import EmailTransport
-from tests.email import kit
+from tests.kit import email as kit
 from tests.servers import SmtpSink
 
 GATEWAY = "camp@example.test"
@@ -58,10 +58,17 @@ class Stopwatch:
 
 
 def invite(n: int) -> Invite:
-    return Invite(uid=f"camp-2027-{n}@example.test", sequence=0, method="REQUEST",
-                  summary="Camp 2027", start=datetime(2027, 7, 1, 16, tzinfo=UTC),
-                  end=datetime(2027, 7, 5, 12, tzinfo=UTC), tzid="Europe/Lisbon",
-                  location="Quinta do Vale", description="Bring a sleeping bag.")
+    return Invite(
+        uid=f"camp-2027-{n}@example.test",
+        sequence=0,
+        method="REQUEST",
+        summary="Camp 2027",
+        start=datetime(2027, 7, 1, 16, tzinfo=UTC),
+        end=datetime(2027, 7, 5, 12, tzinfo=UTC),
+        tzid="Europe/Lisbon",
+        location="Quinta do Vale",
+        description="Bring a sleeping bag.",
+    )
 
 
 async def queue(db: Path, count: int, email: EmailSettings) -> None:
@@ -73,18 +80,30 @@ async def queue(db: Path, count: int, email: EmailSettings) -> None:
             data = asdict(invite(n))
             data["start"], data["end"] = data["start"].isoformat(), data["end"].isoformat()
             payload = {
-                "subject": "Camp 2027: your invitation", "is_reply": False, "invite": data,
+                "subject": "Camp 2027: your invitation",
+                "is_reply": False,
+                "invite": data,
                 "text": f"Dear Person {n},\n\nyou are in. The invitation is attached.\n",
-                "html": f"<p>Dear Person {n},</p><p>you are in.</p>", "options": [],
-                "group": None, "group_addresses": [], "in_reply_to": None,
-                "thread_root": None, "reply_token": make(PersonId(n), "camp/registration"),
+                "html": f"<p>Dear Person {n},</p><p>you are in.</p>",
+                "options": [],
+                "group": None,
+                "group_addresses": [],
+                "in_reply_to": None,
+                "thread_root": None,
+                "reply_token": make(PersonId(n), "camp/registration"),
             }
             await tx.execute(
                 "INSERT INTO outbox (idempotency_key, gathering, flow, channel, address, kind,"
                 " payload, next_attempt_at, created_at) VALUES (?, 'camp', 'registration',"
                 " 'email', ?, 'text', ?, ?, ?)",
-                (f"bench:invite:{n}", f"person{n}@example.net", dumps(payload), now_iso(),
-                 now_iso()))
+                (
+                    f"bench:invite:{n}",
+                    f"person{n}@example.net",
+                    dumps(payload),
+                    now_iso(),
+                    now_iso(),
+                ),
+            )
     await store.close()
 
 
@@ -145,8 +164,9 @@ async def plumbing_run(db: Path, email: EmailSettings, raws: list[bytes]) -> Too
 
 
 async def baseline_run(port: int, raws: list[bytes]) -> Took:
-    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False,
-                             local_hostname="example.test")
+    client = aiosmtplib.SMTP(
+        hostname="127.0.0.1", port=port, start_tls=False, local_hostname="example.test"
+    )
     await client.connect()
     watch = Stopwatch()
     for n, raw in enumerate(raws, 1):

@@ -23,7 +23,7 @@ from typing import Any
 from aioimaplib import aioimaplib
 
 from gateway.model import InboundMessage
-from tests.email import kit
+from tests.kit import email as kit
 from tests.servers import DovecotServer, SmtpSink
 
 
@@ -44,24 +44,32 @@ class Timed:
 
 
 def reply(n: int, to: str) -> bytes:
-    return (f"From: p{n}@example.net\r\nTo: {to}\r\nSubject: Re: Camp 2027\r\n"
-            f"Message-ID: <bench-{n}@example.net>\r\n\r\n1. Person {n}\r\n2. Soup\r\n").encode()
+    return (
+        f"From: p{n}@example.net\r\nTo: {to}\r\nSubject: Re: Camp 2027\r\n"
+        f"Message-ID: <bench-{n}@example.net>\r\n\r\n1. Person {n}\r\n2. Soup\r\n"
+    ).encode()
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
-    return {"p50_ms": round(statistics.median(ordered) * 1000, 1),
-            "p95_ms": round(ordered[max(0, int(len(ordered) * 0.95) - 1)] * 1000, 1),
-            "n": len(ordered)}
+    return {
+        "p50_ms": round(statistics.median(ordered) * 1000, 1),
+        "p95_ms": round(ordered[max(0, int(len(ordered) * 0.95) - 1)] * 1000, 1),
+        "n": len(ordered),
+    }
 
 
 async def gateway_latency(dovecot: DovecotServer, count: int, idle: bool) -> dict[str, float]:
     box = dovecot.new_user("gw")
     async with SmtpSink() as sink:
         # With IDLE, poll_seconds only renews the IDLE; keep it long so it cannot help.
-        email = kit.settings(box.address, smtp_port=sink.port, idle=idle,
-                             poll_seconds=60 if idle else 0.02,
-                             imap=(dovecot.imap_port, box.password))
+        email = kit.settings(
+            box.address,
+            smtp_port=sink.port,
+            idle=idle,
+            poll_seconds=60 if idle else 0.02,
+            imap=(dovecot.imap_port, box.password),
+        )
         with tempfile.TemporaryDirectory(dir="/dev/shm") as d:
             async with kit.gateway(Path(d) / "gw.db", email, Path(d) / "t") as gw:
                 timed = Timed(gw.engine)
@@ -107,8 +115,9 @@ async def main(count: int) -> dict[str, Any]:
     with DovecotServer() as dovecot:
         return {
             "delivery_to_stored_with_idle": await gateway_latency(dovecot, count, idle=True),
-            "delivery_to_stored_with_noop_polling_20ms":
-                await gateway_latency(dovecot, count, idle=False),
+            "delivery_to_stored_with_noop_polling_20ms": await gateway_latency(
+                dovecot, count, idle=False
+            ),
             "dovecot_idle_push_delay_alone": await idle_push_delay(dovecot, count),
         }
 

@@ -21,10 +21,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from flows.config import GatheringConfig
-from gateway.engine import Engine
+from gateway.app.registry import default_flows
+from gateway.core.engine import Engine
+from gateway.demo.simulate import SimulatedPerson
 from gateway.model import Channel, InboundMessage
-from gateway.registry import default_flows
-from gateway.simulate import SimulatedPerson
 from gateway.store import open_store
 from gateway.store.db import Durability
 

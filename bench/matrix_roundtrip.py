@@ -33,7 +33,7 @@ from pathlib import Path
 
 from nio import AsyncClient, AsyncClientConfig, RoomCreateResponse, SyncResponse
 
-from tests.matrix.kit import running_bot, settings_for
+from tests.kit.matrix import running_bot, settings_for
 from tests.servers import MatrixUser, SynapseServer
 
 WARM_UP = 5  # first DM room lookups, connection set-up
@@ -41,8 +41,9 @@ TMPFS = "/dev/shm" if Path("/dev/shm").is_dir() else None
 
 
 def client(server: SynapseServer, user: MatrixUser) -> AsyncClient:
-    c = AsyncClient(server.url, user.user_id,
-                    config=AsyncClientConfig(max_limit_exceeded=0, max_timeouts=0))
+    c = AsyncClient(
+        server.url, user.user_id, config=AsyncClientConfig(max_limit_exceeded=0, max_timeouts=0)
+    )
     c.restore_login(user.user_id, user.device_id, user.access_token)
     return c
 
@@ -71,15 +72,17 @@ def figures(samples: list[float]) -> tuple[float, float]:
 class Pair:
     """A sender, the client whose sync must show the answer, and the room between them."""
 
-    def __init__(self, sender: AsyncClient, reader: AsyncClient, room: str,
-                 answerer: str, prefix: str) -> None:
+    def __init__(
+        self, sender: AsyncClient, reader: AsyncClient, room: str, answerer: str, prefix: str
+    ) -> None:
         self.sender, self.reader, self.room = sender, reader, room
         self.answerer, self.prefix = answerer, prefix
 
     async def round_trip(self, i: int) -> float:
         began = time.perf_counter()
-        await self.sender.room_send(self.room, "m.room.message",
-                                    {"msgtype": "m.text", "body": f"m{i}"})
+        await self.sender.room_send(
+            self.room, "m.room.message", {"msgtype": "m.text", "body": f"m{i}"}
+        )
         await wait_body(self.reader, self.answerer, f"{self.prefix}m{i}")
         return time.perf_counter() - began
 
@@ -142,26 +145,32 @@ async def bare_bot_pair(server: SynapseServer) -> AsyncIterator[Pair]:
 async def echo_forever(bot: AsyncClient, since: str) -> None:
     """Answer every text from someone else at once, straight from the sync loop."""
     while True:
-        resp = await bot.sync(timeout=30_000, since=since,
-                              sync_filter={"room": {"timeline": {"limit": 50}}})
+        resp = await bot.sync(
+            timeout=30_000, since=since, sync_filter={"room": {"timeline": {"limit": 50}}}
+        )
         assert isinstance(resp, SyncResponse), resp
         since = resp.next_batch
         for room_id, info in resp.rooms.join.items():
             for event in info.timeline.events:
                 src = event.source
                 if src.get("sender") != bot.user_id and src.get("type") == "m.room.message":
-                    await bot.room_send(room_id, "m.room.message", {
-                        "msgtype": "m.text", "body": f"echo: {src['content']['body']}"})
+                    await bot.room_send(
+                        room_id,
+                        "m.room.message",
+                        {"msgtype": "m.text", "body": f"echo: {src['content']['body']}"},
+                    )
 
 
 async def main(count: int, store_dir: str | None) -> None:
     logging.basicConfig(level=logging.WARNING)
     store_base = store_dir or TMPFS
     samples: dict[str, list[float]] = {"baseline": [], "bare bot": [], "gateway": []}
-    with (SynapseServer() as server,
-          tempfile.TemporaryDirectory(dir=store_base) as tmp):
-        async with (baseline_pair(server) as plain, bare_bot_pair(server) as bare,
-                    gateway_pair(server, Path(tmp)) as bot):
+    with SynapseServer() as server, tempfile.TemporaryDirectory(dir=store_base) as tmp:
+        async with (
+            baseline_pair(server) as plain,
+            bare_bot_pair(server) as bare,
+            gateway_pair(server, Path(tmp)) as bot,
+        ):
             pairs = {"baseline": plain, "bare bot": bare, "gateway": bot}
             for i in range(count + WARM_UP):
                 for name, pair in pairs.items():
@@ -169,14 +178,20 @@ async def main(count: int, store_dir: str | None) -> None:
                     if i >= WARM_UP:
                         samples[name].append(took)
     b50, b95 = figures(samples["baseline"])
-    print(f"messages: {count} each, taking turns, Synapse on loopback;"
-          f" gateway store in {store_base or tempfile.gettempdir()}")
-    for name, what in (("baseline", "client → homeserver → client"),
-                       ("bare bot", "participant → nio echo loop → participant"),
-                       ("gateway", "participant → gateway → participant")):
+    print(
+        f"messages: {count} each, taking turns, Synapse on loopback;"
+        f" gateway store in {store_base or tempfile.gettempdir()}"
+    )
+    for name, what in (
+        ("baseline", "client → homeserver → client"),
+        ("bare bot", "participant → nio echo loop → participant"),
+        ("gateway", "participant → gateway → participant"),
+    ):
         p50, p95 = figures(samples[name])
-        print(f"{name:8} ({what + '):':44} p50 {p50 * 1000:6.1f} ms  p95 {p95 * 1000:6.1f} ms"
-              f"  ratio p50 {p50 / b50:4.2f}  p95 {p95 / b95:4.2f}")
+        print(
+            f"{name:8} ({what + '):':44} p50 {p50 * 1000:6.1f} ms  p95 {p95 * 1000:6.1f} ms"
+            f"  ratio p50 {p50 / b50:4.2f}  p95 {p95 / b95:4.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ def is_link_command(text: str) -> bool:
 class Linking:
     name: ClassVar[str] = FLOW
     reads: ClassVar[tuple[str, ...]] = ()
-    #: First words this flow owns wherever the person is in other flows (see gateway.routing).
+    #: First words this flow owns wherever the person is in other flows (see gateway.core.routing).
     commands: ClassVar[tuple[str, ...]] = ("link",)
 
     def wants(self, message: InboundMessage, status: str) -> bool:
@@ -64,35 +64,52 @@ class Linking:
             tries = int(pending.get("tries", 0)) + 1
             if tries >= MAX_TRIES:
                 return Outcome(state={}, status="failed", send=[_say(me, "too_many")])
-            return Outcome(state={"pending": {**pending, "tries": tries}},
-                           send=[_say(me, "wrong_code", left=MAX_TRIES - tries)])
+            return Outcome(
+                state={"pending": {**pending, "tries": tries}},
+                send=[_say(me, "wrong_code", left=MAX_TRIES - tries)],
+            )
         kind, address = pending["kind"], pending["address"]
         identity = Identity.email(address) if kind == "email" else Identity.matrix(address)
         linked = [*ctx.state.get("linked", []), {"kind": kind, "address": address}]
-        return Outcome(state={"linked": linked}, status="linked", link=[identity],
-                       send=[_say(me, "linked", kind=kind, address=address)])
+        return Outcome(
+            state={"linked": linked},
+            status="linked",
+            link=[identity],
+            send=[_say(me, "linked", kind=kind, address=address)],
+        )
 
 
 def _start(ctx: StepContext, kind: str, address: str) -> Outcome:
     me = ctx.person.id
-    valid = ((kind == "email" and _EMAIL.match(address))
-             or (kind == "matrix" and _MXID.match(address)))
+    valid = (kind == "email" and _EMAIL.match(address)) or (
+        kind == "matrix" and _MXID.match(address)
+    )
     if not valid:
         return Outcome(send=[_say(me, "usage")])
     if kind == "email":
         address = address.lower()
     code = f"{secrets.randbelow(10**6):06d}"
-    pending = {"kind": kind, "address": address, "code": code, "tries": 0,
-               "expires": (ctx.now + CODE_LIFETIME).isoformat()}
+    pending = {
+        "kind": kind,
+        "address": address,
+        "code": code,
+        "tries": 0,
+        "expires": (ctx.now + CODE_LIFETIME).isoformat(),
+    }
     channel = Channel.EMAIL if kind == "email" else Channel.MATRIX
     via = (ctx.person.channel or Channel.MATRIX).value
     return Outcome(
         state={**ctx.state, "pending": pending},
         status="pending",
         send=[
-            Outgoing(to=me, template=f"{FLOW}/code", is_reply=False, channel=channel,
-                     address=address,
-                     context={"code": code, "name": ctx.person.display_name, "via": via}),
+            Outgoing(
+                to=me,
+                template=f"{FLOW}/code",
+                is_reply=False,
+                channel=channel,
+                address=address,
+                context={"code": code, "name": ctx.person.display_name, "via": via},
+            ),
             _say(me, "code_sent", kind=kind, address=address),
         ],
     )

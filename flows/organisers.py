@@ -33,20 +33,31 @@ class Organisers:
         room = str(payload.get("room", ""))
         state = dict(ctx.state)
         recipients = sorted(
-            person for person, run in ctx.peers.get("registration", {}).items()
+            person
+            for person, run in ctx.peers.get("registration", {}).items()
             if run.status in RECIPIENT_STATUSES and run.state.get("announcements", True)
         )
 
         def reply(template: str, **context: Any) -> Outgoing:
-            return Outgoing(to=GATHERING_SUBJECT, template=f"organisers/{template}",
-                            context=context, channel=Channel.MATRIX, address=room,
-                            is_reply=False)
+            return Outgoing(
+                to=GATHERING_SUBJECT,
+                template=f"organisers/{template}",
+                context=context,
+                channel=Channel.MATRIX,
+                address=room,
+                is_reply=False,
+            )
 
         if message.text == "announce":
-            state["pending"] = {"text": str(payload.get("text", "")),
-                                "by": str(payload.get("by", "")), "at": ctx.now.isoformat()}
-            return Outcome(state=state, send=[
-                reply("confirm", text=state["pending"]["text"], count=len(recipients))])
+            state["pending"] = {
+                "text": str(payload.get("text", "")),
+                "by": str(payload.get("by", "")),
+                "at": ctx.now.isoformat(),
+            }
+            return Outcome(
+                state=state,
+                send=[reply("confirm", text=state["pending"]["text"], count=len(recipients))],
+            )
         pending = state.pop("pending", None)
         if pending is None:
             return Outcome(send=[reply("nothing_pending")])
@@ -54,11 +65,23 @@ class Organisers:
             return Outcome(state=state, send=[reply("cancelled")])
         if message.text != "confirm":
             return Outcome(ignored=True)
-        sent = [*state.get("sent", []),
-                {"by": pending["by"], "at": ctx.now.isoformat(), "count": len(recipients),
-                 "confirmed_by": str(payload.get("by", ""))}]
+        sent = [
+            *state.get("sent", []),
+            {
+                "by": pending["by"],
+                "at": ctx.now.isoformat(),
+                "count": len(recipients),
+                "confirmed_by": str(payload.get("by", "")),
+            },
+        ]
         state["sent"] = sent[-20:]
-        sends = [Outgoing(to=person, template="organisers/announcement",
-                          context={"text": pending["text"]}, is_reply=False)
-                 for person in recipients]
+        sends = [
+            Outgoing(
+                to=person,
+                template="organisers/announcement",
+                context={"text": pending["text"]},
+                is_reply=False,
+            )
+            for person in recipients
+        ]
         return Outcome(state=state, send=[*sends, reply("sent", count=len(recipients))])

@@ -121,8 +121,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     # failure. Leave with pytest's own status instead.
     left = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
     if left:
-        print(f"\n{len(left)} thread(s) left running by tests (an unclosed store?); exiting",
-              file=sys.stderr)
+        print(
+            f"\n{len(left)} thread(s) left running by tests (an unclosed store?); exiting",
+            file=sys.stderr,
+        )
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(_EXIT_STATUS)

@@ -67,9 +67,10 @@ class Tx:
     async def has_table(self, name: str) -> bool:
         """Whether a channel's table exists: its migrations run only once it is configured,
         so reports and erasure must cope with a database that never had it."""
-        return await self.one(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
-        ) is not None
+        return (
+            await self.one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+            is not None
+        )
 
 
 class Store:

@@ -252,7 +252,6 @@ service lmtp {{
         self.stop(kill=True)
         self.start()
 
-
     # -- users and mail -------------------------------------------------------
 
     def add_user(self, address: str, password: str) -> MailUser:

@@ -221,4 +221,3 @@ lmtp_connect_timeout = 5s
             if root.is_dir():
                 ids.extend(p.name for p in root.rglob("*") if p.is_file())
         return ids
-

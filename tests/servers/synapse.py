@@ -202,7 +202,6 @@ bcrypt_rounds: 4
         self.stop(kill=kill)
         self.start()
 
-
     # -- HTTP helpers ----------------------------------------------------
 
     def request(

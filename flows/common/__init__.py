@@ -1,0 +1,1 @@
+"""What every flow shares: questions, answer parsing, forms."""

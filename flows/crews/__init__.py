@@ -1,0 +1,1 @@
+"""Crew assignment: proposal, organiser approval, introductions."""

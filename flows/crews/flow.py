@@ -1,0 +1,381 @@
+"""The crews flow: store a proposal, approve it, announce crews, keep the call roster.
+
+The solver is CPU-heavy (seconds), so it never runs inside a step: `gateway.ops.crews.commands` solves
+outside the engine transaction and hands the result in as a `proposal` COMMAND. Everything here
+is cheap bookkeeping on the gathering-level run (person 0), whose state is plain JSON:
+
+    {"pins": {"12": 1},                     # person → crew index (0-based), kept across runs
+     "proposal": {"kind": "initial" | "repair" | "round", "assignment": {"12": 0}, …},
+     "approved": {"round": 1, "assignment": {…}, "languages": […], "announced": true,
+                  "first_call": "2027-06-01", "zones": {"0": "Europe/Lisbon"},
+                  "sequences": {"0": 0}},
+     "history": [{"round": 1, "assignment": {…}, "ended": true, …}],  # earlier rounds'
+                                            # approved records; `ended` once their calls are
+                                            # cancelled and rooms closed (at the next announcement)
+     "calls": {"12": "ACCEPTED"},            # each member's answer to their crew call
+     "last": {"command": "approve", "ok": false, "detail": "…"}}
+
+`last` is how the caller of a command (the CLI, the organisers' room) learns what happened:
+the engine records the step, the caller reads the state back.
+
+Personal runs only receive calendar replies (routed by invite UID) and ✅/❌ reactions in crew
+rooms, and pass them on to the gathering run as `call_reply` events; an answer about another
+call (an earlier round's, an earlier crew's) is not recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from flows.base import Outcome, RunView, StepContext
+from flows.crews.announce import (
+    call_invite,
+    call_uid,
+    crew_call,
+    crew_zone,
+    end_round,
+    first_call_day,
+    group_key,
+    group_message,
+    member_card,
+    members_of,
+)
+from gateway.model import (
+    GATHERING_SUBJECT,
+    Emit,
+    InboundKind,
+    InboundMessage,
+    Outgoing,
+    PersonId,
+    SetTimer,
+)
+
+KINDS = ("initial", "repair", "round")
+ANNOUNCE_TIMER = "announce"
+Assignment = dict[str, int]
+
+
+class Crews:
+    name: ClassVar[str] = "crews"
+    reads: ClassVar[tuple[str, ...]] = ("registration",)
+
+    def wants(self, message: InboundMessage, status: str) -> bool:
+        # Nobody converses with this flow: crew rooms and threads belong to the crew, and
+        # calendar replies are routed by their invite UID, not by this question.
+        return False
+
+    def step(self, ctx: StepContext) -> Outcome:
+        if not ctx.is_gathering_run:
+            return _personal(ctx)
+        if ctx.message.kind == InboundKind.TICK and ctx.message.text == ANNOUNCE_TIMER:
+            return _announce_due(ctx)
+        if ctx.message.kind != InboundKind.COMMAND:
+            return Outcome(ignored=True)
+        handler = _COMMANDS.get(ctx.message.text)
+        if handler is None:
+            return _done(ctx.state, ctx.message.text, False, "unknown command")
+        return handler(ctx, dict(ctx.state))
+
+
+def _personal(ctx: StepContext) -> Outcome:
+    """A member's answer to the crew calls: a calendar reply (email), or a ✅/❌ reaction
+    to the crew introduction in the crew's Matrix room, which carries no invite UID and so
+    counts for the member's current crew."""
+    message = ctx.message
+    if message.kind == InboundKind.CALENDAR_REPLY and message.calendar is not None:
+        partstat, uid = message.calendar.partstat.upper(), message.calendar.uid
+    elif message.kind == InboundKind.CHOICE and message.choice in REACTION_PARTSTAT:
+        partstat, uid = REACTION_PARTSTAT[message.choice], ""
+    else:
+        return Outcome(ignored=True)
+    # The room a reaction was made in (set by the Matrix transport) names its crew and round.
+    group = str(message.meta.get("group", ""))
+    return Outcome(
+        state={**ctx.state, "call": partstat, "uid": uid},
+        status=partstat.lower(),
+        emit=[
+            Emit(
+                "crews",
+                GATHERING_SUBJECT,
+                "call_reply",
+                {"person": str(ctx.person.id), "uid": uid, "group": group, "partstat": partstat},
+            )
+        ],
+    )
+
+
+REACTION_PARTSTAT = {"yes": "ACCEPTED", "no": "DECLINED"}
+
+
+def _done(
+    state: Mapping[str, Any], command: str, ok: bool, detail: str = "", **extra: Any
+) -> Outcome:
+    """Record the command's result in `last`; extra keyword arguments fill the Outcome."""
+    new = {**state, "last": {"command": command, "ok": ok, "detail": detail}}
+    return Outcome(state=new, ignored=not ok, **extra)
+
+
+def registered(ctx: StepContext) -> dict[str, RunView]:
+    """Confirmed people of the gathering, by person id as a string (the JSON key form)."""
+    runs = ctx.peers.get("registration", {})
+    return {str(p): run for p, run in runs.items() if run.status == "registered"}
+
+
+def _proposal(ctx: StepContext, state: dict[str, Any]) -> Outcome:
+    payload = dict(ctx.message.payload)
+    kind = payload.get("kind")
+    approved = state.get("approved")
+    if kind not in KINDS:
+        return _done(state, "proposal", False, f"unknown proposal kind {kind!r}")
+    if kind != "initial" and approved is None:
+        return _done(state, "proposal", False, "nothing is approved yet: propose first")
+    if kind == "initial" and approved is not None and approved.get("announced"):
+        return _done(
+            state,
+            "proposal",
+            False,
+            "crews are already announced: use update (changes) or round (new crews)",
+        )
+    assignment = {str(p): int(c) for p, c in payload.get("assignment", {}).items()}
+    if not assignment:
+        return _done(state, "proposal", False, "the proposal assigns nobody")
+    if approved is None:
+        round_no = 1
+    else:
+        round_no = approved["round"] + (1 if kind == "round" else 0)
+    state["proposal"] = {
+        **payload,
+        "kind": kind,
+        "round": round_no,
+        "assignment": assignment,
+        "proposed_at": ctx.now.isoformat(),
+    }
+    return _done(state, "proposal", True, f"{kind} proposal stored for round {round_no}")
+
+
+def _pin(ctx: StepContext, state: dict[str, Any]) -> Outcome:
+    person, crew = str(ctx.message.payload.get("person", "")), ctx.message.payload.get("crew")
+    if person not in registered(ctx):
+        return _done(state, "pin", False, f"person {person} is not registered")
+    if not isinstance(crew, int) or crew < 0:
+        return _done(state, "pin", False, "a pin needs a crew number from 1")
+    state["pins"] = {**state.get("pins", {}), person: crew}
+    return _done(state, "pin", True, f"person {person} pinned to crew {crew + 1}")
+
+
+def _unpin(ctx: StepContext, state: dict[str, Any]) -> Outcome:
+    person = str(ctx.message.payload.get("person", ""))
+    pins = dict(state.get("pins", {}))
+    if pins.pop(person, None) is None:
+        return _done(state, "unpin", False, f"person {person} is not pinned")
+    state["pins"] = pins
+    return _done(state, "unpin", True, f"person {person} unpinned")
+
+
+def _approve(ctx: StepContext, state: dict[str, Any]) -> Outcome:
+    proposal = state.get("proposal")
+    if proposal is None:
+        return _done(state, "approve", False, "no proposal to approve: propose first")
+    people = registered(ctx)
+    assignment: Assignment = proposal["assignment"]
+    left = sorted(set(assignment) - set(people), key=int)
+    late = sorted(set(people) - set(assignment), key=int)
+    if left or late:
+        return _done(
+            state,
+            "approve",
+            False,
+            "registrations changed since the proposal "
+            f"(no longer registered: {_ids(left)}; not placed: {_ids(late)}); "
+            "propose again (or update, once crews are approved)",
+        )
+    previous = state.get("approved")
+    kind = proposal["kind"]
+    if kind == "round" and previous is not None:
+        # Kept whole, so the announcement of this round can cancel that round's calls; a
+        # round never announced has nothing to end.
+        ended = {k: v for k, v in previous.items() if k != "approved_at"}
+        state["history"] = [
+            *state.get("history", []),
+            {**ended, "ended": not previous.get("announced")},
+        ]
+        state["calls"] = {}
+    crews = 1 + max(assignment.values())
+    approved = {
+        "round": proposal["round"],
+        "assignment": assignment,
+        "languages": list(proposal.get("languages", [])),
+        "crews": crews,
+        "approved_at": ctx.now.isoformat(),
+        "announced": False,
+        "first_call": None,
+        "zones": {},
+        "sequences": {},
+    }
+    state.pop("proposal")
+    if kind == "repair" and previous is not None and previous.get("announced"):
+        return _approve_repair(ctx, state, previous, approved, people)
+    state["approved"] = approved
+    announce_at = ctx.gathering.crews.announce_at if ctx.gathering.crews else None
+    if announce_at is not None and announce_at > ctx.now:
+        return _done(
+            state,
+            "approve",
+            True,
+            f"crews approved; announced at {announce_at.isoformat()}",
+            timers=[SetTimer(ANNOUNCE_TIMER, announce_at)],
+        )
+    sends = _announce(ctx, state, people)
+    return _done(
+        state,
+        "approve",
+        True,
+        f"crews approved and announced ({crews} crews)",
+        send=sends,
+        cancel_timers=[ANNOUNCE_TIMER],
+    )
+
+
+def _announce_due(ctx: StepContext) -> Outcome:
+    state = dict(ctx.state)
+    approved = state.get("approved")
+    if approved is None or approved.get("announced"):
+        return Outcome(ignored=True)
+    return Outcome(state=state, send=_announce(ctx, state, registered(ctx)))
+
+
+def _announce(
+    ctx: StepContext, state: dict[str, Any], people: Mapping[str, RunView]
+) -> list[Outgoing]:
+    """Introduce every crew to itself and invite it to its call; marks `approved` announced.
+    A new round first ends the previous one (see `end_round`), so calendars never hold both."""
+    approved = dict(state["approved"])
+    g = ctx.gathering
+    members = members_of(approved["assignment"], approved["crews"])
+    zones = {str(c): crew_zone(g, [people.get(p) for p in m]) for c, m in enumerate(members)}
+    weekday = g.crews.call_weekday if g.crews else None
+    first = {c: first_call_day(ctx.now, z, weekday) for c, z in zones.items()} if weekday else {}
+    sends = _end_previous_round(ctx, state, approved["round"], people)
+    for c, crew in enumerate(members):
+        invite = (
+            call_invite(g, approved["round"], c, zones[str(c)], first[str(c)], 0) if first else None
+        )
+        sends.append(group_message(g, approved, c, crew, people, "crews/intro", invite, {}))
+    state["approved"] = {
+        **approved,
+        "announced": True,
+        "zones": zones,
+        "first_call": {c: d.isoformat() for c, d in first.items()},
+        "sequences": {str(c): 0 for c in range(len(members))},
+    }
+    return sends
+
+
+def _end_previous_round(
+    ctx: StepContext, state: dict[str, Any], round_no: int, people: Mapping[str, RunView]
+) -> list[Outgoing]:
+    history = list(state.get("history", []))
+    # Entries from before rounds were ended carry no `ended` (nor what ending needs): skip.
+    if not history or history[-1].get("ended", True):
+        return []
+    ended = history[-1]
+    state["history"] = [*history[:-1], {**ended, "ended": True}]
+    return end_round(ctx.gathering, ended, round_no, people)
+
+
+def _approve_repair(
+    ctx: StepContext,
+    state: dict[str, Any],
+    previous: dict[str, Any],
+    approved: dict[str, Any],
+    people: Mapping[str, RunView],
+) -> Outcome:
+    """Tell only the crews whose membership changed; cancel the old call of anyone who left."""
+    g = ctx.gathering
+    old, new = previous["assignment"], approved["assignment"]
+    before = members_of(old, previous["crews"])
+    after = members_of(new, approved["crews"])
+    sequences = dict(previous.get("sequences", {}))
+    calls = dict(state.get("calls", {}))
+    sends: list[Outgoing] = []
+    changed = [c for c in range(approved["crews"]) if set(before[c]) != set(after[c])]
+    for c in changed:
+        key = str(c)
+        sequences[key] = sequences.get(key, 0) + 1
+        joined = [p for p in after[c] if p not in before[c]]
+        gone = [p for p in before[c] if p not in after[c]]
+        for p in joined:
+            calls.pop(p, None)
+        invite = crew_call(g, previous, c, sequences[key])
+        extra = {
+            "joined": [member_card(g, PersonId(int(p)), people.get(p)) for p in joined],
+            "left": [_name(p, people, ctx) for p in gone],
+        }
+        sends.append(
+            group_message(g, approved, c, after[c], people, "crews/changed", invite, extra)
+        )
+        cancel = crew_call(g, previous, c, sequences[key], "CANCEL")
+        for p in gone:
+            calls.pop(p, None)
+            sends.append(
+                Outgoing(
+                    to=PersonId(int(p)),
+                    template="crews/left",
+                    is_reply=False,
+                    context={"crew": {"number": c + 1}, "moved_to": _crew_of(new, p)},
+                    invite=cancel,
+                )
+            )
+    state["approved"] = {
+        **approved,
+        "announced": True,
+        "zones": previous["zones"],
+        "first_call": previous.get("first_call"),
+        "sequences": sequences,
+    }
+    state["calls"] = calls
+    told = ", ".join(str(c + 1) for c in changed) or "none"
+    return _done(state, "approve", True, f"changes approved; crews told: {told}", send=sends)
+
+
+def _call_reply(ctx: StepContext, state: dict[str, Any]) -> Outcome:
+    payload = ctx.message.payload
+    person, uid = str(payload.get("person", "")), str(payload.get("uid", ""))
+    group = str(payload.get("group", ""))
+    approved = state.get("approved") or {}
+    crew = approved.get("assignment", {}).get(person)
+    slug = ctx.gathering.slug
+    if (
+        crew is None
+        or (uid and uid != call_uid(slug, approved["round"], crew))
+        or (group and group != group_key(slug, approved["round"], crew))
+    ):
+        # A late answer to an earlier round's or an earlier crew's call (a calendar reply to a
+        # cancelled invite, a reaction in a closed room): not this roster.
+        return _done(state, "call_reply", False, f"stale call reply from person {person}")
+    state["calls"] = {**state.get("calls", {}), person: str(payload.get("partstat", ""))}
+    return _done(state, "call_reply", True, f"person {person}: {payload.get('partstat')}")
+
+
+def _crew_of(assignment: Mapping[str, int], person: str) -> int | None:
+    crew = assignment.get(person)
+    return None if crew is None else crew + 1
+
+
+def _name(person: str, people: Mapping[str, RunView], ctx: StepContext) -> str:
+    run = people.get(person) or ctx.peers.get("registration", {}).get(PersonId(int(person)))
+    return (run.display_name if run else "") or f"#{person}"
+
+
+def _ids(people: list[str]) -> str:
+    return ", ".join(people) or "none"
+
+
+_COMMANDS = {
+    "proposal": _proposal,
+    "pin": _pin,
+    "unpin": _unpin,
+    "approve": _approve,
+    "call_reply": _call_reply,
+}

@@ -1,0 +1,1 @@
+"""The crews solver: balanced crews under the facilitators' constraints."""

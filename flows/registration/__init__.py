@@ -1,0 +1,1 @@
+"""Registration: questions, capacity and waiting list, confirm, cancel."""

@@ -1,0 +1,168 @@
+"""Registration steps that touch seats, the waiting list and the calendar invite.
+
+Decisions where pretix and common sense had to fill gaps:
+
+* A held offer that is not accepted in time is gone, and so is the person's place on the
+  waiting list (pretix does the same with an expired waiting-list voucher): the seat goes to
+  the next person, and the person is told they can rejoin (at the end) with "join".
+* Expiry is decided by the offer's end time, never by when the timer fires: after downtime a
+  "yes" that arrives past the end is an expired offer even if the timer has not fired yet.
+* After `closes_at` nobody new can confirm (not even onto the waiting list), but people
+  already waiting keep their place and freed seats are still offered to them: they
+  committed before the deadline, and the organisers want the seats used.
+* A declined calendar invite never frees a seat by itself: a mis-click in a calendar app
+  must not cost someone their place, so we ask.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from flows.registration.text import invite, invite_uid
+from flows.registration.turn import Turn
+
+CALENDAR_ATTENDANCE = {"ACCEPTED": "accepted", "TENTATIVE": "tentative"}
+
+
+def window_closed(turn: Turn) -> bool:
+    """Tell the person when registration is not open now; True when it is not."""
+    registration = turn.ctx.gathering.registration
+    now = turn.ctx.now
+    if registration.opens_at is not None and now < turn.local(registration.opens_at):
+        turn.say("not_open", opens_at=turn.local(registration.opens_at))
+        return True
+    if registration.closes_at is not None and now >= turn.local(registration.closes_at):
+        turn.say("closed", closed_at=turn.local(registration.closes_at))
+        return True
+    return False
+
+
+def confirm(turn: Turn) -> None:
+    """Take a seat, or a place on the waiting list, for a person whose answers are complete."""
+    if window_closed(turn):
+        return
+    gathering = turn.ctx.gathering
+    result = turn.seats.take(
+        turn.person, gathering.capacity, waiting_list=gathering.registration.waiting_list
+    )
+    if result == "registered":
+        register(turn)
+    elif result == "waiting":
+        turn.status = "waiting"
+        turn.state.pop("left", None)
+        turn.say("waiting", place=turn.seats.place(turn.person))
+        turn.offer_seats()
+    else:
+        turn.say("full")
+
+
+def register(turn: Turn) -> None:
+    """The person has a seat: confirm it with a calendar invite (a new SEQUENCE each time)."""
+    sequence = int(turn.state.get("sequence", -1)) + 1
+    turn.state.update(sequence=sequence, invite_uid=invite_uid(turn.ctx.gathering, turn.person))
+    turn.state.pop("offer_expires", None)
+    turn.state.pop("left", None)
+    turn.status = "registered"
+    turn.say("registered", invite=invite(turn.ctx.gathering, turn.person, sequence, "REQUEST"))
+
+
+def cancel(turn: Turn, reason: str = "cancelled") -> None:
+    """Leave: free the seat (or the place, or the offer) and offer it to the next person."""
+    was = turn.status
+    turn.seats.release(turn.person)
+    turn.status = "cancelled"
+    turn.state["left"] = reason
+    turn.state.pop("offer_expires", None)
+    turn.outcome.cancel_timers.append("hold")
+    cancel_invite = None
+    if was == "registered" and "sequence" in turn.state:
+        sequence = int(turn.state["sequence"]) + 1
+        turn.state["sequence"] = sequence
+        cancel_invite = invite(turn.ctx.gathering, turn.person, sequence, "CANCEL")
+    turn.say(
+        "offer_declined" if reason == "offer_declined" else "cancelled",
+        invite=cancel_invite,
+        was=was,
+    )
+    turn.offer_seats()
+
+
+def receive_offer(turn: Turn) -> None:
+    """A seat was freed for this person (an `offer_seat` event from another run)."""
+    expires = turn.seats.offers.get(turn.person)
+    if expires is None:
+        turn.note("offer_ignored", reason="no offer held in the shared state")
+        return
+    turn.status = "offered"
+    turn.state["offer_expires"] = expires.isoformat()
+    turn.timer("hold", expires)
+    turn.say("offer", expires_at=turn.local(expires))
+
+
+def accept_offer(turn: Turn) -> None:
+    turn.outcome.cancel_timers.append("hold")
+    if turn.seats.accept(turn.person, turn.ctx.now):
+        register(turn)
+    else:
+        expire_offer(turn)
+
+
+def expire_offer(turn: Turn) -> None:
+    """The hold is over: pass the seat on; the person leaves the waiting list (see above)."""
+    expired = turn.state.get("offer_expires")
+    turn.seats.release(turn.person)
+    turn.status = "cancelled"
+    turn.state["left"] = "offer_expired"
+    turn.state.pop("offer_expires", None)
+    turn.note("offer_expired", expired_at=expired)
+    turn.say("offer_expired")
+    turn.offer_seats()
+
+
+def hold_timer(turn: Turn) -> None:
+    """The hold timer fired (perhaps late): expire the offer if it really is over."""
+    expires = turn.seats.offers.get(turn.person)
+    if turn.status != "offered" or expires is None or turn.ctx.now < expires:
+        turn.note("hold_timer_ignored", due_at=str(turn.ctx.message.payload.get("due_at", "")))
+        return
+    expire_offer(turn)
+
+
+def calendar_reply(turn: Turn) -> None:
+    """Accept/tentative is recorded; decline asks; replies to an older invite are stale."""
+    answer = turn.ctx.message.calendar
+    if answer is None:
+        turn.note("calendar_ignored", reason="a calendar reply without its answer")
+        return
+    sequence = turn.state.get("sequence")
+    if sequence is None or answer.uid != turn.state.get("invite_uid"):
+        turn.note("calendar_ignored", reason="not our current invite", uid=answer.uid)
+        return
+    if answer.sequence < int(sequence):
+        turn.note(
+            "calendar_stale", partstat=answer.partstat, sequence=answer.sequence, current=sequence
+        )
+        return
+    partstat = answer.partstat.upper()
+    if partstat in CALENDAR_ATTENDANCE:
+        turn.state["attendance"] = CALENDAR_ATTENDANCE[partstat]
+        turn.note("calendar", partstat=partstat)
+    elif partstat == "DECLINED" and turn.status in ("registered", "waiting", "offered"):
+        turn.state["attendance"] = "declined"
+        turn.state["pending_cancel"] = True
+        turn.say("declined_ask")
+    else:
+        turn.note("calendar_ignored", reason=f"{partstat} while {turn.status}")
+
+
+def status_context(turn: Turn) -> dict[str, Any]:
+    """What the status message shows besides the answers."""
+    expires = turn.state.get("offer_expires")
+    return {
+        "status": turn.status,
+        "place": turn.seats.place(turn.person),
+        "expires_at": turn.local(datetime.fromisoformat(expires)) if expires else None,
+        "attendance": turn.state.get("attendance"),
+        "left": turn.state.get("left"),
+    }

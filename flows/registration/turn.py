@@ -1,0 +1,137 @@
+"""One registration step in the making: the person's state, the seats, and what to send.
+
+A `Turn` collects changes while the handlers in `registration.py` and
+`registration_seating.py` decide, and turns them into one `Outcome` at the end. The state
+layout of a person's run (all plain JSON):
+
+    status          one of STATUSES (mirrored in the run's status column)
+    answers         question id → normalised answer (None: skipped), see flows.common.forms
+    answered_by     external id of the person's message → question id it answered (edits)
+    asked           the question last asked in a chat (poll votes answer it)
+    changing        the question the person asked to change ("change diet")
+    pending_cancel  True while we wait for "yes" to a cancellation question
+    invite_uid, sequence   the calendar invite sent and its last SEQUENCE
+    attendance      "accepted" / "tentative" / "declined" from calendar replies
+    offer_expires   ISO time a held seat offer ends (status "offered")
+    left            why a run is "cancelled": "cancelled", "offer_expired", "offer_declined"
+    waiting_open    True while we wait for registration to open (a timer is set)
+    history         the last few decisions that are not visible elsewhere (stale replies…)
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from typing import Any
+
+from flows.base import Outcome, StepContext
+from flows.common.forms import Answers, pending
+from flows.config import Question
+from flows.registration.seats import Seats
+from flows.registration.text import FLOW, say, zone_time
+from gateway.model import Channel, Emit, Invite, PersonId, SetTimer
+
+STATUSES = ("in_progress", "confirming", "registered", "waiting", "offered", "cancelled")
+#: Statuses in which a person is expected to answer us, so any message of theirs is ours.
+ACTIVE = frozenset({"in_progress", "confirming", "offered"})
+HISTORY_LIMIT = 20
+EDIT_MAP_LIMIT = 200
+
+
+@dataclass
+class Turn:
+    ctx: StepContext
+    state: dict[str, Any]
+    outcome: Outcome = field(default_factory=Outcome)
+    _seats: Seats | None = None
+
+    @classmethod
+    def start(cls, ctx: StepContext) -> Turn:
+        return cls(ctx, copy.deepcopy(ctx.state))
+
+    @property
+    def person(self) -> PersonId:
+        return self.ctx.person.id
+
+    @property
+    def status(self) -> str:
+        return str(self.state.get("status", ""))
+
+    @status.setter
+    def status(self, value: str) -> None:
+        assert value in STATUSES, value
+        self.state["status"] = value
+
+    @property
+    def questions(self) -> list[Question]:
+        return self.ctx.gathering.registration.questions
+
+    @property
+    def answers(self) -> dict[str, Any]:
+        answers: dict[str, Any] = self.state.setdefault("answers", {})
+        return answers
+
+    @property
+    def in_chat(self) -> bool:
+        """Matrix people get one question at a time; email people get forms."""
+        return self.ctx.person.channel == Channel.MATRIX
+
+    @property
+    def reference(self) -> date:
+        starts = self.ctx.gathering.starts
+        return starts.date() if isinstance(starts, datetime) else starts
+
+    @property
+    def seats(self) -> Seats:
+        if self._seats is None:
+            self._seats = Seats.load(self.ctx.shared)
+        return self._seats
+
+    def pending(self, answers: Answers | None = None) -> list[Question]:
+        return pending(self.questions, self.answers if answers is None else answers)
+
+    def local(self, moment: datetime) -> datetime:
+        """A time as the participant should read it: in the gathering's zone."""
+        return zone_time(moment, self.ctx.gathering.zone)
+
+    def say(self, message: str, *, invite: Invite | None = None, **context: Any) -> None:
+        out = say(self.person, message, **context)
+        self.outcome.send.append(replace(out, invite=invite) if invite else out)
+
+    def note(self, event: str, **detail: Any) -> None:
+        history: list[dict[str, Any]] = self.state.setdefault("history", [])
+        history.append({"at": self.ctx.now.isoformat(), "event": event, **detail})
+        del history[:-HISTORY_LIMIT]
+
+    def remember_answer(self, external_id: str, question_id: str) -> None:
+        mapping: dict[str, str] = self.state.setdefault("answered_by", {})
+        mapping[external_id] = question_id
+        for old in list(mapping)[:-EDIT_MAP_LIMIT]:
+            del mapping[old]
+
+    def offer_seats(self) -> None:
+        """Offer every seat that is free now to the head of the waiting list."""
+        gathering = self.ctx.gathering
+        for person, expires in self.seats.fill(
+            gathering.capacity, self.ctx.now, gathering.registration.hold
+        ):
+            self.outcome.emit.append(
+                Emit(
+                    flow=FLOW,
+                    person=person,
+                    name="offer_seat",
+                    payload={"expires_at": expires.isoformat()},
+                )
+            )
+
+    def timer(self, name: str, due_at: datetime) -> None:
+        self.outcome.timers.append(SetTimer(name=name, due_at=due_at, person=self.person))
+
+    def finish(self) -> Outcome:
+        if self.state != self.ctx.state:
+            self.outcome.state = self.state
+            self.outcome.status = self.status or None
+        if self._seats is not None and self._seats.dump() != Seats.load(self.ctx.shared).dump():
+            self.outcome.shared = {**self.ctx.shared, **self._seats.dump()}
+        return self.outcome

@@ -1,0 +1,1 @@
+"""Service lifecycle and wiring: the only place that imports every part."""

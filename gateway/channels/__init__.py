@@ -1,0 +1,1 @@
+"""Channels: raw input to InboundMessage, outbox rows to the wire."""

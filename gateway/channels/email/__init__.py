@@ -1,0 +1,1 @@
+"""Email: IMAP IDLE or an SMTP/LMTP listener in, SMTP out."""

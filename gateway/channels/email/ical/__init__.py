@@ -1,0 +1,1 @@
+"""iCalendar invites out (iMIP REQUEST) and replies in."""

@@ -1,0 +1,237 @@
+"""One mail in: parse, map to an InboundMessage, apply with the engine; or set it aside.
+
+Shared by the IMAP reader and the SMTP/LMTP listener (gateway/channels/email/receive.py), so
+a mail is read the same way whichever road it took, and a mail that always fails is set
+aside the same way after the same number of tries (counted in gateway/transports/
+email_failures.py), whether a folder or a retrying MTA brings it back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from gateway.channels.email.failures import QUARANTINE, MailFailures, is_transient
+from gateway.channels.email.inbound import Conversations, external_id, parse_raw, to_inbound
+from gateway.config import EmailSettings
+from gateway.model import Channel, InboundKind, InboundMessage
+
+log = logging.getLogger(__name__)
+
+
+class Handler(Protocol):
+    """The engine as the intake sees it (`Engine.handle`, `Engine.enqueue_alert`)."""
+
+    async def handle(
+        self, message: InboundMessage, *, cursor: tuple[str, str] | None = None
+    ) -> Any: ...
+
+    async def enqueue_alert(self, template: str, context: Mapping[str, Any], key: str) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class MailId:
+    """What an alert about a mail names: its dedupe key, sender and subject."""
+
+    key: str
+    sender: str | None
+    subject: str
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """A mail the intake is done with: applied, or set aside as quarantine entry `number`."""
+
+    set_aside: bool
+    key: str = ""
+    number: int | None = None
+
+
+class MailIntake:
+    """raw bytes → parse → InboundMessage → engine, shared by both receiving paths."""
+
+    def __init__(
+        self,
+        settings: EmailSettings,
+        engine: Handler,
+        failures: MailFailures,
+        *,
+        conversations: Conversations | None = None,
+        after_commit: Callable[[], None] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.conversations = conversations or {}
+        #: Called after each committed message (wake the outbox worker: it has replies).
+        self.after_commit = after_commit
+        self.clock = clock
+        self.failures = failures
+        #: Keys of mail whose failures this process counted: only their success costs a
+        #: write to clear the count (older leftovers expire, see email_failures.FORGET_AFTER).
+        self._failing: set[str] = set()
+
+    async def accept(
+        self,
+        raw: bytes,
+        *,
+        cursor: tuple[str, str] | None = None,
+        recipients: Iterable[str] = (),
+    ) -> Any:
+        """Apply one mail. `recipients` are envelope addresses the headers may not show."""
+        headers = b"".join(b"Delivered-To: " + r.encode() + b"\r\n" for r in recipients)
+        parsed = parse_raw(headers + raw, self.settings)
+        # The dedupe key hashes the mail as the sender wrote it, whichever path it came by.
+        message = to_inbound(
+            parsed,
+            self.settings,
+            raw=raw,
+            conversations=self.conversations,
+            received_at=self.clock(),
+        )
+        result = await self.engine.handle(message, cursor=cursor)
+        log.info("mail %s: %s", message.external_id, getattr(result, "outcome", result))
+        if self.after_commit is not None:
+            self.after_commit()
+        return result
+
+    async def attempt(
+        self,
+        raw: bytes,
+        *,
+        place: str,
+        max_failures: int,
+        cursor: tuple[str, str] | None = None,
+        recipients: Iterable[str] = (),
+    ) -> Taken:
+        """Apply one mail, or set it aside once it has failed `max_failures` times.
+
+        Raises when the mail must come again later: the IMAP reader leaves it in the folder,
+        the listener answers 451. A failure counts towards the limit only when it is about
+        the mail (see `is_transient`) and the count could be stored; otherwise the gateway
+        itself is failing, and setting mail aside would turn an outage into lost answers.
+        """
+        try:
+            await self.accept(raw, cursor=cursor, recipients=recipients)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            mail = identify(raw, self.settings)
+            reason = f"{type(exc).__name__}: {exc}"[:500]
+            attempts, again = await self._count(mail.key, reason)
+            if attempts is None or (attempts < max_failures and not again):
+                log.warning(
+                    "mail %s failed (%s of %s): %s",
+                    mail.key,
+                    attempts or "uncounted",
+                    max_failures,
+                    reason,
+                )
+                raise
+            number = await self.shunt(
+                raw, mail, cursor=cursor, place=place, attempts=attempts, reason=reason
+            )
+            log.error(
+                "mail %s failed %s times, set aside in %s: %s",
+                mail.key,
+                attempts,
+                _where(place, number),
+                reason,
+            )
+            self._failing.discard(mail.key)
+            return Taken(True, mail.key, number)
+        if self._failing:
+            await self._forget(identify(raw, self.settings).key)
+        return Taken(False)
+
+    async def _count(self, key: str, reason: str) -> tuple[int | None, bool]:
+        """(attempts so far, set aside before); no attempts when even counting fails."""
+        try:
+            attempts, again = await self.failures.count(key, reason)
+        except Exception:
+            log.exception("mail %s: its failure cannot be recorded either", key)
+            return None, False
+        self._failing.add(key)
+        return attempts, again
+
+    async def _forget(self, key: str) -> None:
+        """Drop the failures of a mail that went through; it is applied whatever happens here."""
+        if key not in self._failing:
+            return
+        try:
+            await self.failures.forget(key)
+            self._failing.discard(key)
+        except Exception:
+            log.exception("mail %s: its earlier failures were not cleared", key)
+
+    async def shunt(
+        self,
+        raw: bytes,
+        mail: MailId,
+        *,
+        cursor: tuple[str, str] | None,
+        place: str,
+        attempts: int,
+        reason: str,
+    ) -> int:
+        """Keep a mail the engine keeps failing on, tell the organisers, record it rejected.
+
+        The copy goes to the quarantine first, then the alert (keyed by the mail), then the
+        record: a REJECTED message with the mail's own dedupe key and no sender, which the
+        engine stores without routing or running a flow (the path that failed) and answers
+        nobody; a redelivery of the mail is then a duplicate. A crash in between repeats the
+        steps already done at most once (each is keyed by the mail), and loses none. If
+        recording fails too, the engine itself is failing: the error propagates and the
+        caller must keep the mail. Returns the mail's quarantine number.
+        """
+        number = await self.failures.quarantine(
+            mail.key,
+            raw,
+            place=place,
+            sender=mail.sender,
+            subject=mail.subject,
+            attempts=attempts,
+            reason=reason,
+        )
+        await self.engine.enqueue_alert(
+            "core/mail_failed",
+            {
+                "sender": mail.sender,
+                "mail_subject": mail.subject,
+                "message_id": mail.key,
+                "folder": None if place == QUARANTINE else place,
+                "quarantined": number,
+                "attempts": attempts,
+                "reason": reason,
+            },
+            f"mail_failed:{mail.key}",
+        )
+        text = f"set aside in {_where(place, number)} after {attempts} failures: {reason}"
+        record = InboundMessage(
+            channel=Channel.EMAIL,
+            external_id=mail.key,
+            kind=InboundKind.REJECTED,
+            received_at=self.clock(),
+            text=text,
+        )
+        await self.engine.handle(record, cursor=cursor)
+        if self.after_commit is not None:
+            self.after_commit()
+        return number
+
+
+def identify(raw: bytes, settings: EmailSettings) -> MailId:
+    """The mail's dedupe key, sender and subject, even when it cannot be parsed."""
+    try:
+        parsed = parse_raw(raw, settings)
+        return MailId(external_id(parsed, raw), parsed.from_address, parsed.subject)
+    except Exception:  # the parser may be what fails on this mail
+        return MailId("sha256:" + hashlib.sha256(raw).hexdigest(), None, "")
+
+
+def _where(place: str, number: int) -> str:
+    return f"quarantine #{number}" if place == QUARANTINE else f"{place} (quarantine #{number})"

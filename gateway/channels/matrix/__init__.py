@@ -1,0 +1,1 @@
+"""Matrix: a matrix-nio bot in direct rooms, crew rooms and the organisers' room."""

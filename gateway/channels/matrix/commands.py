@@ -1,0 +1,203 @@
+"""Organisers' commands in Matrix: `!status`, `!export`, `!announce` with `!confirm`/`!cancel`,
+and `!crews` (propose, approve, pin… — the `gateway crews` operations).
+
+Commands are accepted in the organisers' room (`matrix.organisers_room`) and in an
+organiser's direct room with the bot, from people listed as organisers only; anyone else
+gets a short refusal and a log line. Read-only commands are answered here, directly, with a
+txn_id derived from the command's event id (a replayed sync does not answer twice).
+`!announce` changes things and reaches people, so it goes through the engine as a COMMAND to
+the gathering's "organisers" flow run, and its messages through the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from typing import TYPE_CHECKING, Any
+
+from nio import RoomResolveAliasResponse, UploadResponse
+
+from gateway.channels.matrix.codec import file_content, notice_content, txn_id
+from gateway.model import (
+    GATHERING_SUBJECT,
+    Channel,
+    InboundKind,
+    InboundMessage,
+    Target,
+)
+from gateway.ops.crews.commands import handle_crews_command
+from gateway.ops.reports import export_csv, format_status, status_report
+from gateway.ports import SendError
+
+if TYPE_CHECKING:
+    from gateway.channels.matrix.transport import MatrixTransport
+    from gateway.core.engine import Engine
+
+log = logging.getLogger(__name__)
+
+COMMANDS = ("help", "status", "export", "announce", "confirm", "cancel", "crews")
+FLOW = "organisers"
+HELP = (
+    "Commands:\n"
+    "  !status                       registrations per gathering, outbox health\n"
+    "  !export GATHERING             the gathering's registrations as a CSV file\n"
+    "  !announce GATHERING text…     a message to everyone registered (asks to confirm)\n"
+    "  !confirm / !cancel            send or drop the pending announcement\n"
+    "  !crews GATHERING propose|approve|pin P N|move P N|swap P Q|unpin P|update|round|roster"
+)
+
+
+class OrganiserCommands:
+    def __init__(self, transport: MatrixTransport, organisers: frozenset[str]) -> None:
+        self.transport = transport
+        self.organisers = organisers
+        #: The organisers' room id, once `resolve_room` has turned an alias into it.
+        self.room_id: str | None = None
+        #: Crew solves run beside the sync loop (they take seconds); kept so they finish.
+        self._crews_tasks: set[asyncio.Task[None]] = set()
+
+    async def resolve_room(self, configured: str | None) -> None:
+        if not configured or not configured.startswith("#"):
+            self.room_id = configured
+            return
+        resp = await self.transport.client.room_resolve_alias(configured)
+        if isinstance(resp, RoomResolveAliasResponse):
+            self.room_id = resp.room_id
+        else:
+            log.error("organisers' room %s cannot be resolved: %s", configured, resp)
+
+    @staticmethod
+    def is_command(message: InboundMessage) -> bool:
+        if message.kind != InboundKind.TEXT or not message.text.startswith("!"):
+            return False
+        word = message.text[1:].split(maxsplit=1)[0].lower() if len(message.text) > 1 else ""
+        return word in COMMANDS
+
+    async def handle(
+        self, message: InboundMessage, room_id: str, engine: Engine
+    ) -> InboundMessage | None:
+        """Answer a command, or return the COMMAND message the engine must apply."""
+        sender = message.sender.address if message.sender else ""
+        word, _, rest = message.text[1:].partition(" ")
+        word, rest = word.lower(), rest.strip()
+        if sender not in self.organisers:
+            log.warning("refused !%s from %s in %s: not an organiser", word, sender, room_id)
+            await self._say(room_id, message, "Sorry, only the organisers can use commands.")
+            return None
+        try:
+            if word == "help":
+                await self._say(room_id, message, HELP)
+            elif word == "status":
+                report = await status_report(engine.store, engine.gatherings)
+                await self._say(room_id, message, format_status(report))
+            elif word == "export":
+                await self._export(room_id, message, rest, engine)
+            elif word == "crews":
+                task = asyncio.create_task(self._crews(room_id, message, rest, engine))
+                self._crews_tasks.add(task)
+                task.add_done_callback(self._crews_tasks.discard)
+            else:
+                return await self._to_flow(word, rest, room_id, message, engine)
+        except (SendError, OSError) as exc:
+            # The answer is lost, not the sync: the organiser can simply ask again.
+            log.warning("could not answer !%s in %s: %s", word, room_id, exc)
+        return None
+
+    async def _to_flow(
+        self, word: str, rest: str, room_id: str, message: InboundMessage, engine: Engine
+    ) -> InboundMessage | None:
+        slug, _, text = rest.partition(" ")
+        if word in ("confirm", "cancel") and not slug:
+            slug = await _pending_gathering(engine) or ""
+            if not slug:
+                await self._say(room_id, message, "There is no announcement waiting.")
+                return None
+        if slug not in engine.gatherings:
+            known = ", ".join(sorted(engine.gatherings)) or "none"
+            await self._say(room_id, message, f"Unknown gathering {slug!r} (known: {known}).")
+            return None
+        if word == "announce" and not text.strip():
+            await self._say(room_id, message, "Usage: !announce GATHERING text of the message")
+            return None
+        return InboundMessage(
+            channel=Channel.MATRIX,
+            external_id=message.external_id,
+            kind=InboundKind.COMMAND,
+            received_at=message.received_at,
+            sender=message.sender,
+            text=word,
+            target=Target(slug, FLOW, GATHERING_SUBJECT),
+            payload={
+                "text": text.strip(),
+                "room": room_id,
+                "by": message.sender.address if message.sender else "",
+            },
+            meta=message.meta,
+        )
+
+    async def _export(
+        self, room_id: str, message: InboundMessage, slug: str, engine: Engine
+    ) -> None:
+        gathering = engine.gatherings.get(slug)
+        if gathering is None:
+            known = ", ".join(sorted(engine.gatherings)) or "none"
+            await self._say(room_id, message, f"Usage: !export GATHERING (known: {known})")
+            return
+        data = (await export_csv(engine.store, gathering)).encode()
+        name = f"{slug}-registrations.csv"
+        client = self.transport.client
+        room = client.rooms.get(room_id)
+        encrypt = bool(room and room.encrypted)
+        resp, keys = await client.upload(
+            io.BytesIO(data),
+            content_type="text/csv",
+            filename=name,
+            encrypt=encrypt,
+            filesize=len(data),
+        )
+        if not isinstance(resp, UploadResponse):
+            await self._say(room_id, message, f"The export could not be uploaded: {resp}")
+            return
+        content: dict[str, Any] = file_content(name, resp.content_uri, len(data), "text/csv")
+        if keys:
+            # Encrypted rooms carry the file's key in the event instead of a plain url.
+            content.pop("url")
+            content["file"] = {**keys, "url": resp.content_uri}
+        await self.transport.send_event(room_id, "m.room.message", content, _txn(message, "export"))
+
+    async def _crews(
+        self, room_id: str, message: InboundMessage, rest: str, engine: Engine
+    ) -> None:
+        """`!crews GATHERING …`: the same operations as `gateway crews` (the solver runs in a
+        worker thread), answered when done so participants' messages are not held up."""
+        slug, _, args = rest.partition(" ")
+        if slug not in engine.gatherings:
+            known = ", ".join(sorted(engine.gatherings)) or "none"
+            await self._say(room_id, message, f"Usage: !crews GATHERING … (known: {known})")
+            return
+        try:
+            reply = await handle_crews_command(engine, slug, [args] if args else [])
+            await self._say(room_id, message, reply)
+        except (SendError, OSError) as exc:
+            log.warning("could not answer !crews in %s: %s", room_id, exc)
+
+    async def _say(self, room_id: str, message: InboundMessage, text: str) -> None:
+        await self.transport.send_event(
+            room_id, "m.room.message", notice_content(text), _txn(message, "reply")
+        )
+
+
+def _txn(message: InboundMessage, part: str) -> str:
+    return txn_id(f"matrix-command:{message.external_id}:{part}")
+
+
+async def _pending_gathering(engine: Engine) -> str | None:
+    """The gathering whose announcement waits for `!confirm` (the most recent one)."""
+    async with engine.store.read() as tx:
+        row = await tx.one(
+            "SELECT gathering FROM flow_runs WHERE flow = ? AND person_id = 0"
+            " AND json_extract(state, '$.pending') IS NOT NULL ORDER BY updated_at DESC",
+            (FLOW,),
+        )
+    return str(row[0]) if row else None

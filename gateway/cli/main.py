@@ -1,0 +1,387 @@
+"""The `gateway` command: run, check, status, export, forget, demo, mail inspect, crews."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gateway.cli.mail import mail_parser
+from gateway.config import CREW_OVERRIDES_SUFFIX, ConfigError, LoadedConfig, load_config
+
+if TYPE_CHECKING:
+    from gateway.core.engine import Engine
+
+DEFAULT_CONFIG = os.environ.get("GATEWAY_CONFIG", "gateway.toml")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG
+        if args.verbose
+        else logging.INFO
+        if args.command == "run"
+        else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        print(_config_problems(exc), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(
+        name: str, handler: Callable[[argparse.Namespace], int], help: str, config: bool = True
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        if config:
+            p.add_argument(
+                "--config",
+                "-c",
+                default=DEFAULT_CONFIG,
+                help=f"service config file (default: {DEFAULT_CONFIG}, or $GATEWAY_CONFIG)",
+            )
+        p.set_defaults(handler=handler)
+        return p
+
+    command("run", _run, "run the service")
+    check = command("check", _check, "validate a config and its gathering files", config=False)
+    check.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
+    command("status", _status, "registrations per gathering and the outbox")
+    export = command("export", _export, "export a gathering's registrations")
+    export.add_argument("gathering")
+    export.add_argument("--format", choices=["csv"], default="csv")
+    export.add_argument("--output", "-o", type=Path, help="file to write (default: stdout)")
+    forget = command("forget", _forget, "erase a person's personal data everywhere")
+    forget.add_argument("person", help="person id, email address or Matrix id")
+    forget.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    demo = command(
+        "demo", _demo, "run a demo gathering end to end on embedded defaults", config=False
+    )
+    demo.add_argument("--participants", type=int, default=14)
+    demo.add_argument("--capacity", type=int, default=10)
+    demo.add_argument("--database", type=Path, help="keep the demo database here")
+    mail_parser(sub, DEFAULT_CONFIG)
+    _crews_parser(sub)
+    return parser
+
+
+def _asyncio(coro: Coroutine[Any, Any, int]) -> int:
+    return asyncio.run(coro)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from gateway.app.channels import build_service
+
+    config = load_config(args.config)
+
+    async def go() -> int:
+        await (await build_service(config)).run()
+        return 0
+
+    return _asyncio(go())
+
+
+def _check(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    print(f"{config.path}: OK")
+    for slug, g in config.gatherings.items():
+        print(
+            f"  {slug}: {g.name}, {g.starts} – {g.ends} ({g.timezone}), capacity {g.capacity},"
+            f" {len(g.registration.questions)} questions ({config.sources[slug]})"
+        )
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from gateway.app.service import build_engine
+    from gateway.ops.reports import format_status, status_report
+
+    config = load_config(args.config)
+
+    async def go() -> int:
+        engine = await build_engine(config)
+        try:
+            print(format_status(await status_report(engine.store, config.gatherings)))
+        finally:
+            await engine.store.close()
+        return 0
+
+    return _asyncio(go())
+
+
+def _export(args: argparse.Namespace) -> int:
+    from gateway.app.service import build_engine
+    from gateway.ops.reports import export_csv
+
+    config = load_config(args.config)
+    if unknown_gathering(config, args.gathering):
+        return 2
+
+    async def go() -> int:
+        engine = await build_engine(config)
+        try:
+            text = await export_csv(engine.store, config.gatherings[args.gathering])
+        finally:
+            await engine.store.close()
+        if args.output:
+            args.output.write_text(text, encoding="utf-8")
+            print(f"wrote {text.count(chr(10)) - 1} rows to {args.output}")
+        else:
+            sys.stdout.write(text)
+        return 0
+
+    return _asyncio(go())
+
+
+def _forget(args: argparse.Namespace) -> int:
+    from gateway.app.service import build_engine
+    from gateway.ops.reports import forget_person, resolve_person
+
+    config = load_config(args.config)
+
+    async def go() -> int:
+        engine = await build_engine(config)
+        try:
+            person = await resolve_person(engine.store, args.person)
+            if person is None:
+                print(f"no person known as {args.person!r}", file=sys.stderr)
+                return 1
+            if not args.yes and not _confirm(f"Erase all personal data of person {person}?"):
+                print("nothing erased")
+                return 1
+            touched = await forget_person(engine.store, person)
+        except LookupError as exc:
+            print(str(exc), file=sys.stderr)
+            return 1
+        finally:
+            await engine.store.close()
+        print(f"person {person} erased: " + ", ".join(f"{k} {v}" for k, v in touched.items()))
+        return 0
+
+    return _asyncio(go())
+
+
+def _confirm(question: str) -> bool:
+    if not sys.stdin.isatty():
+        print(f"{question} Use --yes when not running interactively.", file=sys.stderr)
+        return False
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from gateway.demo.story import run_demo
+
+    return _asyncio(
+        run_demo(participants=args.participants, capacity=args.capacity, database=args.database)
+    )
+
+
+def unknown_gathering(config: LoadedConfig, slug: str) -> bool:
+    """True (after telling the organiser which gatherings exist) when `slug` is not one."""
+    if slug in config.gatherings:
+        return False
+    print(f"no gathering {slug!r}; known: {', '.join(config.gatherings)}", file=sys.stderr)
+    return True
+
+
+def _config_problems(exc: ConfigError) -> str:
+    count = len(exc.problems)
+    return f"{count} problem{'s' if count != 1 else ''} in the configuration:\n" + "\n".join(
+        f"  {p}" for p in exc.problems
+    )
+
+
+# --- crews: propose, adjust, approve and follow crews; solve a spreadsheet ------------------
+
+_CREWS_SOLVE_HELP = """Columns (header row, any order): id (required), name, languages (en;pt),
+facilitator (yes/no), together and not_with (ids separated by ;), pinned_crew (from 1);
+any other column is balanced across crews (travel_group keeps travel companions together).
+Prints the crews; --output writes an id,name,crew CSV."""
+
+
+def _crews_parser(sub: Any) -> None:
+    crews = sub.add_parser("crews", help="crew proposals, approval, roster; solve a spreadsheet")
+    actions = crews.add_subparsers(dest="crews_command", required=True)
+
+    def action(name: str, help: str, *args: str, solver: bool = False) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = actions.add_parser(name, help=help, description=help)
+        p.add_argument(
+            "--config",
+            "-c",
+            default=DEFAULT_CONFIG,
+            help=f"service config file (default: {DEFAULT_CONFIG})",
+        )
+        p.add_argument("gathering")
+        for arg in args:
+            p.add_argument(arg)
+        if solver:
+            p.add_argument(
+                "--overrides",
+                type=Path,
+                help="pins/moves/swaps TOML (default: <slug>.crews.toml beside the gathering file)",
+            )
+            p.add_argument("--seconds", type=float, help="solver time budget")
+            p.add_argument("--seed", type=int, default=0)
+        p.set_defaults(handler=_crews_run, crews_action=name)
+        return p
+
+    action(
+        "propose", "propose crews for everyone registered (around pins)", solver=True
+    ).add_argument("--fresh", action="store_true", help="ignore the stored proposal")
+    action("approve", "approve the stored proposal and announce it")
+    action("pin", "pin a person to a crew and propose again", "person", "crew", solver=True)
+    action(
+        "move", "move a person to a crew (a pin) and propose again", "person", "crew", solver=True
+    )
+    action(
+        "swap",
+        "swap two people's crews (two pins) and propose again",
+        "person",
+        "other",
+        solver=True,
+    )
+    action("unpin", "remove a person's pin and propose again", "person", solver=True)
+    action(
+        "update",
+        "after approval: the smallest change for late registrations and cancellations",
+        solver=True,
+    )
+    action("round", "propose a new round that mixes people", solver=True)
+    action("show", "show the stored proposal (or the roster)")
+    action("roster", "approved crews and crew-call answers").add_argument(
+        "--csv", action="store_true", help="as CSV"
+    )
+    solve = actions.add_parser(
+        "solve", help="crews for a spreadsheet alone (no database)", description=_CREWS_SOLVE_HELP
+    )
+    solve.add_argument("--input", "-i", type=Path, required=True, help="people CSV")
+    solve.add_argument("--size", help="crew size bounds, e.g. 4-8")
+    solve.add_argument("--crews", type=int, help="number of crews")
+    solve.add_argument("--seconds", type=float, default=10.0)
+    solve.add_argument("--seed", type=int, default=0)
+    solve.add_argument("--output", "-o", type=Path, help="write id,name,crew CSV here")
+    solve.set_defaults(handler=_crews_solve)
+
+
+def _crews_progress() -> Callable[[float, int], None] | None:
+    """A one-line progress display on a terminal; nothing when output is redirected."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(elapsed: float, objective: int) -> None:
+        print(
+            f"\r  solving: {elapsed:5.1f} s, best objective {objective}   ",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return show
+
+
+def _crews_solve(args: argparse.Namespace) -> int:
+    from flows.crews.solver.solve import CsvError, InvalidInput
+    from gateway.ops.crews.commands import CrewsError, solve_csv
+
+    try:
+        table, assignment = solve_csv(
+            args.input,
+            size=args.size,
+            crews=args.crews,
+            seconds=args.seconds,
+            seed=args.seed,
+            progress=_crews_progress(),
+        )
+    except (CsvError, InvalidInput, CrewsError, OSError) as exc:
+        print(f"{args.input}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if sys.stderr.isatty():
+            print(file=sys.stderr)
+    sys.stdout.write(table)
+    if args.output:
+        args.output.write_text(assignment, encoding="utf-8")
+        print(f"wrote {args.output}")
+    return 0
+
+
+def _crews_run(args: argparse.Namespace) -> int:
+    from gateway.app.service import build_engine
+    from gateway.ops.crews import commands as crews_ops
+
+    config = load_config(args.config)
+    if unknown_gathering(config, args.gathering):
+        return 2
+    slug = args.gathering
+    solve_args: dict[str, Any] = {}
+    if hasattr(args, "seconds"):
+        beside = config.sources[slug].parent
+        overrides = args.overrides or beside / f"{slug}{CREW_OVERRIDES_SUFFIX}"
+        solve_args = {
+            "overrides": overrides,
+            "seconds": args.seconds,
+            "seed": args.seed,
+            "progress": _crews_progress(),
+        }
+
+    async def go() -> int:
+        engine = await build_engine(config)
+        try:
+            text = await _crews_action(engine, args, slug, solve_args)
+        except crews_ops.CrewsError as exc:
+            print(str(exc), file=sys.stderr)
+            return 1
+        finally:
+            await engine.store.close()
+            if solve_args.get("progress"):
+                print(file=sys.stderr)
+        print(text.rstrip("\n"))
+        return 0
+
+    return _asyncio(go())
+
+
+async def _crews_action(
+    engine: Engine, args: argparse.Namespace, slug: str, solve_args: dict[str, Any]
+) -> str:
+    from gateway.ops.crews import commands as ops
+
+    action = args.crews_action
+    if action == "propose":
+        return await ops.propose(engine, slug, fresh=args.fresh, **solve_args)
+    if action in ("pin", "move"):
+        if not args.crew.isdigit() or int(args.crew) < 1:
+            raise ops.CrewsError(f"crew must be a number from 1, got {args.crew!r}")
+        return await ops.pin(engine, slug, args.person, int(args.crew), **solve_args)
+    if action == "swap":
+        return await ops.swap(engine, slug, args.person, args.other, **solve_args)
+    if action == "unpin":
+        return await ops.unpin(engine, slug, args.person, **solve_args)
+    if action == "update":
+        return await ops.update(engine, slug, **solve_args)
+    if action == "round":
+        return await ops.new_round(engine, slug, **solve_args)
+    if action == "approve":
+        return await ops.approve(engine, slug)
+    if action == "show":
+        return await ops.show(engine, slug)
+    if args.csv:
+        return await ops.roster_csv_text(engine, slug)
+    return await ops.roster(engine, slug)

@@ -1,0 +1,1 @@
+"""The engine: one transaction per inbound message, outbox, timers, routing."""

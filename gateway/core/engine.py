@@ -1,0 +1,412 @@
+"""The engine: everything one inbound message causes, in one SQLite transaction.
+
+inbox dedupe → find the person → route to a flow run → the flow's pure step → new state,
+outbox rows, timers, audit. No network I/O happens here; transports only ever see committed
+outbox rows. A crash before COMMIT leaves no trace, so the transport redelivers the message
+and the same step runs again; a crash after COMMIT finds the inbox row and does nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from flows.base import Flow, Outcome, PersonInfo, State, StepContext
+from flows.config import GatheringConfig
+from gateway.core.committer import GroupCommitter
+from gateway.core.outbound import Enqueuer
+from gateway.core.people import (
+    CHANNEL_OF_KIND,
+    PersonRecord,
+    create_person,
+    load_person,
+    person_from_row,
+    record_bounce,
+    update_person,
+)
+from gateway.core.records import (
+    AUDIT_INSERT,
+    FIRST_READ,
+    UPSERT_RUN,
+    audit_row,
+    claim_timer,
+    load_cursor,
+    load_peers,
+    record_inbox,
+    save_cursor,
+    summarise,
+    upsert_params,
+    write_timers,
+)
+from gateway.core.render import Renderer
+from gateway.core.routing import RunCache, route
+from gateway.model import (
+    GATHERING_SUBJECT,
+    Channel,
+    Identity,
+    InboundKind,
+    InboundMessage,
+    Outgoing,
+    PersonId,
+    Target,
+)
+from gateway.store.db import Store, Tx, now_iso
+
+log = logging.getLogger(__name__)
+
+#: load_cursor is part of the engine's interface for transports that resume from a cursor.
+__all__ = ["Engine", "Handled", "load_cursor", "save_cursor"]
+
+#: Flow-to-flow events may cascade (a cancellation frees a seat, which offers it to the next
+#: person…); a bound stops a buggy pair of flows from looping forever inside one transaction.
+MAX_EVENTS_PER_MESSAGE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """What became of one inbound message."""
+
+    duplicate: bool
+    target: Target | None = None
+    outcome: str = "applied"
+    outbox: tuple[int, ...] = ()
+
+
+@dataclass
+class _Work:
+    """What one inbound message's processing gathers and caches inside its transaction."""
+
+    outbox: list[int] = field(default_factory=list)
+    sender: PersonId | None = None
+    runs: RunCache = field(default_factory=RunCache)
+    #: Audit rows, written in one statement at the end of the message.
+    audit: list[tuple[object, ...]] = field(default_factory=list)
+    #: Person records read in this transaction: each hop to the database thread counts.
+    people: dict[PersonId, PersonRecord] = field(default_factory=dict)
+
+    async def person(
+        self, tx: Tx, person: PersonId, organisers: frozenset[Identity]
+    ) -> PersonRecord:
+        if person not in self.people:
+            self.people[person] = await load_person(tx, person, organisers)
+        return self.people[person]
+
+
+class Engine:
+    """Applies inbound messages to flow runs. One instance per service."""
+
+    def __init__(
+        self,
+        store: Store,
+        flows: Mapping[str, Flow],
+        gatherings: Mapping[str, GatheringConfig],
+        *,
+        renderer: Renderer | None = None,
+        organisers: Iterable[Identity] = (),
+        token_maker: Callable[[PersonId, str], str] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        default_flow: str = "registration",
+    ) -> None:
+        self.store = store
+        self.flows = dict(flows)
+        self.gatherings = dict(gatherings)
+        self.organisers = frozenset(organisers)
+        self.clock = clock
+        self.default_flow = default_flow
+        self.enqueuer = Enqueuer(renderer or Renderer(), self.organisers, token_maker)
+        self.committer: GroupCommitter[Handled] = GroupCommitter(store, self._process, save_cursor)
+
+    def reload(self, gatherings: Mapping[str, GatheringConfig]) -> None:
+        """Swap in edited gathering files (and re-read templates); answers are keyed by
+        question id, so none is lost."""
+        self.gatherings = dict(gatherings)
+        self.enqueuer.renderer.clear()
+
+    async def handle(
+        self, message: InboundMessage, *, cursor: tuple[str, str] | None = None
+    ) -> Handled:
+        """Apply one message (and advance a transport cursor) atomically."""
+        return (await self.handle_batch([message], cursor=cursor))[0]
+
+    async def handle_batch(
+        self, messages: Sequence[InboundMessage], *, cursor: tuple[str, str] | None = None
+    ) -> list[Handled]:
+        """Apply several messages in one transaction, e.g. one Matrix sync response.
+
+        The cursor covering them is saved in the same transaction, so after a crash the
+        transport resumes exactly where the committed inbox rows end. Concurrent callers
+        share transactions (gateway/core/committer.py); each returns once its messages committed.
+        """
+        return await self.committer.submit(messages, cursor)
+
+    async def _process(self, tx: Tx, message: InboundMessage) -> Handled:
+        now = self.clock()
+        sender = message.sender
+        explicit = message.target.person if message.target and sender is None else None
+        # Dedupe, the sender, their identities and all their runs in one round trip: the
+        # hops to the database thread, not SQLite, are most of the cost of a message.
+        first = await tx.one(
+            FIRST_READ,
+            (
+                message.channel.value,
+                message.external_id,
+                sender.kind.value if sender else None,
+                sender.address if sender else None,
+                explicit,
+            ),
+        )
+        assert first is not None
+        if first["seen"]:
+            return Handled(duplicate=True)
+        work = _Work()
+        if message.channel == Channel.TIMER and not await claim_timer(tx, message):
+            return Handled(duplicate=True)
+        known = PersonId(first["person_id"]) if first["person_id"] is not None else None
+        if known is not None:
+            work.people[known] = person_from_row(first, self.organisers)
+        work.runs.prime(known, json.loads(first["runs"] or "[]"))
+        person = work.sender = await self._sender(tx, message, known)
+        outcome_label, target, detail = await self._dispatch(tx, message, person, now, work)
+        if person and message.kind not in (InboundKind.TICK, InboundKind.COMMAND):
+            work.audit.append(
+                audit_row(person, "in", message.channel, target, summarise(message), now)
+            )
+        if work.audit:
+            await tx.executemany(AUDIT_INSERT, work.audit)
+        await record_inbox(tx, message, person, now, target, outcome_label, detail)
+        return Handled(False, target, outcome_label, tuple(work.outbox))
+
+    async def _sender(
+        self, tx: Tx, message: InboundMessage, person: PersonId | None
+    ) -> PersonId | None:
+        """The person who sent the message; strangers become people when they write to us."""
+        if message.sender is None:
+            return message.target.person if message.target else None
+        if person is None and message.kind in (InboundKind.TEXT, InboundKind.CHOICE):
+            language = next(iter(self.gatherings.values())).language if self.gatherings else "en"
+            person = await create_person(tx, message.sender, language=language)
+        return person
+
+    async def _dispatch(
+        self, tx: Tx, message: InboundMessage, person: PersonId | None, now: datetime, work: _Work
+    ) -> tuple[str, Target | None, str]:
+        if message.kind == InboundKind.AUTO_REPLY:
+            return "auto_reply", None, "automatic reply: recorded, not answered"
+        if message.kind == InboundKind.BOUNCE:
+            return await self._bounce(tx, message, now, work)
+        if message.kind == InboundKind.REJECTED:
+            return await self._rejected(tx, message, now, work)
+        decision = await route(
+            tx, message, person, self.gatherings, self.flows, self.default_flow, work.runs
+        )
+        if decision.target is None:
+            recipient = decision.notify or person
+            if recipient and decision.reply_template:
+                record = await work.person(tx, recipient, self.organisers)
+                outcome = Outcome(
+                    send=[_reply(record.info, decision.reply_template, decision.context)]
+                )
+                await self._apply_sends(tx, outcome, None, record.info, message, now, work)
+            return decision.label, None, decision.detail
+        await self._run_step(tx, decision.target, message, now, work)
+        return "applied", decision.target, decision.detail
+
+    async def _run_step(
+        self, tx: Tx, target: Target, message: InboundMessage, now: datetime, work: _Work
+    ) -> None:
+        """Run one step and every flow-to-flow event it causes, breadth first."""
+        queue: deque[tuple[Target, InboundMessage]] = deque([(target, message)])
+        handled = 0
+        while queue:
+            handled += 1
+            if handled > MAX_EVENTS_PER_MESSAGE:
+                raise RuntimeError(
+                    f"more than {MAX_EVENTS_PER_MESSAGE} flow events for one message"
+                )
+            current, msg = queue.popleft()
+            outcome, info = await self._step(tx, current, msg, now, work)
+            await self._persist(tx, current, outcome, info, msg, now, work)
+            for i, event in enumerate(outcome.emit):
+                queue.append(
+                    (
+                        Target(current.gathering, event.flow, event.person),
+                        InboundMessage(
+                            channel=Channel.INTERNAL,
+                            external_id=f"{msg.external_id}/{handled}.{i}",
+                            kind=InboundKind.COMMAND,
+                            received_at=now,
+                            text=event.name,
+                            payload=dict(event.payload),
+                            target=Target(current.gathering, event.flow, event.person),
+                            meta={"from_flow": current.flow},
+                        ),
+                    )
+                )
+
+    async def _step(
+        self, tx: Tx, target: Target, message: InboundMessage, now: datetime, work: _Work
+    ) -> tuple[Outcome, PersonInfo]:
+        gathering = self.gatherings[target.gathering]
+        flow = self.flows[target.flow]
+        states = await work.runs.states(tx, target)
+        if target.person == GATHERING_SUBJECT:
+            info = PersonInfo(GATHERING_SUBJECT, gathering.name, gathering.language, None)
+        else:
+            info = (await work.person(tx, target.person, self.organisers)).info
+        peers = await load_peers(tx, target, flow) if target.person == GATHERING_SUBJECT else {}
+        ctx = StepContext(
+            message=message,
+            now=now,
+            gathering=gathering,
+            person=info,
+            state=states.get(target.person, {}),
+            shared=states.get(GATHERING_SUBJECT, {}),
+            peers=peers,
+        )
+        try:
+            return flow.step(ctx), info
+        except Exception:
+            # A flow bug must not lose the message nor stop the service: the person hears
+            # that something went wrong, the organisers get the details, the state is kept.
+            log.exception("flow %s failed on %s", target.flow, message.external_id)
+            error = Outcome(ignored=True)
+            if info.id != GATHERING_SUBJECT and message.sender is not None:
+                error.send.append(_reply(info, "core/error", {}))
+            error.send.extend(
+                self.enqueuer.organiser_alerts(
+                    "core/flow_failed",
+                    {
+                        "flow": target.flow,
+                        "gathering": gathering.slug,
+                        "message": message.external_id,
+                    },
+                )
+            )
+            return error, info
+
+    async def _persist(
+        self,
+        tx: Tx,
+        target: Target,
+        outcome: Outcome,
+        info: PersonInfo,
+        message: InboundMessage,
+        now: datetime,
+        work: _Work,
+    ) -> None:
+        stamp = now_iso(now)
+        upserts: list[tuple[Target, State | None, str | None]] = []
+        if outcome.state is not None or outcome.status is not None:
+            upserts.append((target, outcome.state, outcome.status))
+        if outcome.shared is not None:
+            shared_target = Target(target.gathering, target.flow, GATHERING_SUBJECT)
+            if shared_target == target and upserts:
+                upserts[0] = (target, outcome.shared, outcome.status)
+            else:
+                upserts.append((shared_target, outcome.shared, None))
+        if upserts:
+            await tx.executemany(
+                UPSERT_RUN, [upsert_params(t, st, su, stamp) for t, st, su in upserts]
+            )
+            for t, st, su in upserts:
+                work.runs.remember(t, st, su)
+        if target.person != GATHERING_SUBJECT and (
+            outcome.link or outcome.preferred_channel or outcome.language
+        ):
+            refused = await update_person(
+                tx, target.person, outcome.link, outcome.preferred_channel, outcome.language
+            )
+            work.people.pop(target.person, None)
+            if refused:
+                # The step announced a link the engine could not make (the address is someone
+                # else's): say that instead. Merging two people is the organisers' decision.
+                addresses = [i.address for i in refused]
+                outcome.send = [_reply(info, "core/link_refused", {"addresses": addresses})]
+        await write_timers(tx, target, outcome.cancel_timers, outcome.timers)
+        await self._apply_sends(tx, outcome, target, info, message, now, work)
+
+    async def _apply_sends(
+        self,
+        tx: Tx,
+        outcome: Outcome,
+        target: Target | None,
+        info: PersonInfo,
+        message: InboundMessage,
+        now: datetime,
+        work: _Work,
+    ) -> None:
+        gathering = self.gatherings.get(target.gathering) if target else None
+        ids = await self.enqueuer.enqueue(
+            tx,
+            outcome.send,
+            target=target,
+            gathering=gathering,
+            cause=message,
+            index_base=len(work.outbox),
+            now=now,
+            people=work.people,
+            sender=work.sender,
+            audit=work.audit,
+        )
+        work.outbox.extend(ids)
+
+    async def _rejected(
+        self, tx: Tx, message: InboundMessage, now: datetime, work: _Work
+    ) -> tuple[str, Target | None, str]:
+        """Unreadable input: tell the sender what was wrong, directly, and apply nothing."""
+        if message.sender is not None:
+            note = Outgoing(
+                to=GATHERING_SUBJECT,
+                template="core/rejected",
+                context={"reason": message.text},
+                channel=CHANNEL_OF_KIND[message.sender.kind],
+                address=message.sender.address,
+            )
+            info = PersonInfo(GATHERING_SUBJECT, "", "en", None)
+            await self._apply_sends(tx, Outcome(send=[note]), None, info, message, now, work)
+        return "rejected", None, message.text[:500]
+
+    async def _bounce(
+        self, tx: Tx, message: InboundMessage, now: datetime, work: _Work
+    ) -> tuple[str, Target | None, str]:
+        """Count hard bounces; past the limit, tell the organisers the address is failing."""
+        failed = [str(a) for a in message.payload.get("failed", [])]
+        permanent = bool(message.payload.get("permanent", True))
+        for address in failed:
+            person = await record_bounce(tx, address, permanent=permanent)
+            if person is None:
+                continue
+            record = await work.person(tx, person, self.organisers)
+            alerts = self.enqueuer.organiser_alerts(
+                "core/address_failing",
+                {
+                    "address": address,
+                    "person": record.info.display_name or f"#{person}",
+                    "other_channel": ", ".join(c.value for c in record.addresses),
+                },
+            )
+            await self._apply_sends(tx, Outcome(send=alerts), None, record.info, message, now, work)
+        return "bounce", None, f"{'permanent' if permanent else 'transient'}: {', '.join(failed)}"
+
+    async def enqueue_alert(self, template: str, context: Mapping[str, Any], key: str) -> list[int]:
+        """Queue a message to every organiser (dead letters); `key` makes it idempotent."""
+        async with self.store.transaction() as tx:
+            return await self.enqueuer.enqueue(
+                tx,
+                self.enqueuer.organiser_alerts(template, context),
+                target=None,
+                gathering=None,
+                cause=None,
+                index_base=0,
+                now=self.clock(),
+                key_prefix=key,
+            )
+
+
+def _reply(info: PersonInfo, template: str, context: Mapping[str, Any]) -> Outgoing:
+    return Outgoing(to=info.id, template=template, context=dict(context))

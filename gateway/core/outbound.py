@@ -1,0 +1,317 @@
+"""Turning a flow's `Outgoing` requests into rendered, addressed outbox rows.
+
+Runs inside the engine's transaction. The idempotency key of each row is derived from the
+inbound message that caused it and its position in the step's output, so re-running the same
+step after a crash (the transaction rolled back) produces the same keys, and the transports
+derive their Matrix txn_id / email Message-ID from that key.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from flows.config import GatheringConfig
+from gateway.core.people import CHANNEL_OF_KIND, PersonRecord, Reach, load_person
+from gateway.core.render import Renderer, TemplateError
+from gateway.model import (
+    GATHERING_SUBJECT,
+    Channel,
+    Identity,
+    InboundMessage,
+    Outgoing,
+    OutKind,
+    PersonId,
+    Target,
+)
+from gateway.store.db import Tx, dumps, now_iso
+
+log = logging.getLogger(__name__)
+
+
+class Enqueuer:
+    def __init__(
+        self,
+        renderer: Renderer,
+        organisers: frozenset[Identity],
+        token_maker: Callable[[PersonId, str], str] | None,
+    ) -> None:
+        self.renderer = renderer
+        self.organisers = organisers
+        self.token_maker = token_maker
+
+    def organiser_alerts(self, template: str, context: Mapping[str, Any]) -> list[Outgoing]:
+        """One message per organiser identity (organisers need not be participants)."""
+        return [
+            Outgoing(
+                to=GATHERING_SUBJECT,
+                template=template,
+                context=dict(context),
+                is_reply=False,
+                channel=CHANNEL_OF_KIND[o.kind],
+                address=o.address,
+            )
+            for o in sorted(self.organisers, key=lambda i: (i.kind.value, i.address))
+        ]
+
+    async def enqueue(
+        self,
+        tx: Tx,
+        sends: Sequence[Outgoing],
+        *,
+        target: Target | None,
+        gathering: GatheringConfig | None,
+        cause: InboundMessage | None,
+        index_base: int,
+        now: datetime,
+        key_prefix: str | None = None,
+        people: dict[PersonId, PersonRecord] | None = None,
+        sender: PersonId | None = None,
+        audit: list[tuple[object, ...]] | None = None,
+    ) -> list[int]:
+        """Queue `sends`; `people` caches person records for the transaction, `sender` is
+        the person who wrote `cause` (their messages get In-Reply-To it)."""
+        prefix = key_prefix or (f"{cause.channel.value}:{cause.external_id}" if cause else "")
+        people = {} if people is None else people
+        ids: list[int] = []
+        for offset, out in enumerate(sends):
+            key = f"{prefix}#{index_base + offset}"
+            for n, (reach, person, language) in enumerate(
+                await self._recipients(tx, out, gathering, people)
+            ):
+                row_key = key if n == 0 else f"{key}.{n}"
+                row = await self._insert(
+                    tx,
+                    out,
+                    reach,
+                    person,
+                    language,
+                    row_key,
+                    target,
+                    gathering,
+                    cause,
+                    now,
+                    people,
+                    sender,
+                    audit,
+                )
+                if row is not None:
+                    ids.append(row)
+        return ids
+
+    async def _recipients(
+        self,
+        tx: Tx,
+        out: Outgoing,
+        gathering: GatheringConfig | None,
+        people: dict[PersonId, PersonRecord],
+    ) -> list[tuple[Reach, PersonId | None, str]]:
+        """Where one request goes: one row per person, or one per channel for a group."""
+        default_language = gathering.language if gathering else "en"
+        if out.address is not None and out.channel is not None:
+            return [(Reach(out.channel, out.address), None, default_language)]
+        if out.kind == OutKind.GROUP:
+            by_channel: dict[Channel, list[str]] = {}
+            for member in out.members:
+                reach = (await _person(tx, member, people, self.organisers)).reach()
+                if reach and out.channel in (None, reach.channel):
+                    by_channel.setdefault(reach.channel, []).append(reach.address)
+            return [
+                (Reach(channel, ",".join(addresses)), None, default_language)
+                for channel, addresses in sorted(by_channel.items())
+            ]
+        record = await _person(tx, out.to, people, self.organisers)
+        reach = record.reach(out.channel)
+        if reach is None:
+            log.warning(
+                "person %s has no reachable address; message %s dropped", out.to, out.template
+            )
+            return []
+        return [(reach, out.to, record.info.language)]
+
+    async def _insert(
+        self,
+        tx: Tx,
+        out: Outgoing,
+        reach: Reach,
+        person: PersonId | None,
+        language: str,
+        key: str,
+        target: Target | None,
+        gathering: GatheringConfig | None,
+        cause: InboundMessage | None,
+        now: datetime,
+        people: dict[PersonId, PersonRecord],
+        sender: PersonId | None,
+        audit: list[tuple[object, ...]] | None,
+    ) -> int | None:
+        context = {**_common_context(gathering, person, people), **out.context}
+        try:
+            rendered = self.renderer.render(
+                out.template, language=language, channel=reach.channel.value, context=context
+            )
+            room = (
+                self.renderer.render(
+                    out.room, language=language, channel=reach.channel.value, context=context
+                )
+                if out.room and out.kind == OutKind.GROUP
+                else None
+            )
+        except TemplateError as exc:
+            # A broken template must not make the inbound message fail forever (it would be
+            # redelivered and fail again); the organisers hear of it instead.
+            log.error("%s", exc)
+            if out.template != "core/template_failed" and self.organisers:
+                alerts = self.organiser_alerts("core/template_failed", {"error": str(exc)})
+                await self.enqueue(
+                    tx,
+                    alerts,
+                    target=None,
+                    gathering=None,
+                    cause=cause,
+                    index_base=900,
+                    now=now,
+                    key_prefix=f"{key}!template",
+                )
+            return None
+        gathering_slug = target.gathering if target else None
+        flow = target.flow if target else None
+        thread_root = await _thread_root(tx, person, gathering_slug, flow) if person else None
+        in_reply_to = None
+        if cause is not None and cause.sender is not None and person is not None:
+            if sender == person and CHANNEL_OF_KIND[cause.sender.kind] == reach.channel:
+                in_reply_to = cause.external_id
+        token = None
+        if self.token_maker and person and reach.channel == Channel.EMAIL and target:
+            token = self.token_maker(person, f"{target.gathering}/{target.flow}")
+        payload = {
+            "subject": rendered.subject,
+            "text": rendered.text,
+            "html": rendered.html,
+            "options": list(out.options),
+            "multiple": out.multiple,
+            "invite": _invite_json(out),
+            "is_reply": out.is_reply,
+            "group": out.group,
+            "group_addresses": reach.address.split(",") if out.kind == OutKind.GROUP else [],
+            "room_name": room.subject if room else "",
+            "room_topic": room.text if room else "",
+            "closes": out.closes,
+            "in_reply_to": in_reply_to,
+            "thread_root": thread_root,
+            "reply_token": token,
+        }
+        row = await tx.insert(
+            "INSERT INTO outbox (idempotency_key, person_id, gathering, flow, channel, address,"
+            " kind, payload, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (idempotency_key) DO NOTHING",
+            (
+                key,
+                person,
+                gathering_slug,
+                flow,
+                reach.channel.value,
+                out.group if out.kind == OutKind.GROUP else reach.address,
+                out.kind.value,
+                dumps(payload),
+                now_iso(now),
+                now_iso(now),
+            ),
+        )
+        if row is None:
+            return None
+        if out.invite is not None and target is not None:
+            for member in out.members or ((person,) if person else ()):
+                await _record_invite(tx, out, target, member, now)
+        if person:
+            row_audit = (
+                person,
+                now_iso(now),
+                "out",
+                reach.channel.value,
+                gathering_slug,
+                flow,
+                out.template,
+            )
+            if audit is not None:
+                audit.append(row_audit)  # written with the message's other audit rows
+            else:
+                await tx.execute(
+                    "INSERT INTO audit (person_id, at, direction, channel, gathering, flow,"
+                    " summary) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    row_audit,
+                )
+        return row
+
+
+async def _person(
+    tx: Tx, person: PersonId, cache: dict[PersonId, PersonRecord], organisers: frozenset[Identity]
+) -> PersonRecord:
+    if person not in cache:
+        cache[person] = await load_person(tx, person, organisers)
+    return cache[person]
+
+
+async def _thread_root(
+    tx: Tx, person: PersonId, gathering: str | None, flow: str | None
+) -> str | None:
+    """The key of the first message of this conversation, so later ones thread under it."""
+    row = await tx.one(
+        "SELECT idempotency_key FROM outbox WHERE person_id = ? AND gathering IS ? AND flow IS ?"
+        " ORDER BY id LIMIT 1",
+        (person, gathering, flow),
+    )
+    return str(row[0]) if row else None
+
+
+async def _record_invite(
+    tx: Tx, out: Outgoing, target: Target, person: PersonId | None, now: datetime
+) -> None:
+    assert out.invite is not None
+    if person is None:
+        return
+    await tx.execute(
+        "INSERT INTO invites (uid, gathering, flow, person_id, sequence, method, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (uid, person_id) DO UPDATE SET"
+        " sequence = excluded.sequence, method = excluded.method, updated_at = excluded.updated_at",
+        (
+            out.invite.uid,
+            target.gathering,
+            target.flow,
+            person,
+            out.invite.sequence,
+            out.invite.method,
+            now_iso(now),
+        ),
+    )
+
+
+def _invite_json(out: Outgoing) -> dict[str, Any] | None:
+    if out.invite is None:
+        return None
+    data = asdict(out.invite)
+    data["start"] = out.invite.start.isoformat()
+    data["end"] = out.invite.end.isoformat()
+    return data
+
+
+def _common_context(
+    gathering: GatheringConfig | None, person: PersonId | None, people: dict[PersonId, PersonRecord]
+) -> dict[str, Any]:
+    context: dict[str, Any] = {}
+    if gathering is not None:
+        context["gathering"] = {
+            "slug": gathering.slug,
+            "name": gathering.name,
+            "venue": gathering.venue,
+            "starts": gathering.starts,
+            "ends": gathering.ends,
+            "timezone": gathering.timezone,
+            "description": gathering.description,
+        }
+    if person is not None and person in people:
+        context["person"] = {"name": people[person].info.display_name}
+    return context

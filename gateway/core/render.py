@@ -1,0 +1,124 @@
+"""Message templates: `templates/<lang>/<flow>/<message>.<variant>.j2`, rendered in a sandbox.
+
+Variants: `txt` (required: the plain text every channel can show), `html` (email HTML and the
+Matrix `formatted_body`; derived from the text when absent), and a channel-specific
+`email.txt` / `matrix.txt` when plain text is not enough. A template sets its email subject
+with `{% set subject = "…" %}`. A missing language falls back to English, so a translation can
+be partial. Organisers may edit templates; the sandbox keeps a template from reaching into
+Python objects.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateNotFound
+from jinja2.sandbox import SandboxedEnvironment
+
+DEFAULT_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+FALLBACK_LANGUAGE = "en"
+_URL = re.compile(r"(https?://[^\s<]+)")
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+class TemplateError(Exception):
+    """A template is missing or broken; the message names which."""
+
+
+class Renderer:
+    """Renders a named message for a language and channel."""
+
+    def __init__(self, root: Path = DEFAULT_TEMPLATES) -> None:
+        self.root = root
+        self.env = _environment(root, autoescape=False)
+        self.html_env = _environment(root, autoescape=True)
+        self._found: dict[tuple[str, str, tuple[str, ...]], str | None] = {}
+
+    def clear(self) -> None:
+        """Forget found and compiled templates, so edited ones are read again (on reload).
+
+        Rendering happens for every outgoing message inside the engine's transaction; not
+        looking at the file system each time keeps that cheap.
+        """
+        self._found.clear()
+        for env in (self.env, self.html_env):
+            if env.cache is not None:
+                env.cache.clear()
+
+    def render(
+        self, name: str, *, language: str, channel: str, context: Mapping[str, Any]
+    ) -> Rendered:
+        """Render message `name` (e.g. "registration/question") for a person."""
+        ctx = {**context, "channel": channel, "language": language}
+        text_path = self._find(name, language, (f"{channel}.txt", "txt"))
+        if text_path is None:
+            raise TemplateError(f"no template {name}.txt.j2 in {self.root} for '{language}'")
+        try:
+            module = self.env.get_template(text_path).make_module(ctx)
+            text = _tidy(str(module))
+            subject = str(getattr(module, "subject", "")).strip()
+            html_path = self._find(name, language, (f"{channel}.html", "html"))
+            body_html = (
+                self.html_env.get_template(html_path).render(ctx).strip()
+                if html_path
+                else text_to_html(text)
+            )
+        except TemplateNotFound as exc:
+            raise TemplateError(f"template {name}: included file {exc.name} not found") from exc
+        except Exception as exc:  # jinja2 raises many kinds; name the template in every case
+            raise TemplateError(f"template {name} ({language}): {exc}") from exc
+        return Rendered(subject=subject, text=text, html=body_html)
+
+    def _find(self, name: str, language: str, variants: tuple[str, ...]) -> str | None:
+        key = (name, language, variants)
+        if key not in self._found:
+            self._found[key] = next(
+                (
+                    f"{lang}/{name}.{variant}.j2"
+                    for lang in dict.fromkeys((language, FALLBACK_LANGUAGE))
+                    for variant in variants
+                    if (self.root / f"{lang}/{name}.{variant}.j2").is_file()
+                ),
+                None,
+            )
+        return self._found[key]
+
+
+def _environment(root: Path, *, autoescape: bool) -> SandboxedEnvironment:
+    """Templates are found once and compiled once; `Renderer.clear` forgets them."""
+    return SandboxedEnvironment(
+        loader=FileSystemLoader(str(root)),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=autoescape,
+        auto_reload=False,
+    )
+
+
+def text_to_html(text: str) -> str:
+    """A plain, safe HTML version of a text message: paragraphs, line breaks and links."""
+    paragraphs = [p for p in re.split(r"\n\s*\n", text) if p.strip()]
+    out = []
+    for paragraph in paragraphs:
+        escaped = html.escape(paragraph)
+        linked = _URL.sub(r'<a href="\1">\1</a>', escaped)
+        out.append("<p>" + linked.replace("\n", "<br>\n") + "</p>")
+    return "\n".join(out)
+
+
+def _tidy(text: str) -> str:
+    """Strip trailing spaces and collapse runs of blank lines left by template logic."""
+    lines = [line.rstrip() for line in text.strip().splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines))

@@ -1,0 +1,1 @@
+"""The demo story: simulated participants on embedded defaults."""

@@ -1,0 +1,1 @@
+"""Organiser operations: status, reports, privacy, per-flow commands."""

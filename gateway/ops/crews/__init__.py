@@ -1,0 +1,1 @@
+"""Organiser operations for crews: inputs, proposal, report."""

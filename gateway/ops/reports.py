@@ -1,0 +1,250 @@
+"""What organisers read and do with the data: status counts, CSV export, erasing a person.
+
+Shared by the `gateway` command and the organisers' Matrix room, so both say the same thing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from flows.config import GatheringConfig
+from gateway.channels.email.failures import QUARANTINE, SetAside, quarantined
+from gateway.core.people import find_person
+from gateway.model import Identity, PersonId
+from gateway.store.db import Store, Tx, now_iso
+
+#: Registration statuses in the order organisers read them.
+STATUSES = ("registered", "offered", "waiting", "confirming", "in_progress", "cancelled")
+
+
+@dataclass(frozen=True, slots=True)
+class GatheringStatus:
+    slug: str
+    name: str
+    capacity: int
+    counts: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    gatherings: list[GatheringStatus]
+    outbox: Mapping[str, int]
+    #: Messages that could not be delivered: (channel, address, error) of the newest few.
+    dead: list[tuple[str, str, str]]
+    #: Inbound mail set aside after failing again and again: how many, and the newest few.
+    set_aside_total: int = 0
+    set_aside: tuple[SetAside, ...] = ()
+
+
+async def status_report(store: Store, gatherings: Mapping[str, GatheringConfig]) -> StatusReport:
+    async with store.read() as tx:
+        rows = await tx.all(
+            "SELECT gathering, status, COUNT(*) AS n FROM flow_runs"
+            " WHERE flow = 'registration' AND person_id != 0 GROUP BY gathering, status"
+        )
+        outbox_rows = await tx.all("SELECT status, COUNT(*) AS n FROM outbox GROUP BY status")
+        dead_rows = await tx.all(
+            "SELECT channel, address, last_error FROM outbox WHERE status = 'dead'"
+            " ORDER BY id DESC LIMIT 5"
+        )
+        set_aside_total, set_aside = await quarantined(tx)
+    counts: dict[str, Counter[str]] = {}
+    for row in rows:
+        counts.setdefault(row["gathering"], Counter())[row["status"]] = row["n"]
+    report = [
+        GatheringStatus(g.slug, g.name, g.capacity, dict(counts.get(g.slug, Counter())))
+        for g in gatherings.values()
+    ]
+    outbox = {s: 0 for s in ("pending", "sending", "sent", "dead")}
+    outbox.update({row["status"]: row["n"] for row in outbox_rows})
+    dead = [(r["channel"], r["address"], r["last_error"]) for r in dead_rows]
+    return StatusReport(report, outbox, dead, set_aside_total, tuple(set_aside))
+
+
+def format_status(report: StatusReport) -> str:
+    """A plain table that reads the same in a terminal and in a chat message."""
+    header = ["gathering", "capacity", *STATUSES]
+    table = [header] + [
+        [g.slug, str(g.capacity), *(str(g.counts.get(s, 0)) for s in STATUSES)]
+        for g in report.gatherings
+    ]
+    lines = [
+        format_table(table),
+        "",
+        "outbox: " + ", ".join(f"{k} {v}" for k, v in report.outbox.items()),
+    ]
+    for channel, address, error in report.dead:
+        lines.append(f"  dead: {channel} {address}: {error}")
+    if report.set_aside_total:
+        lines += [
+            "",
+            f"mail set aside, unanswered: {report.set_aside_total}"
+            " (see one with: gateway mail inspect --quarantined NUMBER)",
+        ]
+        for mail in report.set_aside:
+            where = "" if mail.place == QUARANTINE else f", also in folder {mail.place}"
+            lines.append(
+                f"  #{mail.id} {mail.set_aside_at[:16]} from {mail.sender or '?'}"
+                f' "{mail.subject}"{where}: {mail.reason[:120]}'
+            )
+    return "\n".join(lines)
+
+
+def format_table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    out = []
+    for n, row in enumerate(rows):
+        out.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+async def export_csv(store: Store, gathering: GatheringConfig) -> str:
+    """One row per person who started registering: status, channel, attendance, answers.
+
+    Columns for answers are the gathering's current questions, by id, so a spreadsheet lines
+    up with the config; answers to removed questions are left out of the export.
+    """
+    async with store.read() as tx:
+        rows = await tx.all(
+            "SELECT r.person_id, r.status, r.state, r.updated_at, p.display_name,"
+            " p.preferred_channel, p.language,"
+            " (SELECT address FROM identities i WHERE i.person_id = p.id AND i.kind = 'email'"
+            "  ORDER BY i.id LIMIT 1) AS email,"
+            " (SELECT address FROM identities i WHERE i.person_id = p.id AND i.kind = 'matrix'"
+            "  ORDER BY i.id LIMIT 1) AS matrix"
+            " FROM flow_runs r JOIN people p ON p.id = r.person_id"
+            " WHERE r.gathering = ? AND r.flow = 'registration' AND r.person_id != 0"
+            " AND p.erased_at IS NULL ORDER BY r.person_id",
+            (gathering.slug,),
+        )
+    questions = [q.id for q in gathering.registration.questions]
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        [
+            "person",
+            "name",
+            "status",
+            "attendance",
+            "channel",
+            "email",
+            "matrix",
+            "language",
+            "updated_at",
+            *questions,
+        ]
+    )
+    for row in rows:
+        state = json.loads(row["state"])
+        answers = state.get("answers", {})
+        writer.writerow(
+            [
+                row["person_id"],
+                row["display_name"],
+                row["status"],
+                state.get("attendance", ""),
+                row["preferred_channel"] or "",
+                row["email"] or "",
+                row["matrix"] or "",
+                row["language"],
+                row["updated_at"],
+                *(_cell(answers.get(q)) for q in questions),
+            ]
+        )
+    return out.getvalue()
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return "; ".join(str(v) for v in value)
+    return str(value)
+
+
+async def resolve_person(store: Store, ref: str) -> PersonId | None:
+    """A person by id ("42"), email address or Matrix id."""
+    if ref.isdigit():
+        return PersonId(int(ref))
+    identity = Identity.matrix(ref) if ref.startswith("@") else Identity.email(ref)
+    async with store.read() as tx:
+        return await find_person(tx, identity)
+
+
+async def forget_person(store: Store, person: PersonId) -> dict[str, int]:
+    """Erase a person's personal data everywhere, keeping only anonymous counts.
+
+    Identities and audit lines are deleted; flow states keep only their status (so seat and
+    status counts stay right); message texts in the inbox and outbox are blanked. Returns how
+    many rows of each kind were touched, for the organiser's confirmation.
+    """
+    if person == 0:
+        raise ValueError("person 0 is the gathering itself")
+    stamp = now_iso()
+    async with store.transaction() as tx:
+        exists = await tx.one("SELECT 1 FROM people WHERE id = ?", (person,))
+        if not exists:
+            raise LookupError(f"no person {person}")
+        mxids = [
+            r[0]
+            for r in await tx.all(
+                "SELECT address FROM identities WHERE person_id = ? AND kind = 'matrix'", (person,)
+            )
+        ]
+        touched = {
+            "matrix_rooms": await _forget_matrix(tx, mxids),
+            "identities": await tx.execute("DELETE FROM identities WHERE person_id = ?", (person,)),
+            "audit": await tx.execute("DELETE FROM audit WHERE person_id = ?", (person,)),
+            "flow_runs": await tx.execute(
+                "UPDATE flow_runs SET state = '{}' WHERE person_id = ?", (person,)
+            ),
+            # Unsent messages to the person are dropped with the data they carry.
+            "outbox": await tx.execute(
+                "UPDATE outbox SET address = '', payload = json_object('erased', 1),"
+                " status = CASE WHEN status IN ('pending', 'sending') THEN 'dead' ELSE status END,"
+                " last_error = CASE WHEN status IN ('pending', 'sending') THEN 'person erased'"
+                " ELSE last_error END WHERE person_id = ?",
+                (person,),
+            ),
+            "inbox": await tx.execute(
+                "UPDATE inbox SET detail = '' WHERE person_id = ?", (person,)
+            ),
+            "timers": await tx.execute("DELETE FROM timers WHERE person_id = ?", (person,)),
+        }
+        await tx.execute(
+            "UPDATE people SET display_name = '', erased_at = ? WHERE id = ?", (stamp, person)
+        )
+    # With secure_delete on, freed pages are zeroed; the checkpoint then clears the WAL, so
+    # the erased data is not left behind in the files either.
+    await store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return touched
+
+
+async def _forget_matrix(tx: Tx, mxids: list[str]) -> int:
+    """The Matrix transport names people by Matrix id in its room directory and in events
+    held for a late room key: drop them there too."""
+    pending = await tx.has_table("matrix_pending")
+    rooms = await tx.has_table("matrix_rooms")
+    changed = 0
+    for mxid in mxids:
+        if pending:
+            changed += await tx.execute("DELETE FROM matrix_pending WHERE sender = ?", (mxid,))
+        if not rooms:
+            continue
+        changed += await tx.execute(
+            "DELETE FROM matrix_rooms WHERE kind = 'direct' AND key = ?", (mxid,)
+        )
+        changed += await tx.execute(
+            "UPDATE matrix_rooms SET members = (SELECT json_group_array(value)"
+            " FROM json_each(members) WHERE value != ?) WHERE kind = 'group'"
+            " AND EXISTS (SELECT 1 FROM json_each(members) WHERE value = ?)",
+            (mxid, mxid),
+        )
+    return changed

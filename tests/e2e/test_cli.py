@@ -1,0 +1,88 @@
+"""The organiser commands on a real database: status, export, forget, mail inspect."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from gateway.app.service import build_engine
+from gateway.cli.main import main
+from gateway.config import load_config
+from tests.kit.engine import RETREAT_TOML, text
+
+GATHERING = RETREAT_TOML.replace("capacity = 20", "capacity = 1")
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "email"
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    (tmp_path / "retreat.toml").write_text(GATHERING)
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        'gathering_files = ["retreat.toml"]\n[store]\npath = "g.sqlite3"\n'
+        '[email]\naddress = "camp@example.org"\ntoken_secret = { value = "s3cret" }\n'
+    )
+
+    async def register() -> None:
+        engine = await build_engine(load_config(path))
+        for who in ("ana@example.org", "bo@example.org"):  # one seat: bo ends up waiting
+            for words in ("hello", "1", "yes"):
+                await engine.handle(text(who, words))
+        await engine.store.close()
+
+    asyncio.run(register())
+    return path
+
+
+def test_status_counts_registrations_and_the_outbox(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["status", "-c", str(config)]) == 0
+    out = capsys.readouterr().out
+    header, _, row = out.splitlines()[:3]
+    assert header.split()[:4] == ["gathering", "capacity", "registered", "offered"]
+    assert row.split()[:5] == ["retreat", "1", "1", "0", "1"]
+    assert "outbox: pending 6" in out
+
+
+def test_export_writes_answers_by_question_id(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "out.csv"
+    assert main(["export", "retreat", "-c", str(config), "-o", str(target)]) == 0
+    rows = list(csv.DictReader(io.StringIO(target.read_text())))
+    assert [(r["email"], r["status"], r["diet"]) for r in rows] == [
+        ("ana@example.org", "registered", "vegan"),
+        ("bo@example.org", "waiting", "vegan"),
+    ]
+    assert main(["export", "nope", "-c", str(config)]) == 2
+
+
+def test_forget_erases_a_person_and_keeps_the_counts(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["forget", "bo@example.org", "--yes", "-c", str(config)]) == 0
+    assert main(["export", "retreat", "-c", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "bo@example.org" not in out
+    assert main(["status", "-c", str(config)]) == 0
+    assert capsys.readouterr().out.splitlines()[2].split()[:5] == ["retreat", "1", "1", "0", "1"]
+    database = (tmp_path / "g.sqlite3").read_bytes()
+    assert b"bo@example.org" not in database.replace(b"\x00", b"")
+    assert main(["forget", "bo@example.org", "--yes", "-c", str(config)]) == 1
+
+
+def test_mail_inspect_prints_the_reading_as_json(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sample = sorted(FIXTURES.glob("*.eml"))[0]
+    assert main(["mail", "inspect", str(sample), "-c", str(config)]) == 0
+    reading = json.loads(capsys.readouterr().out)
+    expected = json.loads(sample.with_suffix(".expected.json").read_text())
+    assert reading["text"].strip() == expected["text"].strip()
+    assert reading["routing"]

@@ -1,0 +1,48 @@
+"""`gateway demo`, the README's first command, tells the story it promises."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.cli.main import main
+from gateway.store import open_store
+
+
+def test_demo_registers_fills_the_house_and_moves_the_waiting_list(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    database = tmp_path / "demo.sqlite3"
+    assert (
+        main(["demo", "--participants", "14", "--capacity", "10", "--database", str(database)]) == 0
+    )
+    out = capsys.readouterr().out
+    assert out.count(" registered") >= 10
+    assert "waiting, place 4 on the waiting list" in out
+    assert "Lena     email  cancelled (offer expired)" in out
+    assert "Mateo    matrix offered" in out
+    assert "METHOD:REQUEST" in out and "DTSTART;VALUE=DATE:20270712" in out
+
+
+def test_demo_database_holds_what_it_printed(tmp_path: Path) -> None:
+    database = tmp_path / "demo.sqlite3"
+    assert main(["demo", "--database", str(database)]) == 0
+
+    async def read() -> tuple[list[Any], list[Any]]:
+        store = await open_store(database)
+        async with store.read() as tx:
+            rows = await tx.all(
+                "SELECT status, COUNT(*) FROM flow_runs WHERE flow = 'registration'"
+                " AND person_id != 0 GROUP BY status"
+            )
+            outbox = await tx.all("SELECT status, COUNT(*) FROM outbox GROUP BY status")
+        await store.close()
+        return rows, outbox
+
+    rows, outbox = asyncio.run(read())
+    counts = {r[0]: r[1] for r in rows}
+    assert counts == {"registered": 9, "offered": 1, "waiting": 1, "cancelled": 3}
+    assert {r[0] for r in outbox} == {"sent"}

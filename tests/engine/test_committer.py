@@ -1,0 +1,79 @@
+"""Group commit: concurrent messages share transactions, yet each stands or falls alone."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from gateway.core.committer import EngineStopped, GroupCommitter
+from gateway.model import InboundMessage
+from gateway.store import open_store
+from gateway.store.db import Tx
+from tests.kit.engine import text
+
+
+async def test_concurrent_callers_share_commits_and_a_poison_message_fails_alone(
+    tmp_path: Path,
+) -> None:
+    store = await open_store(tmp_path / "g.sqlite3")
+    await store.conn.execute("CREATE TABLE seen (body TEXT)")
+    commits = 0
+    original = store.conn.commit
+
+    async def counting_commit() -> None:
+        nonlocal commits
+        commits += 1
+        await original()
+
+    store.conn.commit = counting_commit  # type: ignore[method-assign]
+
+    async def process(tx: Tx, message: InboundMessage) -> str:
+        await tx.execute("INSERT INTO seen (body) VALUES (?)", (message.text,))
+        if message.text == "poison":
+            raise RuntimeError("bad message")
+        return message.text
+
+    async def no_cursor(tx: Tx, name: str, value: str) -> None:
+        raise AssertionError("no cursor was given")
+
+    committer: GroupCommitter[str] = GroupCommitter(store, process, no_cursor)
+    bodies = [f"m{n}" for n in range(20)] + ["poison"]
+    results = await asyncio.gather(
+        *(committer.submit([text("a@example.test", b)], None) for b in bodies),
+        return_exceptions=True,
+    )
+    assert results[:20] == [[f"m{n}"] for n in range(20)]
+    assert isinstance(results[20], RuntimeError)
+    async with store.read() as tx:
+        stored = sorted(r[0] for r in await tx.all("SELECT body FROM seen"))
+    assert stored == sorted(f"m{n}" for n in range(20))  # the poison message left nothing
+    # 21 messages: far fewer commits than messages, even with the group retried one by one.
+    assert commits < 21
+    await store.close()
+
+
+async def test_a_cancelled_leader_fails_the_waiting_callers_instead_of_hanging(
+    tmp_path: Path,
+) -> None:
+    store = await open_store(tmp_path / "g.sqlite3")
+    started = asyncio.Event()
+
+    async def slow(tx: Tx, message: InboundMessage) -> str:
+        started.set()
+        await asyncio.sleep(10)
+        return message.text
+
+    async def no_cursor(tx: Tx, name: str, value: str) -> None:
+        return None
+
+    committer: GroupCommitter[str] = GroupCommitter(store, slow, no_cursor)
+    leader = asyncio.create_task(committer.submit([text("a@example.test", "one")], None))
+    await started.wait()
+    follower = asyncio.create_task(committer.submit([text("b@example.test", "two")], None))
+    await asyncio.sleep(0)
+    leader.cancel()
+    with pytest.raises(EngineStopped):
+        await follower
+    await store.close()

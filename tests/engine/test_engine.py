@@ -1,0 +1,220 @@
+"""The engine's promises: dedupe, one transaction per message, events, timers, cursors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gateway.core.engine import Engine, load_cursor
+from gateway.core.outbox import OutboxWorker
+from gateway.core.timers import TimerLoop
+from gateway.model import Channel, Identity, InboundKind, InboundMessage, PersonId, Target
+from gateway.store import Store, open_store
+from tests.kit.engine import Clock, Counter, Recorder, gathering, renderer, text
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> Store:
+    s = await open_store(tmp_path / "g.sqlite3")
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def engine(store: Store, tmp_path: Path, clock: Clock) -> Engine:
+    return Engine(
+        store,
+        {"registration": Counter()},
+        {"camp": gathering()},
+        renderer=renderer(tmp_path),
+        clock=clock,
+        organisers=[Identity.email("org@example.test")],
+    )
+
+
+async def rows(store: Store, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    async with store.read() as tx:
+        return [tuple(r) for r in await tx.all(sql, params)]
+
+
+async def test_a_redelivered_message_is_applied_once(engine: Engine, store: Store) -> None:
+    message = text("ann@example.test", "hello", external_id="<a1@mail>")
+    first = await engine.handle(message)
+    again = await engine.handle(message)
+    assert not first.duplicate and again.duplicate
+    assert await rows(store, "SELECT status, state FROM flow_runs WHERE person_id = 1") == [
+        ("n1", '{"n":1}')
+    ]
+    assert len(await rows(store, "SELECT id FROM outbox")) == 1
+
+
+async def test_a_stranger_becomes_a_person_and_is_answered_on_their_channel(
+    engine: Engine, store: Store
+) -> None:
+    await engine.handle(text("@bo:example.test", "hi", channel=Channel.MATRIX))
+    assert await rows(store, "SELECT kind, address FROM identities") == [
+        ("matrix", "@bo:example.test")
+    ]
+    out = await rows(store, "SELECT channel, address, payload FROM outbox")
+    assert out[0][:2] == ("matrix", "@bo:example.test")
+    assert json.loads(str(out[0][2]))["text"] == "hi #1"
+
+
+async def test_outbox_keys_are_derived_from_the_inbound_message(
+    engine: Engine, store: Store
+) -> None:
+    await engine.handle(text("ann@example.test", "hello", external_id="<k@mail>"))
+    assert await rows(store, "SELECT idempotency_key FROM outbox") == [("email:<k@mail>#0",)]
+
+
+async def test_a_flow_bug_keeps_state_tells_person_and_organisers(
+    engine: Engine, store: Store
+) -> None:
+    await engine.handle(text("ann@example.test", "one"))
+    handled = await engine.handle(text("ann@example.test", "boom"))
+    assert handled.outcome == "applied"
+    assert await rows(store, "SELECT state FROM flow_runs WHERE person_id = 1") == [('{"n":1}',)]
+    sent = await rows(store, "SELECT address, payload FROM outbox ORDER BY id")
+    addresses = [a for a, _ in sent]
+    assert addresses == ["ann@example.test", "ann@example.test", "org@example.test"]
+    assert "something went wrong" in json.loads(str(sent[1][1]))["text"].lower()
+
+
+async def test_events_reach_the_gathering_run_in_the_same_transaction(
+    engine: Engine, store: Store
+) -> None:
+    await engine.handle(text("ann@example.test", "share"))
+    await engine.handle(text("bo@example.test", "share"))
+    (state,) = await rows(store, "SELECT state FROM flow_runs WHERE person_id = 0")
+    assert json.loads(str(state[0])) == {"events": 2, "peers": [1, 2]}
+
+
+async def test_batch_and_cursor_commit_together(engine: Engine, store: Store) -> None:
+    batch = [text("ann@example.test", "a"), text("bo@example.test", "b")]
+    await engine.handle_batch(batch, cursor=("test:cursor", "42"))
+    assert await load_cursor(store, "test:cursor") == "42"
+    assert len(await rows(store, "SELECT id FROM inbox")) == 2
+
+
+async def test_a_failing_batch_commits_nothing(engine: Engine, store: Store) -> None:
+    bad = InboundMessage(
+        Channel.TIMER,
+        "t",
+        InboundKind.TICK,
+        text("x@y", "").received_at,
+        target=Target("camp", "registration", PersonId(1)),
+        payload={},
+    )
+    with pytest.raises(KeyError):
+        await engine.handle_batch([text("ann@example.test", "a"), bad], cursor=("c", "1"))
+    assert await rows(store, "SELECT id FROM inbox") == []
+    assert await load_cursor(store, "c") is None
+
+
+async def test_timers_fire_once_and_catch_up_after_downtime(
+    engine: Engine, store: Store, clock: Clock
+) -> None:
+    await engine.handle(text("ann@example.test", "later"))
+    timers = TimerLoop(engine, clock=clock)
+    assert await timers.fire_due() == 0
+    clock.advance(hours=5)  # the service was down when the timer came due
+    assert await timers.fire_due() == 1
+    assert await timers.fire_due() == 0
+    texts = [
+        json.loads(str(p))["text"]
+        for (p,) in await rows(store, "SELECT payload FROM outbox ORDER BY id")
+    ]
+    assert texts == ["later #1", "tick"]
+
+
+async def test_calendar_reply_for_unknown_invite_is_recorded_not_applied(
+    engine: Engine, store: Store
+) -> None:
+    from gateway.model import CalendarAnswer
+
+    await engine.handle(text("ann@example.test", "hello"))
+    reply = InboundMessage(
+        Channel.EMAIL,
+        "cal1",
+        InboundKind.CALENDAR_REPLY,
+        text("x@y", "").received_at,
+        Identity.email("ann@example.test"),
+        calendar=CalendarAnswer("nope@x", "ACCEPTED"),
+    )
+    handled = await engine.handle(reply)
+    assert handled.outcome == "ignored"
+    assert await rows(store, "SELECT outcome FROM inbox WHERE external_id = 'cal1'") == [
+        ("ignored",)
+    ]
+
+
+async def test_a_reply_with_someone_elses_token_is_held_and_the_owner_asked(
+    engine: Engine, store: Store
+) -> None:
+    await engine.handle(text("ann@example.test", "hello"))
+    forged = InboundMessage(
+        Channel.EMAIL,
+        "f1",
+        InboundKind.TEXT,
+        text("x@y", "").received_at,
+        Identity.email("mallory@example.test"),
+        text="cancel",
+        target=Target("camp", "registration", PersonId(1)),
+    )
+    handled = await engine.handle(forged)
+    assert handled.outcome == "held"
+    assert await rows(store, "SELECT state FROM flow_runs WHERE person_id = 1") == [('{"n":1}',)]
+    (last,) = await rows(store, "SELECT address, payload FROM outbox ORDER BY id DESC LIMIT 1")
+    assert last[0] == "ann@example.test"
+    assert "mallory@example.test" in json.loads(str(last[1]))["text"]
+
+
+async def test_auto_replies_are_recorded_and_never_answered(engine: Engine, store: Store) -> None:
+    auto = InboundMessage(
+        Channel.EMAIL,
+        "oof",
+        InboundKind.AUTO_REPLY,
+        text("x@y", "").received_at,
+        Identity.email("ann@example.test"),
+        text="I am away",
+    )
+    assert (await engine.handle(auto)).outcome == "auto_reply"
+    assert await rows(store, "SELECT id FROM outbox") == []
+
+
+async def test_bounces_past_the_limit_alert_the_organisers(engine: Engine, store: Store) -> None:
+    await engine.handle(text("ann@example.test", "hello"))
+    for n in range(3):
+        bounce = InboundMessage(
+            Channel.EMAIL,
+            f"b{n}",
+            InboundKind.BOUNCE,
+            text("x@y", "").received_at,
+            Identity.email("mailer-daemon@x"),
+            payload={"failed": ["ann@example.test"], "permanent": True},
+        )
+        await engine.handle(bounce)
+    alerts = await rows(store, "SELECT address FROM outbox WHERE person_id IS NULL")
+    assert alerts == [("org@example.test",)]
+
+
+async def test_sent_messages_are_delivered_in_order_per_person(
+    engine: Engine, store: Store
+) -> None:
+    for body in ("one", "two", "three"):
+        await engine.handle(text("ann@example.test", body))
+    recorder = Recorder(fail_transient=1)
+    worker = OutboxWorker(store, {Channel.EMAIL: recorder}, clock=engine.clock, seed=1)
+    await worker.run_once()  # the first row fails and waits; the later ones must wait too
+    assert recorder.sent == []
+    engine.clock.advance(minutes=5)  # type: ignore[attr-defined]
+    while await worker.run_once():
+        pass
+    assert [i.text for i in recorder.sent] == ["one #1", "two #2", "three #3"]

@@ -1,0 +1,113 @@
+"""The outbox worker: at-least-once delivery with stable keys, backoff, dead letters."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from gateway.core.engine import Engine
+from gateway.core.outbox import OutboxWorker, backoff
+from gateway.model import Channel, Identity
+from gateway.store import Store, open_store
+from tests.kit.engine import Clock, Counter, Recorder, gathering, renderer, text
+
+
+@pytest.fixture
+async def setup(tmp_path: Path) -> tuple[Engine, Store, Clock]:
+    store = await open_store(tmp_path / "g.sqlite3")
+    clock = Clock()
+    engine = Engine(
+        store,
+        {"registration": Counter()},
+        {"camp": gathering()},
+        renderer=renderer(tmp_path),
+        clock=clock,
+        organisers=[Identity.email("org@example.test")],
+    )
+    yield engine, store, clock
+    await store.close()
+
+
+async def statuses(store: Store) -> list[tuple[str, int]]:
+    async with store.read() as tx:
+        return [
+            (r[0], r[1]) for r in await tx.all("SELECT status, attempts FROM outbox ORDER BY id")
+        ]
+
+
+async def test_a_row_claimed_before_a_crash_is_sent_again_with_the_same_key(
+    setup: tuple[Engine, Store, Clock], tmp_path: Path
+) -> None:
+    engine, store, clock = setup
+    await engine.handle(text("ann@example.test", "hello"))
+    crashed = OutboxWorker(store, {Channel.EMAIL: Recorder()}, clock=clock)
+    (claimed,) = await crashed.claim()  # marked 'sending'; the process dies before sending
+    assert await statuses(store) == [("sending", 1)]
+
+    await store.close()  # the restart: a new connection, a new worker
+    store2 = await open_store(tmp_path / "g.sqlite3")
+    recorder = Recorder()
+    worker = OutboxWorker(store2, {Channel.EMAIL: recorder}, clock=clock)
+    assert await worker.recover() == 1
+    assert await worker.run_once() == 1
+    assert [i.idempotency_key for i in recorder.sent] == [claimed.idempotency_key]
+    assert await statuses(store2) == [("sent", 2)]
+    assert await worker.run_once() == 0
+    await store2.close()
+
+
+async def test_transient_failures_back_off_and_honour_retry_after(
+    setup: tuple[Engine, Store, Clock],
+) -> None:
+    engine, store, clock = setup
+    await engine.handle(text("ann@example.test", "hello"))
+    recorder = Recorder(fail_transient=1, retry_after=600)
+    worker = OutboxWorker(store, {Channel.EMAIL: recorder}, clock=clock, seed=3)
+    await worker.run_once()
+    assert await statuses(store) == [("pending", 1)]
+    clock.advance(seconds=599)
+    assert await worker.run_once() == 0  # the server asked for 600 s
+    clock.advance(seconds=2)
+    assert await worker.run_once() == 1
+    assert await statuses(store) == [("sent", 2)]
+
+
+async def test_permanent_failure_is_dead_and_the_organisers_are_told_once(
+    setup: tuple[Engine, Store, Clock],
+) -> None:
+    engine, store, clock = setup
+    await engine.handle(text("ann@example.test", "hello"))
+    failing = Recorder(fail_permanent=True)
+    worker = OutboxWorker(store, {Channel.EMAIL: failing}, clock=clock, alert=engine.enqueue_alert)
+    await worker.run_once()  # ann's message dies; an alert to the organiser is queued
+    await worker.run_once()  # the alert dies too (same failing transport): no alert about it
+    async with store.read() as tx:
+        rows = await tx.all("SELECT address, status, payload FROM outbox ORDER BY id")
+    assert [(r[0], r[1]) for r in rows] == [
+        ("ann@example.test", "dead"),
+        ("org@example.test", "dead"),
+    ]
+    assert "550 no such user" in json.loads(rows[1][2])["text"]
+
+
+async def test_too_many_transient_failures_end_dead(setup: tuple[Engine, Store, Clock]) -> None:
+    engine, store, clock = setup
+    await engine.handle(text("ann@example.test", "hello"))
+    worker = OutboxWorker(
+        store, {Channel.EMAIL: Recorder(fail_transient=99)}, clock=clock, max_attempts=3
+    )
+    for _ in range(3):
+        await worker.run_once()
+        clock.advance(hours=2)
+    assert await statuses(store) == [("dead", 3)]
+
+
+def test_backoff_grows_exponentially_with_bounded_jitter() -> None:
+    rng = random.Random(7)
+    delays = [backoff(n, rng) for n in range(1, 12)]
+    for n, delay in enumerate(delays, start=1):
+        nominal = min(3600.0, 5.0 * 2 ** (n - 1))
+        assert 0.75 * nominal <= delay <= 1.25 * nominal

@@ -1,0 +1,382 @@
+"""Registration end to end: real Engine, store, outbox and timers; fake transports."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from flows.config import GatheringConfig, Question, QuestionType, RegistrationConfig, ShowIf
+from flows.registration.flow import Registration
+from flows.registration.seats import invariant_violations
+from gateway.model import Identity, InboundKind, OutboxItem, OutKind, PersonId
+from tests.kit.helpers import Harness, calendar_reply, inbound
+
+QUESTIONS = [
+    Question(
+        id="diet",
+        type=QuestionType.SINGLE_CHOICE,
+        prompt="What do you eat?",
+        options=["vegan", "vegetarian", "omnivore"],
+    ),
+    Question(id="nights", type=QuestionType.NUMBER, prompt="How many nights?", min=1, max=4),
+    Question(id="car", type=QuestionType.YES_NO, prompt="Do you come by car?"),
+    Question(
+        id="seats",
+        type=QuestionType.NUMBER,
+        prompt="Free seats?",
+        min=0,
+        max=8,
+        show_if=ShowIf(question="car", equals=True),
+    ),
+    Question(id="notes", type=QuestionType.TEXT, prompt="Anything else?", required=False),
+]
+EMAIL_ANSWERS = {1: "vegan", 2: "3", 3: "no", 5: "skip"}
+
+
+def camp(capacity: int = 2, questions: list[Question] | None = None) -> GatheringConfig:
+    return GatheringConfig(
+        slug="camp",
+        name="Summer Camp",
+        starts=date(2027, 7, 14),
+        ends=date(2027, 7, 18),
+        capacity=capacity,
+        timezone="Europe/Berlin",
+        venue="Hof Wiesengrund",
+        registration=RegistrationConfig(questions=questions or QUESTIONS, hold_hours=48),
+    )
+
+
+ANA = Identity.email("ana@example.org", "Ana")
+BO = Identity.matrix("@bo:example.org", "Bo")
+CY = Identity.email("cy@example.org", "Cy")
+DI = Identity.email("di@example.org", "Di")
+
+
+@pytest.fixture
+async def gw(tmp_path: Path) -> AsyncIterator[Harness]:
+    harness = await Harness.open(tmp_path, {"registration": Registration()}, {"camp": camp()})
+    yield harness
+    await harness.close()
+
+
+async def gw_with(tmp_path: Path, capacity: int) -> Harness:
+    return await Harness.open(tmp_path, {"registration": Registration()}, {"camp": camp(capacity)})
+
+
+def by(items: list[OutboxItem], address: str) -> list[OutboxItem]:
+    return [i for i in items if i.address == address]
+
+
+async def register_by_email(gw: Harness, who: Identity) -> list[OutboxItem]:
+    await gw.say(who, "hello")
+    await gw.say(who, "", answers=EMAIL_ANSWERS)
+    return await gw.say(who, "yes")
+
+
+async def status_of(gw: Harness, who: Identity) -> str:
+    return (await gw.run(await gw.person_of(who)))[0]
+
+
+async def test_registration_by_email(gw: Harness) -> None:
+    [form] = await gw.say(ANA, "Hello! I'd like to come.")
+    assert (form.channel.value, form.address, form.kind) == ("email", ANA.address, OutKind.TEXT)
+    assert "1. What do you eat?" in form.text and "5. Anything else?" in form.text
+    assert "4. Free seats?" not in form.text
+    assert "below each question" in form.text
+    [reask] = await gw.say(ANA, "", answers={1: "veg", 2: "2", 3: "yes"})
+    assert "vegan or vegetarian" in reask.text
+    assert "4. Free seats?" in reask.text and "2. How many" not in reask.text
+    [summary] = await gw.say(ANA, "", answers={1: "vegan", 4: "3"})
+    assert "1. What do you eat?\n   → vegan" in summary.text
+    assert "5. Anything else?\n   → (skipped)" in summary.text
+    [confirmed] = await gw.say(ANA, "yes")
+    assert confirmed.invite is not None and confirmed.invite.method == "REQUEST"
+    status, state = await gw.run(await gw.person_of(ANA))
+    assert status == "registered"
+    assert state["answers"] == {
+        "diet": "vegan",
+        "nights": 2,
+        "car": True,
+        "seats": 3,
+        "notes": None,
+    }
+    assert (await gw.run(0))[1]["registered"] == [await gw.person_of(ANA)]
+
+
+async def test_registration_on_matrix_one_question_at_a_time(gw: Harness) -> None:
+    welcome, poll = await gw.say(BO, "hi")
+    assert poll.kind == OutKind.POLL and poll.options == ("vegan", "vegetarian", "omnivore")
+    assert welcome.channel.value == "matrix"
+    [nights] = await gw.say(BO, kind=InboundKind.CHOICE, choice="3")
+    assert "How many nights?" in nights.text and nights.kind == OutKind.TEXT
+    [reask] = await gw.say(BO, "seven")
+    assert "between 1 and 4" in reask.text
+    await gw.say(BO, "4", external_id="$answer-nights")
+    [notes] = await gw.say(BO, kind=InboundKind.CHOICE, choice="no")  # ❌ reaction on yes/no
+    assert "Anything else?" in notes.text
+    [summary] = await gw.say(BO, "skip")
+    assert "change 3" in summary.text
+    [registered] = await gw.say(BO, kind=InboundKind.CHOICE, choice="yes")
+    assert registered.invite is not None and registered.invite.all_day
+    status, state = await gw.run(await gw.person_of(BO))
+    assert status == "registered"
+    assert state["answers"] == {"diet": "omnivore", "nights": 4, "car": False, "notes": None}
+
+    # An edit of the nights answer changes that answer and shows the summary again.
+    [updated] = await gw.say(BO, "2", kind=InboundKind.EDIT, replaces="$answer-nights")
+    assert "2. How many nights?\n   → 2" in updated.text
+    assert (await gw.run(await gw.person_of(BO)))[1]["answers"]["nights"] == 2
+    [kept] = await gw.say(BO, kind=InboundKind.REDACTION, replaces="$answer-nights")
+    assert "change 2" in kept.text
+    assert (await gw.run(await gw.person_of(BO)))[1]["answers"]["nights"] == 2
+
+
+async def test_change_command_then_summary(gw: Harness) -> None:
+    await register_by_email(gw, ANA)
+    [question] = await gw.say(ANA, "change nights")
+    assert "2. How many nights?" in question.text
+    [summary] = await gw.say(ANA, "1")
+    assert "→ 1" in summary.text
+    assert await status_of(gw, ANA) == "registered"
+
+
+async def test_capacity_waiting_list_offer_and_accept_within_hold(tmp_path: Path) -> None:
+    gw = await gw_with(tmp_path, capacity=1)
+    await register_by_email(gw, ANA)
+    [waiting] = await register_by_email(gw, CY)
+    assert "place 1" in waiting.text
+    [waiting2] = await register_by_email(gw, DI)
+    assert "place 2" in waiting2.text
+    await gw.say(ANA, "cancel")
+    sent = await gw.say(ANA, "yes")
+    [cancelled] = by(sent, ANA.address)
+    assert cancelled.invite is not None and cancelled.invite.method == "CANCEL"
+    assert cancelled.invite.sequence == 1
+    [offer] = by(sent, CY.address)
+    assert 'Reply "yes" to take it' in offer.text
+    assert await status_of(gw, CY) == "offered"
+    gw.clock.advance(hours=10)
+    [yours] = await gw.say(CY, "yes")
+    assert yours.invite is not None and await status_of(gw, CY) == "registered"
+    gw.clock.advance(hours=60)
+    assert await gw.fire_timers() == []  # the hold timer was cancelled on acceptance
+    assert await status_of(gw, DI) == "waiting"
+    await gw.close()
+
+
+async def test_hold_expiry_passes_the_seat_on(tmp_path: Path) -> None:
+    gw = await gw_with(tmp_path, capacity=1)
+    for who in (ANA, CY, DI):
+        await register_by_email(gw, who)
+    await gw.say(ANA, "cancel")
+    await gw.say(ANA, "yes")
+    gw.clock.advance(hours=47)
+    assert await gw.fire_timers() == []
+    gw.clock.advance(hours=2)
+    sent = await gw.fire_timers()
+    assert "passed on" in by(sent, CY.address)[0].text
+    assert 'Reply "yes" to take it' in by(sent, DI.address)[0].text
+    assert await status_of(gw, CY) == "cancelled"
+    shared = (await gw.run(0))[1]
+    assert shared["waiting"] == [] and list(shared["offers"]) == [str(await gw.person_of(DI))]
+    # The expired person may rejoin, at the end of the waiting list.
+    await gw.say(CY, "join")
+    [waiting] = await gw.say(CY, "yes")
+    assert "place 1" in waiting.text
+    await gw.close()
+
+
+async def test_hold_that_expired_during_downtime_is_expired_when_the_person_answers(
+    tmp_path: Path,
+) -> None:
+    gw = await gw_with(tmp_path, capacity=1)
+    for who in (ANA, CY, DI):
+        await register_by_email(gw, who)
+    await gw.say(ANA, "cancel")
+    await gw.say(ANA, "yes")
+    gw.clock.advance(days=5)  # the service was down: the hold timer has not fired yet
+    sent = await gw.say(CY, "yes")
+    assert "passed on" in by(sent, CY.address)[0].text
+    assert await status_of(gw, CY) == "cancelled"
+    assert await status_of(gw, DI) == "offered"
+    offers = (await gw.run(0))[1]["offers"]
+    assert offers[str(await gw.person_of(DI))] == (gw.clock.now + timedelta(hours=48)).isoformat()
+    assert await gw.fire_timers() == []
+    await gw.close()
+
+
+async def test_calendar_replies_accept_decline_and_stale(gw: Harness) -> None:
+    await register_by_email(gw, ANA)
+    person = await gw.person_of(ANA)
+    uid = (await gw.run(person))[1]["invite_uid"]
+    assert await gw.say(ANA, kind=InboundKind.CALENDAR_REPLY) == []  # no calendar: ignored
+    await gw.handle(calendar_reply(ANA, uid, "ACCEPTED", 0))
+    status, state = await gw.run(person)
+    assert (status, state["attendance"]) == ("registered", "accepted")
+
+    await gw.handle(calendar_reply(ANA, uid, "DECLINED", 0))
+    [ask] = await gw.deliver()
+    assert "Do you want to cancel" in ask.text
+    assert await status_of(gw, ANA) == "registered"
+    assert (await gw.run(0))[1]["registered"] == [person]
+    [cancelled] = await gw.say(ANA, "yes")
+    assert cancelled.invite is not None and cancelled.invite.method == "CANCEL"
+
+    await gw.say(ANA, "join")
+    [again] = await gw.say(ANA, "yes")
+    assert again.invite is not None and again.invite.sequence == 2
+    await gw.handle(calendar_reply(ANA, uid, "DECLINED", 1))  # answers the CANCEL: stale
+    assert await gw.deliver() == []
+    status, state = await gw.run(person)
+    assert status == "registered" and "pending_cancel" not in state
+    assert state["history"][-1]["event"] == "calendar_stale"
+
+
+async def test_config_edit_mid_registration_loses_no_answer(gw: Harness) -> None:
+    await gw.say(BO, "hello")
+    await gw.say(BO, "vegan")
+    await gw.say(BO, "3")
+    tshirt = Question(
+        id="tshirt",
+        type=QuestionType.SINGLE_CHOICE,
+        prompt="T-shirt size?",
+        options=["S", "M", "L"],
+    )
+    edited = [QUESTIONS[0], QUESTIONS[2], QUESTIONS[3], tshirt, QUESTIONS[4]]  # nights gone
+    gw.engine.reload({"camp": camp(questions=edited)})
+    [nxt] = await gw.say(BO, "no")
+    assert "T-shirt size?" in nxt.text and nxt.kind == OutKind.POLL
+    await gw.say(BO, kind=InboundKind.CHOICE, choice="2")
+    [summary] = await gw.say(BO, "skip")
+    assert "How many nights" not in summary.text and "→ M" in summary.text
+    state = (await gw.run(await gw.person_of(BO)))[1]
+    assert state["answers"] == {
+        "diet": "vegan",
+        "nights": 3,
+        "car": False,
+        "tshirt": "M",
+        "notes": None,
+    }
+    gw.engine.reload({"camp": camp(questions=[*QUESTIONS, tshirt])})
+    [status] = await gw.say(BO, "status")
+    assert "2. How many nights? → 3" in status.text
+
+
+async def test_redelivered_message_changes_nothing(gw: Harness) -> None:
+    await gw.say(ANA, "hello")
+    message = inbound(ANA, answers=EMAIL_ANSWERS, at=gw.clock.now, external_id="<m1@x>")
+    assert not (await gw.handle(message)).duplicate
+    first = await gw.deliver()
+    before = await gw.run(await gw.person_of(ANA))
+    again = inbound(ANA, answers={1: "omnivore", 2: "1", 3: "no"}, external_id="<m1@x>")
+    assert (await gw.handle(again)).duplicate
+    assert await gw.deliver() == []
+    assert await gw.run(await gw.person_of(ANA)) == before
+    assert len(first) == 1
+
+
+async def test_registration_window(tmp_path: Path) -> None:
+    opens = camp().registration.model_copy(
+        update={"opens_at": datetime(2027, 3, 10, 10), "closes_at": datetime(2027, 6, 1)}
+    )
+    gathering = camp().model_copy(update={"registration": opens})
+    gw = await Harness.open(tmp_path, {"registration": Registration()}, {"camp": gathering})
+    [soon] = await gw.say(BO, "hello")
+    assert "opens on 10 March 2027 at 10:00" in soon.text
+    gw.clock.advance(days=10)
+    welcome, poll = await gw.fire_timers()
+    assert poll.kind == OutKind.POLL
+    await register_by_email(gw, ANA)
+    gw.clock.advance(days=100)
+    [closed] = await gw.say(CY, "hello")
+    assert "closed on 1 June 2027" in closed.text
+    await gw.close()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_seat_invariants_hold_through_random_operations(tmp_path: Path, seed: int) -> None:
+    """A seeded random walk: people register, cancel, accept, decline and let holds expire."""
+    rng = random.Random(seed)
+    capacity = 3
+    gw = await gw_with(tmp_path, capacity)
+    people = [Identity.email(f"p{i}@example.org") for i in range(9)]
+    seen: set[str] = set()
+    for _ in range(120):
+        who = rng.choice(people)
+        action = rng.choice(["register", "register", "cancel", "yes", "no", "join", "wait"])
+        if action == "register":
+            await register_by_email(gw, who)
+        elif action == "cancel":
+            await gw.say(who, "cancel")
+            await gw.say(who, "yes")
+        elif action == "wait":
+            gw.clock.advance(hours=rng.choice([1, 30, 60]))
+            await gw.fire_timers()
+        else:
+            await gw.say(who, action)
+        shared = (await gw.run(0))[1]
+        statuses: dict[PersonId, str] = {}
+        for identity in people:
+            async with gw.store.read() as tx:
+                row = await tx.one(
+                    "SELECT r.status FROM flow_runs r"
+                    " JOIN identities i ON i.person_id = r.person_id"
+                    " WHERE i.address = ? AND r.flow = 'registration'",
+                    (identity.address,),
+                )
+            if row:
+                statuses[PersonId(await gw.person_of(identity))] = row[0]
+        assert invariant_violations(shared, capacity, statuses) == [], action
+        seen.update(statuses.values())
+    # The walk must have reached every corner, or it proves little.
+    assert seen == {"in_progress", "confirming", "registered", "waiting", "offered", "cancelled"}
+    assert set(statuses.values()) <= {
+        "in_progress",
+        "confirming",
+        "registered",
+        "waiting",
+        "offered",
+        "cancelled",
+    }
+    await gw.close()
+
+
+async def test_messages_in_the_person_language_with_english_fallback(tmp_path: Path) -> None:
+    german = camp().model_copy(update={"language": "de"})
+    gw = await Harness.open(tmp_path, {"registration": Registration()}, {"camp": german})
+    welcome, _poll = await gw.say(BO, "hallo")
+    assert "schön, dass du da bist" in welcome.text
+    [ask] = await gw.say(BO, "cancel")
+    assert "abbrechen" in ask.text
+    [kept] = await gw.say(BO, "nein")  # no German template for this one: English
+    assert "nothing changes" in kept.text
+    await gw.close()
+
+
+async def test_unsubscribe_stops_announcements_and_keeps_the_registration(tmp_path: Path) -> None:
+    """What a List-Unsubscribe mail sends ("unsubscribe") is understood by registration."""
+    import json
+
+    from gateway.app.registry import default_flows
+    from gateway.core.engine import Engine
+    from gateway.store import open_store
+    from tests.kit.engine import gathering, text
+
+    store = await open_store(tmp_path / "u.sqlite3")
+    try:
+        engine = Engine(store, default_flows(), {"camp": gathering()})
+        for words in ("hello", "yes", "unsubscribe"):
+            await engine.handle(text("ana@example.org", words))
+        async with store.read() as tx:
+            row = await tx.one("SELECT status, state FROM flow_runs WHERE person_id = 1")
+            last = await tx.one("SELECT payload FROM outbox ORDER BY id DESC LIMIT 1")
+    finally:
+        await store.close()
+    assert row is not None and last is not None
+    assert row["status"] == "registered"
+    assert json.loads(row["state"])["announcements"] is False
+    assert "won't get the organisers' announcements" in json.loads(last[0])["text"]

@@ -1,0 +1,154 @@
+"""Small building blocks for engine-level tests: a test flow, a recording transport, messages.
+
+These are fakes for pure-logic tests of the engine and outbox; the channels themselves are
+proven against real servers in tests/matrix and tests/email.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import ClassVar
+
+from flows.base import Outcome, StepContext
+from flows.config import GatheringConfig
+from gateway.core.render import Renderer
+from gateway.model import (
+    GATHERING_SUBJECT,
+    Channel,
+    Emit,
+    Identity,
+    InboundKind,
+    InboundMessage,
+    OutboxItem,
+    Outgoing,
+    SetTimer,
+)
+from gateway.ports import PermanentError, TransientError
+
+_ids = itertools.count(1)
+
+
+#: A small gathering file (capacity 20, one choice question) for config and service tests.
+RETREAT_TOML = """
+slug = "retreat"
+name = "Retreat"
+starts = 2027-03-01
+ends = 2027-03-03
+capacity = 20
+[[registration.questions]]
+id = "diet"
+type = "single_choice"
+prompt = "Diet?"
+options = ["vegan", "omnivore"]
+"""
+
+
+def gathering(slug: str = "camp", capacity: int = 10) -> GatheringConfig:
+    return GatheringConfig(
+        slug=slug,
+        name=slug.title(),
+        starts=date(2027, 7, 1),
+        ends=date(2027, 7, 5),
+        capacity=capacity,
+    )
+
+
+def text(
+    sender: str,
+    body: str,
+    *,
+    at: datetime | None = None,
+    external_id: str | None = None,
+    channel: Channel = Channel.EMAIL,
+) -> InboundMessage:
+    identity = Identity.email(sender) if channel == Channel.EMAIL else Identity.matrix(sender)
+    return InboundMessage(
+        channel,
+        external_id or f"m{next(_ids)}",
+        InboundKind.TEXT,
+        at or datetime.now(UTC),
+        identity,
+        text=body,
+    )
+
+
+class Counter:
+    """Counts messages per person; 'boom' raises, 'share' emits to the gathering run,
+    'later' sets a timer; a TICK replies 'tick'."""
+
+    name: ClassVar[str] = "registration"
+    reads: ClassVar[tuple[str, ...]] = ("registration",)
+
+    def wants(self, message: InboundMessage, status: str) -> bool:
+        return True
+
+    def step(self, ctx: StepContext) -> Outcome:
+        body = ctx.message.text
+        if ctx.is_gathering_run:
+            shared = dict(ctx.state)
+            shared["events"] = shared.get("events", 0) + 1
+            shared["peers"] = sorted(int(p) for p in ctx.peers.get("registration", {}))
+            return Outcome(state=shared)
+        if body == "boom":
+            raise RuntimeError("flow bug")
+        n = ctx.state.get("n", 0) + 1
+        outcome = Outcome(state={"n": n}, status=f"n{n}")
+        if ctx.message.kind == InboundKind.TICK:
+            outcome.send.append(Outgoing(ctx.person.id, "test/say", {"words": "tick"}))
+            return outcome
+        outcome.send.append(Outgoing(ctx.person.id, "test/say", {"words": f"{body} #{n}"}))
+        if body == "share":
+            outcome.emit.append(Emit("registration", GATHERING_SUBJECT, "shared"))
+        if body == "later":
+            outcome.timers.append(SetTimer("remind", ctx.now + timedelta(hours=1)))
+        return outcome
+
+
+def renderer(tmp_path: Path) -> Renderer:
+    root = tmp_path / "templates"
+    for lang, words in (("en", "{{ words }}"), ("de", "DE {{ words }}")):
+        (root / lang / "test").mkdir(parents=True)
+        (root / lang / "test" / "say.txt.j2").write_text(
+            '{% set subject = "Test" %}' + words + "\n"
+        )
+    (root / "en" / "core").mkdir(parents=True)
+    real = Path(__file__).resolve().parents[2] / "templates" / "en" / "core"
+    for template in real.iterdir():
+        (root / "en" / "core" / template.name).write_text(template.read_text())
+    return Renderer(root)
+
+
+@dataclass
+class Recorder:
+    """A transport that records what it is asked to send and can be told to fail."""
+
+    channel: Channel = Channel.EMAIL
+    sent: list[OutboxItem] = field(default_factory=list)
+    fail_transient: int = 0
+    fail_permanent: bool = False
+    retry_after: float | None = None
+
+    async def send(self, item: OutboxItem) -> str:
+        if self.fail_permanent:
+            raise PermanentError("550 no such user")
+        if self.fail_transient > 0:
+            self.fail_transient -= 1
+            raise TransientError("421 try later", retry_after=self.retry_after)
+        self.sent.append(item)
+        return f"<{item.idempotency_key}@test>"
+
+
+class Clock:
+    """A settable clock for engine, outbox and timers."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2027, 1, 20, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)

@@ -1,0 +1,90 @@
+"""Config loading: the shipped example stays valid; every mistake is named with its key path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.cli.main import main
+from gateway.config import ConfigError, Secret, load_config
+from tests.kit.engine import RETREAT_TOML
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_example_config_loads() -> None:
+    config = load_config(ROOT / "config.example.toml")
+    assert set(config.gatherings) == {"summer-camp"}
+    camp = config.gatherings["summer-camp"]
+    assert camp.timezone == "Europe/Lisbon" and camp.capacity == 120
+    assert [q.id for q in camp.registration.questions][:2] == ["name", "city"]
+    assert config.service.email is not None and config.service.matrix is not None
+
+
+def write(tmp_path: Path, name: str, body: str) -> Path:
+    path = tmp_path / name
+    path.write_text(body)
+    return path
+
+
+GOOD_GATHERING = RETREAT_TOML
+
+
+def test_every_problem_is_reported_with_file_and_key_path(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "retreat.toml",
+        GOOD_GATHERING.replace('type = "single_choice"', 'type = "pick"').replace(
+            "capacity = 20", "capacity = 0\ncolour = 'red'"
+        ),
+    )
+    config = write(
+        tmp_path,
+        "gateway.toml",
+        'gathering_files = ["*.toml"]\n[store]\npath = "x.db"\ndurabilty = "full"\n',
+    )
+    # gateway.toml itself matches *.toml: it must not be read as a gathering.
+    with pytest.raises(ConfigError) as caught:
+        load_config(config)
+    text = "\n".join(caught.value.problems)
+    assert "gatherings.gateway" not in text
+    assert "gateway.toml: store.durabilty: unknown key" in text
+    assert (
+        "retreat.toml: gatherings.retreat.capacity: Input should be greater than or equal to 1"
+        in text
+    )
+    assert "retreat.toml: gatherings.retreat.colour: unknown key" in text
+    assert (
+        "retreat.toml: gatherings.retreat.registration.questions[0].type: not an allowed value"
+        " (allowed: 'text'"
+    ) in text
+
+
+def test_crew_criteria_must_name_registration_questions(tmp_path: Path) -> None:
+    write(tmp_path, "g" + ".toml", GOOD_GATHERING + '\n[crews]\nlanguage_question = "tongue"\n')
+    config = write(tmp_path, "gateway.cfg", 'gathering_files = ["g.toml"]\n')
+    with pytest.raises(
+        ConfigError, match=r"crews.language_question: no registration question 'tongue'"
+    ):
+        load_config(config)
+
+
+def test_check_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write(tmp_path, "g.toml", GOOD_GATHERING)
+    good = write(tmp_path, "ok.cfg", 'gathering_files = ["g.toml"]\n')
+    assert main(["check", str(good)]) == 0
+    bad = write(tmp_path, "bad.cfg", 'gathering_files = ["missing/*.toml"]\n')
+    assert main(["check", str(bad)]) == 2
+    assert "matches no file" in capsys.readouterr().err
+
+
+def test_secrets_come_from_env_or_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GG_TEST_SECRET", "from-env")
+    assert Secret(env="GG_TEST_SECRET").get() == "from-env"
+    secret_file = write(tmp_path, "secret", "from-file\n")
+    assert Secret(file=secret_file).get() == "from-file"
+    with pytest.raises(ConfigError, match="GG_MISSING is not set"):
+        Secret(env="GG_MISSING").get()
+    with pytest.raises(ValueError):
+        Secret(env="A", file=secret_file)

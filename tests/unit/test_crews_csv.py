@@ -1,0 +1,79 @@
+"""Spreadsheet input and the plain-text crew table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flows.crews.solver.solve import (
+    CsvError,
+    Sizing,
+    SolveOptions,
+    Status,
+    load_people_csv,
+    render_table,
+    solve,
+)
+
+GOOD = """id,name,languages,facilitator,together,not_with,pinned_crew,experience,travel_group
+ana,Ana,pt;en,yes,ben,,1,new,lisbon
+ben,Ben,en,no,,cy,,returning,lisbon
+cy,Cy,en;pt,x,,,,new,
+di,Di,en,no,,,,veteran,
+ed,Ed,pt,no,,,,new,
+fay,Fay,en;pt,1,,,2,returning,
+"""
+
+
+def test_parses_columns_and_builds_solver_input(tmp_path: Path) -> None:
+    path = tmp_path / "people.csv"
+    path.write_text(GOOD, encoding="utf-8")
+    parsed = load_people_csv(path)
+    assert [p.id for p in parsed.people] == ["ana", "ben", "cy", "di", "ed", "fay"]
+    assert parsed.people[0].languages == frozenset({"pt", "en"})
+    assert [p.facilitator for p in parsed.people] == [True, False, True, False, False, True]
+    assert parsed.together == (("ana", "ben"),)
+    assert parsed.not_with == (("ben", "cy"),)
+    assert parsed.pins == {"ana": 0, "fay": 1}
+    inp = parsed.solver_input(Sizing(min_size=2, max_size=4, n_crews=2))
+    assert [a.name for a in inp.attributes] == ["experience"]
+    assert inp.travel_attribute == "travel_group"
+    res = solve(inp, SolveOptions(time_budget=5))
+    assert res.status is Status.OPTIMAL
+    assert res.assignment["ana"] == 0 and res.assignment["fay"] == 1
+    table = render_table(res, {p.id: p.name for p in parsed.people})
+    assert "Crew 1 (" in table and "Crew 2 (" in table and "- Ana" in table
+    assert "Objective" in table
+
+
+def test_without_languages_column_everyone_shares_one() -> None:
+    parsed = load_people_csv("id,facilitator\na,yes\nb,no\n")
+    assert {lang for p in parsed.people for lang in p.languages} == {"any"}
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("name\nAna\n", "line 1: missing column 'id'"),
+        (
+            "id,facilitator\na,maybe\n",
+            "line 2, column 'facilitator': expected yes or no, got 'maybe'",
+        ),
+        ("id,languages\na,en\nb,\n", "line 3, column 'languages': empty"),
+        ("id,together\na,zed\n", "line 2, column 'together': unknown id 'zed'"),
+        ("id,pinned_crew\na,0\n", "line 2, column 'pinned_crew': expected a crew number from 1"),
+        ("id\na\na\n", "line 3, column 'id': 'a' already used on line 2"),
+    ],
+)
+def test_errors_name_line_and_column(text: str, message: str) -> None:
+    with pytest.raises(CsvError) as err:
+        load_people_csv(text)
+    assert message in str(err.value)
+
+
+def test_infeasible_table_lists_reasons() -> None:
+    parsed = load_people_csv("id,facilitator\na,yes\nb,no\nc,no\n")
+    res = solve(parsed.solver_input(Sizing(min_size=2, max_size=3, n_crews=2)))
+    assert res.status is Status.INFEASIBLE
+    assert render_table(res).startswith("No valid crew assignment.\n  - 3 people cannot fill")

@@ -1,0 +1,123 @@
+"""Parsed mail → InboundMessage: token routing, authentication, kinds, and `mail inspect`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from gateway.channels.email.inbound import (
+    conversation_index,
+    conversation_slug,
+    inspect_email,
+    parse_raw,
+    to_inbound,
+    token_maker,
+)
+from gateway.channels.email.token import reply_address
+from gateway.model import InboundKind, PersonId, Target
+from tests.kit import email as kit
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "email"
+SETTINGS = kit.settings("camp@example.org", smtp_port=25)
+INDEX = conversation_index([("camp", "signup"), ("camp", "crews")])
+
+
+def mail(to: str, body: str = "1. Ana\n2. Vegan\n", **headers: str) -> bytes:
+    head = {
+        "From": "Ana <ana@example.net>",
+        "To": to,
+        "Subject": "Re: Camp 2027",
+        "Message-ID": "<r1@example.net>",
+        **headers,
+    }
+    return ("".join(f"{k}: {v}\r\n" for k, v in head.items()) + "\r\n" + body).encode()
+
+
+def inbound(raw: bytes):  # type: ignore[no-untyped-def]
+    return to_inbound(parse_raw(raw, SETTINGS), SETTINGS, raw=raw, conversations=INDEX)
+
+
+def test_a_signed_reply_address_names_the_run_and_person() -> None:
+    token = token_maker(SETTINGS)(PersonId(42), "camp/signup")
+    message = inbound(mail(reply_address(SETTINGS.address, token)))
+    assert message.kind == InboundKind.TEXT
+    assert message.target == Target("camp", "signup", PersonId(42))
+    assert message.sender is not None and message.sender.address == "ana@example.net"
+    assert message.external_id == "<r1@example.net>"
+    assert message.answers == {1: "Ana", 2: "Vegan"}
+
+
+def test_token_conversation_fits_the_local_part_and_is_distinct() -> None:
+    slugs = {conversation_slug("camp", f) for f in ("signup", "crews", "travel", "debrief")}
+    assert len(slugs) == 4
+    token = token_maker(SETTINGS)(PersonId(10**9), "a-very-long-gathering-slug/registration")
+    assert len(reply_address(SETTINGS.address, token).partition("@")[0]) <= 64
+
+
+def test_a_forged_token_is_ignored_and_in_reply_to_routes_instead() -> None:
+    token = token_maker(SETTINGS)(PersonId(42), "camp/signup")
+    forged = token[:-1] + ("a" if token[-1] != "a" else "b")
+    raw = mail(
+        f"camp+{forged}@example.org",
+        **{
+            "In-Reply-To": "<x@elsewhere.net>",
+            "References": "<root@example.org> <abc@example.org> <x@elsewhere.net>",
+        },
+    )
+    message = inbound(raw)
+    assert message.target is None
+    # The most recent of *our* Message-IDs, which the engine matches against the outbox.
+    assert message.in_reply_to == "<abc@example.org>"
+    assert inspect_email(raw, SETTINGS, conversations=INDEX)["token"] == "invalid"
+
+
+def test_a_genuine_token_of_an_unknown_conversation_gives_no_target() -> None:
+    token = token_maker(SETTINGS)(PersonId(3), "gone/signup")
+    assert inbound(mail(f"camp+{token}@example.org")).target is None
+
+
+def test_dmarc_failure_is_rejected_without_answering_the_possibly_forged_sender() -> None:
+    raw = (FIXTURES / "auth_dmarc_fail.eml").read_bytes()
+    message = inbound(raw)
+    assert message.kind == InboundKind.REJECTED
+    assert message.sender is None and message.target is None
+    assert "authentication failed" in message.text
+
+
+def test_mail_from_our_own_address_is_never_answered() -> None:
+    message = inbound(mail("camp@example.org", From="camp@example.org"))
+    assert message.kind == InboundKind.REJECTED and message.sender is None
+
+
+def test_auto_reply_bounce_and_calendar_reply_kinds() -> None:
+    auto = inbound((FIXTURES / "auto_outlook_en.eml").read_bytes())
+    assert auto.kind == InboundKind.AUTO_REPLY and auto.target is None
+    bounce = inbound((FIXTURES / "bounce_postfix.eml").read_bytes())
+    assert bounce.kind == InboundKind.BOUNCE and bounce.sender is None
+    assert bounce.payload["failed"] == ["anna@nowhere.example"]
+    assert bounce.payload["permanent"] is True
+    cal = inbound((FIXTURES / "cal_google_accept.eml").read_bytes())
+    assert cal.kind == InboundKind.CALENDAR_REPLY and cal.calendar is not None
+    assert (
+        cal.calendar.uid,
+        cal.calendar.partstat,
+        cal.calendar.sequence,
+        cal.calendar.attendee,
+    ) == ("7kq2m1s9d0f3camp2026@example.org", "ACCEPTED", 1, "maya.keller@gmail.com")
+
+
+def test_unreadable_mail_is_rejected_with_a_reason_and_a_content_hash_id() -> None:
+    garbage = inbound(b"\x00\x01garbage")
+    assert garbage.kind == InboundKind.REJECTED and garbage.text
+    assert garbage.external_id.startswith("sha256:")
+
+
+def test_inspect_reports_json_for_every_fixture() -> None:
+    for path in sorted(FIXTURES.glob("*.eml")):
+        report = inspect_email(path.read_bytes(), SETTINGS, conversations=INDEX)
+        json.dumps(report)
+        assert report["kind"] in {k.value for k in InboundKind}, path.name
+        assert report["routing"], path.name
+    cal = inspect_email((FIXTURES / "cal_google_accept.eml").read_bytes(), SETTINGS)
+    assert cal["calendar"]["partstat"] == "ACCEPTED"
+    assert "invite uid" in cal["routing"]
