@@ -1,10 +1,15 @@
-"""What the outbox worker needs from a transport, and how transports report failures."""
+"""What core and channels need from each other, so that neither imports the other.
+
+The outbox worker needs a `Transport` per channel; a channel hands what it receives to an
+`Inbound` (the engine, wired by the app); both report failures with the errors below.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
-from gateway.model import Channel, OutboxItem
+from gateway.model import Channel, InboundMessage, OutboxItem
 
 
 class SendError(Exception):
@@ -18,6 +23,10 @@ class TransientError(SendError):
         super().__init__(message)
         #: Seconds the server asked us to wait (Matrix retry_after_ms, SMTP 421 hints).
         self.retry_after = retry_after
+
+
+class EngineStopped(Exception):
+    """The engine stopped before this message was committed: it was not applied."""
 
 
 class PermanentError(SendError):
@@ -34,3 +43,18 @@ class Transport(Protocol):
     channel: Channel
 
     async def send(self, item: OutboxItem) -> str: ...
+
+
+class Applied(Protocol):
+    """What a channel learns about one message it handed in."""
+
+    @property
+    def outbox(self) -> tuple[int, ...]: ...
+
+
+class Inbound(Protocol):
+    """Where a channel hands its messages: applied in one transaction with its cursor."""
+
+    async def handle_batch(
+        self, messages: Sequence[InboundMessage], *, cursor: tuple[str, str] | None = None
+    ) -> Sequence[Applied]: ...

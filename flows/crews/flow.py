@@ -1,8 +1,9 @@
 """The crews flow: store a proposal, approve it, announce crews, keep the call roster.
 
-The solver is CPU-heavy (seconds), so it never runs inside a step: `gateway.ops.crews.commands` solves
-outside the engine transaction and hands the result in as a `proposal` COMMAND. Everything here
-is cheap bookkeeping on the gathering-level run (person 0), whose state is plain JSON:
+The solver is CPU-heavy (seconds), so it never runs inside a step:
+`gateway.ops.crews.commands` solves outside the engine transaction and hands the result in as
+a `proposal` COMMAND. Everything here is cheap bookkeeping on the gathering-level run
+(person 0), whose state is plain JSON:
 
     {"pins": {"12": 1},                     # person → crew index (0-based), kept across runs
      "proposal": {"kind": "initial" | "repair" | "round", "assignment": {"12": 0}, …},

@@ -14,9 +14,10 @@ from gateway.channels.email.send import EmailTransport
 from gateway.channels.matrix.transport import MIGRATIONS as MATRIX_MIGRATIONS
 from gateway.channels.matrix.transport import MatrixTransport
 from gateway.config import LoadedConfig
-from gateway.core.engine import Engine, load_cursor
+from gateway.core.engine import Engine
 from gateway.model import Channel, PersonId
 from gateway.store import Store
+from gateway.store.db import load_cursor
 from gateway.store.migrations import Migration
 
 

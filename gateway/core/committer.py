@@ -16,16 +16,13 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from gateway.model import InboundMessage
+from gateway.ports import EngineStopped
 from gateway.store.db import Store, Tx
 
 R = TypeVar("R")
 
 Process = Callable[[Tx, InboundMessage], Awaitable[R]]
 SaveCursor = Callable[[Tx, str, str], Awaitable[None]]
-
-
-class EngineStopped(Exception):
-    """The task committing a group was cancelled before this message was committed."""
 
 
 @dataclass

@@ -35,7 +35,6 @@ from gateway.core.records import (
     UPSERT_RUN,
     audit_row,
     claim_timer,
-    load_cursor,
     load_peers,
     record_inbox,
     save_cursor,
@@ -59,8 +58,7 @@ from gateway.store.db import Store, Tx, now_iso
 
 log = logging.getLogger(__name__)
 
-#: load_cursor is part of the engine's interface for transports that resume from a cursor.
-__all__ = ["Engine", "Handled", "load_cursor", "save_cursor"]
+__all__ = ["Engine", "Handled", "save_cursor"]
 
 #: Flow-to-flow events may cascade (a cancellation frees a seat, which offers it to the next
 #: person…); a bound stops a buggy pair of flows from looping forever inside one transaction.

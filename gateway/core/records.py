@@ -21,7 +21,7 @@ from gateway.model import (
     SetTimer,
     Target,
 )
-from gateway.store.db import Store, Tx, dumps, now_iso
+from gateway.store.db import Tx, dumps, now_iso
 
 FIRST_READ = (
     "SELECT EXISTS (SELECT 1 FROM inbox WHERE channel = ? AND external_id = ?) AS seen,"
@@ -96,12 +96,6 @@ async def save_cursor(tx: Tx, name: str, value: str) -> None:
         " updated_at = excluded.updated_at",
         (name, value, now_iso()),
     )
-
-
-async def load_cursor(store: Store, name: str) -> str | None:
-    async with store.read() as tx:
-        row = await tx.one("SELECT value FROM cursors WHERE name = ?", (name,))
-    return str(row[0]) if row else None
 
 
 AUDIT_INSERT = (

@@ -210,3 +210,10 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, (set, frozenset, tuple)):
         return list(value)
     raise TypeError(f"cannot persist {type(value).__name__}")
+
+
+async def load_cursor(store: Store, name: str) -> str | None:
+    """A channel's saved position (Matrix next_batch, IMAP UID), committed with its messages."""
+    async with store.read() as tx:
+        row = await tx.one("SELECT value FROM cursors WHERE name = ?", (name,))
+    return str(row[0]) if row else None

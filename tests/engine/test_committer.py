@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.core.committer import EngineStopped, GroupCommitter
+from gateway.core.committer import GroupCommitter
 from gateway.model import InboundMessage
+from gateway.ports import EngineStopped
 from gateway.store import open_store
 from gateway.store.db import Tx
 from tests.kit.engine import text

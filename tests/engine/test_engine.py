@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from gateway.core.engine import Engine, load_cursor
+from gateway.core.engine import Engine
 from gateway.core.outbox import OutboxWorker
 from gateway.core.timers import TimerLoop
 from gateway.model import Channel, Identity, InboundKind, InboundMessage, PersonId, Target
 from gateway.store import Store, open_store
+from gateway.store.db import load_cursor
 from tests.kit.engine import Clock, Counter, Recorder, gathering, renderer, text
 
 

@@ -25,11 +25,11 @@ from gateway.channels.email.inbound import conversation_index, token_maker
 from gateway.channels.email.receive import ImapReader, MailIntake, MailListener
 from gateway.channels.email.send import EmailTransport
 from gateway.config import EmailSettings, ImapSettings, ListenerSettings, Secret, SmtpSettings
-from gateway.core.engine import Engine, load_cursor
+from gateway.core.engine import Engine
 from gateway.core.outbox import OutboxWorker
 from gateway.core.render import Renderer
 from gateway.model import Identity, InboundKind, InboundMessage, Invite, Outgoing
-from gateway.store.db import Store, open_store
+from gateway.store.db import Store, load_cursor, open_store
 
 GATHERING = "camp"
 FLOW = "signup"

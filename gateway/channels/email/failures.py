@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from gateway.core.committer import EngineStopped
+from gateway.ports import EngineStopped
 from gateway.store.db import Store, Tx, now_iso
 from gateway.store.migrations import Migration
 

@@ -14,10 +14,11 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from nio import RoomResolveAliasResponse, UploadResponse
 
+from flows.config import GatheringConfig
 from gateway.channels.matrix.codec import file_content, notice_content, txn_id
 from gateway.model import (
     GATHERING_SUBJECT,
@@ -28,11 +29,19 @@ from gateway.model import (
 )
 from gateway.ops.crews.commands import handle_crews_command
 from gateway.ops.reports import export_csv, format_status, status_report
-from gateway.ports import SendError
+from gateway.ports import Inbound, SendError
+from gateway.store.db import Store
 
 if TYPE_CHECKING:
     from gateway.channels.matrix.transport import MatrixTransport
-    from gateway.core.engine import Engine
+
+
+class OrganisingInbound(Inbound, Protocol):
+    """The engine as organisers' commands see it: where messages go, and what it runs."""
+
+    store: Store
+    gatherings: dict[str, GatheringConfig]
+
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +84,7 @@ class OrganiserCommands:
         return word in COMMANDS
 
     async def handle(
-        self, message: InboundMessage, room_id: str, engine: Engine
+        self, message: InboundMessage, room_id: str, engine: OrganisingInbound
     ) -> InboundMessage | None:
         """Answer a command, or return the COMMAND message the engine must apply."""
         sender = message.sender.address if message.sender else ""
@@ -105,7 +114,7 @@ class OrganiserCommands:
         return None
 
     async def _to_flow(
-        self, word: str, rest: str, room_id: str, message: InboundMessage, engine: Engine
+        self, word: str, rest: str, room_id: str, message: InboundMessage, engine: OrganisingInbound
     ) -> InboundMessage | None:
         slug, _, text = rest.partition(" ")
         if word in ("confirm", "cancel") and not slug:
@@ -137,7 +146,7 @@ class OrganiserCommands:
         )
 
     async def _export(
-        self, room_id: str, message: InboundMessage, slug: str, engine: Engine
+        self, room_id: str, message: InboundMessage, slug: str, engine: OrganisingInbound
     ) -> None:
         gathering = engine.gatherings.get(slug)
         if gathering is None:
@@ -167,7 +176,7 @@ class OrganiserCommands:
         await self.transport.send_event(room_id, "m.room.message", content, _txn(message, "export"))
 
     async def _crews(
-        self, room_id: str, message: InboundMessage, rest: str, engine: Engine
+        self, room_id: str, message: InboundMessage, rest: str, engine: OrganisingInbound
     ) -> None:
         """`!crews GATHERING …`: the same operations as `gateway crews` (the solver runs in a
         worker thread), answered when done so participants' messages are not held up."""
@@ -177,7 +186,9 @@ class OrganiserCommands:
             await self._say(room_id, message, f"Usage: !crews GATHERING … (known: {known})")
             return
         try:
-            reply = await handle_crews_command(engine, slug, [args] if args else [])
+            # The wired object is the engine; crews operations still take it whole until
+            # room commands go through the one organiser-command router.
+            reply = await handle_crews_command(engine, slug, [args] if args else [])  # type: ignore[arg-type]
             await self._say(room_id, message, reply)
         except (SendError, OSError) as exc:
             log.warning("could not answer !crews in %s: %s", room_id, exc)
@@ -192,7 +203,7 @@ def _txn(message: InboundMessage, part: str) -> str:
     return txn_id(f"matrix-command:{message.external_id}:{part}")
 
 
-async def _pending_gathering(engine: Engine) -> str | None:
+async def _pending_gathering(engine: OrganisingInbound) -> str | None:
     """The gathering whose announcement waits for `!confirm` (the most recent one)."""
     async with engine.store.read() as tx:
         row = await tx.one(

@@ -50,7 +50,7 @@ from gateway.channels.matrix.codec import (
     text_content,
     txn_id,
 )
-from gateway.channels.matrix.commands import OrganiserCommands
+from gateway.channels.matrix.commands import OrganiserCommands, OrganisingInbound
 from gateway.channels.matrix.pending import KEY_WAIT, PendingDecryption
 from gateway.channels.matrix.pending import MIGRATIONS as PENDING_MIGRATIONS
 from gateway.channels.matrix.rooms import MIGRATIONS as ROOM_MIGRATIONS
@@ -66,10 +66,9 @@ from gateway.channels.matrix.sync import (
     sleep_unless,
 )
 from gateway.config import MatrixSettings
-from gateway.core.engine import Engine, load_cursor
 from gateway.model import Channel, InboundKind, InboundMessage, OutboxItem, OutKind
 from gateway.ports import TransientError
-from gateway.store.db import Store
+from gateway.store.db import Store, load_cursor
 
 __all__ = ["CURSOR", "MIGRATIONS", "MatrixTransport", "txn_id"]
 
@@ -197,7 +196,7 @@ class MatrixTransport:
 
     # -- the sync loop ------------------------------------------------------------------
 
-    async def run(self, engine: Engine, stop: asyncio.Event) -> None:
+    async def run(self, engine: OrganisingInbound, stop: asyncio.Event) -> None:
         """Sync until `stop` is set, surviving homeserver outages with capped backoff."""
         if not self.settings.e2ee:
             await self._sync_loop(engine, stop)
@@ -210,7 +209,7 @@ class MatrixTransport:
             expiry.cancel()
             await asyncio.gather(expiry, return_exceptions=True)
 
-    async def _sync_loop(self, engine: Engine, stop: asyncio.Event) -> None:
+    async def _sync_loop(self, engine: OrganisingInbound, stop: asyncio.Event) -> None:
         failures = 0
         since: str | None = None
         full_state = True
@@ -237,7 +236,7 @@ class MatrixTransport:
             failures = 0
             since, full_state = resp.next_batch, False
 
-    async def _first_sync(self, engine: Engine) -> str:
+    async def _first_sync(self, engine: OrganisingInbound) -> str:
         resp = await self.client.sync(timeout=0, sync_filter=FIRST_SYNC_FILTER, full_state=True)
         if not isinstance(resp, SyncResponse):
             raise ConnectionError(f"first sync failed: {resp}")
@@ -267,7 +266,7 @@ class MatrixTransport:
         result: object = sync.result()
         return result
 
-    async def _apply(self, engine: Engine, resp: SyncResponse, since: str) -> None:
+    async def _apply(self, engine: OrganisingInbound, resp: SyncResponse, since: str) -> None:
         """Turn one sync response into inbox rows, committed with its next_batch."""
         if self.settings.e2ee:
             await crypto_housekeeping(self.client)
@@ -299,7 +298,7 @@ class MatrixTransport:
 
     async def _release(
         self,
-        engine: Engine,
+        engine: OrganisingInbound,
         messages: list[InboundMessage] | None = None,
         cursor: tuple[str, str] | None = None,
     ) -> None:
@@ -323,7 +322,9 @@ class MatrixTransport:
                 self.wake()
         await self.pending.done(released)
 
-    async def _inbound(self, engine: Engine, room_id: str, event: Any) -> InboundMessage | None:
+    async def _inbound(
+        self, engine: OrganisingInbound, room_id: str, event: Any
+    ) -> InboundMessage | None:
         """One timeline event → a message for the engine, if it is a person talking to us."""
         source = getattr(event, "source", None)
         if not isinstance(source, dict):
