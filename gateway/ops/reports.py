@@ -108,8 +108,10 @@ def format_table(rows: list[list[str]]) -> str:
 async def export_csv(store: Store, gathering: GatheringConfig) -> str:
     """One row per person who started registering: status, channel, attendance, answers.
 
-    Columns for answers are the gathering's current questions, by id, so a spreadsheet lines
-    up with the config; answers to removed questions are left out of the export.
+    Columns for answers are the gathering's current questions, named `answer:<id>` so that a
+    question called `name` or `language` cannot be confused with the person's own columns;
+    answers to removed questions are left out of the export. Text people typed is made safe
+    for spreadsheets (`_cell`).
     """
     async with store.read() as tx:
         rows = await tx.all(
@@ -138,7 +140,7 @@ async def export_csv(store: Store, gathering: GatheringConfig) -> str:
             "matrix",
             "language",
             "updated_at",
-            *questions,
+            *(f"answer:{q}" for q in questions),
         ]
     )
     for row in rows:
@@ -147,11 +149,12 @@ async def export_csv(store: Store, gathering: GatheringConfig) -> str:
         writer.writerow(
             [
                 row["person_id"],
-                row["display_name"],
+                _cell(row["display_name"]),
                 row["status"],
                 state.get("attendance", ""),
                 row["preferred_channel"] or "",
-                row["email"] or "",
+                _cell(row["email"]),
+                # Every Matrix id starts with @; the homeserver allows no formula in the rest.
                 row["matrix"] or "",
                 row["language"],
                 row["updated_at"],
@@ -161,12 +164,17 @@ async def export_csv(store: Store, gathering: GatheringConfig) -> str:
     return out.getvalue()
 
 
+#: A cell starting with one of these is a formula to Excel, LibreOffice and Google Sheets
+#: (OWASP "CSV injection"); a leading apostrophe makes it text and is not displayed.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _cell(value: object) -> str:
+    """One cell of text a person typed, safe to open in a spreadsheet."""
     if value is None:
         return ""
-    if isinstance(value, list):
-        return "; ".join(str(v) for v in value)
-    return str(value)
+    text = "; ".join(str(v) for v in value) if isinstance(value, list) else str(value)
+    return "'" + text if text.startswith(FORMULA_START) else text
 
 
 async def resolve_person(store: Store, ref: str) -> PersonId | None:

