@@ -179,7 +179,11 @@ class Enqueuer:
             return None
         gathering_slug = target.gathering if target else None
         flow = target.flow if target else None
-        thread_root = await _thread_root(tx, person, gathering_slug, flow) if person else None
+        # Only mail threads (References); a chat room is its own thread.
+        by_mail = reach.channel == Channel.EMAIL
+        thread_root = (
+            await _thread_root(tx, person, gathering_slug, flow) if person and by_mail else None
+        )
         in_reply_to = None
         if cause is not None and cause.sender is not None and person is not None:
             if sender == person and CHANNEL_OF_KIND[cause.sender.kind] == reach.channel:

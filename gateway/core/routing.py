@@ -35,23 +35,27 @@ class RouteDecision:
 class RunCache:
     """The flow runs one message's transaction has read, kept current as steps write them.
 
-    Routing reads all runs of the sender and of the gathering (person 0) in one query; the
-    step then finds its own state and the shared state here instead of reading them again.
-    Only people whose runs were read completely are answered from the cache.
+    The engine's first query reads all runs of the sender and the gathering-level runs (person
+    0) of the flows they are in — not every gathering's shared state on every message; a step
+    of another flow reads its gathering-level run here, once per transaction. Only people
+    whose runs were read completely, and runs read or written here, are answered from it.
     """
 
     def __init__(self) -> None:
         self._runs: dict[tuple[str, str, int], tuple[str, str]] = {}
         self._order: list[tuple[str, str, int]] = []
         self._complete: set[int] = set()
+        #: Runs known here, present or absent (absent ones have no entry in `_runs`).
+        self._known: set[tuple[str, str, int]] = set()
 
     def prime(self, person: PersonId | None, runs: list[list[Any]]) -> None:
-        """Take all runs of `person` and of the gathering, read by the engine's first query
-        as (gathering, flow, person, status, state) in order of recent activity."""
+        """Take the runs read by the engine's first query, (gathering, flow, person, status,
+        state) in order of recent activity: all of `person`'s, and the gathering-level runs
+        of the same flows (so absent ones are known to be absent)."""
         self._order = [(g, f, p) for g, f, p, _, _ in runs]
         for gathering, flow, subject, status, state in runs:
             self._runs[(gathering, flow, subject)] = (status, state)
-        self._complete.add(GATHERING_SUBJECT)
+            self._known.add((gathering, flow, GATHERING_SUBJECT))
         if person is not None:
             self._complete.add(person)
 
@@ -60,8 +64,10 @@ class RunCache:
         if person not in self._complete:
             rows = await tx.all(
                 "SELECT gathering, flow, person_id, status, state FROM flow_runs"
-                " WHERE person_id IN (?, 0) ORDER BY updated_at DESC, id DESC",
-                (person,),
+                " WHERE person_id = ? OR (person_id = 0 AND (gathering, flow) IN"
+                "  (SELECT gathering, flow FROM flow_runs WHERE person_id = ?))"
+                " ORDER BY updated_at DESC, id DESC",
+                (person, person),
             )
             self.prime(person, [list(row) for row in rows])
         return [(g, f, self._runs[(g, f, p)][0]) for g, f, p in self._order if p == person]
@@ -69,19 +75,28 @@ class RunCache:
     async def states(self, tx: Tx, target: Target) -> dict[int, dict[str, Any]]:
         """The states of the target's run and of its gathering-level run (absent: no key)."""
         people = (target.person, GATHERING_SUBJECT)
-        if not all(p in self._complete for p in people):
+        missing = [p for p in people if not self._has(target.gathering, target.flow, p)]
+        if missing:
+            marks = ", ".join("?" * len(missing))
             rows = await tx.all(
                 "SELECT person_id, status, state FROM flow_runs"
-                " WHERE gathering = ? AND flow = ? AND person_id IN (?, 0)",
-                (target.gathering, target.flow, target.person),
+                f" WHERE gathering = ? AND flow = ? AND person_id IN ({marks})",
+                (target.gathering, target.flow, *missing),
             )
             for row in rows:
                 self._runs[(target.gathering, target.flow, row[0])] = (row[1], row[2])
+            self._known.update((target.gathering, target.flow, p) for p in missing)
         found = {p: self._runs.get((target.gathering, target.flow, p)) for p in people}
         return {p: json.loads(run[1]) for p, run in found.items() if run is not None}
 
+    def _has(self, gathering: str, flow: str, person: int) -> bool:
+        return person in self._complete or (gathering, flow, person) in self._known
+
     def remember(self, target: Target, state: dict[str, Any] | None, status: str | None) -> None:
         key = (target.gathering, target.flow, target.person)
+        if state is None and not self._has(*key):
+            return  # never read here, so its state is unknown: the next read goes to the database
+        self._known.add(key)
         old_status, old_state = self._runs.get(key, ("", "{}"))
         self._runs[key] = (
             status if status is not None else old_status,
