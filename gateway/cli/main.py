@@ -23,14 +23,7 @@ DEFAULT_CONFIG = os.environ.get("GATEWAY_CONFIG", "gateway.toml")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG
-        if args.verbose
-        else logging.INFO
-        if args.command == "run"
-        else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(verbose=args.verbose, running=args.command == "run")
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
@@ -39,6 +32,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+#: Libraries whose INFO lines carry people's addresses: aiosmtpd logs every envelope sender
+#: and recipient on "mail.log". Kept at WARNING unless the organiser asks for --verbose.
+CHATTY_LOGGERS = ("mail.log",)
+
+
+def configure_logging(*, verbose: bool, running: bool) -> None:
+    level = logging.DEBUG if verbose else logging.INFO if running else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(level if verbose else max(level, logging.WARNING))
 
 
 def _parser() -> argparse.ArgumentParser:

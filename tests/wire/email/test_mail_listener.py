@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import smtplib
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from gateway.channels.email.failures import MailFailures
 from gateway.channels.email.inbound import token_maker
 from gateway.channels.email.receive import MailIntake, MailListener
 from gateway.channels.email.token import reply_address
+from gateway.cli.main import configure_logging
 from gateway.model import InboundMessage, PersonId
 from gateway.store import open_store
 from tests.kit import email as kit
@@ -104,3 +106,38 @@ async def test_listener_answers_4xx_when_nothing_could_be_committed(tmp_path: Pa
     finally:
         await listener.stop()
         await store.close()
+
+
+async def test_the_service_logs_no_sender_addresses_from_the_listener(
+    smtp_sink: SmtpSink, tmp_path: Path
+) -> None:
+    """aiosmtpd logs each envelope at INFO on "mail.log"; `gateway run` logs at INFO, so it
+    keeps that logger at WARNING: a person's address is not in every log line."""
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    root = logging.getLogger()
+    keep, level = Keep(), root.level
+    root.addHandler(keep)
+    try:
+        configure_logging(verbose=False, running=True)
+        root.setLevel(logging.INFO)  # pytest's own handler setup may have set it already
+        email = kit.settings(GATEWAY, smtp_port=smtp_sink.port, listener="smtp")
+        async with kit.gateway(tmp_path / "gw.db", email, tmp_path / "t") as gw:
+            listener = gw.listener()
+            await listener.start()
+            try:
+                await asyncio.to_thread(
+                    send, "smtp", listener.port, [GATEWAY], mail("<m1@example.net>")
+                )
+            finally:
+                await listener.stop()
+    finally:
+        root.removeHandler(keep)
+        root.setLevel(level)
+        logging.getLogger("mail.log").setLevel(logging.NOTSET)
+    assert any(r.levelno == logging.INFO for r in records)  # INFO is on for the service
+    assert not [r.getMessage() for r in records if "ana@example.net" in r.getMessage()]

@@ -111,7 +111,11 @@ async def test_registration_by_email_with_inline_answers_and_calendar_accept(
         service.stop.set()
         await running
     assert row["status"] == "registered"
-    assert (row["answer:name"], row["answer:diet"], row["answer:notes"]) == ("Ana L.", "Vegetarian", "")
+    assert (row["answer:name"], row["answer:diet"], row["answer:notes"]) == (
+        "Ana L.",
+        "Vegetarian",
+        "",
+    )
     assert row["email"] == ana.box.address
     # Nothing was sent twice and nothing is stuck: three mails, all of them sent.
     assert len(dovecot.mailbox_messages(ana.box.address)) == 3
