@@ -56,14 +56,19 @@ async def build_engine(
     migrations: list[Migration] | None = None,
     flows: Mapping[str, Flow] | None = None,
     token_maker: Callable[..., str] | None = None,
+    create: bool = True,
     **engine_args: Any,
 ) -> Engine:
-    """Open the store and make the engine the config describes (used by `run` and commands)."""
+    """Open the store and make the engine the config describes (used by `run` and commands).
+
+    Commands other than `run` pass `create=False`: they read or change a database that the
+    service made, and must not start a new, empty one at a mistyped path."""
     # A relative store path is relative to the config file, not to wherever the command ran.
     store: Store = await open_store(
         config.path.parent / config.service.store.path,
         durability=config.service.store.durability,
         migrations=migrations or [],
+        create=create,
     )
     renderer = Renderer(config.service.templates or DEFAULT_TEMPLATES)
     return Engine(

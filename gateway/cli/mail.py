@@ -79,7 +79,7 @@ def _mail_bytes(args: argparse.Namespace, config: LoadedConfig) -> bytes | None:
 
     async def load() -> bytes | None:
         # Relative to the config file, as the service opens it.
-        store = await open_store(config.path.parent / config.service.store.path)
+        store = await open_store(config.path.parent / config.service.store.path, create=False)
         try:
             return await quarantined_raw(store, args.quarantined)
         finally:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.cli.mail import mail_parser
 from gateway.config import CREW_OVERRIDES_SUFFIX, ConfigError, LoadedConfig, load_config
+from gateway.store.db import StoreMissing
 
 if TYPE_CHECKING:
     from gateway.core.engine import Engine
@@ -29,6 +30,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except ConfigError as exc:
         print(_config_problems(exc), file=sys.stderr)
+        return 2
+    except StoreMissing as exc:
+        print(
+            f"{exc}: check store.path in {args.config}"
+            " (`gateway run` creates the database on its first start)",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         return 130
@@ -121,7 +129,7 @@ def _status(args: argparse.Namespace) -> int:
     config = load_config(args.config)
 
     async def go() -> int:
-        engine = await build_engine(config)
+        engine = await build_engine(config, create=False)
         try:
             print(format_status(await status_report(engine.store, config.gatherings)))
         finally:
@@ -140,7 +148,7 @@ def _export(args: argparse.Namespace) -> int:
         return 2
 
     async def go() -> int:
-        engine = await build_engine(config)
+        engine = await build_engine(config, create=False)
         try:
             text = await export_csv(engine.store, config.gatherings[args.gathering])
         finally:
@@ -162,7 +170,7 @@ def _forget(args: argparse.Namespace) -> int:
     config = load_config(args.config)
 
     async def go() -> int:
-        engine = await build_engine(config)
+        engine = await build_engine(config, create=False)
         try:
             person = await resolve_person(engine.store, args.person)
             if person is None:
@@ -347,7 +355,7 @@ def _crews_run(args: argparse.Namespace) -> int:
         }
 
     async def go() -> int:
-        engine = await build_engine(config)
+        engine = await build_engine(config, create=False)
         try:
             text = await _crews_action(engine, args, slug, solve_args)
         except crews_ops.CrewsError as exc:

@@ -28,6 +28,15 @@ class StoreError(Exception):
     """The database cannot be used by this version of the gateway."""
 
 
+class StoreMissing(Exception):
+    """An organiser command was pointed at a database that does not exist (a mistyped
+    `store.path`): creating an empty one would report zero registrations as if true."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"no database at {path}")
+        self.path = path
+
+
 class Tx:
     """Statements inside one open transaction.
 
@@ -145,6 +154,7 @@ async def open_store(
     *,
     durability: Durability = "full",
     migrations: Iterable[Migration] = (),
+    create: bool = True,
 ) -> Store:
     """Open (creating if needed) and upgrade the database at `path` (":memory:" for tests).
 
@@ -153,6 +163,8 @@ async def open_store(
     only survives a process crash; it is offered for throw-away demo databases.
     """
     if str(path) != ":memory:":
+        if not create and not Path(path).is_file():  # noqa: ASYNC240 - one stat, at start
+            raise StoreMissing(Path(path))
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     conn = await aiosqlite.connect(str(path), isolation_level=None)
     conn.row_factory = sqlite3.Row

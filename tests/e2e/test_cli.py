@@ -125,3 +125,17 @@ def test_export_neutralises_formulas_and_keeps_person_and_answer_columns_apart(
     cell = row[header.index("answer:name")]
     assert cell == "'" + hostile
     assert not any(c.startswith(("=", "+", "-", "@", "\t", "\r")) for c in row)
+
+
+@pytest.mark.parametrize(
+    "command", [["status"], ["export", "retreat"], ["forget", "ana@example.org", "--yes"]]
+)
+def test_a_mistyped_database_path_is_an_error_not_an_empty_database(
+    config: Path, command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    config.write_text(config.read_text().replace('path = "g.sqlite3"', 'path = "g.sqlite"'))
+    assert main([*command, "-c", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert f"no database at {config.parent / 'g.sqlite'}" in err
+    assert "store.path" in err and "Traceback" not in err
+    assert not (config.parent / "g.sqlite").exists()
