@@ -242,6 +242,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError([f"{path}: file not found"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+    except UnicodeDecodeError:
+        # A database or another binary file passed as --config, or a file in a legacy encoding.
+        raise ConfigError([f"{path}: not a TOML text file (TOML is UTF-8 text)"]) from None
+    except IsADirectoryError:
+        raise ConfigError([f"{path}: is a folder, not a TOML file"]) from None
 
 
 def _gathering_paths(config: Path, patterns: Iterable[str], problems: list[str]) -> list[Path]:

@@ -54,6 +54,17 @@ def configure_logging(*, verbose: bool, running: bool) -> None:
         logging.getLogger(name).setLevel(level if verbose else max(level, logging.WARNING))
 
 
+def _at_least_one(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (argparse prints the message, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
@@ -87,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     demo = command(
         "demo", _demo, "run a demo gathering end to end on embedded defaults", config=False
     )
-    demo.add_argument("--participants", type=int, default=14)
+    demo.add_argument("--participants", type=_at_least_one, default=14)
     demo.add_argument("--capacity", type=int, default=10)
     demo.add_argument("--database", type=Path, help="keep the demo database here")
     mail_parser(sub, DEFAULT_CONFIG)

@@ -139,3 +139,19 @@ def test_a_mistyped_database_path_is_an_error_not_an_empty_database(
     assert f"no database at {config.parent / 'g.sqlite'}" in err
     assert "store.path" in err and "Traceback" not in err
     assert not (config.parent / "g.sqlite").exists()
+
+
+def test_a_database_passed_as_config_is_one_line_not_a_traceback(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    database = config.parent / "g.sqlite3"
+    assert main(["status", "-c", str(database)]) == 2
+    err = capsys.readouterr().err
+    assert f"{database}: not a TOML text file" in err and "Traceback" not in err
+
+
+def test_demo_with_no_participants_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["demo", "--participants", "0"])
+    assert exit_.value.code == 2
+    assert "--participants: must be at least 1" in capsys.readouterr().err
