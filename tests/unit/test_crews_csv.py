@@ -77,3 +77,21 @@ def test_infeasible_table_lists_reasons() -> None:
     res = solve(parsed.solver_input(Sizing(min_size=2, max_size=3, n_crews=2)))
     assert res.status is Status.INFEASIBLE
     assert render_table(res).startswith("No valid crew assignment.\n  - 3 people cannot fill")
+
+
+def test_reads_what_excel_saves_on_windows_semicolons_and_cp1252(tmp_path: Path) -> None:
+    """Excel in a European locale saves "CSV" with `;` separators in Windows-1252."""
+    path = tmp_path / "people.csv"
+    text = 'id;name;languages;together\nzoe;Zoë Müller;"de;en";ana\nana;Ana;en;\n'
+    path.write_bytes(text.encode("cp1252"))
+    parsed = load_people_csv(path)
+    assert [p.id for p in parsed.people] == ["zoe", "ana"]
+    assert parsed.people[0].languages == frozenset({"de", "en"})
+    assert parsed.together == (("zoe", "ana"),)
+
+
+def test_a_file_in_no_known_encoding_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "people.csv"
+    path.write_bytes(b"id,name\n\x81\x8d\x8f\x90\x9d,x\n")
+    with pytest.raises(CsvError, match="neither UTF-8 nor Windows-1252"):
+        load_people_csv(path)

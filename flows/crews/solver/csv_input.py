@@ -75,15 +75,40 @@ def _split(cell: str) -> list[str]:
 
 def _read(path_or_text: str | Path) -> str:
     if isinstance(path_or_text, Path):
-        return path_or_text.read_text(encoding="utf-8-sig")
+        return _decode(path_or_text.read_bytes())
     if "\n" not in path_or_text and Path(path_or_text).is_file():
-        return Path(path_or_text).read_text(encoding="utf-8-sig")
+        return _decode(Path(path_or_text).read_bytes())
     return path_or_text
+
+
+def _decode(data: bytes) -> str:
+    """UTF-8 (with or without Excel's BOM), else Windows-1252: what Excel on Windows saves as
+    "CSV" in western locales. Bytes that are neither are refused, not guessed."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("cp1252")
+    except UnicodeDecodeError:
+        raise CsvError(
+            "the file is neither UTF-8 nor Windows-1252 text: save it as CSV UTF-8"
+        ) from None
+
+
+def _dialect(text: str) -> str:
+    """The separator: a comma, or the semicolon Excel writes where the comma is a decimal
+    mark (most of Europe). Decided on the header row, which must name `id`."""
+    header = text.split("\n", 1)[0]
+    by_comma = [h.strip().lower() for h in header.split(",")]
+    by_semicolon = [h.strip().lower() for h in header.split(";")]
+    return ";" if "id" not in by_comma and "id" in by_semicolon else ","
 
 
 def load_people_csv(path_or_text: str | Path) -> CsvPeople:
     """Parse a file path or the CSV text itself; raises CsvError on the first bad cell."""
-    rows = list(csv.reader(io.StringIO(_read(path_or_text))))
+    text = _read(path_or_text)
+    rows = list(csv.reader(io.StringIO(text), delimiter=_dialect(text)))
     if not rows:
         raise CsvError("the file is empty (a header row with at least `id` is required)")
     header = [h.strip().lower() for h in rows[0]]
