@@ -19,6 +19,7 @@ from typing import Any
 from flows.base import Flow, Outcome, PersonInfo, State, StepContext
 from flows.config import GatheringConfig
 from gateway.core.committer import GroupCommitter
+from gateway.core.intake import clean_message
 from gateway.core.outbound import Enqueuer
 from gateway.core.people import (
     CHANNEL_OF_KIND,
@@ -143,6 +144,7 @@ class Engine:
         return await self.committer.submit(messages, cursor)
 
     async def _process(self, tx: Tx, message: InboundMessage) -> Handled:
+        message = clean_message(message)
         now = self.clock()
         sender = message.sender
         explicit = message.target.person if message.target and sender is None else None

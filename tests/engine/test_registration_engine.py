@@ -380,3 +380,19 @@ async def test_unsubscribe_stops_announcements_and_keeps_the_registration(tmp_pa
     assert row["status"] == "registered"
     assert json.loads(row["state"])["announcements"] is False
     assert "won't get the organisers' announcements" in json.loads(last[0])["text"]
+
+
+async def test_control_characters_never_reach_answers_names_or_messages(gw: Harness) -> None:
+    """ESC, BEL, NUL and bidi overrides typed (or forged) in a name or an answer would act in
+    other people's mail, the CSV and the organiser's terminal: intake removes them."""
+    evil = Identity.email("ev@example.org", "Ev\x1b[2J\x07\u202egnp.exe")
+    await gw.say(evil, "hello")
+    answers = {**EMAIL_ANSWERS, 5: "line one\r\nline\x00 two\x1b]0;pwned\x07 \u2066end\u2069"}
+    [summary] = await gw.say(evil, "", answers=answers)
+    _, state = await gw.run(await gw.person_of(evil))
+    assert state["answers"]["notes"] == "line one\nline two]0;pwned end"
+    async with gw.store.read() as tx:
+        row = await tx.one("SELECT display_name FROM people WHERE display_name LIKE 'Ev%'")
+    assert row is not None and row[0] == "Ev[2Jgnp.exe"
+    for text in (summary.text, row[0], state["answers"]["notes"]):
+        assert not any(c in text for c in "\x00\x07\x1b\u202e\u2066\u2069\r")
