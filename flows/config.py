@@ -33,6 +33,13 @@ class QuestionType(StrEnum):
     CITY = "city"
 
 
+#: Answers longer than this are refused with the limit, not stored: an answer is repeated in
+#: summaries, crew introductions and exports, and a 60 KB one made a Matrix summary too big
+#: to send. Free text gets room for a paragraph or two; everything else is one short line.
+DEFAULT_MAX_LENGTH = {"text": 2000, "city": 100, "email": 254}
+SHORT_ANSWER_LENGTH = 200
+
+
 class ShowIf(Strict):
     """Ask a question only when an earlier answer matches."""
 
@@ -52,8 +59,17 @@ class Question(Strict):
     min: float | None = None
     max: float | None = None
     show_if: ShowIf | None = None
+    #: The longest answer accepted, in characters (default by type: DEFAULT_MAX_LENGTH).
+    max_length: Annotated[int, Field(ge=1, le=20_000)] | None = None
     #: Whether this answer may be shown to crewmates or travel partners (with consent).
     shareable: bool = False
+
+    @property
+    def answer_limit(self) -> int:
+        """The longest answer accepted for this question, in characters."""
+        if self.max_length is not None:
+            return self.max_length
+        return DEFAULT_MAX_LENGTH.get(self.type.value, SHORT_ANSWER_LENGTH)
 
     @model_validator(mode="after")
     def _options_match_type(self) -> Question:

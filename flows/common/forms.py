@@ -62,6 +62,8 @@ def parse_answer(question: Question, text: str, *, reference: date) -> Parsed:
     raw = text.strip()
     if not raw:
         return Parsed(problem=Problem("empty"))
+    if len(raw) > question.answer_limit:
+        return Parsed(problem=Problem("too_long", {"limit": question.answer_limit}))
     if is_skip(raw):
         if question.required:
             return Parsed(problem=Problem("required"))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from flows.common.forms import Problem, parse_answer
 from flows.config import GatheringConfig, Question, QuestionType, RegistrationConfig, ShowIf
 from flows.registration.flow import Registration
 from flows.registration.seats import invariant_violations
@@ -396,3 +397,27 @@ async def test_control_characters_never_reach_answers_names_or_messages(gw: Harn
     assert row is not None and row[0] == "Ev[2Jgnp.exe"
     for text in (summary.text, row[0], state["answers"]["notes"]):
         assert not any(c in text for c in "\x00\x07\x1b\u202e\u2066\u2069\r")
+
+
+async def test_an_answer_over_the_limit_is_refused_with_the_limit_not_stored(gw: Harness) -> None:
+    """A 60 KB answer made the summary too big for the homeserver, and the person heard
+    nothing. Answers are bounded per type (text: 2000 characters by default)."""
+    await gw.say(ANA, "hello")
+    [reask] = await gw.say(ANA, "", answers={**EMAIL_ANSWERS, 5: "ha" * 30_000})
+    assert "2000 characters at most" in reask.text
+    _, state = await gw.run(await gw.person_of(ANA))
+    assert "notes" not in state["answers"]
+    [summary] = await gw.say(ANA, "", answers={5: "ha" * 1000})
+    assert len(summary.text) < 5000
+    _, state = await gw.run(await gw.person_of(ANA))
+    assert state["answers"]["notes"] == "ha" * 1000
+
+
+def test_max_length_is_configurable_per_question() -> None:
+    short = Question(id="badge", type=QuestionType.TEXT, prompt="Badge?", max_length=20)
+    assert parse_answer(short, "x" * 21, reference=date(2027, 1, 1)).problem == Problem(
+        "too_long", {"limit": 20}
+    )
+    assert parse_answer(short, "x" * 20, reference=date(2027, 1, 1)).value == "x" * 20
+    city = Question(id="city", type=QuestionType.CITY, prompt="From?")
+    assert parse_answer(city, "Gent" * 30, reference=date(2027, 1, 1)).problem is not None
