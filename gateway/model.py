@@ -127,6 +127,10 @@ class InboundMessage:
     #: Transport facts worth keeping in the audit log (subject, room id); never personal data
     #: beyond what the message itself carried.
     meta: Mapping[str, str] = field(default_factory=dict)
+    #: The questions of our message this one replies to (`Outgoing.questions`), filled in by
+    #: the engine from the outbox: a vote on an older poll answers that poll's question, and
+    #: a reply to an older form is read with that form's numbering.
+    questions: tuple[str, ...] = ()
 
 
 class OutKind(StrEnum):
@@ -188,6 +192,10 @@ class Outgoing:
     #: GROUP: the group's last message. Its room stays for the members to talk on, renamed by
     #: `room`, but is no longer the group's: nobody is invited or removed, nothing is read.
     closes: bool = False
+    #: The ids of the questions this message asks: one for a question or a poll; for a form,
+    #: its numbering (number n asks questions[n - 1]). Kept with the sent message, so that a
+    #: reply is read against what the person saw, whatever changed since.
+    questions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -286,19 +286,30 @@ def find_question(questions: Sequence[Question], answers: Answers, ref: str) -> 
 
 
 def apply_numbered(
-    questions: Sequence[Question], answers: Answers, numbered: Mapping[int, str], *, reference: date
+    questions: Sequence[Question],
+    answers: Answers,
+    numbered: Mapping[int, str],
+    *,
+    reference: date,
+    numbering: Sequence[str] = (),
 ) -> tuple[dict[str, AnswerValue], dict[str, Problem]]:
     """Apply email answers given under numbered questions; return new answers and problems.
 
-    Answers are applied in question order so a `show_if` that depends on an answer in the
-    same reply is evaluated against it. Numbers of questions that do not apply are ignored.
+    `numbering` is the form the person answered (question ids by number, as sent); without
+    it, today's order of `questions`. Questions added, moved or removed since the form was
+    sent therefore never shift an answer onto another question: a number whose question is
+    gone is ignored. Answers are applied in question order so a `show_if` that depends on an
+    answer in the same reply is evaluated against it. Numbers of questions that do not apply
+    are ignored.
     """
+    by_id = {q.id: q for q in questions}
+    ids = list(numbering) or [q.id for q in questions]
     updated = dict(answers)
     problems: dict[str, Problem] = {}
     for number in sorted(numbered):
-        if not 1 <= number <= len(questions):
+        if not 1 <= number <= len(ids) or ids[number - 1] not in by_id:
             continue
-        question = questions[number - 1]
+        question = by_id[ids[number - 1]]
         if not applicable(question, questions, updated):
             continue
         parsed = parse_answer(question, numbered[number], reference=reference)

@@ -167,6 +167,16 @@ def on_event(turn: Turn) -> None:
         turn.note("unknown_event", name=turn.ctx.message.text)
 
 
+def replied_question(turn: Turn) -> Question | None:
+    """The question of our message this one replies to (a poll vote, a chat reply to a
+    question), if it still exists and applies: it is answered, whatever was asked since."""
+    asked = turn.ctx.message.questions
+    question = turn.ctx.gathering.question(asked[0]) if len(asked) == 1 else None
+    if question is None or not applicable(question, turn.questions, turn.answers):
+        return None
+    return question
+
+
 def current_question(turn: Turn) -> Question | None:
     """The question a free-text reply answers: the one being changed, or the one asked."""
     changing = changing_question(turn)
@@ -236,7 +246,7 @@ def show_summary(turn: Turn) -> None:
 
 
 def answer_text(turn: Turn, text: str, command: Command | None) -> None:
-    current = current_question(turn)
+    current = replied_question(turn) or current_question(turn)
     if current is None or (command is not None and command.name == "start"):
         ask_next(turn, note="" if current else "no_answers")
         return
@@ -262,7 +272,11 @@ def take_numbered(turn: Turn) -> None:
     numbered = turn.ctx.message.answers
     asked = turn.pending()
     answers, problems = apply_numbered(
-        turn.questions, turn.answers, numbered, reference=turn.reference
+        turn.questions,
+        turn.answers,
+        numbered,
+        reference=turn.reference,
+        numbering=turn.ctx.message.questions,
     )
     # An optional question of the form left blank is a "skip": asking again would nag.
     for question in asked:
@@ -292,10 +306,12 @@ def begin_change(turn: Turn, argument: str) -> None:
 
 
 def on_choice(turn: Turn) -> None:
-    """A poll vote answers the question last asked; a ✅/❌ reaction elsewhere is yes/no."""
+    """A poll vote answers its poll's question (an older poll too); a ✅/❌ reaction
+    elsewhere is yes/no."""
     choice = turn.ctx.message.choice or ""
     answering = turn.status == "in_progress" or "changing" in turn.state
-    current = current_question(turn) if answering else None
+    replied = replied_question(turn) if turn.status != "cancelled" else None
+    current = replied or (current_question(turn) if answering else None)
     if current is None:
         on_words(turn, choice)
         return
@@ -304,7 +320,18 @@ def on_choice(turn: Turn) -> None:
         ask_next(turn, problems={current.id: parsed.problem})
         return
     record(turn, current, parsed.value)
+    if replied is not None and still_asking_another(turn, replied):
+        # A second thought on an earlier poll: confirm it; the open question is still there.
+        turn.say("answer_updated", question=question_view(replied, turn.questions))
+        return
     ask_next(turn)
+
+
+def still_asking_another(turn: Turn, answered: Question) -> bool:
+    """Whether, in a chat, a question other than `answered` is asked and still open."""
+    asked = turn.state.get("asked")
+    open_ids = {q.id for q in turn.pending()}
+    return turn.status == "in_progress" and asked != answered.id and asked in open_ids
 
 
 def on_edit(turn: Turn) -> None:

@@ -9,7 +9,7 @@ cost nothing; the templates name the English words.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -83,6 +83,7 @@ def ask_one(
         kind=OutKind.POLL if choice else OutKind.TEXT,
         options=tuple(question.options) if choice else (),
         multiple=question.type == QuestionType.MULTIPLE_CHOICE,
+        questions=(question.id,),
     )
 
 
@@ -97,7 +98,9 @@ def ask_form(
 ) -> Outgoing:
     """Several numbered questions in one message (email): the person answers under each."""
     views = [question_view(q, questions, problems.get(q.id)) for q in asked]
-    return say(person, "form", questions=views, first=first, note=note)
+    form = say(person, "form", questions=views, first=first, note=note)
+    # The form's numbering (positions in the gathering file), for reading the reply.
+    return replace(form, questions=tuple(q.id for q in questions))
 
 
 def zone_time(value: date | datetime, zone: ZoneInfo) -> datetime:

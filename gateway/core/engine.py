@@ -12,7 +12,7 @@ import json
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,7 +44,7 @@ from gateway.core.records import (
     write_timers,
 )
 from gateway.core.render import Renderer
-from gateway.core.routing import RunCache, route
+from gateway.core.routing import RunCache, replied_questions, route
 from gateway.model import (
     GATHERING_SUBJECT,
     Channel,
@@ -213,6 +213,9 @@ class Engine:
                 )
                 await self._apply_sends(tx, outcome, None, record.info, message, now, work)
             return decision.label, None, decision.detail
+        if message.in_reply_to and person is not None:
+            asked = await replied_questions(tx, message.in_reply_to, person)
+            message = replace(message, questions=asked) if asked else message
         await self._run_step(tx, decision.target, message, now, work)
         return "applied", decision.target, decision.detail
 

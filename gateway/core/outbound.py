@@ -207,6 +207,7 @@ class Enqueuer:
             "in_reply_to": in_reply_to,
             "thread_root": thread_root,
             "reply_token": token,
+            "questions": list(out.questions),
         }
         row = await tx.insert(
             "INSERT INTO outbox (idempotency_key, person_id, gathering, flow, channel, address,"

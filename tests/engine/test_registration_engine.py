@@ -421,3 +421,76 @@ def test_max_length_is_configurable_per_question() -> None:
     assert parse_answer(short, "x" * 20, reference=date(2027, 1, 1)).value == "x" * 20
     city = Question(id="city", type=QuestionType.CITY, prompt="From?")
     assert parse_answer(city, "Gent" * 30, reference=date(2027, 1, 1)).problem is not None
+
+
+def sent_id(item: OutboxItem) -> str:
+    return f"out-{item.idempotency_key}"  # what the fake transport answered for it
+
+
+async def test_a_vote_on_an_older_poll_answers_that_polls_question(tmp_path: Path) -> None:
+    """Answer the languages poll, get the diet poll, vote again on the languages poll: the
+    vote changes the languages answer; the diet question stays open and its vote counts."""
+    questions = [
+        Question(
+            id="languages",
+            type=QuestionType.MULTIPLE_CHOICE,
+            prompt="Languages?",
+            options=["English", "Deutsch", "Español"],
+        ),
+        Question(
+            id="diet",
+            type=QuestionType.SINGLE_CHOICE,
+            prompt="Diet?",
+            options=["vegan", "vegetarian", "omnivore"],
+        ),
+    ]
+    gw = await Harness.open(
+        tmp_path, {"registration": Registration()}, {"camp": camp(5, questions)}
+    )
+    try:
+        _, languages = await gw.say(BO, "hi")
+        [diet] = await gw.say(
+            BO, kind=InboundKind.CHOICE, choice="1", in_reply_to=sent_id(languages)
+        )
+        assert diet.kind == OutKind.POLL and diet.options[0] == "vegan"
+        [again] = await gw.say(
+            BO, kind=InboundKind.CHOICE, choice="2,3", in_reply_to=sent_id(languages)
+        )
+        _, state = await gw.run(await gw.person_of(BO))
+        assert state["answers"] == {"languages": ["Deutsch", "Español"]}
+        assert "is updated" in again.text and "Languages?" in again.text  # diet poll stays open
+        [summary] = await gw.say(BO, kind=InboundKind.CHOICE, choice="3", in_reply_to=sent_id(diet))
+        _, state = await gw.run(await gw.person_of(BO))
+        assert state["answers"] == {"languages": ["Deutsch", "Español"], "diet": "omnivore"}
+        assert "omnivore" in summary.text
+    finally:
+        await gw.close()
+
+
+@pytest.mark.parametrize("change", ["added_at_top", "removed"])
+async def test_a_reply_to_an_older_form_is_read_with_that_forms_numbering(
+    tmp_path: Path, change: str
+) -> None:
+    """The organisers add a question at the top (or remove one) while a person holds the
+    form: their numbered reply still lands on the questions they saw."""
+    gw = await Harness.open(tmp_path, {"registration": Registration()}, {"camp": camp(5)})
+    try:
+        [form] = await gw.say(ANA, "hello")
+        assert "1. What do you eat?" in form.text
+        questions = list(camp(5).registration.questions)
+        if change == "added_at_top":
+            questions.insert(0, Question(id="name", type=QuestionType.TEXT, prompt="Name?"))
+        else:
+            questions = [q for q in questions if q.id != "nights"]
+        gw.engine.reload({"camp": camp(5, questions)})
+        await gw.say(ANA, "", answers=EMAIL_ANSWERS, in_reply_to=sent_id(form))
+        _, state = await gw.run(await gw.person_of(ANA))
+        answers = state["answers"]
+        assert answers["diet"] == "vegan" and answers["car"] is False
+        assert "name" not in answers  # "vegan" did not become a name
+        if change == "added_at_top":
+            assert answers["nights"] == 3
+        else:
+            assert "nights" not in answers
+    finally:
+        await gw.close()
