@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from flows.common.words import fold, is_no, is_skip, is_yes, parse_date
+from flows.common.words import fold, is_greeting, is_no, is_skip, is_yes, parse_date
 from flows.config import Question, QuestionType, ShowIf
 
 AnswerValue = str | int | float | bool | list[str] | None
@@ -57,6 +57,10 @@ _NUMBER = re.compile(r"^[+-]?\d+(?:[.,]\d+)?$")
 _LIST_SPLIT = re.compile(r"\s*(?:[,;/&+\n]|\band\b|\bund\b|\bet\b|\by\b|\be\b|\ben\b)\s*")
 
 
+#: Types whose any text would be accepted as an answer, so a greeting must be told apart.
+FREE_TEXT = frozenset({QuestionType.TEXT, QuestionType.CITY})
+
+
 def parse_answer(question: Question, text: str, *, reference: date) -> Parsed:
     """Read a typed answer. `reference` is the date a year-less date is placed near."""
     raw = text.strip()
@@ -64,6 +68,9 @@ def parse_answer(question: Question, text: str, *, reference: date) -> Parsed:
         return Parsed(problem=Problem("empty"))
     if len(raw) > question.answer_limit:
         return Parsed(problem=Problem("too_long", {"limit": question.answer_limit}))
+    if question.type in FREE_TEXT and is_greeting(raw):
+        # "thanks!" to the welcome message is not the person's name: ask the question again.
+        return Parsed(problem=Problem("greeting"))
     if is_skip(raw):
         if question.required:
             return Parsed(problem=Problem("required"))

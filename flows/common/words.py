@@ -23,6 +23,35 @@ SKIP_WORDS = frozenset(
     "overslaan".split()
 )
 HELP_WORDS = frozenset("? help hilfe aide ayuda ajuda hulp".split())
+# What people write to a welcome message before they start answering, as whole messages
+# (folded, without the punctuation and emoji around them), in en/de/fr/es/pt/nl.
+GREETINGS = frozenset(
+    [
+        *"hi hello hey hiya hallo hola ola oi salut bonjour moin servus hoi".split(),
+        *"thanks thx ty cheers danke merci gracias obrigado obrigada bedankt".split(),
+        *"cool great nice super perfect awesome".split(),
+        "hi there",
+        "hello there",
+        "thank you",
+        "thanks a lot",
+        "many thanks",
+        "thank you very much",
+        "ok thanks",
+        "okay thanks",
+        "ok thank you",
+        "danke schon",
+        "vielen dank",
+        "merci beaucoup",
+        "muchas gracias",
+        "dank je",
+        "dank u",
+        "good morning",
+        "guten morgen",
+        "buenos dias",
+        "bom dia",
+        "goedemorgen",
+    ]
+)
 
 
 def fold(text: str) -> str:
@@ -72,6 +101,12 @@ def is_no(text: str) -> bool:
 
 def is_skip(text: str) -> bool:
     return fold(text).strip(".!") in SKIP_WORDS
+
+
+def is_greeting(text: str) -> bool:
+    """A hello or a thank-you on its own: not an answer to anything."""
+    words = re.sub(r"[^\w\s]", " ", fold(text))
+    return " ".join(words.split()) in GREETINGS
 
 
 def is_help(text: str) -> bool:

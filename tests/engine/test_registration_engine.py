@@ -494,3 +494,25 @@ async def test_a_reply_to_an_older_form_is_read_with_that_forms_numbering(
             assert "nights" not in answers
     finally:
         await gw.close()
+
+
+async def test_a_greeting_after_the_welcome_is_not_taken_as_an_answer(tmp_path: Path) -> None:
+    """ "thanks!" to the welcome message was stored as the first answer (a name), and every
+    later answer shifted by one."""
+    questions = [
+        Question(id="name", type=QuestionType.TEXT, prompt="Your name?"),
+        Question(id="city", type=QuestionType.CITY, prompt="From where?"),
+    ]
+    gw = await Harness.open(
+        tmp_path, {"registration": Registration()}, {"camp": camp(5, questions)}
+    )
+    try:
+        await gw.say(BO, "hi")
+        [again] = await gw.say(BO, "Thanks! 🙏")
+        assert "greeting" in again.text and "Your name?" in again.text
+        await gw.say(BO, "Bo Ng")
+        await gw.say(BO, "Gent")
+        _, state = await gw.run(await gw.person_of(BO))
+        assert state["answers"] == {"name": "Bo Ng", "city": "Gent"}
+    finally:
+        await gw.close()
