@@ -13,6 +13,7 @@ import os
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -60,6 +61,16 @@ class Secret(Strict):
 class StoreSettings(Strict):
     path: Path = Path("var/gateway.sqlite3")
     durability: Literal["full", "normal"] = "full"
+
+
+class OutboxSettings(Strict):
+    """How long a message that keeps failing (an SMTP or homeserver outage) is retried."""
+
+    give_up_after_hours: Annotated[float, Field(gt=0, le=24 * 60)] = 72
+
+    @property
+    def give_up_after(self) -> timedelta:
+        return timedelta(hours=self.give_up_after_hours)
 
 
 class Organiser(Strict):
@@ -159,6 +170,7 @@ class EmailSettings(Strict):
 
 class ServiceConfig(Strict):
     store: StoreSettings = Field(default_factory=StoreSettings)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     templates: Path | None = None
     organisers: list[Organiser] = Field(default_factory=list)
     matrix: MatrixSettings | None = None

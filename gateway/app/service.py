@@ -90,7 +90,12 @@ class Service:
         self.engine = engine
         self.stop = asyncio.Event()
         self.channels = channels(config, engine, self.wake)
-        self.outbox = OutboxWorker(engine.store, self.channels.senders, alert=engine.enqueue_alert)
+        self.outbox = OutboxWorker(
+            engine.store,
+            self.channels.senders,
+            alert=engine.enqueue_alert,
+            give_up_after=config.service.outbox.give_up_after,
+        )
         self.timers = TimerLoop(engine)
         self._mtimes = _mtimes(config)
         #: Seconds between looks at the config files' modification times.

@@ -95,6 +95,11 @@ def _parser() -> argparse.ArgumentParser:
     forget = command("forget", _forget, "erase a person's personal data everywhere")
     forget.add_argument("person", help="person id, email address or Matrix id")
     forget.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    outbox = command(
+        "outbox", _outbox_retry, "send dead messages again (after an outage, a fixed address)"
+    )
+    outbox.add_argument("action", choices=["retry"])
+    outbox.add_argument("ids", nargs="*", type=int, help="outbox ids (default: every dead one)")
     demo = command(
         "demo", _demo, "run a demo gathering end to end on embedded defaults", config=False
     )
@@ -146,6 +151,26 @@ def _status(args: argparse.Namespace) -> int:
         finally:
             await engine.store.close()
         return 0
+
+    return _asyncio(go())
+
+
+def _outbox_retry(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from gateway.app.service import build_engine
+    from gateway.core.outbox import requeue_dead
+
+    config = load_config(args.config)
+
+    async def go() -> int:
+        engine = await build_engine(config, create=False)
+        try:
+            count = await requeue_dead(engine.store, args.ids, now=datetime.now(UTC))
+        finally:
+            await engine.store.close()
+        print(f"requeued {count} dead message{'s' if count != 1 else ''}")
+        return 0 if count or not args.ids else 1
 
     return _asyncio(go())
 

@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,11 +27,16 @@ log = logging.getLogger(__name__)
 AlertFn = Callable[[str, Mapping[str, Any], str], Awaitable[object]]
 
 
-def backoff(attempts: int, rng: random.Random, *, base: float = 5.0, cap: float = 3600.0) -> float:
+#: How long a message that keeps failing transiently is tried before it is given up (dead).
+GIVE_UP_AFTER = timedelta(days=3)
+
+
+def backoff(attempts: int, rng: random.Random, *, base: float = 5.0, cap: float = 300.0) -> float:
     """Seconds before the next try: exponential (5, 10, 20 … s, capped) with ±25% jitter.
 
     Jitter spreads the retries of a broadcast that failed together (a homeserver outage) so
-    they do not all hit the server again in the same second.
+    they do not all hit the server again in the same second. The cap (5 minutes) bounds how
+    long a server that is back waits to be used again.
     """
     delay = min(cap, base * 2.0 ** max(0, attempts - 1))
     return delay * rng.uniform(0.75, 1.25)
@@ -44,7 +49,7 @@ class OutboxWorker:
         transports: Mapping[Channel, Transport],
         *,
         alert: AlertFn | None = None,
-        max_attempts: int = 8,
+        give_up_after: timedelta = GIVE_UP_AFTER,
         batch: int = 50,
         concurrency: int = 8,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -53,7 +58,7 @@ class OutboxWorker:
         self.store = store
         self.transports = dict(transports)
         self.alert = alert
-        self.max_attempts = max_attempts
+        self.give_up_after = give_up_after
         self.batch = batch
         self.clock = clock
         self._rng = random.Random(seed)
@@ -149,8 +154,14 @@ class OutboxWorker:
     async def _retry_or_bury(
         self, item: OutboxItem, exc: SendError, retry_after: float | None
     ) -> None:
-        if item.attempts >= self.max_attempts:
-            await self._bury(item, f"gave up after {item.attempts} attempts: {exc}")
+        # Transient means "try again": an outage of minutes or hours must lose nothing, so a
+        # row is given up only when it has waited longer than anyone would still want it.
+        waited = self.clock() - (item.created_at or self.clock())
+        if waited >= self.give_up_after:
+            hours = waited.total_seconds() / 3600
+            await self._bury(
+                item, f"gave up after {item.attempts} attempts over {hours:.0f} h: {exc}"
+            )
             return
         delay = max(retry_after or 0.0, backoff(item.attempts, self._rng))
         due = self.clock() + timedelta(seconds=delay)
@@ -223,3 +234,21 @@ def _invite(data: dict[str, Any]) -> Invite:
             "end": datetime.fromisoformat(data["end"]),
         }
     )
+
+
+async def requeue_dead(store: Store, ids: Sequence[int] = (), *, now: datetime) -> int:
+    """Put dead rows (all, or those in `ids`) back in the queue with a fresh retry window.
+
+    `created_at` is when the row was last queued, so the age limit counts from now.
+    """
+    where = "status = 'dead'"
+    params: list[object] = []
+    if ids:
+        where += f" AND id IN ({','.join('?' * len(ids))})"
+        params += list(ids)
+    async with store.transaction() as tx:
+        return await tx.execute(
+            "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?,"
+            f" created_at = ? WHERE {where}",
+            (now_iso(now), now_iso(now), *params),
+        )

@@ -11,6 +11,7 @@ import json
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from flows.config import GatheringConfig
 from gateway.channels.email.failures import QUARANTINE, SetAside, quarantined
@@ -39,9 +40,14 @@ class StatusReport:
     #: Inbound mail set aside after failing again and again: how many, and the newest few.
     set_aside_total: int = 0
     set_aside: tuple[SetAside, ...] = ()
+    #: How long the oldest unsent message has waited, and the newest retry's error.
+    oldest_pending: timedelta | None = None
+    last_error: str = ""
 
 
-async def status_report(store: Store, gatherings: Mapping[str, GatheringConfig]) -> StatusReport:
+async def status_report(
+    store: Store, gatherings: Mapping[str, GatheringConfig], now: datetime | None = None
+) -> StatusReport:
     async with store.read() as tx:
         rows = await tx.all(
             "SELECT gathering, status, COUNT(*) AS n FROM flow_runs"
@@ -53,6 +59,12 @@ async def status_report(store: Store, gatherings: Mapping[str, GatheringConfig])
             " ORDER BY id DESC LIMIT 5"
         )
         set_aside_total, set_aside = await quarantined(tx)
+        waiting = await tx.one(
+            "SELECT MIN(created_at) AS oldest,"
+            " (SELECT last_error FROM outbox WHERE status IN ('pending', 'sending')"
+            "  AND last_error != '' ORDER BY id DESC LIMIT 1) AS error"
+            " FROM outbox WHERE status IN ('pending', 'sending')"
+        )
     counts: dict[str, Counter[str]] = {}
     for row in rows:
         counts.setdefault(row["gathering"], Counter())[row["status"]] = row["n"]
@@ -63,7 +75,21 @@ async def status_report(store: Store, gatherings: Mapping[str, GatheringConfig])
     outbox = {s: 0 for s in ("pending", "sending", "sent", "dead")}
     outbox.update({row["status"]: row["n"] for row in outbox_rows})
     dead = [(r["channel"], r["address"], r["last_error"]) for r in dead_rows]
-    return StatusReport(report, outbox, dead, set_aside_total, tuple(set_aside))
+    oldest = (
+        (now or datetime.now(UTC)) - datetime.fromisoformat(waiting["oldest"])
+        if waiting and waiting["oldest"]
+        else None
+    )
+    error = str(waiting["error"] or "") if waiting else ""
+    return StatusReport(report, outbox, dead, set_aside_total, tuple(set_aside), oldest, error)
+
+
+def _age(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if hours < 48 else f"{hours // 24} days {hours % 24} h"
 
 
 def format_status(report: StatusReport) -> str:
@@ -78,8 +104,14 @@ def format_status(report: StatusReport) -> str:
         "",
         "outbox: " + ", ".join(f"{k} {v}" for k, v in report.outbox.items()),
     ]
+    if report.oldest_pending is not None:
+        lines.append(f"  oldest unsent: waiting {_age(report.oldest_pending)}")
+    if report.last_error:
+        lines.append(f"  last error: {report.last_error[:200]}")
     for channel, address, error in report.dead:
         lines.append(f"  dead: {channel} {address}: {error}")
+    if report.outbox.get("dead"):
+        lines.append("  (send dead messages again with: gateway outbox retry)")
     if report.set_aside_total:
         lines += [
             "",

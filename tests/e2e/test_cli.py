@@ -155,3 +155,27 @@ def test_demo_with_no_participants_is_a_usage_error(capsys: pytest.CaptureFixtur
         main(["demo", "--participants", "0"])
     assert exit_.value.code == 2
     assert "--participants: must be at least 1" in capsys.readouterr().err
+
+
+def test_outbox_retry_requeues_dead_rows_and_status_shows_the_wait(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlite3
+
+    database = config.parent / "g.sqlite3"
+    with sqlite3.connect(database) as db:
+        db.execute(
+            "UPDATE outbox SET status = 'dead', last_error = '421 try later'"
+            " WHERE id = (SELECT MIN(id) FROM outbox)"
+        )
+        db.execute(
+            "UPDATE outbox SET last_error = '421 service not available' WHERE status = 'pending'"
+        )
+    assert main(["status", "-c", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "dead 1" in out and "gateway outbox retry" in out
+    assert "oldest unsent: waiting" in out and "last error: 421 service not available" in out
+    assert main(["outbox", "retry", "-c", str(config)]) == 0
+    assert "requeued 1 dead message" in capsys.readouterr().out
+    with sqlite3.connect(database) as db:
+        assert db.execute("SELECT COUNT(*) FROM outbox WHERE status = 'dead'").fetchone() == (0,)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import random
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from gateway.core.engine import Engine
-from gateway.core.outbox import OutboxWorker, backoff
+from gateway.core.outbox import OutboxWorker, backoff, requeue_dead
 from gateway.model import Channel, Identity
 from gateway.store import Store, open_store
 from tests.kit.engine import Clock, Counter, Recorder, gathering, renderer, text
@@ -93,21 +94,35 @@ async def test_permanent_failure_is_dead_and_the_organisers_are_told_once(
     assert "550 no such user" in json.loads(rows[1][2])["text"]
 
 
-async def test_too_many_transient_failures_end_dead(setup: tuple[Engine, Store, Clock]) -> None:
+async def test_an_outage_of_hours_loses_nothing_and_only_days_end_dead(
+    setup: tuple[Engine, Store, Clock],
+) -> None:
+    """After 8 attempts (about ten minutes of SMTP outage) rows went dead and were never sent.
+    Transient failures now retry until the age limit; `requeue_dead` sends dead rows again."""
     engine, store, clock = setup
     await engine.handle(text("ann@example.test", "hello"))
+    down = Recorder(fail_transient=10_000)
     worker = OutboxWorker(
-        store, {Channel.EMAIL: Recorder(fail_transient=99)}, clock=clock, max_attempts=3
+        store, {Channel.EMAIL: down}, clock=clock, give_up_after=timedelta(days=3)
     )
-    for _ in range(3):
+    for _ in range(200):  # ten hours of outage, a try at least every five minutes
         await worker.run_once()
-        clock.advance(hours=2)
-    assert await statuses(store) == [("dead", 3)]
+        clock.advance(minutes=3)
+    [(status, attempts)] = await statuses(store)
+    assert status == "pending" and attempts > 60
+    clock.advance(days=3)
+    await worker.run_once()
+    assert (await statuses(store))[0][0] == "dead"
+    assert await requeue_dead(store, now=clock.now) == 1
+    up = Recorder()
+    worker = OutboxWorker(store, {Channel.EMAIL: up}, clock=clock)
+    await worker.run_once()
+    assert (await statuses(store))[0][0] == "sent" and len(up.sent) == 1
 
 
 def test_backoff_grows_exponentially_with_bounded_jitter() -> None:
     rng = random.Random(7)
     delays = [backoff(n, rng) for n in range(1, 12)]
     for n, delay in enumerate(delays, start=1):
-        nominal = min(3600.0, 5.0 * 2 ** (n - 1))
+        nominal = min(300.0, 5.0 * 2 ** (n - 1))
         assert 0.75 * nominal <= delay <= 1.25 * nominal

@@ -117,6 +117,10 @@ class PairSolver:
         cost, valid = self._score(x, size, people, a, b)
         cost[~valid] = np.inf
         best = int(np.argmin(cost))
+        if not (np.isfinite(cost[best]) and np.isfinite(cost[now])):
+            # No split of these two crews keeps every rule (or the current one is not among
+            # the candidates): nothing to improve here, and inf - inf has no delta.
+            return None
         delta = round(cost[best] - cost[now])
         if delta == 0:
             if sideways is None:

@@ -51,7 +51,7 @@ async def test_broadcast_to_30_under_default_rate_limits(
         functools.partial(gateway.core.outbox.backoff, base=0.05, cap=1.0),
     )
     settings = settings_for(hs, bot_user, tmp_path / "mx")
-    async with running_bot(tmp_path, settings, worker={"max_attempts": 1000}) as bot:
+    async with running_bot(tmp_path, settings) as bot:
         for person in people:
             await bot.transport.rooms.remember("direct", person.user_id, rooms[person.user_id])
         limited = []
