@@ -1,8 +1,10 @@
 """Wiring and lifecycle: store, engine, outbox worker, timers, transports, config reload.
 
 Everything runs in one asyncio.TaskGroup; a failing part stops the service loudly rather than
-leaving it half alive. Gathering files are re-read on SIGHUP and when their modification time
-changes, so organisers can edit questions without a restart.
+leaving it half alive — except a database that another writer holds locked (a backup, a
+command beside the service), which every loop waits out (`keep_running`).
+Gathering files are re-read on SIGHUP and when their modification time changes, so
+organisers can edit questions without a restart.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import glob
 import logging
 import signal
+import sqlite3
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,11 +110,13 @@ class Service:
         self.timers.wake()
 
     def reload(self) -> None:
-        """Re-read the config; a broken edit is logged and the running config kept."""
+        """Re-read the config; a broken edit is logged once and the running config kept."""
         try:
             fresh = load_config(self.config.path)
         except ConfigError as exc:
             log.error("config not reloaded, keeping the running one:\n%s", exc)
+            # Remember the broken files' times: the next look must not log it again.
+            self._mtimes = _mtimes(self.config)
             return
         self.config = fresh
         self.engine.reload(fresh.gatherings)
@@ -148,17 +153,52 @@ class Service:
         )
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self.outbox.run(self.stop))
-                group.create_task(self.timers.run(self.stop, on_fired=self.outbox.wake))
+                group.create_task(keep_running("outbox", self.outbox.run, self.stop))
+                group.create_task(
+                    keep_running(
+                        "timers",
+                        lambda stop: self.timers.run(stop, on_fired=self.outbox.wake),
+                        self.stop,
+                    )
+                )
                 group.create_task(self._watch())
                 for receiver in self.channels.receivers:
-                    group.create_task(receiver(self.stop))
+                    group.create_task(keep_running("receiver", receiver, self.stop))
         finally:
             for sig in handled:
                 loop.remove_signal_handler(sig)
             for close in self.channels.closers:
                 await close()
             await self.engine.store.close()
+
+
+def is_locked(exc: BaseException) -> bool:
+    """SQLite's "database is locked"/"busy": another writer held the lock past busy_timeout."""
+    text = str(exc).lower()
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text)
+
+
+async def keep_running(
+    name: str, loop: Receiver, stop: asyncio.Event, *, first_wait: float = 1.0
+) -> None:
+    """Run `loop(stop)`; when the database stays locked, wait and run it again.
+
+    A loop resumes from what is committed (cursors, outbox rows, timers), so starting it
+    again loses nothing; any other error still stops the service.
+    """
+    wait = first_wait
+    while not stop.is_set():
+        try:
+            await loop(stop)
+            return
+        except sqlite3.OperationalError as exc:
+            if not is_locked(exc):
+                raise
+            log.warning("%s: %s; trying again in %.0f s", name, exc, wait)
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=wait)
+        except TimeoutError:
+            wait = min(wait * 2, 30.0)
 
 
 def _mtimes(config: LoadedConfig) -> dict[Path, int]:

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
+import sqlite3
 from pathlib import Path
 
-from gateway.app.service import Channels, Service, build_engine
+import pytest
+
+from gateway.app.service import Channels, Service, build_engine, keep_running
 from gateway.config import load_config
 from gateway.core.engine import Engine
+from gateway.core.outbox import OutboxWorker
 from gateway.model import Channel
 from tests.kit.engine import RETREAT_TOML, Recorder, text
 
@@ -85,5 +90,52 @@ async def test_gathering_edits_apply_live_by_watch_and_by_sighup(tmp_path: Path)
         )
     assert row is not None and json.loads(row[0])["answers"]["diet"] == "vegan"
 
+    service.stop.set()
+    await asyncio.wait_for(running, 10)
+
+
+async def test_a_locked_database_is_waited_out_not_fatal(tmp_path: Path) -> None:
+    """Another writer holding the lock past busy_timeout made the outbox loop raise and the
+    service exit. Every loop now waits it out and carries on."""
+    config_file = tmp_path / "gateway.toml"
+    (tmp_path / "retreat.toml").write_text(GATHERING)
+    config_file.write_text('gathering_files = ["*.toml"]\n[store]\npath = "g.sqlite3"\n')
+    engine = await build_engine(load_config(config_file))
+    await engine.store.conn.execute("PRAGMA busy_timeout = 50")  # the real one is 5 s
+    await engine.handle(text("@ana:example.test", "hello", channel=Channel.MATRIX))
+    recorder = Recorder(channel=Channel.MATRIX)
+    worker = OutboxWorker(engine.store, {Channel.MATRIX: recorder})
+    holder = sqlite3.connect(tmp_path / "g.sqlite3")
+    holder.execute("BEGIN IMMEDIATE")  # e.g. a backup or a command beside the service
+    stop = asyncio.Event()
+    running = asyncio.create_task(keep_running("outbox", worker.run, stop, first_wait=0.05))
+    await asyncio.sleep(0.5)
+    assert not running.done() and not recorder.sent
+    holder.rollback()
+    holder.close()
+    await wait_for(lambda: recorder.sent)
+    stop.set()
+    await asyncio.wait_for(running, 10)
+    await engine.store.close()
+
+
+async def test_a_broken_gathering_file_is_logged_once_not_every_look(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    gathering_file = tmp_path / "retreat.toml"
+    gathering_file.write_text(GATHERING)
+    config_file = tmp_path / "gateway.toml"
+    config_file.write_text('gathering_files = ["*.toml"]\n[store]\npath = "g.sqlite3"\n')
+    config = load_config(config_file)
+    engine = await build_engine(config)
+    service = Service(config, engine, lambda *_: Channels())
+    service.watch_interval = 0.02
+    running = asyncio.create_task(service.run())
+    with caplog.at_level(logging.ERROR, logger="gateway.app.service"):
+        gathering_file.write_text(GATHERING.replace("capacity = 20", "capacity = -1"))
+        await asyncio.sleep(0.5)  # 25 looks at the files
+    refused = [r for r in caplog.records if "config not reloaded" in r.getMessage()]
+    assert len(refused) == 1
+    assert engine.gatherings["retreat"].capacity == 20  # the running config stays
     service.stop.set()
     await asyncio.wait_for(running, 10)
