@@ -131,6 +131,11 @@ class InboundMessage:
     #: the engine from the outbox: a vote on an older poll answers that poll's question, and
     #: a reply to an older form is read with that form's numbering.
     questions: tuple[str, ...] = ()
+    #: Whether the sender has shown they read what we send to this address, set by the
+    #: engine: always in Matrix (the homeserver authenticates senders); by email only with
+    #: our signed reply token or as a reply to one of our messages to them. Anyone can put
+    #: any address in From:, so changes to a registration by email need this.
+    proven: bool = False
 
 
 class OutKind(StrEnum):

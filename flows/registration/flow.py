@@ -75,7 +75,10 @@ def on_text(turn: Turn) -> None:
 def on_words(turn: Turn, text: str) -> None:
     command = read_command(text)
     if turn.state.pop("pending_cancel", False) and command and command.name in ("yes", "no"):
-        if command.name == "yes":
+        if command.name == "yes" and not turn.ctx.message.proven:
+            turn.state["pending_cancel"] = True
+            ask_for_proof(turn, "cancel")
+        elif command.name == "yes":
             cancel(turn)
         else:
             turn.say("kept", status=turn.status)
@@ -89,14 +92,20 @@ def on_words(turn: Turn, text: str) -> None:
     elif command and command.name in ("help", "status", "cancel", "change", "unsubscribe"):
         run_command(turn, command)
     elif turn.ctx.message.answers and turn.status != "cancelled":
-        take_numbered(turn)
+        if changes_a_registration(turn):
+            ask_for_proof(turn, "change")
+        else:
+            take_numbered(turn)
     elif turn.status == "confirming" and turn.pending():
         # The organisers added a question after the summary was shown: ask it before the
         # person can confirm, so every registration answers every current question.
         turn.status = "in_progress"
         ask_next(turn)
     elif turn.status in ("in_progress",) or turn.state.get("changing"):
-        answer_text(turn, text, command)
+        if changes_a_registration(turn):
+            ask_for_proof(turn, "change")
+        else:
+            answer_text(turn, text, command)
     else:
         by_status(turn, command)
 
@@ -124,7 +133,10 @@ def run_command(turn: Turn, command: Command) -> None:
 def by_status(turn: Turn, command: Command | None) -> None:
     """A message that is not an answer: what it means depends on where the person is."""
     name = command.name if command else ""
-    if turn.status == "confirming" and name in ("yes", "confirm"):
+    decides = turn.status in ("confirming", "offered") and name in ("yes", "confirm", "no")
+    if decides and not turn.ctx.message.proven:
+        ask_for_proof(turn, "confirm" if turn.status == "confirming" else f"offer_{name}")
+    elif turn.status == "confirming" and name in ("yes", "confirm"):
         confirm(turn)
     elif turn.status == "offered" and name in ("yes", "confirm"):
         accept_offer(turn)
@@ -137,6 +149,20 @@ def by_status(turn: Turn, command: Command | None) -> None:
         turn.say("status", items=summary_view(turn.questions, turn.answers), **status_context(turn))
     else:
         turn.say("help", status=turn.status, question=None)
+
+
+def changes_a_registration(turn: Turn) -> bool:
+    """Whether this message would change the answers of someone already registered (or
+    waiting, or offered a seat) without proof that it comes from them."""
+    settled = turn.status in ("registered", "waiting", "offered", "confirming")
+    return settled and not turn.ctx.message.proven
+
+
+def ask_for_proof(turn: Turn, action: str) -> None:
+    """Ask, in a message of ours that the person can answer, to say it again. The sender's
+    text is not repeated: it may not be theirs."""
+    turn.note("unproven", action=action, message=turn.ctx.message.external_id)
+    turn.say("prove", action=action)
 
 
 def begin(turn: Turn) -> None:

@@ -213,9 +213,14 @@ class Engine:
                 )
                 await self._apply_sends(tx, outcome, None, record.info, message, now, work)
             return decision.label, None, decision.detail
+        # A token only verifies when it is the sender's own (routing holds anyone else's).
+        proven = message.channel != Channel.EMAIL or message.target is not None
+        asked: tuple[str, ...] = ()
         if message.in_reply_to and person is not None:
-            asked = await replied_questions(tx, message.in_reply_to, person)
-            message = replace(message, questions=asked) if asked else message
+            replied = await replied_questions(tx, message.in_reply_to, person)
+            proven = proven or replied is not None
+            asked = replied or ()
+        message = replace(message, questions=asked, proven=proven)
         await self._run_step(tx, decision.target, message, now, work)
         return "applied", decision.target, decision.detail
 

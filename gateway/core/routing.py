@@ -227,13 +227,14 @@ def _new_conversation(
     return RouteDecision(Target(chosen.slug, default_flow, person), detail="new conversation")
 
 
-async def replied_questions(tx: Tx, in_reply_to: str, person: PersonId) -> tuple[str, ...]:
-    """The question ids of our message to `person` that `in_reply_to` names, if any."""
+async def replied_questions(tx: Tx, in_reply_to: str, person: PersonId) -> tuple[str, ...] | None:
+    """The question ids of our message to `person` that `in_reply_to` names; None when we
+    sent `person` no such message."""
     row = await tx.one(
         "SELECT json_extract(payload, '$.questions') FROM outbox"
         " WHERE external_id = ? AND person_id = ?",
         (in_reply_to, person),
     )
-    if row is None or not row[0]:
-        return ()
-    return tuple(str(q) for q in json.loads(row[0]))
+    if row is None:
+        return None
+    return tuple(str(q) for q in json.loads(row[0] or "[]"))

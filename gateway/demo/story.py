@@ -117,6 +117,10 @@ class Demo:
         message = person.says(text, at=self.clock.now)
         if answers:
             message = replace(message, answers=answers)
+        received = self.postbox.delivered[person.identity.address]
+        if person.channel == Channel.EMAIL and received:
+            # A mail client's reply names the message it answers (In-Reply-To).
+            message = replace(message, in_reply_to=f"demo-{received[-1].idempotency_key}")
         await self.engine.handle(message)
         return await self.deliver(person)
 

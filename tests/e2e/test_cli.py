@@ -14,7 +14,7 @@ import pytest
 from gateway.app.service import build_engine
 from gateway.cli.main import main
 from gateway.config import load_config
-from tests.kit.engine import RETREAT_TOML, text
+from tests.kit.engine import RETREAT_TOML, as_reply, text
 
 GATHERING = RETREAT_TOML.replace("capacity = 20", "capacity = 1")
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "email"
@@ -33,7 +33,7 @@ def config(tmp_path: Path) -> Path:
         engine = await build_engine(load_config(path))
         for who in ("ana@example.org", "bo@example.org"):  # one seat: bo ends up waiting
             for words in ("hello", "1", "yes"):
-                await engine.handle(text(who, words))
+                await engine.handle(await as_reply(engine, text(who, words)))
         await engine.store.close()
 
     asyncio.run(register())
@@ -113,7 +113,7 @@ def test_export_neutralises_formulas_and_keeps_person_and_answer_columns_apart(
         await engine.handle(text("ana@example.org", "hello"))
         form_reply = replace(text("ana@example.org", ""), answers={1: hostile, 2: "1"})
         await engine.handle(form_reply)
-        await engine.handle(text("ana@example.org", "yes"))
+        await engine.handle(await as_reply(engine, text("ana@example.org", "yes")))
         await engine.store.close()
 
     asyncio.run(register())

@@ -18,6 +18,7 @@ from gateway.config import load_config
 from gateway.core.engine import Engine
 from gateway.model import CalendarAnswer, Channel, Identity, InboundKind, InboundMessage
 from gateway.ops.crews.commands import handle_crews_command
+from tests.kit.engine import as_reply
 
 GATHERING = """
 slug = "camp"
@@ -111,17 +112,20 @@ def register(config: Path, people: range) -> None:
             who = person(i)
             await engine.handle(message(who, "hello"))
             await engine.handle(
-                message(
-                    who,
-                    answers={
-                        1: "1",
-                        2: f"P{i} likes maps",
-                        3: "p1@example.org" if i == 0 else "skip",
-                        4: "yes" if i % 2 == 0 else "no",
-                    },
+                await as_reply(
+                    engine,
+                    message(
+                        who,
+                        answers={
+                            1: "1",
+                            2: f"P{i} likes maps",
+                            3: "p1@example.org" if i == 0 else "skip",
+                            4: "yes" if i % 2 == 0 else "no",
+                        },
+                    ),
                 )
             )
-            await engine.handle(message(who, "yes"))
+            await engine.handle(await as_reply(engine, message(who, "yes")))
 
     with_engine(config, go)
 
@@ -277,8 +281,8 @@ def test_a_cancellation_after_approval_tells_only_the_affected_crew(
     before = sql(config, "SELECT MAX(id) FROM outbox")[0][0]
 
     async def cancel(engine: Engine) -> None:
-        await engine.handle(message(person(4), "cancel"))
-        await engine.handle(message(person(4), "yes"))
+        await engine.handle(await as_reply(engine, message(person(4), "cancel")))
+        await engine.handle(await as_reply(engine, message(person(4), "yes")))
 
     with_engine(config, cancel)
     code, repair, err = cli(capsys, "update", "camp", "-c", str(config))

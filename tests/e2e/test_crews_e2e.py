@@ -34,6 +34,7 @@ from gateway.ops.crews import commands as crews_ops
 from gateway.ops.crews.inputs import load_registrants
 from tests.kit import email as kit
 from tests.kit.email_participant import Participant, plain_text
+from tests.kit.engine import as_reply
 from tests.kit.matrix import room_history, sync_until
 from tests.kit.service import email_toml, matrix_toml
 from tests.kit.service import running as running_service
@@ -139,8 +140,9 @@ async def register(engine: Engine, member: Member) -> None:
         for answer in (member.bio, member.diet, share):
             await engine.handle(says(member, answer))
     else:
-        await engine.handle(says(member, answers={1: member.bio, 2: member.diet, 3: share}))
-    await engine.handle(says(member, "yes"))
+        form = says(member, answers={1: member.bio, 2: member.diet, 3: share})
+        await engine.handle(await as_reply(engine, form))
+    await engine.handle(await as_reply(engine, says(member, "yes")))
 
 
 @asynccontextmanager
@@ -451,8 +453,9 @@ async def repair_crew_2(camp: Camp) -> tuple[Member, Member]:
     """Cy (Matrix) and Fay (email) cancel, Gus (Matrix) and Hal (email) register late; the
     organiser runs `gateway crews update` and approves. Returns (Gus, Hal)."""
     for name in ("Cy", "Fay"):
-        await camp.engine.handle(says(camp.members[name], "cancel"))
-        await camp.engine.handle(says(camp.members[name], "yes"))
+        who = camp.members[name]
+        await camp.engine.handle(await as_reply(camp.engine, says(who, "cancel")))
+        await camp.engine.handle(await as_reply(camp.engine, says(who, "yes")))
     gus, hal = await camp.add("Gus", True, "matrix"), await camp.add("Hal", False, "email")
     repair = await crews_ops.update(camp.engine, "camp")
     assert "Repair proposal" in repair, repair

@@ -365,13 +365,13 @@ async def test_unsubscribe_stops_announcements_and_keeps_the_registration(tmp_pa
     from gateway.app.registry import default_flows
     from gateway.core.engine import Engine
     from gateway.store import open_store
-    from tests.kit.engine import gathering, text
+    from tests.kit.engine import as_reply, gathering, text
 
     store = await open_store(tmp_path / "u.sqlite3")
     try:
         engine = Engine(store, default_flows(), {"camp": gathering()})
         for words in ("hello", "yes", "unsubscribe"):
-            await engine.handle(text("ana@example.org", words))
+            await engine.handle(await as_reply(engine, text("ana@example.org", words)))
         async with store.read() as tx:
             row = await tx.one("SELECT status, state FROM flow_runs WHERE person_id = 1")
             last = await tx.one("SELECT payload FROM outbox ORDER BY id DESC LIMIT 1")
@@ -516,3 +516,22 @@ async def test_a_greeting_after_the_welcome_is_not_taken_as_an_answer(tmp_path: 
         assert state["answers"] == {"name": "Bo Ng", "city": "Gent"}
     finally:
         await gw.close()
+
+
+async def test_a_forged_cancel_does_not_cancel_and_the_real_person_is_asked(gw: Harness) -> None:
+    """ "cancel" then "yes" from a spoofed From:, with no token and no In-Reply-To, cancelled
+    the seat. Only a reply to one of our messages to that address may change a registration."""
+    await register_by_email(gw, ANA)
+    assert await status_of(gw, ANA) == "registered"
+    [forged_change] = await gw.say(ANA, "", answers={1: "omnivore"}, in_reply_to=None)
+    assert "not applied" in forged_change.text
+    assert (await gw.run(await gw.person_of(ANA)))[1]["answers"]["diet"] == "vegan"
+    [question] = await gw.say(ANA, "cancel", in_reply_to=None)  # forged: a fresh mail
+    assert "cancel" in question.text.lower()
+    [asked] = await gw.say(ANA, "yes", in_reply_to=None)
+    assert "not as a reply" in asked.text and "http" not in asked.text
+    assert await status_of(gw, ANA) == "registered"
+    # The real Ana replies to our message: now it is her.
+    sent = await gw.say(ANA, "yes")
+    assert await status_of(gw, ANA) == "cancelled"
+    assert any(i.invite is not None and i.invite.method == "CANCEL" for i in sent)

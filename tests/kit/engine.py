@@ -7,13 +7,14 @@ proven against real servers in tests/matrix and tests/email.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import ClassVar
 
 from flows.base import Outcome, StepContext
 from flows.config import GatheringConfig
+from gateway.core.engine import Engine
 from gateway.core.render import Renderer
 from gateway.model import (
     GATHERING_SUBJECT,
@@ -24,7 +25,9 @@ from gateway.model import (
     InboundMessage,
     OutboxItem,
     Outgoing,
+    PersonId,
     SetTimer,
+    Target,
 )
 from gateway.ports import PermanentError, TransientError
 
@@ -152,3 +155,21 @@ class Clock:
 
     def advance(self, **delta: float) -> None:
         self.now += timedelta(**delta)
+
+
+async def as_reply(engine: Engine, message: InboundMessage) -> InboundMessage:
+    """`message` as a mail client's Reply sends it: to our Reply-To address, whose signed
+    token names the sender's latest conversation (the email channel turns it into `target`).
+    Only such a reply, or one naming our message in In-Reply-To, may change a registration."""
+    assert message.sender is not None
+    async with engine.store.read() as tx:
+        row = await tx.one(
+            "SELECT o.person_id, o.gathering, o.flow FROM outbox o"
+            " JOIN identities i ON i.person_id = o.person_id"
+            " WHERE i.kind = 'email' AND i.address = ? AND o.gathering IS NOT NULL"
+            " ORDER BY o.id DESC LIMIT 1",
+            (message.sender.address,),
+        )
+    if row is None:
+        return message
+    return replace(message, target=Target(row[1], row[2], PersonId(row[0])))

@@ -127,7 +127,13 @@ class Harness:
         return await self.engine.handle(message)
 
     async def say(self, sender: Identity, text: str = "", **fields: Any) -> list[OutboxItem]:
-        """Handle one message from `sender` and return what the gateway sent as a result."""
+        """Handle one message from `sender` and return what the gateway sent as a result.
+
+        By email it is a reply to the last message sent to the sender, as a mail client's
+        Reply is (pass `in_reply_to=None` for a fresh mail, e.g. a forged one)."""
+        if sender.kind == IdentityKind.EMAIL and "in_reply_to" not in fields:
+            mine = [i for i in self.transports[Channel.EMAIL].sent if i.address == sender.address]
+            fields["in_reply_to"] = f"out-{mine[-1].idempotency_key}" if mine else None
         await self.handle(inbound(sender, text, at=self.clock.now, **fields))
         return await self.deliver()
 

@@ -90,7 +90,7 @@ class Step:
             received_at=self.now,
             text=self.text,
             target=Target("camp", "registration", ME),
-            **self.fields,
+            **{"proven": True, **self.fields},  # as the engine marks a verified sender
         )
         ctx = StepContext(
             message=message,
