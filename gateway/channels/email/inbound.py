@@ -86,6 +86,15 @@ def own_addresses(settings: EmailSettings) -> frozenset[str]:
     return frozenset({settings.address.strip().lower()})
 
 
+def is_own_address(address: str, settings: EmailSettings) -> bool:
+    """Our address or any plus address of it (`local+anything@domain`): mail from there is
+    our own coming back (a loop, or a forgery), never a person."""
+    local, _, domain = settings.address.strip().lower().rpartition("@")
+    their_local, _, their_domain = address.strip().lower().rpartition("@")
+    base = their_local.split("+", 1)[0]
+    return their_domain == domain and base == local
+
+
 def external_id(parsed: ParsedEmail, raw: bytes) -> str:
     """The inbox dedupe key: the Message-ID, or a hash of the bytes when there is none."""
     if parsed.message_id:
@@ -111,7 +120,6 @@ def read_email(
     received_at: datetime | None = None,
 ) -> Reading:
     """Map a parsed mail to an InboundMessage and explain the routing decision."""
-    own = own_addresses(settings)
     base: dict[str, Any] = {
         "channel": Channel.EMAIL,
         "external_id": external_id(parsed, raw),
@@ -124,7 +132,11 @@ def read_email(
         reason = f"sender authentication failed ({parsed.auth_detail or 'dmarc/dkim'})"
         message = InboundMessage(kind=InboundKind.REJECTED, text=reason, **base)
         return Reading(message, f"rejected, not answered: {reason}", token_state)
-    if parsed.from_address and parsed.from_address in own and parsed.kind != "bounce":
+    if (
+        parsed.from_address
+        and is_own_address(parsed.from_address, settings)
+        and parsed.kind != "bounce"
+    ):
         reason = "mail from the gateway's own address (loop guard)"
         message = InboundMessage(kind=InboundKind.REJECTED, text=reason, **base)
         return Reading(message, f"rejected, not answered: {reason}", token_state)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from gateway.channels.email.inbound import (
     conversation_index,
     conversation_slug,
@@ -84,9 +86,18 @@ def test_dmarc_failure_is_rejected_without_answering_the_possibly_forged_sender(
     assert "authentication failed" in message.text
 
 
-def test_mail_from_our_own_address_is_never_answered() -> None:
-    message = inbound(mail("camp@example.org", From="camp@example.org"))
+@pytest.mark.parametrize(
+    "sender", ["camp@example.org", "CAMP+x7Kq2@example.org", "camp+anything@Example.ORG"]
+)
+def test_mail_from_our_own_address_is_never_answered(sender: str) -> None:
+    """Mail from our plus addresses (a loop, or a forgery) created a person and got a form."""
+    message = inbound(mail("camp@example.org", From=sender))
     assert message.kind == InboundKind.REJECTED and message.sender is None
+
+
+def test_a_neighbour_address_is_a_person() -> None:
+    message = inbound(mail("camp@example.org", From="campus+x@example.org"))
+    assert message.kind == InboundKind.TEXT and message.sender is not None
 
 
 def test_auto_reply_bounce_and_calendar_reply_kinds() -> None:
