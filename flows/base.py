@@ -98,6 +98,12 @@ class Outcome:
     ignored: bool = False
 
 
+#: The COMMAND a flow's gathering-level run gets when an organiser edited the gathering's
+#: file (only flows with `config_aware = True`): it may act on the new config now,
+#: e.g. offer the seats a larger capacity made free, instead of at the next message.
+CONFIG_CHANGED = "config_changed"
+
+
 class Flow(Protocol):
     """A workflow module. One instance serves every gathering; config comes in the context."""
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import ClassVar
 
-from flows.base import Outcome, StepContext
+from flows.base import CONFIG_CHANGED, Outcome, StepContext
 from flows.common.forms import (
     Problem,
     applicable,
@@ -45,6 +45,8 @@ from gateway.model import InboundKind, InboundMessage
 class Registration:
     name: ClassVar[str] = "registration"
     reads: ClassVar[tuple[str, ...]] = ()
+    #: A larger capacity offers its free seats to the waiting list at once.
+    config_aware: ClassVar[bool] = True
 
     def wants(self, message: InboundMessage, status: str) -> bool:
         # The engine asks the most recently active run first, so claiming "yes"/"no" here
@@ -59,6 +61,10 @@ class Registration:
 
     def step(self, ctx: StepContext) -> Outcome:
         if ctx.is_gathering_run:
+            if ctx.message.kind == InboundKind.COMMAND and ctx.message.text == CONFIG_CHANGED:
+                turn = Turn.start(ctx)
+                turn.offer_seats()
+                return turn.finish()
             return Outcome(ignored=True)
         handler = _HANDLERS.get(ctx.message.kind)
         if handler is None:

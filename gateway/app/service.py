@@ -103,6 +103,7 @@ class Service:
         self._mtimes = _mtimes(config)
         #: Seconds between looks at the config files' modification times.
         self.watch_interval = 2.0
+        self._reloads: set[asyncio.Task[object]] = set()
 
     def wake(self) -> None:
         """Called after inbound messages commit: outbox rows and timers may be due now."""
@@ -118,8 +119,15 @@ class Service:
             # Remember the broken files' times: the next look must not log it again.
             self._mtimes = _mtimes(self.config)
             return
+        before = self.engine.gatherings
         self.config = fresh
         self.engine.reload(fresh.gatherings)
+        # Flows act on the new config now (a larger capacity offers seats), not at the next
+        # message; the task is kept so that it finishes, and waited for on stop.
+        task = asyncio.get_running_loop().create_task(self.engine.config_changed(before))
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+        task.add_done_callback(lambda _: self.wake())
         for hook in self.channels.on_reload:
             hook(fresh)
         self._mtimes = _mtimes(fresh)
@@ -167,6 +175,8 @@ class Service:
         finally:
             for sig in handled:
                 loop.remove_signal_handler(sig)
+            if self._reloads:
+                await asyncio.gather(*self._reloads, return_exceptions=True)
             for close in self.channels.closers:
                 await close()
             await self.engine.store.close()

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from flows.base import Flow, Outcome, PersonInfo, State, StepContext
+from flows.base import CONFIG_CHANGED, Flow, Outcome, PersonInfo, State, StepContext
 from flows.config import GatheringConfig
 from gateway.core.committer import GroupCommitter
 from gateway.core.intake import clean_message
@@ -122,9 +122,29 @@ class Engine:
 
     def reload(self, gatherings: Mapping[str, GatheringConfig]) -> None:
         """Swap in edited gathering files (and re-read templates); answers are keyed by
-        question id, so none is lost."""
+        question id, so none is lost. Call `config_changed` after it."""
         self.gatherings = dict(gatherings)
         self.enqueuer.renderer.clear()
+
+    async def config_changed(self, before: Mapping[str, GatheringConfig]) -> list[Handled]:
+        """Tell the gathering-level run of each config-aware flow of every gathering whose
+        file changed, so it can act on the new config at once."""
+        now = self.clock()
+        messages = [
+            InboundMessage(
+                channel=Channel.INTERNAL,
+                external_id=f"{CONFIG_CHANGED}/{slug}/{name}/{now.isoformat()}",
+                kind=InboundKind.COMMAND,
+                received_at=now,
+                text=CONFIG_CHANGED,
+                target=Target(slug, name, GATHERING_SUBJECT),
+            )
+            for slug, gathering in self.gatherings.items()
+            if slug in before and before[slug] != gathering
+            for name, flow in self.flows.items()
+            if getattr(flow, "config_aware", False)
+        ]
+        return await self.handle_batch(messages) if messages else []
 
     async def handle(
         self, message: InboundMessage, *, cursor: tuple[str, str] | None = None

@@ -535,3 +535,24 @@ async def test_a_forged_cancel_does_not_cancel_and_the_real_person_is_asked(gw: 
     sent = await gw.say(ANA, "yes")
     assert await status_of(gw, ANA) == "cancelled"
     assert any(i.invite is not None and i.invite.method == "CANCEL" for i in sent)
+
+
+async def test_raising_capacity_offers_the_free_seats_at_once(tmp_path: Path) -> None:
+    """Nothing moved until the next message; now the edit itself offers the seats."""
+    gw = await Harness.open(tmp_path, {"registration": Registration()}, {"camp": camp(1)})
+    try:
+        await register_by_email(gw, ANA)
+        await register_by_email(gw, CY)
+        assert await status_of(gw, CY) == "waiting"
+        before = gw.engine.gatherings
+        gw.engine.reload({"camp": camp(2)})
+        await gw.engine.config_changed(before)
+        sent = await gw.deliver()
+        assert await status_of(gw, CY) == "offered"
+        assert [i.address for i in sent] == [CY.address]
+        # An edit that frees nothing moves nothing.
+        gw.engine.reload({"camp": camp(2, [*QUESTIONS])})
+        await gw.engine.config_changed({"camp": camp(1)})
+        assert await gw.deliver() == []
+    finally:
+        await gw.close()
