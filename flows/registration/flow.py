@@ -33,6 +33,7 @@ from flows.registration.seating import (
     cancel,
     confirm,
     hold_timer,
+    leave_quietly,
     receive_offer,
     status_context,
     window_closed,
@@ -195,6 +196,8 @@ def on_tick(turn: Turn) -> None:
 def on_event(turn: Turn) -> None:
     if turn.ctx.message.text == "offer_seat":
         receive_offer(turn)
+    elif turn.ctx.message.text == "forget":
+        leave_quietly(turn)
     else:
         turn.note("unknown_event", name=turn.ctx.message.text)
 

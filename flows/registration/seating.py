@@ -88,6 +88,18 @@ def cancel(turn: Turn, reason: str = "cancelled") -> None:
     turn.offer_seats()
 
 
+def leave_quietly(turn: Turn) -> None:
+    """The person is being erased (`gateway forget`): their seat, place or offer goes to the
+    next person, and nothing is sent to an address about to be blanked."""
+    if turn.status in ("", "cancelled"):
+        return
+    turn.seats.release(turn.person)
+    turn.status = "cancelled"
+    turn.state["left"] = "erased"
+    turn.outcome.cancel_timers.append("hold")
+    turn.offer_seats()
+
+
 def receive_offer(turn: Turn) -> None:
     """A seat was freed for this person (an `offer_seat` event from another run)."""
     expires = turn.seats.offers.get(turn.person)

@@ -8,14 +8,17 @@ from collections.abc import Callable
 from gateway.app.service import Channels, Service, build_engine
 from gateway.channels.email.failures import MIGRATIONS as EMAIL_MIGRATIONS
 from gateway.channels.email.failures import MailFailures
+from gateway.channels.email.failures import forget_identities as email_forget
 from gateway.channels.email.inbound import conversation_index, token_maker
 from gateway.channels.email.receive import ImapReader, MailIntake, MailListener
 from gateway.channels.email.send import EmailTransport
+from gateway.channels.matrix.rooms import forget_identities as matrix_forget
 from gateway.channels.matrix.transport import MIGRATIONS as MATRIX_MIGRATIONS
 from gateway.channels.matrix.transport import MatrixTransport
 from gateway.config import LoadedConfig
 from gateway.core.engine import Engine
 from gateway.model import Channel, PersonId
+from gateway.ops.privacy import EraseHook
 from gateway.store import Store
 from gateway.store.db import load_cursor
 from gateway.store.migrations import Migration
@@ -93,3 +96,9 @@ async def root_subject(store: Store, key: str) -> str | None:
             (key,),
         )
     return str(row[0]) if row and row[0] else None
+
+
+def erase_hooks() -> list[EraseHook]:
+    """What each channel keeps about a person, erased by `gateway forget` (both always run:
+    a channel's tables may exist from an earlier config even when it is off now)."""
+    return [email_forget, matrix_forget]

@@ -200,8 +200,10 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _forget(args: argparse.Namespace) -> int:
+    from gateway.app.channels import erase_hooks
     from gateway.app.service import build_engine
-    from gateway.ops.reports import forget_person, resolve_person
+    from gateway.ops.privacy import StillInLog, forget_person, leave_runs
+    from gateway.ops.reports import resolve_person
 
     config = load_config(args.config)
 
@@ -215,9 +217,17 @@ def _forget(args: argparse.Namespace) -> int:
             if not args.yes and not _confirm(f"Erase all personal data of person {person}?"):
                 print("nothing erased")
                 return 1
-            touched = await forget_person(engine.store, person)
+            await leave_runs(engine, person)  # seats freed and offered, like a cancellation
+            touched = await forget_person(engine.store, person, erase_hooks())
         except LookupError as exc:
             print(str(exc), file=sys.stderr)
+            return 1
+        except StillInLog as exc:
+            print(
+                f"person {person} erased, but {exc}: the erased data stays in the database's"
+                " -wal file until its next checkpoint; run forget again once it is stopped",
+                file=sys.stderr,
+            )
             return 1
         finally:
             await engine.store.close()

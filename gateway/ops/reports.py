@@ -17,7 +17,7 @@ from flows.config import GatheringConfig
 from gateway.channels.email.failures import QUARANTINE, SetAside, quarantined
 from gateway.core.people import find_person
 from gateway.model import Identity, PersonId
-from gateway.store.db import Store, Tx, now_iso
+from gateway.store.db import Store
 
 #: Registration statuses in the order organisers read them.
 STATUSES = ("registered", "offered", "waiting", "confirming", "in_progress", "cancelled")
@@ -216,75 +216,3 @@ async def resolve_person(store: Store, ref: str) -> PersonId | None:
     identity = Identity.matrix(ref) if ref.startswith("@") else Identity.email(ref)
     async with store.read() as tx:
         return await find_person(tx, identity)
-
-
-async def forget_person(store: Store, person: PersonId) -> dict[str, int]:
-    """Erase a person's personal data everywhere, keeping only anonymous counts.
-
-    Identities and audit lines are deleted; flow states keep only their status (so seat and
-    status counts stay right); message texts in the inbox and outbox are blanked. Returns how
-    many rows of each kind were touched, for the organiser's confirmation.
-    """
-    if person == 0:
-        raise ValueError("person 0 is the gathering itself")
-    stamp = now_iso()
-    async with store.transaction() as tx:
-        exists = await tx.one("SELECT 1 FROM people WHERE id = ?", (person,))
-        if not exists:
-            raise LookupError(f"no person {person}")
-        mxids = [
-            r[0]
-            for r in await tx.all(
-                "SELECT address FROM identities WHERE person_id = ? AND kind = 'matrix'", (person,)
-            )
-        ]
-        touched = {
-            "matrix_rooms": await _forget_matrix(tx, mxids),
-            "identities": await tx.execute("DELETE FROM identities WHERE person_id = ?", (person,)),
-            "audit": await tx.execute("DELETE FROM audit WHERE person_id = ?", (person,)),
-            "flow_runs": await tx.execute(
-                "UPDATE flow_runs SET state = '{}' WHERE person_id = ?", (person,)
-            ),
-            # Unsent messages to the person are dropped with the data they carry.
-            "outbox": await tx.execute(
-                "UPDATE outbox SET address = '', payload = json_object('erased', 1),"
-                " status = CASE WHEN status IN ('pending', 'sending') THEN 'dead' ELSE status END,"
-                " last_error = CASE WHEN status IN ('pending', 'sending') THEN 'person erased'"
-                " ELSE last_error END WHERE person_id = ?",
-                (person,),
-            ),
-            "inbox": await tx.execute(
-                "UPDATE inbox SET detail = '' WHERE person_id = ?", (person,)
-            ),
-            "timers": await tx.execute("DELETE FROM timers WHERE person_id = ?", (person,)),
-        }
-        await tx.execute(
-            "UPDATE people SET display_name = '', erased_at = ? WHERE id = ?", (stamp, person)
-        )
-    # With secure_delete on, freed pages are zeroed; the checkpoint then clears the WAL, so
-    # the erased data is not left behind in the files either.
-    await store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    return touched
-
-
-async def _forget_matrix(tx: Tx, mxids: list[str]) -> int:
-    """The Matrix transport names people by Matrix id in its room directory and in events
-    held for a late room key: drop them there too."""
-    pending = await tx.has_table("matrix_pending")
-    rooms = await tx.has_table("matrix_rooms")
-    changed = 0
-    for mxid in mxids:
-        if pending:
-            changed += await tx.execute("DELETE FROM matrix_pending WHERE sender = ?", (mxid,))
-        if not rooms:
-            continue
-        changed += await tx.execute(
-            "DELETE FROM matrix_rooms WHERE kind = 'direct' AND key = ?", (mxid,)
-        )
-        changed += await tx.execute(
-            "UPDATE matrix_rooms SET members = (SELECT json_group_array(value)"
-            " FROM json_each(members) WHERE value != ?) WHERE kind = 'group'"
-            " AND EXISTS (SELECT 1 FROM json_each(members) WHERE value = ?)",
-            (mxid, mxid),
-        )
-    return changed

@@ -64,18 +64,29 @@ def test_export_writes_answers_by_question_id(
     assert main(["export", "nope", "-c", str(config)]) == 2
 
 
-def test_forget_erases_a_person_and_keeps_the_counts(
+def test_forget_erases_a_person_and_frees_what_they_held(
     config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["forget", "bo@example.org", "--yes", "-c", str(config)]) == 0
+    """A forgotten person held their seat in `status` while `export` no longer showed them;
+    now their seat goes to the waiting list, and neither the database nor its WAL keeps
+    their address."""
+    import sqlite3
+
+    database = tmp_path / "g.sqlite3"
+    reader = sqlite3.connect(database)  # another program reading beside the command
+    reader.execute("SELECT COUNT(*) FROM people").fetchall()
+    assert main(["forget", "ana@example.org", "--yes", "-c", str(config)]) == 0
     assert main(["export", "retreat", "-c", str(config)]) == 0
     out = capsys.readouterr().out
-    assert "bo@example.org" not in out
+    assert "ana@example.org" not in out
     assert main(["status", "-c", str(config)]) == 0
-    assert capsys.readouterr().out.splitlines()[2].split()[:5] == ["retreat", "1", "1", "0", "1"]
-    database = (tmp_path / "g.sqlite3").read_bytes()
-    assert b"bo@example.org" not in database.replace(b"\x00", b"")
-    assert main(["forget", "bo@example.org", "--yes", "-c", str(config)]) == 1
+    # registered 0, offered 1 (bo, from the waiting list), waiting 0
+    assert capsys.readouterr().out.splitlines()[2].split()[:5] == ["retreat", "1", "0", "1", "0"]
+    for path in (database, database.with_name("g.sqlite3-wal")):
+        if path.exists():
+            assert b"ana@example.org" not in path.read_bytes().replace(b"\x00", b"")
+    reader.close()
+    assert main(["forget", "ana@example.org", "--yes", "-c", str(config)]) == 1
 
 
 def test_mail_inspect_prints_the_reading_as_json(

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from gateway.model import Identity, IdentityKind
 from gateway.ports import EngineStopped
 from gateway.store.db import Store, Tx, now_iso
 from gateway.store.migrations import Migration
@@ -181,3 +182,18 @@ async def quarantined_raw(store: Store, number: int) -> bytes | None:
             return None
         row = await tx.one("SELECT raw FROM mail_quarantine WHERE id = ?", (number,))
     return bytes(row[0]) if row else None
+
+
+async def forget_identities(tx: Tx, identities: Sequence[Identity], names: Sequence[str]) -> int:
+    """The erase hook of the email channel: mail set aside from (or naming) the person, with
+    its raw bytes, and failure records keyed by their messages."""
+    if not await tx.has_table("mail_quarantine"):
+        return 0
+    changed = 0
+    for address in (i.address for i in identities if i.kind == IdentityKind.EMAIL):
+        changed += await tx.execute(
+            "DELETE FROM mail_quarantine WHERE lower(sender) = lower(?)"
+            " OR instr(lower(CAST(raw AS TEXT)), lower(?)) > 0",
+            (address, address),
+        )
+    return changed

@@ -23,8 +23,9 @@ import aiohttp
 from nio import AsyncClient, ErrorResponse, RoomCreateResponse, RoomPreset, RoomVisibility
 from nio.api import Api
 
+from gateway.model import Identity, IdentityKind
 from gateway.ports import PermanentError, TransientError
-from gateway.store.db import Row, Store, now_iso
+from gateway.store.db import Row, Store, Tx, now_iso
 from gateway.store.migrations import Migration
 
 log = logging.getLogger(__name__)
@@ -324,3 +325,27 @@ class RoomDirectory:
 
     def _lock(self, name: str) -> asyncio.Lock:
         return self._locks.setdefault(name, asyncio.Lock())
+
+
+async def forget_identities(tx: Tx, identities: Sequence[Identity], names: Sequence[str]) -> int:
+    """The erase hook of the Matrix channel: it names people by Matrix id in its room
+    directory and in events held for a late room key."""
+    mxids = [i.address for i in identities if i.kind == IdentityKind.MATRIX]
+    pending = await tx.has_table("matrix_pending")
+    rooms = await tx.has_table("matrix_rooms")
+    changed = 0
+    for mxid in mxids:
+        if pending:
+            changed += await tx.execute("DELETE FROM matrix_pending WHERE sender = ?", (mxid,))
+        if not rooms:
+            continue
+        changed += await tx.execute(
+            "DELETE FROM matrix_rooms WHERE kind = 'direct' AND key = ?", (mxid,)
+        )
+        changed += await tx.execute(
+            "UPDATE matrix_rooms SET members = (SELECT json_group_array(value)"
+            " FROM json_each(members) WHERE value != ?) WHERE kind = 'group'"
+            " AND EXISTS (SELECT 1 FROM json_each(members) WHERE value = ?)",
+            (mxid, mxid),
+        )
+    return changed
