@@ -92,6 +92,25 @@ class RegistrationConfig(Strict):
     hold_hours: Annotated[float, Field(gt=0, le=24 * 30)] = 48
     waiting_list: bool = True
     questions: list[Question] = Field(default_factory=list)
+    #: The question whose answer is how the person is named to others (crew introductions);
+    #: by default the question with the id "name", if there is one, else the name their
+    #: mail client or Matrix profile shows.
+    name_question: str | None = None
+
+    @model_validator(mode="after")
+    def _name_question_exists(self) -> RegistrationConfig:
+        if self.name_question is not None and all(
+            q.id != self.name_question for q in self.questions
+        ):
+            raise ValueError(f"name_question {self.name_question!r} is not a question id")
+        return self
+
+    @property
+    def chosen_name_question(self) -> str | None:
+        """The id of the question that names the person, if any."""
+        if self.name_question is not None:
+            return self.name_question
+        return "name" if any(q.id == "name" for q in self.questions) else None
 
     @field_validator("questions")
     @classmethod

@@ -75,8 +75,13 @@ def show_answer(question: Question, value: Any) -> str:
 def member_card(
     gathering: GatheringConfig, person: PersonId, run: RunView | None
 ) -> dict[str, Any]:
-    """A member as crewmates see them: the name, plus shared answers when consented."""
-    name = (run.display_name if run else "") or f"#{person}"
+    """A member as crewmates see them: the name they chose (the registration's name
+    question), else the name their mail client or Matrix profile shows, plus shared answers
+    when consented."""
+    chosen_id = gathering.registration.chosen_name_question
+    chosen = answers_of(run).get(chosen_id) if run and chosen_id else None
+    name = (str(chosen).strip() if chosen else "") or (run.display_name if run else "")
+    name = name or f"#{person}"
     fields: list[dict[str, str]] = []
     if consented(gathering, run):
         answers = answers_of(run)
