@@ -337,3 +337,9 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
 
 def _small(value: object) -> bool:
     return isinstance(value, (str, int, float, bool)) and len(repr(value)) < 60
+
+
+def crew_overrides_path(config: LoadedConfig, slug: str) -> Path:
+    """The organisers' crew overrides file of a gathering: `<slug>.crews.toml` beside its
+    gathering file. The CLI and the organisers' room both take it from here."""
+    return config.sources[slug].parent / f"{slug}{CREW_OVERRIDES_SUFFIX}"

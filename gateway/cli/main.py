@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway.cli.mail import mail_parser
-from gateway.config import CREW_OVERRIDES_SUFFIX, ConfigError, LoadedConfig, load_config
+from gateway.config import ConfigError, LoadedConfig, crew_overrides_path, load_config
 from gateway.store.db import StoreMissing
 
 if TYPE_CHECKING:
@@ -391,8 +391,7 @@ def _crews_run(args: argparse.Namespace) -> int:
     slug = args.gathering
     solve_args: dict[str, Any] = {}
     if hasattr(args, "seconds"):
-        beside = config.sources[slug].parent
-        overrides = args.overrides or beside / f"{slug}{CREW_OVERRIDES_SUFFIX}"
+        overrides = args.overrides or crew_overrides_path(config, slug)
         solve_args = {
             "overrides": overrides,
             "seconds": args.seconds,

@@ -217,6 +217,13 @@ def test_propose_pin_override_approve_and_roster(
     full = list(placed.values()).count(target) == 5
     assert len(others) == (1 if full else 0) and not others & {"P0", "P1"}
 
+    # A pin the proposal cannot honour is refused and not kept: the next propose works.
+    code, _, err = cli(capsys, "pin", "camp", "p3@example.org", "9", "-c", str(config))
+    assert code == 1 and "the pin was not kept" in err
+    code, again, err = cli(capsys, "propose", "camp", "-c", str(config))
+    assert code == 0, err
+    assert "P3 [pinned" not in again
+
     overrides = config.parent / "gatherings" / "camp.crews.toml"
     overrides.write_text('[pins]\n"P5" = 1\n[[move]]\nperson = "@nobody:example.org"\ncrew = 1\n')
     code, moved, err = cli(capsys, "propose", "camp", "-c", str(config))
@@ -340,3 +347,27 @@ def test_a_new_round_cancels_every_old_call_and_names_rooms_for_people(
     invites = sql(config, "SELECT person_id, uid, method FROM invites WHERE flow = 'crews'")
     assert {(p, u, "CANCEL") for p, u in old.items()} <= set(invites)
     assert len([i for i in invites if "-r2-" in i[1] and i[2] == "REQUEST"]) == 8
+
+
+async def test_the_organisers_room_uses_the_overrides_file_the_cli_uses(tmp_path: Path) -> None:
+    """`!crews propose` ignored the overrides file that `gateway crews propose` honours."""
+    from gateway.app.channels import build_channels
+    from gateway.channels.matrix.transport import MatrixTransport
+    from gateway.config import crew_overrides_path
+    from tests.kit.service import camp_toml, matrix_toml
+
+    path = tmp_path / "gateway.toml"
+    path.write_text(camp_toml(matrix_toml("http://127.0.0.1:9", "@bot:hs", "t", "mx")))
+    config = load_config(path)
+    engine = await build_engine(config)
+    try:
+        channels = build_channels(config, engine, lambda: None)
+        bot = channels.senders[Channel.MATRIX]
+        assert isinstance(bot, MatrixTransport)
+        expected = tmp_path / "camp.crews.toml"
+        assert bot.commands.crew_overrides("camp") == crew_overrides_path(config, "camp")
+        assert crew_overrides_path(config, "camp") == expected
+        for close in channels.closers:
+            await close()
+    finally:
+        await engine.store.close()

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from nio import RoomResolveAliasResponse, UploadResponse
@@ -61,6 +63,8 @@ class OrganiserCommands:
     def __init__(self, transport: MatrixTransport, organisers: frozenset[str]) -> None:
         self.transport = transport
         self.organisers = organisers
+        #: The crew overrides file of a gathering (set by the app, as the CLI finds it).
+        self.crew_overrides: Callable[[str], Path | None] = lambda slug: None
         #: The organisers' room id, once `resolve_room` has turned an alias into it.
         self.room_id: str | None = None
         #: Crew solves run beside the sync loop (they take seconds); kept so they finish.
@@ -188,7 +192,12 @@ class OrganiserCommands:
         try:
             # The wired object is the engine; crews operations still take it whole until
             # room commands go through the one organiser-command router.
-            reply = await handle_crews_command(engine, slug, [args] if args else [])  # type: ignore[arg-type]
+            reply = await handle_crews_command(
+                engine,  # type: ignore[arg-type]
+                slug,
+                [args] if args else [],
+                overrides=self.crew_overrides(slug),
+            )
             await self._say(room_id, message, reply)
         except (SendError, OSError) as exc:
             log.warning("could not answer !crews in %s: %s", room_id, exc)

@@ -263,10 +263,7 @@ async def pin(engine: Engine, slug: str, person: str, crew: int, **solve_args: A
     _gathering(engine, slug)
     people = await load_registrants(engine.store, slug)
     who = _who(person, people)
-    last = await command(engine, slug, "pin", {"person": who.key, "crew": crew - 1})
-    if not last.get("ok"):
-        raise CrewsError(str(last.get("detail")))
-    return await propose(engine, slug, **solve_args)
+    return await _pinned_then_proposed(engine, slug, {who.key: crew - 1}, solve_args)
 
 
 async def unpin(engine: Engine, slug: str, person: str, **solve_args: Any) -> str:
@@ -291,11 +288,30 @@ async def swap(engine: Engine, slug: str, a: str, b: str, **solve_args: Any) -> 
     )
     if first.key not in current or second.key not in current:
         raise CrewsError("both people must be in the current proposal: propose first")
-    for who, crew in ((first, current[second.key]), (second, current[first.key])):
-        last = await command(engine, slug, "pin", {"person": who.key, "crew": crew})
-        if not last.get("ok"):
-            raise CrewsError(str(last.get("detail")))
-    return await propose(engine, slug, **solve_args)
+    wanted = {first.key: current[second.key], second.key: current[first.key]}
+    return await _pinned_then_proposed(engine, slug, wanted, solve_args)
+
+
+async def _pinned_then_proposed(
+    engine: Engine, slug: str, wanted: Mapping[str, int], solve_args: Mapping[str, Any]
+) -> str:
+    """Pin people to crews (0-based) and propose around the pins. A pin the proposal
+    cannot honour (a crew that does not exist, a rule it breaks) is taken back, so that
+    later proposals do not fail on it too."""
+    before = dict((await read_state(engine.store, slug)).get("pins", {}))
+    try:
+        for key, crew in wanted.items():
+            last = await command(engine, slug, "pin", {"person": key, "crew": crew})
+            if not last.get("ok"):
+                raise CrewsError(str(last.get("detail")))
+        return await propose(engine, slug, **solve_args)
+    except CrewsError as exc:
+        for key in wanted:
+            if key in before:
+                await command(engine, slug, "pin", {"person": key, "crew": before[key]})
+            else:
+                await command(engine, slug, "unpin", {"person": key})
+        raise CrewsError(f"{exc}\n(the pin was not kept)") from None
 
 
 def _who(ref: str, people: Sequence[Registrant]) -> Registrant:
