@@ -13,7 +13,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flows.base import CONFIG_CHANGED, Flow, Outcome, PersonInfo, State, StepContext
@@ -61,6 +61,13 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Engine", "Handled", "save_cursor"]
 
+#: More messages than this from one person within LOOP_WINDOW are not answered: a person
+#: answering a dozen questions sends about a dozen; an auto-replier answering each of our
+#: messages sent a thousand in two minutes. The organisers are told when it starts.
+LOOP_LIMIT = 40
+LOOP_WINDOW = timedelta(minutes=10)
+LOOP_CHANNELS = frozenset({Channel.EMAIL, Channel.MATRIX})
+
 #: Flow-to-flow events may cascade (a cancellation frees a seat, which offers it to the next
 #: person…); a bound stops a buggy pair of flows from looping forever inside one transaction.
 MAX_EVENTS_PER_MESSAGE = 1000
@@ -87,6 +94,8 @@ class _Work:
     audit: list[tuple[object, ...]] = field(default_factory=list)
     #: Person records read in this transaction: each hop to the database thread counts.
     people: dict[PersonId, PersonRecord] = field(default_factory=dict)
+    #: Messages from the sender in the last LOOP_WINDOW (the loop guard).
+    recent: int = 0
 
     async def person(
         self, tx: Tx, person: PersonId, organisers: frozenset[Identity]
@@ -175,6 +184,7 @@ class Engine:
             (
                 message.channel.value,
                 message.external_id,
+                now_iso(now - LOOP_WINDOW),
                 sender.kind.value if sender else None,
                 sender.address if sender else None,
                 explicit,
@@ -191,6 +201,7 @@ class Engine:
             work.people[known] = person_from_row(first, self.organisers)
         work.runs.prime(known, json.loads(first["runs"] or "[]"))
         person = work.sender = await self._sender(tx, message, known)
+        work.recent = int(first["recent"] or 0)
         outcome_label, target, detail = await self._dispatch(tx, message, person, now, work)
         if person and message.kind not in (InboundKind.TICK, InboundKind.COMMAND):
             work.audit.append(
@@ -221,6 +232,8 @@ class Engine:
             return await self._bounce(tx, message, now, work)
         if message.kind == InboundKind.REJECTED:
             return await self._rejected(tx, message, now, work)
+        if person is not None and message.channel in LOOP_CHANNELS and work.recent >= LOOP_LIMIT:
+            return await self._loop(tx, message, person, now, work)
         decision = await route(
             tx, message, person, self.gatherings, self.flows, self.default_flow, work.runs
         )
@@ -398,6 +411,26 @@ class Engine:
             info = PersonInfo(GATHERING_SUBJECT, "", "en", None)
             await self._apply_sends(tx, Outcome(send=[note]), None, info, message, now, work)
         return "rejected", None, message.text[:500]
+
+    async def _loop(
+        self, tx: Tx, message: InboundMessage, person: PersonId, now: datetime, work: _Work
+    ) -> tuple[str, Target | None, str]:
+        """Too many messages from one person too fast: an auto-replier or a bot answering our
+        every message. Stop answering (every answer would bring another) and tell the
+        organisers once; the person's messages are still recorded."""
+        if work.recent == LOOP_LIMIT:
+            record = await work.person(tx, person, self.organisers)
+            alerts = self.enqueuer.organiser_alerts(
+                "core/loop_suspected",
+                {
+                    "person": record.info.display_name or f"#{person}",
+                    "address": message.sender.address if message.sender else "",
+                    "count": work.recent,
+                    "minutes": int(LOOP_WINDOW.total_seconds() // 60),
+                },
+            )
+            await self._apply_sends(tx, Outcome(send=alerts), None, record.info, message, now, work)
+        return "loop", None, f"{work.recent} messages within {LOOP_WINDOW}: not answered"
 
     async def _bounce(
         self, tx: Tx, message: InboundMessage, now: datetime, work: _Work

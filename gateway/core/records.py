@@ -25,6 +25,7 @@ from gateway.store.db import Tx, dumps, now_iso
 
 FIRST_READ = (
     "SELECT EXISTS (SELECT 1 FROM inbox WHERE channel = ? AND external_id = ?) AS seen,"
+    " (SELECT COUNT(*) FROM inbox WHERE person_id = p.id AND processed_at >= ?) AS recent,"
     f" {PERSON_COLUMNS},"
     " (SELECT json_group_array(json_array(r.gathering, r.flow, r.person_id, r.status, r.state))"
     "  FROM (SELECT * FROM flow_runs WHERE person_id = p.id OR (person_id = 0"

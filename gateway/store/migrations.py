@@ -147,4 +147,12 @@ CORE: list[Migration] = [
         );
         """,
     ),
+    Migration(
+        "core",
+        2,
+        "inbox by person and time, for the loop guard",
+        """
+        CREATE INDEX inbox_person_time ON inbox(person_id, processed_at);
+        """,
+    ),
 ]

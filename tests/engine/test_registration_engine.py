@@ -556,3 +556,20 @@ async def test_raising_capacity_offers_the_free_seats_at_once(tmp_path: Path) ->
         assert await gw.deliver() == []
     finally:
         await gw.close()
+
+
+async def test_an_auto_replier_loop_is_detected_and_stopped(gw: Harness) -> None:
+    """A bot answering each of our messages got an endless conversation (1,000 replies in two
+    minutes). Past the limit the gateway stops answering; later it answers again."""
+    from gateway.core.engine import LOOP_LIMIT
+
+    await register_by_email(gw, ANA)
+    answered = 0
+    for n in range(LOOP_LIMIT + 30):
+        answered += len(await gw.say(BO, f"Thanks for your message! ({n})"))
+    assert LOOP_LIMIT - 5 <= answered <= LOOP_LIMIT + 1
+    async with gw.store.read() as tx:
+        loops = await tx.one("SELECT COUNT(*) FROM inbox WHERE outcome = 'loop'")
+    assert loops is not None and loops[0] >= 29  # recorded, not lost
+    gw.clock.advance(minutes=11)
+    assert await gw.say(BO, "status")  # a person who writes at a human pace is answered
