@@ -5,12 +5,17 @@ all-or-nothing, but a burst — two thousand people answering at once, a Matrix 
 many LMTP deliveries — pays for one COMMIT (one fsync with `synchronous=FULL`) per group
 instead of per message. Callers wait until the transaction holding their message has
 committed, so "handled" still means "durable". If a group fails, its jobs are retried one by
-one so a poison message fails alone.
+one so a poison message fails alone; a job that still fails (one Matrix sync batch) is run
+once more with a savepoint per message, and a message that raises again is handed to
+`on_failure` (the engine records it failed and tells the organisers) in the same transaction
+as its batch-mates and the cursor — Mailman's runner shunts the bad item, not the queue.
+A locked database is not the message's fault: it fails the job, to be tried again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -23,6 +28,7 @@ R = TypeVar("R")
 
 Process = Callable[[Tx, InboundMessage], Awaitable[R]]
 SaveCursor = Callable[[Tx, str, str], Awaitable[None]]
+OnFailure = Callable[[Tx, InboundMessage, Exception], Awaitable[R]]
 
 
 @dataclass
@@ -34,11 +40,18 @@ class _Job(Generic[R]):
 
 class GroupCommitter(Generic[R]):
     def __init__(
-        self, store: Store, process: Process[R], save_cursor: SaveCursor, *, max_messages: int = 200
+        self,
+        store: Store,
+        process: Process[R],
+        save_cursor: SaveCursor,
+        *,
+        max_messages: int = 200,
+        on_failure: OnFailure[R] | None = None,
     ) -> None:
         self.store = store
         self.process = process
         self.save_cursor = save_cursor
+        self.on_failure = on_failure
         self.max_messages = max_messages
         self._queue: list[_Job[R]] = []
         self._leading = False
@@ -83,9 +96,12 @@ class GroupCommitter(Generic[R]):
             async with self.store.transaction() as tx:
                 results = [await self._run(tx, job) for job in group]
         except Exception as exc:
-            if len(group) == 1:
+            if len(group) == 1 and (self.on_failure is None or _transient(exc)):
                 if not group[0].future.done():
                     group[0].future.set_exception(exc)
+                return
+            if len(group) == 1:
+                await self._commit_shunting(group[0])
                 return
             for job in group:  # isolate the job that fails
                 await self._commit([job])
@@ -94,8 +110,39 @@ class GroupCommitter(Generic[R]):
             if not job.future.done():
                 job.future.set_result(result)
 
+    async def _commit_shunting(self, job: _Job[R]) -> None:
+        """The slow path for a failing job: each message in a savepoint; one that raises is
+        rolled back and handed to `on_failure`, the rest and the cursor commit."""
+        assert self.on_failure is not None
+        try:
+            async with self.store.transaction() as tx:
+                results: list[R] = []
+                for message in job.messages:
+                    await tx.execute("SAVEPOINT message")
+                    try:
+                        results.append(await self.process(tx, message))
+                    except Exception as exc:
+                        if _transient(exc):
+                            raise
+                        await tx.execute("ROLLBACK TO message")
+                        results.append(await self.on_failure(tx, message, exc))
+                    await tx.execute("RELEASE message")
+                if job.cursor is not None:
+                    await self.save_cursor(tx, *job.cursor)
+        except Exception as exc:
+            if not job.future.done():
+                job.future.set_exception(exc)
+            return
+        if not job.future.done():
+            job.future.set_result(results)
+
     async def _run(self, tx: Tx, job: _Job[R]) -> list[R]:
         results = [await self.process(tx, message) for message in job.messages]
         if job.cursor is not None:
             await self.save_cursor(tx, *job.cursor)
         return results
+
+
+def _transient(exc: BaseException) -> bool:
+    """A busy or locked database (or a full disk): trying again later can help."""
+    return isinstance(exc, sqlite3.OperationalError)

@@ -127,7 +127,9 @@ class Engine:
         self.clock = clock
         self.default_flow = default_flow
         self.enqueuer = Enqueuer(renderer or Renderer(), self.organisers, token_maker)
-        self.committer: GroupCommitter[Handled] = GroupCommitter(store, self._process, save_cursor)
+        self.committer: GroupCommitter[Handled] = GroupCommitter(
+            store, self._process, save_cursor, on_failure=self._dead_letter
+        )
 
     def reload(self, gatherings: Mapping[str, GatheringConfig]) -> None:
         """Swap in edited gathering files (and re-read templates); answers are keyed by
@@ -312,6 +314,10 @@ class Engine:
         try:
             return flow.step(ctx), info
         except Exception:
+            if message.meta.get("from_flow"):
+                # Inside a flow-to-flow cascade: earlier steps of it must not stay applied
+                # alone. The message is rolled back whole and set aside (`_dead_letter`).
+                raise
             # A flow bug must not lose the message nor stop the service: the person hears
             # that something went wrong, the organisers get the details, the state is kept.
             log.exception("flow %s failed on %s", target.flow, message.external_id)
@@ -411,6 +417,30 @@ class Engine:
             info = PersonInfo(GATHERING_SUBJECT, "", "en", None)
             await self._apply_sends(tx, Outcome(send=[note]), None, info, message, now, work)
         return "rejected", None, message.text[:500]
+
+    async def _dead_letter(self, tx: Tx, message: InboundMessage, exc: Exception) -> Handled:
+        """A message the engine cannot process (a bug its content triggers): record it as
+        failed, so a redelivery is a duplicate rather than the same crash again, and tell
+        the organisers — in the transaction its batch-mates commit in."""
+        log.error("message %s failed", message.external_id, exc_info=exc)
+        now = self.clock()
+        detail = f"{type(exc).__name__}: {exc}"[:500]
+        await record_inbox(tx, message, None, now, None, "failed", detail)
+        alerts = self.enqueuer.organiser_alerts(
+            "core/message_failed",
+            {"channel": message.channel.value, "message": message.external_id, "error": detail},
+        )
+        await self.enqueuer.enqueue(
+            tx,
+            alerts,
+            target=None,
+            gathering=None,
+            cause=None,
+            index_base=0,
+            now=now,
+            key_prefix=f"failed:{message.channel.value}:{message.external_id}",
+        )
+        return Handled(False, None, "failed")
 
     async def _loop(
         self, tx: Tx, message: InboundMessage, person: PersonId, now: datetime, work: _Work
