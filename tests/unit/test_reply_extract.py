@@ -173,3 +173,41 @@ def test_no_answers_when_none_given() -> None:
 def test_huge_line_is_fast() -> None:
     text = "a" * 2_000_000 + "\n> b\n> c"
     assert extract_reply(text).startswith("aaa")
+
+
+def test_quote_lines_typed_above_the_real_quote_are_the_persons_text() -> None:
+    """A quoted doctor's letter typed above the reply history was dropped as history."""
+    text = (
+        "About my allergy, my doctor wrote:\n"
+        "> Severe peanut allergy, carries an EpiPen.\n"
+        "> No traces of nuts at all.\n"
+        "\n"
+        "Thanks!\n"
+        "\n"
+        "On Mon, 3 May 2027 at 10:00, Camp <camp@example.org> wrote:\n"
+        "> 1. Any allergies?\n"
+        "> Please answer below.\n"
+    )
+    reply = extract_reply(text)
+    assert "Severe peanut allergy" in reply and "No traces of nuts" in reply
+    assert "Any allergies?" not in reply
+
+
+def test_a_corporate_signature_after_a_closing_is_not_part_of_the_answer() -> None:
+    text = (
+        "I'll bring a tent and arrive on Friday.\n"
+        "\n"
+        "Best regards,\n"
+        "Ana Lima\n"
+        "Senior Project Manager\n"
+        "ACME Solutions GmbH\n"
+        "Tel. +49 30 1234567\n"
+        "ACME Solutions GmbH, Registered office Berlin, HRB 12345\n"
+    )
+    reply = extract_reply(text)
+    assert reply == "I'll bring a tent and arrive on Friday.\n\nBest regards,\nAna Lima"
+
+
+def test_a_closing_followed_by_more_text_is_kept() -> None:
+    text = "Thanks!\n" + "\n".join(f"Line {n} of my long story about the camp." for n in range(12))
+    assert extract_reply(text).startswith("Thanks!")

@@ -111,6 +111,18 @@ _LEGAL = re.compile(
     re.IGNORECASE,
 )
 _BLANKS = re.compile(r"\n{3,}")
+# Closings people end a mail with (en/de/fr/es/pt/nl), on a line of their own.
+_CLOSING = re.compile(
+    r"^\s*(?:(?:best|kind|warm|many\s+thanks\s+and)?\s*regards|best(?:\s+wishes)?|cheers"
+    r"|sincerely|yours(?:\s+sincerely|\s+truly)?|thanks(?:\s+and\s+regards)?|thank\s+you"
+    r"|(?:viele|liebe|beste|herzliche)\s+grüße|mit\s+freundlichen\s+grüßen|lg|vg|mfg"
+    r"|cordialement|bien\s+à\s+vous|amitiés|(?:un\s+)?saludos?|atentamente|un\s+abrazo"
+    r"|abraços|atenciosamente|(?:met\s+)?vriendelijke\s+groet(?:en)?|groetjes|groeten)"
+    r"\s*[,.!]?\s*$",
+    re.IGNORECASE,
+)
+#: At most this many lines after a closing are taken for a signature block.
+_SIGNATURE_LINES = 8
 _QUESTION = re.compile(r"^\s{0,3}>\s*(\d{1,2})\s*[.)]\s+\S")
 _OWN_NUMBERED = re.compile(
     r"^\s*(?:q\s*)?(\d{1,2})\s*(?:[.)](?!\d)|:(?!\d)|\s-\s|=)\s*(\S[^\n]*)$",
@@ -244,16 +256,38 @@ def _dropped_lines(lines: Sequence[str]) -> set[int]:
     real = [b.end - b.start > 1 or b.attributed for b in blocks]
     first_real = real.index(True) if True in real else len(blocks)
     keep_lone = first_real < 2
+    # Quote blocks the person typed above the history (the last attributed block: "my
+    # doctor wrote:" and the letter) are theirs, unless they quote our numbered questions.
+    history = max((p for p, b in enumerate(blocks) if b.attributed), default=None)
     dropped = set(attribution)
     for position, block in enumerate(blocks):
         if position < first_real and keep_lone:
+            continue
+        if history is not None and position < history and not _quotes_our_form(lines, block):
+            dropped -= _attribution_of(lines, block, attribution)
             continue
         dropped.update(i for i in range(block.start, block.end) if _is_quote(lines[i]))
     return dropped
 
 
+def _attribution_of(lines: Sequence[str], block: _Block, attribution: set[int]) -> set[int]:
+    """The attribution lines right above a quote block (blank lines between allowed)."""
+    found: set[int] = set()
+    index = block.start - 1
+    while index >= 0 and (index in attribution or not lines[index].strip()):
+        if index in attribution:
+            found.add(index)
+        index -= 1
+    return found
+
+
+def _quotes_our_form(lines: Sequence[str], block: _Block) -> bool:
+    return any(_QUESTION.match(lines[i]) for i in range(block.start, block.end))
+
+
 def _clean_segment(segment: list[str]) -> list[str]:
-    """Drop a '-- ' signature, a legal footer and mobile sign-off lines from typed text."""
+    """Drop a '-- ' signature, a legal footer and mobile sign-off lines from typed text,
+    and a signature block after a closing ("Best regards," name, title, company, phone)."""
     out: list[str] = []
     for line in segment:
         if _SIGNATURE.match(line) or (len(line) <= _MAX_MARKER_LINE and _LEGAL.match(line)):
@@ -261,7 +295,22 @@ def _clean_segment(segment: list[str]) -> list[str]:
         if len(line) <= _MAX_MARKER_LINE and _MOBILE.match(_URL_IN_ANGLES.sub("", line)):
             continue
         out.append(line)
-    return out
+    return _without_signature_block(out)
+
+
+def _without_signature_block(lines: list[str]) -> list[str]:
+    """Cut at the last closing line when only a short signature block follows it: a few
+    short lines to the end (name, title, company, phone), as corporate clients append
+    without a '-- ' delimiter."""
+    for index in range(len(lines) - 1, max(-1, len(lines) - _SIGNATURE_LINES - 2), -1):
+        if _CLOSING.match(lines[index]):
+            after = [line for line in lines[index + 1 :] if line.strip()]
+            # The closing and the name stay; title, company, phone and legal lines go.
+            if 1 < len(after) <= _SIGNATURE_LINES and all(len(a) <= 100 for a in after):
+                name = next(i for i in range(index + 1, len(lines)) if lines[i].strip())
+                return lines[: name + 1]
+            break
+    return lines
 
 
 def extract_reply(text: str, *, html: str | None = None) -> str:
