@@ -95,3 +95,29 @@ def test_a_file_in_no_known_encoding_is_a_clear_error(tmp_path: Path) -> None:
     path.write_bytes(b"id,name\n\x81\x8d\x8f\x90\x9d,x\n")
     with pytest.raises(CsvError, match="neither UTF-8 nor Windows-1252"):
         load_people_csv(path)
+
+
+@pytest.mark.parametrize(
+    ("column", "meant"),
+    [
+        ("apart", "not_with"),
+        ("Not With", "not_with"),
+        ("togther", "together"),
+        ("pin", "pinned_crew"),
+    ],
+)
+def test_a_misnamed_rule_column_is_an_error_not_a_balanced_attribute(
+    column: str, meant: str
+) -> None:
+    """`apart` instead of `not_with` silently dropped a hard constraint."""
+    with pytest.raises(CsvError, match=f"did you mean '{meant}'"):
+        load_people_csv(f"id,name,{column}\na,A,b\nb,B,\n")
+
+
+def test_the_report_lists_the_balanced_columns(tmp_path: Path) -> None:
+    from gateway.ops.crews.commands import solve_csv
+
+    path = tmp_path / "people.csv"
+    path.write_text("id,name,experience\n" + "".join(f"p{i},P{i},{i % 2}\n" for i in range(8)))
+    table, _ = solve_csv(path, seconds=1)
+    assert table.startswith("balanced columns: experience")

@@ -16,6 +16,7 @@ Columns (header row required, order free, names case-insensitive):
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -69,6 +70,43 @@ class CsvPeople:
         )
 
 
+#: Column names people write for a rule the solver knows under another name: an unknown
+#: column is balanced as an attribute, so a misnamed rule would silently be dropped.
+_RULE_ALIASES = {
+    "apart": "not_with",
+    "avoid": "not_with",
+    "not_together": "not_with",
+    "separate": "not_with",
+    "separate_from": "not_with",
+    "nicht_mit": "not_with",
+    "with": "together",
+    "together_with": "together",
+    "friends": "together",
+    "buddy": "together",
+    "buddies": "together",
+    "pin": "pinned_crew",
+    "pinned": "pinned_crew",
+    "crew": "pinned_crew",
+    "facilitates": "facilitator",
+    "facilitators": "facilitator",
+    "language": "languages",
+    "lang": "languages",
+}
+
+
+def _constraint_meant(column: str) -> str | None:
+    """The known column a header probably means (an alias, or a typo of a known rule)."""
+    if column in KNOWN or not column:
+        return None
+    key = column.replace(" ", "_").replace("-", "_")
+    if key in KNOWN:
+        return key
+    if key in _RULE_ALIASES:
+        return _RULE_ALIASES[key]
+    close = difflib.get_close_matches(key, KNOWN, n=1, cutoff=0.8)
+    return close[0] if close else None
+
+
 def _split(cell: str) -> list[str]:
     return [x.strip() for x in cell.split(";") if x.strip()]
 
@@ -117,6 +155,13 @@ def load_people_csv(path_or_text: str | Path) -> CsvPeople:
     dup = next((h for h in header if header.count(h) > 1), None)
     if dup is not None:
         raise CsvError(f"line 1: column {dup!r} appears twice")
+    for column in header:
+        meant = _constraint_meant(column)
+        if meant is not None:
+            raise CsvError(
+                f"line 1: column {column!r} is not a column the solver knows; did you mean"
+                f" {meant!r}? (as it stands, it would only be balanced, not obeyed)"
+            )
     attrs = tuple(h for h in header if h not in KNOWN and h)
     people: list[Person] = []
     requests: list[tuple[int, str, str, list[str]]] = []

@@ -383,6 +383,8 @@ def solve_csv(
     inp = people.solver_input(sizing, require_facilitator=facilitators)
     result = solve(inp, SolveOptions(time_budget=seconds, seed=seed), progress)
     table = render_table(result, {p.id: p.name for p in people.people})
+    balanced = ", ".join(people.attribute_columns) or "none"
+    table = f"balanced columns: {balanced}\n\n{table}"
     if not result.valid:
         raise CrewsError(table.rstrip())
     out = io.StringIO()
