@@ -13,7 +13,7 @@ import os
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -277,10 +277,67 @@ def _gathering_paths(config: Path, patterns: Iterable[str], problems: list[str])
     return found
 
 
+#: Languages the message templates exist in.
+LANGUAGES = tuple(
+    sorted(
+        p.name for p in (Path(__file__).resolve().parents[1] / "templates").iterdir() if p.is_dir()
+    )
+)
+
+
+def _as_naive_date(value: date | datetime) -> date:
+    return value.date() if isinstance(value, datetime) else value
+
+
+def secret_problems(config: LoadedConfig) -> list[str]:
+    """Every secret the config names that cannot be read now (unset variable, missing file),
+    with its key: what `gateway check` reports and `gateway run` refuses to start without."""
+    problems: list[str] = []
+
+    def walk(value: object, key: str) -> None:
+        if isinstance(value, Secret):
+            try:
+                value.get()
+            except ConfigError as exc:
+                problems.extend(f"{config.path}: {key}: {p}" for p in exc.problems)
+        elif isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                walk(getattr(value, name), f"{key}.{name}" if key else name)
+
+    walk(config.service, "")
+    return problems
+
+
 def _cross_checks(gatherings: dict[str, GatheringConfig], sources: dict[str, Path]) -> list[str]:
-    """Checks that span sections: crew criteria must name registration questions."""
+    """Checks that span sections: crew criteria must name registration questions, dates and
+    answers must fit together, and messages must exist in the gathering's language."""
     problems = []
     for slug, g in gatherings.items():
+        where = f"{sources[slug]}: gatherings.{slug}"
+        if g.language not in LANGUAGES:
+            problems.append(
+                f"{where}.language: no messages in {g.language!r} (have: {', '.join(LANGUAGES)})"
+            )
+        closes = g.registration.closes_at
+        if closes is not None and _as_naive_date(closes) > _as_naive_date(g.ends):
+            problems.append(f"{where}.registration.closes_at: after the gathering ends ({g.ends})")
+        for i, q in enumerate(g.registration.questions):
+            cond = q.show_if
+            target = g.question(cond.question) if cond else None
+            if cond is None or target is None or not target.options:
+                continue
+            wanted = [cond.equals] if cond.equals is not None else list(cond.any_of or [])
+            for value in wanted:
+                if isinstance(value, str) and value not in target.options:
+                    problems.append(
+                        f"{where}.registration.questions[{i}] (id {q.id!r}).show_if: {value!r}"
+                        f" is not an option of {target.id!r} ({', '.join(target.options)})"
+                    )
+        if g.crews is not None and g.crews.one_facilitator_per_crew:
+            if g.crews.facilitator_question is None:
+                problems.append(
+                    f"{where}.crews.one_facilitator_per_crew: needs crews.facilitator_question"
+                )
         if g.crews is None:
             continue
         ids = {q.id for q in g.registration.questions}
@@ -343,3 +400,25 @@ def crew_overrides_path(config: LoadedConfig, slug: str) -> Path:
     """The organisers' crew overrides file of a gathering: `<slug>.crews.toml` beside its
     gathering file. The CLI and the organisers' room both take it from here."""
     return config.sources[slug].parent / f"{slug}{CREW_OVERRIDES_SUFFIX}"
+
+
+def is_gathering_file(path: str | Path) -> bool:
+    """A gathering file (top-level `slug`) rather than a service config."""
+    try:
+        raw = _read_toml(Path(path))
+    except ConfigError:
+        return False
+    return "slug" in raw and "gathering_files" not in raw and "gatherings" not in raw
+
+
+def load_gathering_file(path: str | Path) -> GatheringConfig:
+    """Validate one gathering file on its own (`gateway check gatherings/camp.toml`)."""
+    path = Path(path)
+    table = _read_toml(path)
+    try:
+        gathering = GatheringConfig.model_validate(table)
+    except ValidationError as exc:
+        raise ConfigError(format_errors(exc, path)) from None
+    if problems := _cross_checks({gathering.slug: gathering}, {gathering.slug: path}):
+        raise ConfigError(problems)
+    return gathering

@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway.cli.mail import mail_parser
-from gateway.config import ConfigError, LoadedConfig, crew_overrides_path, load_config
+from gateway.config import (
+    ConfigError,
+    LoadedConfig,
+    crew_overrides_path,
+    is_gathering_file,
+    load_config,
+    load_gathering_file,
+    secret_problems,
+)
 from gateway.store.db import StoreMissing
 
 if TYPE_CHECKING:
@@ -87,6 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     command("run", _run, "run the service")
     check = command("check", _check, "validate a config and its gathering files", config=False)
     check.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
+    check.add_argument("--config", "-c", dest="config_option", help="the same, as elsewhere")
     command("status", _status, "registrations per gathering and the outbox")
     export = command("export", _export, "export a gathering's registrations")
     export.add_argument("gathering")
@@ -119,6 +128,8 @@ def _run(args: argparse.Namespace) -> int:
     from gateway.app.channels import build_service
 
     config = load_config(args.config)
+    if problems := secret_problems(config):
+        raise ConfigError(problems)
 
     async def go() -> int:
         await (await build_service(config)).run()
@@ -128,7 +139,14 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    path = args.config_option or args.config
+    if is_gathering_file(path):
+        gathering = load_gathering_file(path)
+        print(f"{path}: OK (a gathering file: {gathering.name}, capacity {gathering.capacity})")
+        return 0
+    config = load_config(path)
+    if problems := secret_problems(config):
+        raise ConfigError(problems)
     print(f"{config.path}: OK")
     for slug, g in config.gatherings.items():
         print(

@@ -88,3 +88,68 @@ def test_secrets_come_from_env_or_file(tmp_path: Path, monkeypatch: pytest.Monke
         Secret(env="GG_MISSING").get()
     with pytest.raises(ValueError):
         Secret(env="A", file=secret_file)
+
+
+def test_check_reports_unset_secrets_and_run_refuses_to_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`check` passed a config whose secrets were unset; `run` then hung."""
+    monkeypatch.delenv("GW_TEST_SECRET", raising=False)
+    write(tmp_path, "g.toml", GOOD_GATHERING)
+    config = write(
+        tmp_path,
+        "gw.cfg",
+        'gathering_files = ["g.toml"]\n[email]\naddress = "camp@example.org"\n'
+        'token_secret = { env = "GW_TEST_SECRET" }\n',
+    )
+    assert main(["check", "-c", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "email.token_secret: environment variable GW_TEST_SECRET is not set" in err
+    assert main(["run", "-c", str(config)]) == 2
+    assert "GW_TEST_SECRET" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        ('language = "xx"\n', "language: no messages in 'xx'"),
+        (
+            "[registration]\ncloses_at = 2030-01-01T00:00:00\n",
+            "registration.closes_at: after the gathering ends",
+        ),
+        (
+            "[crews]\none_facilitator_per_crew = true\n",
+            "one_facilitator_per_crew: needs crews.facilitator_question",
+        ),
+    ],
+)
+def test_check_catches_what_fits_no_gathering(
+    tmp_path: Path, extra: str, problem: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    head, _, questions = GOOD_GATHERING.partition("[[registration.questions]]")
+    body = head + extra + "\n[[registration.questions]]" + questions
+    gathering = write(tmp_path, "g.toml", body)
+    assert main(["check", str(gathering)]) == 2  # a gathering file, checked on its own
+    assert problem in capsys.readouterr().err
+
+
+def test_a_show_if_value_must_be_an_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    body = RETREAT_TOML + (
+        '\n[[registration.questions]]\nid = "why"\ntype = "text"\nprompt = "Why?"\n'
+        'show_if = { question = "diet", equals = "vegetarian" }\n'
+    )
+    gathering = write(tmp_path, "g.toml", body)
+    assert main(["check", str(gathering)]) == 2
+    err = capsys.readouterr().err
+    assert "questions[1] (id 'why').show_if: 'vegetarian' is not an option of 'diet'" in err
+
+
+def test_a_gathering_file_checked_directly_is_ok(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gathering = write(tmp_path, "g.toml", GOOD_GATHERING)
+    assert main(["check", str(gathering)]) == 0
+    out = capsys.readouterr()
+    assert "a gathering file" in out.out and "unknown key" not in out.err
