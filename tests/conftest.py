@@ -31,6 +31,7 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+from tests.kit.optional import in_ci  # noqa: E402
 from tests.servers import (  # noqa: E402
     DovecotServer,
     MailUser,
@@ -55,10 +56,6 @@ _MARKS = {
     "mailbox": "mail",
     "postfix": "mail",
 }
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def _unavailable(reason: str) -> NoReturn:
