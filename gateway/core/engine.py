@@ -28,6 +28,7 @@ from gateway.core.people import (
     load_person,
     person_from_row,
     record_bounce,
+    reset_bounces,
     update_person,
 )
 from gateway.core.records import (
@@ -256,6 +257,8 @@ class Engine:
             proven = proven or replied is not None
             asked = replied or ()
         message = replace(message, questions=asked, proven=proven)
+        if proven and message.channel == Channel.EMAIL and message.sender is not None:
+            await reset_bounces(tx, message.sender.address)
         await self._run_step(tx, decision.target, message, now, work)
         return "applied", decision.target, decision.detail
 
@@ -469,7 +472,12 @@ class Engine:
         failed = [str(a) for a in message.payload.get("failed", [])]
         permanent = bool(message.payload.get("permanent", True))
         for address in failed:
-            person = await record_bounce(tx, address, permanent=permanent)
+            person = await record_bounce(
+                tx,
+                address,
+                permanent=permanent,
+                original=message.payload.get("original_message_id"),
+            )
             if person is None:
                 continue
             record = await work.person(tx, person, self.organisers)

@@ -101,9 +101,22 @@ def person_from_row(row: Row, organisers: frozenset[Identity]) -> PersonRecord:
 BOUNCE_LIMIT = 3
 
 
-async def record_bounce(tx: Tx, address: str, *, permanent: bool) -> PersonId | None:
-    """Count a failure for an email address; return its person when it just crossed the limit."""
-    if not permanent:
+async def record_bounce(
+    tx: Tx, address: str, *, permanent: bool, original: str | None
+) -> PersonId | None:
+    """Count a failure for an email address; return its person when it just crossed the limit.
+
+    Only a bounce of a message we sent to that address counts (its Message-ID is in the
+    report): anyone can mail us a report naming any address, and three forged ones cut a
+    person off."""
+    if not permanent or not original:
+        return None
+    ours = await tx.one(
+        "SELECT 1 FROM outbox WHERE trim(external_id, '<>') = trim(?, '<>')"
+        " AND lower(address) = lower(?)",
+        (original, address),
+    )
+    if ours is None:
         return None
     row = await tx.one(
         "UPDATE identities SET failures = failures + 1 WHERE kind = 'email' AND address = ?"
@@ -144,3 +157,11 @@ async def update_person(
     if language is not None:
         await tx.execute("UPDATE people SET language = ? WHERE id = ?", (language, person))
     return refused
+
+
+async def reset_bounces(tx: Tx, address: str) -> None:
+    """The address's owner just proved they read our mail there: it works again."""
+    await tx.execute(
+        "UPDATE identities SET failures = 0 WHERE kind = 'email' AND address = ? AND failures > 0",
+        (address.lower(),),
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -177,18 +178,43 @@ async def test_auto_replies_are_recorded_and_never_answered(engine: Engine, stor
     assert await rows(store, "SELECT id FROM outbox") == []
 
 
-async def test_bounces_past_the_limit_alert_the_organisers(engine: Engine, store: Store) -> None:
+async def test_bounces_of_our_mail_past_the_limit_alert_the_organisers_forged_ones_do_not(
+    engine: Engine, store: Store
+) -> None:
+    """Three forged DSNs naming an address cut a person off for good. Only bounces of a
+    message we sent to that address count, and mail the person proves is theirs resets it."""
     await engine.handle(text("ann@example.test", "hello"))
-    for n in range(3):
-        bounce = InboundMessage(
+    recorder = Recorder()
+    await OutboxWorker(store, {Channel.EMAIL: recorder}, clock=engine.clock).run_once()
+    [(sent_id,)] = await rows(
+        store, "SELECT external_id FROM outbox WHERE address = 'ann@example.test'"
+    )
+
+    def bounce(n: int, original: str | None) -> InboundMessage:
+        return InboundMessage(
             Channel.EMAIL,
             f"b{n}",
             InboundKind.BOUNCE,
             text("x@y", "").received_at,
             Identity.email("mailer-daemon@x"),
-            payload={"failed": ["ann@example.test"], "permanent": True},
+            payload={
+                "failed": ["ann@example.test"],
+                "permanent": True,
+                "original_message_id": original,
+            },
         )
-        await engine.handle(bounce)
+
+    for n, original in enumerate([None, "<forged@evil.example>", "<other@evil.example>"] * 2):
+        await engine.handle(bounce(n, original))
+    assert await rows(store, "SELECT failures FROM identities") == [(0,)]
+    for n in range(10, 12):
+        await engine.handle(bounce(n, sent_id))
+    assert await rows(store, "SELECT failures FROM identities") == [(2,)]
+    # Ann replies to our mail: her address works, the count starts again.
+    await engine.handle(replace(text("ann@example.test", "status"), in_reply_to=sent_id))
+    assert await rows(store, "SELECT failures FROM identities") == [(0,)]
+    for n in range(20, 23):
+        await engine.handle(bounce(n, sent_id))
     alerts = await rows(store, "SELECT address FROM outbox WHERE person_id IS NULL")
     assert alerts == [("org@example.test",)]
 
