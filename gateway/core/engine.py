@@ -45,7 +45,7 @@ from gateway.core.records import (
     write_timers,
 )
 from gateway.core.render import Renderer
-from gateway.core.routing import RunCache, replied_questions, route
+from gateway.core.routing import RouteDecision, RunCache, replied_questions, route
 from gateway.model import (
     GATHERING_SUBJECT,
     Channel,
@@ -242,6 +242,10 @@ class Engine:
         )
         if decision.target is None:
             recipient = decision.notify or person
+            third_party = decision.notify is not None and decision.notify != person
+            if third_party and await _notified_lately(tx, decision, now):
+                # Notices about strangers' mail go to someone who did not write: one a day.
+                return decision.label, None, decision.detail + " (notice already sent today)"
             if recipient and decision.reply_template:
                 record = await work.person(tx, recipient, self.organisers)
                 outcome = Outcome(
@@ -509,3 +513,21 @@ class Engine:
 
 def _reply(info: PersonInfo, template: str, context: Mapping[str, Any]) -> Outgoing:
     return Outgoing(to=info.id, template=template, context=dict(context))
+
+
+#: How often one person is told about mail others sent in their name ("did you send this?").
+NOTICE_INTERVAL = timedelta(days=1)
+
+
+async def _notified_lately(tx: Tx, decision: RouteDecision, now: datetime) -> bool:
+    """Whether a message held for the same reason was already recorded (and its owner told)
+    within NOTICE_INTERVAL: ten forged mails must not become ten notices."""
+    row = await tx.one(
+        "SELECT 1 FROM inbox WHERE outcome = ? AND detail LIKE ? AND processed_at >= ? LIMIT 1",
+        (
+            decision.label,
+            decision.detail.split(" used by ")[0] + " used by %",
+            now_iso(now - NOTICE_INTERVAL),
+        ),
+    )
+    return row is not None

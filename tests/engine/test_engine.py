@@ -162,7 +162,15 @@ async def test_a_reply_with_someone_elses_token_is_held_and_the_owner_asked(
     assert await rows(store, "SELECT state FROM flow_runs WHERE person_id = 1") == [('{"n":1}',)]
     (last,) = await rows(store, "SELECT address, payload FROM outbox ORDER BY id DESC LIMIT 1")
     assert last[0] == "ann@example.test"
-    assert "mallory@example.test" in json.loads(str(last[1]))["text"]
+    notice = json.loads(str(last[1]))["text"]
+    assert "mallory@example.test" in notice
+    # Ten more forged mails with links: no more notices today, and none quotes them.
+    before = len(await rows(store, "SELECT id FROM outbox"))
+    for n in range(10):
+        spam = replace(forged, external_id=f"f-spam{n}", text="click http://evil.example/x")
+        assert (await engine.handle(spam)).outcome == "held"
+    assert len(await rows(store, "SELECT id FROM outbox")) == before
+    assert "evil.example" not in notice and "cancel" not in notice
 
 
 async def test_auto_replies_are_recorded_and_never_answered(engine: Engine, store: Store) -> None:
