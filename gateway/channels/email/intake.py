@@ -16,9 +16,15 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from gateway.channels.email.failures import QUARANTINE, MailFailures, is_transient
-from gateway.channels.email.inbound import Conversations, external_id, parse_raw, to_inbound
+from gateway.channels.email.inbound import (
+    Conversations,
+    external_id,
+    is_own_address,
+    parse_raw,
+    to_inbound,
+)
 from gateway.config import EmailSettings
-from gateway.model import Channel, InboundKind, InboundMessage
+from gateway.model import Channel, Identity, InboundKind, InboundMessage
 
 log = logging.getLogger(__name__)
 
@@ -143,10 +149,30 @@ class MailIntake:
                 reason,
             )
             self._failing.discard(mail.key)
+            await self._tell_sender(mail)
             return Taken(True, mail.key, number)
         if self._failing:
             await self._forget(identify(raw, self.settings).key)
         return Taken(False)
+
+    async def _tell_sender(self, mail: MailId) -> None:
+        """A mail set aside must not vanish for its sender: they hear that it was not read and
+        that the organisers will look at it (the engine's reply to an unreadable message)."""
+        if not mail.sender or is_own_address(mail.sender, self.settings):
+            return
+        note = InboundMessage(
+            channel=Channel.EMAIL,
+            external_id=f"{mail.key}/set-aside",
+            kind=InboundKind.REJECTED,
+            received_at=self.clock(),
+            sender=Identity.email(mail.sender),
+            text="we could not process your message, so it was set aside for the organisers,"
+            " who will look at it",
+        )
+        try:
+            await self.engine.handle(note)
+        except Exception:  # telling is best effort: the mail itself is safe in the quarantine
+            log.exception("mail %s: could not tell its sender it was set aside", mail.key)
 
     async def _count(self, key: str, reason: str) -> tuple[int | None, bool]:
         """(attempts so far, set aside before); no attempts when even counting fails."""

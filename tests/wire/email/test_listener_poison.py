@@ -109,10 +109,15 @@ async def test_third_failure_is_accepted_quarantined_and_reported_once(
         )
         assert [(r["external_id"], r["outcome"]) for r in inbox] == [
             (POISON, "rejected"),
+            (f"{POISON}/set-aside", "rejected"),
             (GOOD, "applied"),
         ]
-        assert inbox[0]["person_id"] is None  # the sender was not answered
+        assert inbox[0]["person_id"] is None  # the record of the mail itself
         assert "quarantine #1" in inbox[0]["detail"]
+        # The sender is told their mail was not read and that the organisers will look.
+        told = await gw.rows("SELECT payload FROM outbox WHERE address = 'ana@example.net'")
+        assert any("set aside for the organisers" in json.loads(r[0])["text"] for r in told)
+        assert not any("exploded" in json.loads(r[0])["text"] for r in told)
         quarantine, alerts = await set_aside_and_alerts(gw)
         [entry] = quarantine
         assert (entry["id"], entry["key"], entry["place"], entry["sender"], entry["attempts"]) == (
@@ -171,8 +176,11 @@ async def test_failures_count_across_a_restart_and_without_a_message_id(
         quarantine, _ = await set_aside_and_alerts(gw)
         [entry] = quarantine
         assert entry["key"].startswith("sha256:") and entry["attempts"] == 3
-        [row] = await gw.rows("SELECT external_id, outcome FROM inbox")
-        assert tuple(row) == (entry["key"], "rejected")
+        rows = await gw.rows("SELECT external_id, outcome FROM inbox ORDER BY id")
+        assert [tuple(r) for r in rows] == [
+            (entry["key"], "rejected"),
+            (f"{entry['key']}/set-aside", "rejected"),  # its sender is told
+        ]
 
 
 async def test_a_locked_store_is_an_outage_and_counts_for_nothing(
@@ -383,9 +391,10 @@ async def test_postfix_retries_a_poison_mail_until_it_is_set_aside(
             await asyncio.to_thread(submit, postfix, mail(GOOD))
 
             async def delivered() -> bool:
+                # The poison mail, the note to its sender, the good mail.
                 return len(
                     await gw.rows("SELECT 1 FROM inbox")
-                ) == 2 and not await asyncio.to_thread(postfix.queue_ids)
+                ) == 3 and not await asyncio.to_thread(postfix.queue_ids)
 
             await kit.until(delivered, limit=30, interval=0.2)
             results = lmtp_results(postfix)
@@ -396,9 +405,14 @@ async def test_postfix_retries_a_poison_mail_until_it_is_set_aside(
         assert "451 4.3.0" in results[0] and "451 4.3.0" in results[1]
         assert "250 2.0.0 OK: set aside for the organisers (#1)" in results[2]
         assert "250 2.0.0 OK: applied" in results[3]
-        assert attempts == [f"text:{POISON}"] * 3 + [f"rejected:{POISON}", f"text:{GOOD}"]
+        told = f"rejected:{POISON}/set-aside"
+        assert attempts == [f"text:{POISON}"] * 3 + [f"rejected:{POISON}", told, f"text:{GOOD}"]
         inbox = await gw.rows("SELECT external_id, outcome FROM inbox ORDER BY id")
-        assert [tuple(r) for r in inbox] == [(POISON, "rejected"), (GOOD, "applied")]
+        assert [tuple(r) for r in inbox] == [
+            (POISON, "rejected"),
+            (f"{POISON}/set-aside", "rejected"),
+            (GOOD, "applied"),
+        ]
         quarantine, alerts = await set_aside_and_alerts(gw)
         assert len(quarantine) == 1 and b"Message-ID: " + POISON.encode() in quarantine[0]["raw"]
         assert len(alerts) == 1

@@ -82,9 +82,10 @@ async def test_poison_mail_is_shunted_recorded_and_reported(
         )
         assert [(r["external_id"], r["outcome"]) for r in inbox] == [
             (POISON, "rejected"),
+            (f"{POISON}/set-aside", "rejected"),  # its sender is told it was not read
             ("<after@example.net>", "applied"),
         ]
-        assert inbox[0]["person_id"] is None  # the sender was not answered
+        assert inbox[0]["person_id"] is None  # the record of the mail itself
         assert "RuntimeError: flow routing exploded" in inbox[0]["detail"]
         alerts = await gw.rows(
             "SELECT address, idempotency_key, payload FROM outbox WHERE address = ?",
