@@ -96,7 +96,7 @@ class Service:
         self.outbox = OutboxWorker(
             engine.store,
             self.channels.senders,
-            alert=engine.enqueue_alert,
+            alert=engine.enqueue_alert_in,
             give_up_after=config.service.outbox.give_up_after,
         )
         self.timers = TimerLoop(engine)

@@ -499,16 +499,23 @@ class Engine:
     async def enqueue_alert(self, template: str, context: Mapping[str, Any], key: str) -> list[int]:
         """Queue a message to every organiser (dead letters); `key` makes it idempotent."""
         async with self.store.transaction() as tx:
-            return await self.enqueuer.enqueue(
-                tx,
-                self.enqueuer.organiser_alerts(template, context),
-                target=None,
-                gathering=None,
-                cause=None,
-                index_base=0,
-                now=self.clock(),
-                key_prefix=key,
-            )
+            return await self.enqueue_alert_in(tx, template, context, key)
+
+    async def enqueue_alert_in(
+        self, tx: Tx, template: str, context: Mapping[str, Any], key: str
+    ) -> list[int]:
+        """The same inside a transaction of the caller's: the alert commits with what it
+        reports (a dead letter and its alert go in one transaction)."""
+        return await self.enqueuer.enqueue(
+            tx,
+            self.enqueuer.organiser_alerts(template, context),
+            target=None,
+            gathering=None,
+            cause=None,
+            index_base=0,
+            now=self.clock(),
+            key_prefix=key,
+        )
 
 
 def _reply(info: PersonInfo, template: str, context: Mapping[str, Any]) -> Outgoing:

@@ -20,11 +20,12 @@ from typing import Any
 from gateway.core.wakeup import Wakeup
 from gateway.model import Channel, Invite, OutboxId, OutboxItem, OutKind, PersonId
 from gateway.ports import PermanentError, SendError, TransientError, Transport
-from gateway.store.db import Row, Store, now_iso
+from gateway.store.db import Row, Store, Tx, now_iso
 
 log = logging.getLogger(__name__)
 
-AlertFn = Callable[[str, Mapping[str, Any], str], Awaitable[object]]
+#: Queues an alert to the organisers inside the given transaction (`Engine.enqueue_alert_in`).
+AlertFn = Callable[[Tx, str, Mapping[str, Any], str], Awaitable[object]]
 
 
 #: How long a message that keeps failing transiently is tried before it is given up (dead).
@@ -174,24 +175,28 @@ class OutboxWorker:
         log.info("outbox %s: retry in %.1fs (%s)", item.id, delay, exc)
 
     async def _bury(self, item: OutboxItem, reason: str) -> None:
+        # The dead letter and its alert commit together: a crash between them would leave a
+        # dead message nobody hears about.
         async with self.store.transaction() as tx:
             await tx.execute(
                 "UPDATE outbox SET status = 'dead', last_error = ? WHERE id = ?",
                 (reason[:1000], item.id),
             )
+            # Never alert about a failed alert: that could loop while the organisers' channel
+            # is down.
+            if self.alert is not None and not item.idempotency_key.startswith("dead:"):
+                await self.alert(
+                    tx,
+                    "core/delivery_failed",
+                    {
+                        "channel": item.channel.value,
+                        "address": item.address,
+                        "reason": reason,
+                        "subject": item.subject or item.text[:80],
+                    },
+                    f"dead:{item.id}",
+                )
         log.warning("outbox %s is dead: %s", item.id, reason)
-        # Never alert about a failed alert: that could loop while the organisers' channel is down.
-        if self.alert is not None and not item.idempotency_key.startswith("dead:"):
-            await self.alert(
-                "core/delivery_failed",
-                {
-                    "channel": item.channel.value,
-                    "address": item.address,
-                    "reason": reason,
-                    "subject": item.subject or item.text[:80],
-                },
-                f"dead:{item.id}",
-            )
 
 
 def item_from_row(row: Row) -> OutboxItem:

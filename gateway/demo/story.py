@@ -207,7 +207,7 @@ async def run_demo(
             store,
             {c: postbox.transport(c) for c in (Channel.EMAIL, Channel.MATRIX)},
             clock=clock,
-            alert=engine.enqueue_alert,
+            alert=engine.enqueue_alert_in,
             seed=1,
         )
         demo = Demo(engine, outbox, TimerLoop(engine, clock=clock), clock, postbox, gathering)

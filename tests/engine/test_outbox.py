@@ -82,7 +82,9 @@ async def test_permanent_failure_is_dead_and_the_organisers_are_told_once(
     engine, store, clock = setup
     await engine.handle(text("ann@example.test", "hello"))
     failing = Recorder(fail_permanent=True)
-    worker = OutboxWorker(store, {Channel.EMAIL: failing}, clock=clock, alert=engine.enqueue_alert)
+    worker = OutboxWorker(
+        store, {Channel.EMAIL: failing}, clock=clock, alert=engine.enqueue_alert_in
+    )
     await worker.run_once()  # ann's message dies; an alert to the organiser is queued
     await worker.run_once()  # the alert dies too (same failing transport): no alert about it
     async with store.read() as tx:
