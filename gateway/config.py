@@ -166,6 +166,9 @@ class EmailSettings(Strict):
     imap: ImapSettings | None = None
     listener: ListenerSettings | None = None
     dkim: DkimSettings | None = None
+    #: The authserv-id your mail server writes in Authentication-Results (e.g. its host
+    #: name); when set, only that server's DMARC/DKIM verdict is believed.
+    authserv_id: str | None = None
 
 
 class ServiceConfig(Strict):

@@ -230,17 +230,23 @@ def _parse_date(value: str | None) -> datetime | None:
         return None
 
 
-def _auth_failure(msg: Message) -> tuple[bool, str | None]:
-    """Read only the top-most Authentication-Results header.
+def _auth_failure(msg: Message, authserv_id: str | None = None) -> tuple[bool, str | None]:
+    """Read only our own server's Authentication-Results header.
 
     Our own MTA prepends its verdict above everything else; any header further down was
-    written by servers we do not control (or by the sender, to forge a pass).  DKIM is a
-    failure only if no signature passed: mailing lists routinely break one of several.
+    written by servers we do not control (or by the sender, to forge a pass).  With
+    `authserv_id` configured, the top-most header must also carry it, else there is no
+    verdict. DKIM is a failure only if no signature passed: mailing lists routinely break
+    one of several.
     """
     values = header_texts(msg, "Authentication-Results")
     if not values:
         return False, None
     top = values[0]
+    if authserv_id is not None:
+        server = top.split(";", 1)[0].split()
+        if not server or server[0].lower() != authserv_id.lower():
+            return False, None
     results: dict[str, set[str]] = {}
     for method, result in _AUTH_RESULT.findall(_COMMENT.sub("", top)):
         results.setdefault(method.lower(), set()).add(result.lower())
@@ -266,16 +272,26 @@ def parse_email(
     own_addresses: set[str] | frozenset[str],
     question_count: int | None = None,
     max_attachment_bytes: int = DEFAULT_MAX_ATTACHMENT_BYTES,
+    authserv_id: str | None = None,
 ) -> ParsedEmail:
-    """Read one inbound mail.  Never raises; unusable input is ``kind="rejected"``."""
+    """Read one inbound mail.  Never raises; unusable input is ``kind="rejected"``.
+
+    `authserv_id` names our own mail server in Authentication-Results; given, only its
+    verdict counts (RFC 8601 section 5: others may be forged by the sender)."""
     try:
         own = frozenset(a.strip().lower() for a in own_addresses)
-        return _parse(raw, own, question_count, max_attachment_bytes)
+        return _parse(raw, own, question_count, max_attachment_bytes, authserv_id)
     except Exception as error:  # noqa: BLE001 - totality is the contract of this function
         return ParsedEmail(kind="rejected", reason=f"unreadable message ({type(error).__name__})")
 
 
-def _parse(raw: bytes, own: frozenset[str], question_count: int | None, limit: int) -> ParsedEmail:
+def _parse(
+    raw: bytes,
+    own: frozenset[str],
+    question_count: int | None,
+    limit: int,
+    authserv_id: str | None = None,
+) -> ParsedEmail:
     if not raw or not raw.strip():
         return ParsedEmail(kind="rejected", reason="empty message")
     # The structure is parsed with compat32: policy.default parses every part's
@@ -294,7 +310,7 @@ def _parse(raw: bytes, own: frozenset[str], question_count: int | None, limit: i
     html = _part_text(parts.html, limit)
     body = plain if plain and plain.strip() else html_to_text(html or "", prune=False)
     full_text = normalise(body)
-    auth_failed, auth_detail = _auth_failure(msg)
+    auth_failed, auth_detail = _auth_failure(msg, authserv_id)
     to_cc = header_texts(msg, "To") + header_texts(msg, "Cc")
     base = ParsedEmail(
         kind="rejected",

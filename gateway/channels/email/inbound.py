@@ -193,7 +193,7 @@ def to_inbound(
 
 
 def parse_raw(raw: bytes, settings: EmailSettings) -> ParsedEmail:
-    return parse_email(raw, own_addresses=own_addresses(settings))
+    return parse_email(raw, own_addresses=own_addresses(settings), authserv_id=settings.authserv_id)
 
 
 def _bounce(parsed: ParsedEmail, base: dict[str, Any], token_state: str) -> Reading:

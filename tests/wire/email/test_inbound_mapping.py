@@ -132,3 +132,15 @@ def test_inspect_reports_json_for_every_fixture() -> None:
     cal = inspect_email((FIXTURES / "cal_google_accept.eml").read_bytes(), SETTINGS)
     assert cal["calendar"]["partstat"] == "ACCEPTED"
     assert "invite uid" in cal["routing"]
+
+
+def test_only_our_servers_authentication_results_count_when_its_authserv_id_is_set() -> None:
+    """A sender can write its own Authentication-Results; with `authserv_id` configured only
+    the top header from our server is read."""
+    raw = (FIXTURES / "auth_dmarc_fail.eml").read_bytes()
+    top = raw.split(b"Authentication-Results:", 1)[1].split(b";", 1)[0].split()[0].decode()
+    ours = SETTINGS.model_copy(update={"authserv_id": top})
+    assert to_inbound(parse_raw(raw, ours), ours, raw=raw).kind == InboundKind.REJECTED
+    other = SETTINGS.model_copy(update={"authserv_id": "mx.camp.example"})
+    reading = to_inbound(parse_raw(raw, other), other, raw=raw)
+    assert reading.kind != InboundKind.REJECTED  # a verdict from a server not ours is ignored
