@@ -229,6 +229,27 @@ def txn_id(idempotency_key: str) -> str:
     return hashlib.sha256(idempotency_key.encode()).hexdigest()
 
 
+#: Homeservers refuse events over 65,536 bytes (the Matrix spec's limit), JSON included; a
+#: message's text is sent in parts of at most this many bytes (HTML is dropped for those).
+MAX_TEXT_BYTES = 24_000
+
+
+def split_text(text: str, limit: int = MAX_TEXT_BYTES) -> list[str]:
+    """`text` in parts of at most `limit` UTF-8 bytes, cut at paragraph, then line, then
+    word boundaries where there is one, so a long message arrives whole, in order."""
+    parts: list[str] = []
+    rest = text
+    while len(rest.encode()) > limit:
+        head = rest.encode()[:limit].decode("utf-8", errors="ignore")
+        cut = max(head.rfind("\n\n"), head.rfind("\n"), head.rfind(" "))
+        if cut < len(head) // 2:
+            cut = len(head)
+        parts.append(head[:cut].rstrip())
+        rest = rest[cut:].lstrip()
+    parts.append(rest)
+    return parts
+
+
 def text_content(
     text: str, html_body: str = "", *, in_reply_to: str | None = None
 ) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from gateway.channels.matrix.codec import (
     mentions_user,
     parse_event,
     poll_content,
+    split_text,
     text_content,
     txn_id,
 )
@@ -149,11 +150,25 @@ class MatrixTransport:
                     max_selections=len(item.options) if item.multiple else 1,
                 )
             else:
+                parts = split_text(item.text)
+                if len(parts) > 1:
+                    return await self._send_parts(room_id, item, parts)
                 event_type = "m.room.message"
                 content = text_content(item.text, item.html, in_reply_to=item.in_reply_to)
             return await self.send_event(room_id, event_type, content, txn_id(item.idempotency_key))
         except _NETWORK_ERRORS as exc:
             raise TransientError(f"homeserver unreachable: {exc!r}") from exc
+
+    async def _send_parts(self, room_id: str, item: OutboxItem, parts: list[str]) -> str:
+        """A message too big for one event, as several in order; each part has its own
+        stable txn_id, so a resend after a crash skips the parts the server already has."""
+        first = ""
+        for number, part in enumerate(parts):
+            key = item.idempotency_key if number == 0 else f"{item.idempotency_key}#part{number}"
+            content = text_content(part, in_reply_to=item.in_reply_to if number == 0 else None)
+            event_id = await self.send_event(room_id, "m.room.message", content, txn_id(key))
+            first = first or event_id
+        return first
 
     async def send_event(
         self, room_id: str, event_type: str, content: dict[str, Any], txn: str

@@ -321,3 +321,24 @@ async def test_organiser_commands_allowed_for_organisers_refused_for_others(
 
 def _body(event: dict[str, Any]) -> str:
     return str(event.get("content", {}).get("body", ""))
+
+
+async def test_a_message_over_the_event_size_limit_arrives_in_parts_once(
+    synapse: SynapseServer, matrix_client: Any, tmp_path: Path
+) -> None:
+    """A summary over the homeserver's 64 KiB event limit was marked undeliverable and the
+    person heard nothing. It is sent in parts, in order; a resend duplicates none."""
+    bot_user, maya = synapse.new_user("bot"), synapse.new_user("maya")
+    client = await matrix_client(maya)
+    paragraphs = [f"Answer {n}: " + "word " * 400 for n in range(40)]  # ~80 KB
+    body = "\n\n".join(paragraphs)
+    async with running_bot(tmp_path, settings_for(synapse, bot_user, tmp_path / "mx")) as bot:
+        first = await bot.transport.send(item("long", maya.user_id, body))
+        again = await bot.transport.send(item("long", maya.user_id, body))
+        assert again == first
+        room = await bot.transport.rooms.direct_room(maya.user_id)
+        await client.join(room)
+        history = await room_history(client, room, bot_user.user_id)
+    bodies = [e["content"]["body"] for e in history if e["type"] == "m.room.message"]
+    assert len(bodies) >= 3 and all(len(b.encode()) <= 24_000 for b in bodies)
+    assert " ".join(" ".join(bodies).split()) == " ".join(body.split())
