@@ -272,8 +272,22 @@ def _unstructured(name: str, value: str) -> str:
 
 
 @lru_cache(maxsize=1024)
+def ascii_address(address: str) -> str:
+    """The address as the wire needs it: an internationalised domain in its IDNA (punycode)
+    form, e.g. ana@bücher.example → ana@xn--bcher-kva.example. A local part must be ASCII
+    already (non-ASCII ones need SMTPUTF8 end to end, which this sender does not use)."""
+    local, at, domain = address.rpartition("@")
+    if not at or domain.isascii():
+        return address
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError as exc:
+        raise ValueError(f"not an email domain: {domain!r}") from exc
+
+
 def _address(name: str, address: str) -> str:
     """``address`` or ``name <address>``; the name quoted or encoded as RFC 5322 needs."""
+    address = ascii_address(address)
     local, at, domain = address.rpartition("@")
     if not at or not local or not domain or not _ADDR.fullmatch(address):
         raise ValueError(f"not an email address: {address!r}")

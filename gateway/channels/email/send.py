@@ -24,6 +24,7 @@ from aiosmtplib import SMTPResponse
 
 from gateway.channels.email.compose import (
     OutgoingEmail,
+    ascii_address,
     compose_bytes,
     dkim_sign,
     message_id_for,
@@ -192,7 +193,7 @@ class EmailTransport:
         except ValueError as exc:  # an address or header compose cannot write
             raise PermanentError(f"cannot compose mail to {address}: {exc}") from exc
         try:
-            refused = await self.pool.send(self.settings.address, [address], raw)
+            refused = await self.pool.send(self.settings.address, [ascii_address(address)], raw)
         except BaseException as exc:
             raise _classify(exc) from exc
         if refused:

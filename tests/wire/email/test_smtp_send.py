@@ -297,3 +297,13 @@ async def test_mail_is_dkim_signed_when_configured(smtp_sink: SmtpSink) -> None:
 
     assert received.data.startswith(b"DKIM-Signature:")
     assert dkim.verify(received.data, dnsfunc=dns)
+
+
+async def test_a_reply_to_an_internationalised_domain_is_delivered(smtp_sink: SmtpSink) -> None:
+    """Addresses with IDN domains were accepted in, but every reply to them went dead."""
+    t = transport(smtp_sink)
+    await t.send(item(address="zoe@bücher.example"))
+    await t.close()
+    [received] = smtp_sink.messages
+    assert received.rcpt_tos == ["zoe@xn--bcher-kva.example"]
+    assert parsed(received.data)["To"].endswith("zoe@xn--bcher-kva.example")
