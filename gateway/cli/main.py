@@ -7,9 +7,9 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gateway.cli.mail import mail_parser
 from gateway.config import (
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from gateway.core.engine import Engine
 
 DEFAULT_CONFIG = os.environ.get("GATEWAY_CONFIG", "gateway.toml")
+T = TypeVar("T")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -156,65 +157,55 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _status(args: argparse.Namespace) -> int:
+def _on_engine(config: LoadedConfig, action: Callable[[Engine], Awaitable[T]]) -> T:
+    """Run `action` on the engine of an existing database (never a new one), then close it."""
     from gateway.app.service import build_engine
+
+    async def go() -> T:
+        engine = await build_engine(config, create=False)
+        try:
+            return await action(engine)
+        finally:
+            await engine.store.close()
+
+    return asyncio.run(go())
+
+
+def _status(args: argparse.Namespace) -> int:
     from gateway.ops.reports import format_status, status_report
 
     config = load_config(args.config)
-
-    async def go() -> int:
-        engine = await build_engine(config, create=False)
-        try:
-            print(format_status(await status_report(engine.store, config.gatherings)))
-        finally:
-            await engine.store.close()
-        return 0
-
-    return _asyncio(go())
+    report = _on_engine(config, lambda engine: status_report(engine.store, config.gatherings))
+    print(format_status(report))
+    return 0
 
 
 def _outbox_retry(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from gateway.app.service import build_engine
     from gateway.core.outbox import requeue_dead
 
     config = load_config(args.config)
-
-    async def go() -> int:
-        engine = await build_engine(config, create=False)
-        try:
-            count = await requeue_dead(engine.store, args.ids, now=datetime.now(UTC))
-        finally:
-            await engine.store.close()
-        print(f"requeued {count} dead message{'s' if count != 1 else ''}")
-        return 0 if count or not args.ids else 1
-
-    return _asyncio(go())
+    now = datetime.now(UTC)
+    count = _on_engine(config, lambda engine: requeue_dead(engine.store, args.ids, now=now))
+    print(f"requeued {count} dead message{'s' if count != 1 else ''}")
+    return 0 if count or not args.ids else 1
 
 
 def _export(args: argparse.Namespace) -> int:
-    from gateway.app.service import build_engine
     from gateway.ops.reports import export_csv
 
     config = load_config(args.config)
     if unknown_gathering(config, args.gathering):
         return 2
-
-    async def go() -> int:
-        engine = await build_engine(config, create=False)
-        try:
-            text = await export_csv(engine.store, config.gatherings[args.gathering])
-        finally:
-            await engine.store.close()
-        if args.output:
-            args.output.write_text(text, encoding="utf-8")
-            print(f"wrote {text.count(chr(10)) - 1} rows to {args.output}")
-        else:
-            sys.stdout.write(text)
-        return 0
-
-    return _asyncio(go())
+    gathering = config.gatherings[args.gathering]
+    text = _on_engine(config, lambda engine: export_csv(engine.store, gathering))
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
+        print(f"wrote {text.count(chr(10)) - 1} rows to {args.output}")
+    else:
+        sys.stdout.write(text)
+    return 0
 
 
 def _forget(args: argparse.Namespace) -> int:
