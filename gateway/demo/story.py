@@ -24,7 +24,8 @@ from gateway.core.engine import Engine
 from gateway.core.outbox import OutboxWorker
 from gateway.core.timers import TimerLoop
 from gateway.demo.simulate import SimulatedPerson
-from gateway.model import Channel, Identity, OutboxItem
+from gateway.model import Channel, Identity, OutboxItem, OutKind
+from gateway.ops.crews import commands as crews_ops
 from gateway.ops.reports import format_status, status_report
 from gateway.store import open_store
 
@@ -61,6 +62,15 @@ DEMO_GATHERING = GatheringConfig.model_validate(
                 },
                 {"id": "first_camp", "type": "yes_no", "prompt": "Is this your first camp?"},
             ],
+        },
+        "crews": {
+            "min_size": 3,
+            "max_size": 5,
+            "balance": [{"question": "first_camp", "mode": "spread"}],
+            "solve_seconds": 2,
+            "call_weekday": "WE",
+            "call_time": "19:30",
+            "call_count": 4,
         },
     }
 )
@@ -305,6 +315,31 @@ async def _story(demo: Demo, participants: int) -> None:
             if line.startswith(wanted):
                 print(f"    {line}")
 
-    print("\n6. gateway status")
+    await _crews_chapter(demo)
+
+    print("\n7. gateway status")
     report = await status_report(demo.engine.store, {g.slug: g})
     print("\n".join("  " + line for line in format_status(report).splitlines()))
+
+
+async def _crews_chapter(demo: Demo) -> None:
+    """Crews: the organisers propose, look, approve; introductions and crew-call invites go
+    out through the same outbox, each member reached on their own channel."""
+    g = demo.gathering
+    print("\n6. The organisers propose crews (gateway crews propose), then approve them")
+    proposal = await crews_ops.propose(demo.engine, g.slug)
+    print("\n".join("    " + line for line in proposal.splitlines()[:12]))
+    print("  " + await crews_ops.approve(demo.engine, g.slug))
+    await demo.deliver()
+    groups = [
+        item
+        for items in demo.postbox.delivered.values()
+        for item in items
+        if item.kind == OutKind.GROUP
+    ]
+    for item in groups:
+        calls = f", crew-call invite {item.invite.rrule}" if item.invite else ""
+        who = f"{len(item.group_addresses)} on {item.channel.value}"
+        print(f"  {item.subject or item.address}: introduction to {who}{calls}")
+    if groups:
+        print(transcript(groups[:1], limit=1))

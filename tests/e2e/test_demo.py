@@ -25,6 +25,8 @@ def test_demo_registers_fills_the_house_and_moves_the_waiting_list(
     assert "Lena     email  cancelled (offer expired)" in out
     assert "Mateo    matrix offered" in out
     assert "METHOD:REQUEST" in out and "DTSTART;VALUE=DATE:20270712" in out
+    assert "crews approved and announced (2 crews)" in out
+    assert "introduction to" in out and "crew-call invite FREQ=WEEKLY;COUNT=4" in out
 
 
 def test_demo_database_holds_what_it_printed(tmp_path: Path) -> None:
@@ -46,3 +48,51 @@ def test_demo_database_holds_what_it_printed(tmp_path: Path) -> None:
     counts = {r[0]: r[1] for r in rows}
     assert counts == {"registered": 9, "offered": 1, "waiting": 1, "cancelled": 3}
     assert {r[0] for r in outbox} == {"sent"}
+
+
+def test_demo_crews_chapter_places_everyone_registered_once_and_invites_each_crew(
+    tmp_path: Path,
+) -> None:
+    """The crews chapter really happened: an approved assignment holding every registered
+    person exactly once, and introductions with a crew-call invite an iCalendar parser reads."""
+    import json
+
+    import icalendar
+
+    from gateway.channels.email.ical.invite import invite_ics
+    from gateway.core.outbox import item_from_row
+
+    database = tmp_path / "demo.sqlite3"
+    assert main(["demo", "--database", str(database)]) == 0
+
+    async def read() -> tuple[list[Any], Any, list[Any]]:
+        store = await open_store(database)
+        async with store.read() as tx:
+            registered = await tx.all(
+                "SELECT person_id FROM flow_runs WHERE flow = 'registration'"
+                " AND status = 'registered'"
+            )
+            crews = await tx.one(
+                "SELECT state FROM flow_runs WHERE flow = 'crews' AND person_id = 0"
+            )
+            groups = await tx.all("SELECT * FROM outbox WHERE kind = 'group'")
+        await store.close()
+        return registered, crews, groups
+
+    registered, crews, groups = asyncio.run(read())
+    assignment = json.loads(crews[0])["approved"]["assignment"]
+    assert sorted(int(p) for p in assignment) == sorted(r[0] for r in registered)
+    assert len(set(assignment.values())) == 2
+    items = [item_from_row(row) for row in groups]
+    assert {i.channel.value for i in items} == {"email", "matrix"}
+    for item in items:
+        assert item.invite is not None
+        ics = invite_ics(
+            item.invite,
+            organizer_email="camp@demo.test",
+            organizer_name="Camp",
+            attendee="someone@demo.test",
+            dtstamp=item.created_at,
+        )
+        event = icalendar.Calendar.from_ical(ics).walk("VEVENT")[0]
+        assert str(event["RRULE"].to_ical().decode()) == "FREQ=WEEKLY;COUNT=4"
