@@ -327,7 +327,12 @@ async def _crews_chapter(demo: Demo) -> None:
     out through the same outbox, each member reached on their own channel."""
     g = demo.gathering
     print("\n6. The organisers propose crews (gateway crews propose), then approve them")
-    proposal = await crews_ops.propose(demo.engine, g.slug)
+    try:
+        proposal = await crews_ops.propose(demo.engine, g.slug)
+    except crews_ops.CrewsError as exc:  # too few people for the crew sizes, say
+        reason = str(exc).splitlines()[-1].strip(" -")
+        print(f"  (no crews with these numbers: {reason}; try --participants 14)")
+        return
     print("\n".join("    " + line for line in proposal.splitlines()[:12]))
     print("  " + await crews_ops.approve(demo.engine, g.slug))
     await demo.deliver()

@@ -96,3 +96,8 @@ def test_demo_crews_chapter_places_everyone_registered_once_and_invites_each_cre
         )
         event = icalendar.Calendar.from_ical(ics).walk("VEVENT")[0]
         assert str(event["RRULE"].to_ical().decode()) == "FREQ=WEEKLY;COUNT=4"
+
+
+def test_demo_with_too_few_people_for_crews_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--participants", "2"]) == 0
+    assert "no crews with these numbers" in capsys.readouterr().out
