@@ -217,7 +217,7 @@ def load_config(path: str | Path) -> LoadedConfig:
         service = ServiceConfig.model_validate(raw)
     except ValidationError as exc:
         # Keep going: the organiser wants every problem of every file in one run.
-        problems.extend(format_errors(exc, path))
+        problems.extend(format_errors(exc, path, data=raw))
     gatherings = dict(service.gatherings) if service else {}
     sources = {slug: path for slug in gatherings}
     patterns = raw.get("gathering_files", [])
@@ -233,7 +233,9 @@ def load_config(path: str | Path) -> LoadedConfig:
         except ValidationError as exc:
             # Name keys as they would be inline, so messages read the same for both layouts.
             problems.extend(
-                format_errors(exc, file, prefix=("gatherings", str(table.get("slug", file.stem))))
+                format_errors(
+                    exc, file, prefix=("gatherings", str(table.get("slug", file.stem))), data=table
+                )
             )
             continue
         if gathering.slug in gatherings:
@@ -362,11 +364,15 @@ def _cross_checks(gatherings: dict[str, GatheringConfig], sources: dict[str, Pat
     return problems
 
 
-def format_errors(exc: ValidationError, file: Path, prefix: tuple[str, ...] = ()) -> list[str]:
-    """pydantic errors as `file: key.path[2].type: message (allowed: …)` lines."""
+def format_errors(
+    exc: ValidationError, file: Path, prefix: tuple[str, ...] = (), data: object = None
+) -> list[str]:
+    """pydantic errors as `file: key.path[2] (id 'diet').type: message (allowed: …)` lines;
+    with the validated `data`, a list item that has an id is named by it too."""
     lines = []
     for error in exc.errors():
-        loc = _key_path((*prefix, *error["loc"]))
+        head = _key_path(prefix) if prefix else ""
+        loc = head + _key_path(error["loc"], data, continued=bool(prefix))
         message = error["msg"]
         ctx = error.get("ctx") or {}
         if error["type"] == "extra_forbidden":
@@ -385,14 +391,25 @@ def format_errors(exc: ValidationError, file: Path, prefix: tuple[str, ...] = ()
     return lines
 
 
-def _key_path(loc: tuple[int | str, ...]) -> str:
+def _key_path(loc: tuple[int | str, ...], data: object = None, *, continued: bool = False) -> str:
     out = ""
+    node = data
     for part in loc:
+        node = _child(node, part)
         if isinstance(part, int):
-            out += f"[{part}]"
+            named = node.get("id") if isinstance(node, dict) else None
+            out += f"[{part}]" + (f" (id {named!r})" if isinstance(named, str) else "")
         else:
-            out += ("." if out else "") + str(part)
-    return out or "(top level)"
+            out += ("." if out or continued else "") + str(part)
+    return out or ("" if continued else "(top level)")
+
+
+def _child(node: object, part: int | str) -> object:
+    if isinstance(node, dict) and isinstance(part, str):
+        return node.get(part)
+    if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        return node[part]
+    return None
 
 
 def _small(value: object) -> bool:
@@ -421,7 +438,7 @@ def load_gathering_file(path: str | Path) -> GatheringConfig:
     try:
         gathering = GatheringConfig.model_validate(table)
     except ValidationError as exc:
-        raise ConfigError(format_errors(exc, path)) from None
+        raise ConfigError(format_errors(exc, path, data=table)) from None
     if problems := _cross_checks({gathering.slug: gathering}, {gathering.slug: path}):
         raise ConfigError(problems)
     return gathering

@@ -56,8 +56,8 @@ def test_every_problem_is_reported_with_file_and_key_path(tmp_path: Path) -> Non
     )
     assert "retreat.toml: gatherings.retreat.colour: unknown key" in text
     assert (
-        "retreat.toml: gatherings.retreat.registration.questions[0].type: not an allowed value"
-        " (allowed: 'text'"
+        "retreat.toml: gatherings.retreat.registration.questions[0] (id 'diet').type:"
+        " not an allowed value (allowed: 'text'"
     ) in text
 
 
