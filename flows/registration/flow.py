@@ -12,21 +12,12 @@ chat) or one reply with `answers={number: text}` (email), then "yes".
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import ClassVar
 
 from flows.base import CONFIG_CHANGED, Outcome, StepContext
-from flows.common.forms import (
-    Problem,
-    applicable,
-    apply_numbered,
-    find_question,
-    parse_answer,
-    parse_vote,
-    question_view,
-    summary_view,
-)
-from flows.config import Question
+from flows.common.forms import question_view, summary_view
+from flows.common.questionnaire import Questionnaire
 from flows.registration.seating import (
     accept_offer,
     calendar_reply,
@@ -38,7 +29,7 @@ from flows.registration.seating import (
     status_context,
     window_closed,
 )
-from flows.registration.text import Command, ask_form, ask_one, read_command
+from flows.registration.text import Command, read_command
 from flows.registration.turn import ACTIVE, Turn
 from gateway.model import InboundKind, InboundMessage
 
@@ -102,7 +93,7 @@ def on_words(turn: Turn, text: str) -> None:
         if changes_a_registration(turn):
             ask_for_proof(turn, "change")
         else:
-            take_numbered(turn)
+            form(turn).take_numbered()
     elif turn.status == "confirming" and turn.pending():
         # The organisers added a question after the summary was shown: ask it before the
         # person can confirm, so every registration answers every current question.
@@ -112,14 +103,15 @@ def on_words(turn: Turn, text: str) -> None:
         if changes_a_registration(turn):
             ask_for_proof(turn, "change")
         else:
-            answer_text(turn, text, command)
+            restart = command is not None and command.name == "start"
+            form(turn).answer_text(text, restart=restart)
     else:
         by_status(turn, command)
 
 
 def run_command(turn: Turn, command: Command) -> None:
     if command.name == "help":
-        current = current_question(turn) if turn.status == "in_progress" else None
+        current = form(turn).current_question() if turn.status == "in_progress" else None
         view = question_view(current, turn.questions) if current else None
         turn.say("help", status=turn.status, question=view)
     elif command.name == "status":
@@ -134,7 +126,7 @@ def run_command(turn: Turn, command: Command) -> None:
         turn.state["announcements"] = False
         turn.say("unsubscribed")
     else:
-        begin_change(turn, command.argument)
+        form(turn).begin_change(command.argument)
 
 
 def by_status(turn: Turn, command: Command | None) -> None:
@@ -202,72 +194,12 @@ def on_event(turn: Turn) -> None:
         turn.note("unknown_event", name=turn.ctx.message.text)
 
 
-def replied_question(turn: Turn) -> Question | None:
-    """The question of our message this one replies to (a poll vote, a chat reply to a
-    question), if it still exists and applies: it is answered, whatever was asked since."""
-    asked = turn.ctx.message.questions
-    question = turn.ctx.gathering.question(asked[0]) if len(asked) == 1 else None
-    if question is None or not applicable(question, turn.questions, turn.answers):
-        return None
-    return question
+def form(turn: Turn) -> Questionnaire:
+    return turn.form(lambda: show_summary(turn))
 
 
-def current_question(turn: Turn) -> Question | None:
-    """The question a free-text reply answers: the one being changed, or the one asked."""
-    changing = changing_question(turn)
-    if changing is not None:
-        return changing
-    todo = turn.pending()
-    if turn.in_chat:
-        asked = next((q for q in todo if q.id == turn.state.get("asked")), None)
-        return asked or (todo[0] if todo else None)
-    return todo[0] if len(todo) == 1 else None
-
-
-def changing_question(turn: Turn) -> Question | None:
-    """The question the person asked to change, while it still exists and applies."""
-    question = turn.ctx.gathering.question(str(turn.state.get("changing", "")))
-    if question is None or not applicable(question, turn.questions, turn.answers):
-        turn.state.pop("changing", None)
-        return None
-    return question
-
-
-def ask_next(
-    turn: Turn,
-    *,
-    first: bool = False,
-    problems: Mapping[str, Problem] | None = None,
-    note: str = "",
-) -> None:
-    """Ask what is still open (or invalid), or show the summary when everything is answered.
-
-    Questions with a problem come first, so a re-prompt is never lost behind a new question.
-    """
-    problems = problems or {}
-    changing = changing_question(turn)
-    if changing is not None:
-        todo = [changing]
-    else:
-        todo = [q for q in turn.questions if q.id in problems]
-        todo += [q for q in turn.pending() if q.id not in problems]
-    if not todo:
-        turn.state.pop("asked", None)
-        if first:
-            turn.say("welcome", questions=0)
-        show_summary(turn)
-    elif turn.in_chat:
-        if first:
-            turn.say("welcome", questions=len(todo))
-        turn.state["asked"] = todo[0].id
-        turn.outcome.send.append(
-            ask_one(turn.person, todo[0], turn.questions, problems.get(todo[0].id))
-        )
-    else:
-        turn.state.pop("asked", None)
-        turn.outcome.send.append(
-            ask_form(turn.person, todo, turn.questions, problems, first=first, note=note)
-        )
+def ask_next(turn: Turn, *, first: bool = False, note: str = "") -> None:
+    form(turn).ask_next(first=first, note=note)
 
 
 def show_summary(turn: Turn) -> None:
@@ -280,122 +212,21 @@ def show_summary(turn: Turn) -> None:
         turn.say("summary", items=items, mode="updated", **status_context(turn))
 
 
-def answer_text(turn: Turn, text: str, command: Command | None) -> None:
-    current = replied_question(turn) or current_question(turn)
-    if current is None or (command is not None and command.name == "start"):
-        ask_next(turn, note="" if current else "no_answers")
-        return
-    parsed = parse_answer(current, text, reference=turn.reference)
-    if parsed.problem is not None:
-        turn.state["asked"] = current.id
-        ask_next(turn, problems={current.id: parsed.problem})
-        return
-    record(turn, current, parsed.value)
-    ask_next(turn)
-
-
-def record(turn: Turn, question: Question, value: object) -> None:
-    turn.answers[question.id] = value
-    if turn.state.get("changing") == question.id:
-        turn.state.pop("changing")
-    if turn.ctx.message.kind in (InboundKind.TEXT, InboundKind.EDIT):
-        turn.remember_answer(turn.ctx.message.replaces or turn.ctx.message.external_id, question.id)
-
-
-def take_numbered(turn: Turn) -> None:
-    """An email reply with answers under the numbered questions."""
-    numbered = turn.ctx.message.answers
-    asked = turn.pending()
-    answers, problems = apply_numbered(
-        turn.questions,
-        turn.answers,
-        numbered,
-        reference=turn.reference,
-        numbering=turn.ctx.message.questions,
-    )
-    # An optional question of the form left blank is a "skip": asking again would nag.
-    for question in asked:
-        if not question.required and question.id not in answers and question.id not in problems:
-            answers[question.id] = None
-    turn.state["answers"] = answers
-    changing = turn.state.get("changing")
-    if (
-        changing in answers
-        and changing not in problems
-        and answers[changing] != turn.ctx.state.get("answers", {}).get(changing, object())
-    ):
-        turn.state.pop("changing")
-    ask_next(turn, problems=problems)
-
-
-def begin_change(turn: Turn, argument: str) -> None:
-    question = find_question(turn.questions, turn.answers, argument) if argument else None
-    if question is None:
-        turn.say(
-            "which_question", argument=argument, items=summary_view(turn.questions, turn.answers)
-        )
-        return
-    turn.state["changing"] = question.id
-    turn.state["asked"] = question.id
-    ask_next(turn, note="change")
-
-
 def on_choice(turn: Turn) -> None:
-    """A poll vote answers its poll's question (an older poll too); a ✅/❌ reaction
-    elsewhere is yes/no."""
-    choice = turn.ctx.message.choice or ""
-    answering = turn.status == "in_progress" or "changing" in turn.state
-    replied = replied_question(turn) if turn.status != "cancelled" else None
-    current = replied or (current_question(turn) if answering else None)
-    if current is None:
-        on_words(turn, choice)
-        return
-    parsed = parse_vote(current, choice)
-    if parsed.problem is not None:
-        ask_next(turn, problems={current.id: parsed.problem})
-        return
-    record(turn, current, parsed.value)
-    if replied is not None and still_asking_another(turn, replied):
-        # A second thought on an earlier poll: confirm it; the open question is still there.
-        turn.say("answer_updated", question=question_view(replied, turn.questions))
-        return
-    ask_next(turn)
-
-
-def still_asking_another(turn: Turn, answered: Question) -> bool:
-    """Whether, in a chat, a question other than `answered` is asked and still open."""
-    asked = turn.state.get("asked")
-    open_ids = {q.id for q in turn.pending()}
-    return turn.status == "in_progress" and asked != answered.id and asked in open_ids
+    """A poll vote answers its poll's question; a ✅/❌ reaction elsewhere is yes/no."""
+    if not form(turn).vote(settled=turn.status == "cancelled"):
+        on_words(turn, turn.ctx.message.choice or "")
 
 
 def on_edit(turn: Turn) -> None:
     """A chat edit of an earlier answer changes that answer; other edits read as new text."""
-    replaces = turn.ctx.message.replaces or ""
-    question_id = turn.state.get("answered_by", {}).get(replaces)
-    question = turn.ctx.gathering.question(question_id) if question_id else None
-    if question is None or not applicable(question, turn.questions, turn.answers):
+    if not form(turn).edit():
         on_text(turn)
-        return
-    parsed = parse_answer(question, turn.ctx.message.text, reference=turn.reference)
-    if parsed.problem is not None:
-        turn.state["changing"] = question.id
-        ask_next(turn, problems={question.id: parsed.problem})
-        return
-    record(turn, question, parsed.value)
-    if turn.status == "in_progress":
-        turn.say("answer_updated", question=question_view(question, turn.questions))
-    ask_next(turn)
 
 
 def on_redaction(turn: Turn) -> None:
-    """Deleting a chat message does not delete the answer; tell the person how to change it."""
-    question_id = turn.state.get("answered_by", {}).get(turn.ctx.message.replaces or "")
-    question = turn.ctx.gathering.question(question_id) if question_id else None
-    if question is None:
+    if not form(turn).redaction():
         turn.note("redaction_ignored", replaces=turn.ctx.message.replaces)
-        return
-    turn.say("redacted", question=question_view(question, turn.questions))
 
 
 _HANDLERS: dict[InboundKind, Callable[[Turn], None]] = {

@@ -8,16 +8,14 @@ cost nothing; the templates name the English words.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flows.common.forms import Problem, question_view
 from flows.common.words import fold, is_help, is_no, is_yes
-from flows.config import GatheringConfig, Question, QuestionType
-from gateway.model import Invite, Outgoing, OutKind, PersonId
+from flows.config import GatheringConfig
+from gateway.model import Invite, Outgoing, PersonId
 
 FLOW = "registration"
 
@@ -68,39 +66,6 @@ def read_command(text: str) -> Command | None:
 
 def say(person: PersonId, message: str, **context: Any) -> Outgoing:
     return Outgoing(to=person, template=f"{FLOW}/{message}", context=context)
-
-
-def ask_one(
-    person: PersonId, question: Question, questions: Sequence[Question], problem: Problem | None
-) -> Outgoing:
-    """One question in a chat: a poll for choice questions, so a tap answers it."""
-    view = question_view(question, questions, problem)
-    choice = question.type in (QuestionType.SINGLE_CHOICE, QuestionType.MULTIPLE_CHOICE)
-    return Outgoing(
-        to=person,
-        template=f"{FLOW}/question",
-        context={"question": view, "total": len(questions)},
-        kind=OutKind.POLL if choice else OutKind.TEXT,
-        options=tuple(question.options) if choice else (),
-        multiple=question.type == QuestionType.MULTIPLE_CHOICE,
-        questions=(question.id,),
-    )
-
-
-def ask_form(
-    person: PersonId,
-    asked: Sequence[Question],
-    questions: Sequence[Question],
-    problems: Mapping[str, Problem],
-    *,
-    first: bool,
-    note: str = "",
-) -> Outgoing:
-    """Several numbered questions in one message (email): the person answers under each."""
-    views = [question_view(q, questions, problems.get(q.id)) for q in asked]
-    form = say(person, "form", questions=views, first=first, note=note)
-    # The form's numbering (positions in the gathering file), for reading the reply.
-    return replace(form, questions=tuple(q.id for q in questions))
 
 
 def zone_time(value: date | datetime, zone: ZoneInfo) -> datetime:

@@ -5,10 +5,8 @@ A `Turn` collects changes while the handlers in `registration.py` and
 layout of a person's run (all plain JSON):
 
     status          one of STATUSES (mirrored in the run's status column)
-    answers         question id → normalised answer (None: skipped), see flows.common.forms
-    answered_by     external id of the person's message → question id it answered (edits)
-    asked           the question last asked in a chat (poll votes answer it)
-    changing        the question the person asked to change ("change diet")
+    answers, answered_by, asked, changing
+                    the questionnaire's conversation (flows.common.questionnaire)
     pending_cancel  True while we wait for "yes" to a cancellation question
     invite_uid, sequence   the calendar invite sent and its last SEQUENCE
     attendance      "accepted" / "tentative" / "declined" from calendar replies
@@ -21,12 +19,14 @@ layout of a person's run (all plain JSON):
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
 from flows.base import Outcome, StepContext
 from flows.common.forms import Answers, pending
+from flows.common.questionnaire import Questionnaire
 from flows.config import Question
 from flows.registration.seats import Seats
 from flows.registration.text import FLOW, say, zone_time
@@ -36,7 +36,6 @@ STATUSES = ("in_progress", "confirming", "registered", "waiting", "offered", "ca
 #: Statuses in which a person is expected to answer us, so any message of theirs is ours.
 ACTIVE = frozenset({"in_progress", "confirming", "offered"})
 HISTORY_LIMIT = 20
-EDIT_MAP_LIMIT = 200
 
 
 @dataclass
@@ -45,6 +44,7 @@ class Turn:
     state: dict[str, Any]
     outcome: Outcome = field(default_factory=Outcome)
     _seats: Seats | None = None
+    _form: Questionnaire | None = None
 
     @classmethod
     def start(cls, ctx: StepContext) -> Turn:
@@ -104,11 +104,23 @@ class Turn:
         history.append({"at": self.ctx.now.isoformat(), "event": event, **detail})
         del history[:-HISTORY_LIMIT]
 
-    def remember_answer(self, external_id: str, question_id: str) -> None:
-        mapping: dict[str, str] = self.state.setdefault("answered_by", {})
-        mapping[external_id] = question_id
-        for old in list(mapping)[:-EDIT_MAP_LIMIT]:
-            del mapping[old]
+    def form(self, on_complete: Callable[[], None]) -> Questionnaire:
+        """The registration questions' conversation, kept in this person's state."""
+        if self._form is None:
+            self._form = Questionnaire(
+                questions=self.questions,
+                data=self.state,
+                message=self.ctx.message,
+                person=self.person,
+                prefix=FLOW,
+                in_chat=self.in_chat,
+                reference=self.reference,
+                answering=self.status == "in_progress",
+                on_complete=on_complete,
+                send=self.outcome.send,
+            )
+        self._form.answering = self.status == "in_progress"
+        return self._form
 
     def offer_seats(self) -> None:
         """Offer every seat that is free now to the head of the waiting list."""
