@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from flows.config import GatheringConfig
 from gateway.model import (
@@ -70,6 +70,8 @@ class StepContext:
     shared: State
     #: Runs of the flows listed in `Flow.reads`, by flow name then person (gathering steps only).
     peers: Mapping[str, Mapping[PersonId, RunView]] = field(default_factory=dict)
+    #: The gathering-level states of the flows in `Flow.reads` (gathering steps only).
+    shared_of: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def is_gathering_run(self) -> bool:
@@ -104,6 +106,11 @@ class Outcome:
 CONFIG_CHANGED = "config_changed"
 
 
+#: What `Flow.schedule` returns: the gathering-level timers the flow's config implies, by
+#: name; None removes a timer of that name (a reminder the organisers switched off).
+Schedule = Mapping[str, datetime | None]
+
+
 class Flow(Protocol):
     """A workflow module. One instance serves every gathering; config comes in the context."""
 
@@ -120,3 +127,18 @@ class Flow(Protocol):
         "change diet" reaches registration even after a crew introduction was the last message.
         """
         ...
+
+
+@runtime_checkable
+class Scheduling(Protocol):
+    """A flow whose config sets timers of its own (debrief: prompts after the gathering ends).
+
+    The engine calls `schedule` for every gathering on start and after every reload, with
+    the gathering-level run's state, and makes the timers say exactly that: calling it twice
+    changes nothing. A timer that already fired is returned again only if the state says its
+    work is not done, so a restart never repeats it.
+    """
+
+    def schedule(
+        self, gathering: GatheringConfig, state: Mapping[str, Any], now: datetime
+    ) -> Schedule: ...

@@ -31,6 +31,8 @@ class QuestionType(StrEnum):
     DATE = "date"
     EMAIL = "email"
     CITY = "city"
+    #: A whole number on a scale, 1–5 unless `min`/`max` say otherwise (debrief ratings).
+    SCALE = "scale"
 
 
 #: Answers longer than this are refused with the limit, not stored: an answer is repeated in
@@ -65,6 +67,13 @@ class Question(Strict):
     shareable: bool = False
 
     @property
+    def bounds(self) -> tuple[float | None, float | None]:
+        """The smallest and largest answer of a number or scale question."""
+        if self.type == QuestionType.SCALE:
+            return (1 if self.min is None else self.min, 5 if self.max is None else self.max)
+        return self.min, self.max
+
+    @property
     def answer_limit(self) -> int:
         """The longest answer accepted for this question, in characters."""
         if self.max_length is not None:
@@ -78,11 +87,27 @@ class Question(Strict):
             raise ValueError(f"a {self.type.value} question needs at least 2 options")
         if not choice and self.options:
             raise ValueError(f"options are only allowed for choice questions, not {self.type}")
-        if (self.min is not None or self.max is not None) and self.type != QuestionType.NUMBER:
-            raise ValueError("min/max are only allowed for number questions")
+        numeric = (QuestionType.NUMBER, QuestionType.SCALE)
+        if (self.min is not None or self.max is not None) and self.type not in numeric:
+            raise ValueError("min/max are only allowed for number and scale questions")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
         return self
+
+
+def check_questions(questions: list[Question]) -> list[Question]:
+    """Ids unique; a `show_if` names an earlier question."""
+    seen: set[str] = set()
+    for q in questions:
+        if q.id in seen:
+            raise ValueError(f"question id {q.id!r} is used twice")
+        if q.show_if is not None and q.show_if.question not in seen:
+            raise ValueError(
+                f"question {q.id!r}: show_if refers to {q.show_if.question!r}, "
+                "which is not an earlier question"
+            )
+        seen.add(q.id)
+    return questions
 
 
 class RegistrationConfig(Strict):
@@ -112,20 +137,7 @@ class RegistrationConfig(Strict):
             return self.name_question
         return "name" if any(q.id == "name" for q in self.questions) else None
 
-    @field_validator("questions")
-    @classmethod
-    def _ids_unique_and_conditions_known(cls, questions: list[Question]) -> list[Question]:
-        seen: set[str] = set()
-        for q in questions:
-            if q.id in seen:
-                raise ValueError(f"question id {q.id!r} is used twice")
-            if q.show_if is not None and q.show_if.question not in seen:
-                raise ValueError(
-                    f"question {q.id!r}: show_if refers to {q.show_if.question!r}, "
-                    "which is not an earlier question"
-                )
-            seen.add(q.id)
-        return questions
+    _questions = field_validator("questions")(lambda cls, qs: check_questions(qs))
 
     @property
     def hold(self) -> timedelta:
@@ -184,6 +196,32 @@ class CrewsConfig(Strict):
         return self
 
 
+class DebriefConfig(Strict):
+    """Reflection questions after the gathering, with reminders and a deadline."""
+
+    #: The prompts go out this long after the gathering ends, at the next `local_hour`.
+    after_end_hours: Annotated[float, Field(ge=0, le=24 * 60)] = 12
+    #: The hour of the day (in the gathering's time zone) prompts and reminders are sent at.
+    local_hour: Annotated[int, Field(ge=0, le=23)] = 10
+    #: How long people have to answer, from the prompt.
+    answer_days: Annotated[float, Field(gt=0, le=90)] = 7
+    #: Reminders to those who have not finished, `remind_every_days` apart, before the end.
+    reminders: Annotated[int, Field(ge=0, le=5)] = 2
+    remind_every_days: Annotated[float, Field(gt=0, le=30)] = 2
+    #: Offer "my crew" as a way to share answers (only useful when crews were approved).
+    crew_sharing: bool = True
+    questions: list[Question] = Field(min_length=1)
+
+    _questions = field_validator("questions")(lambda cls, qs: check_questions(qs))
+
+    @field_validator("questions")
+    @classmethod
+    def _share_is_ours(cls, questions: list[Question]) -> list[Question]:
+        if any(q.id == "share" for q in questions):
+            raise ValueError("the question id 'share' is the debrief's own (who may see answers)")
+        return questions
+
+
 class GatheringConfig(Strict):
     """One gathering: its dates, place, capacity and the flows it runs."""
 
@@ -199,6 +237,7 @@ class GatheringConfig(Strict):
     description: str = ""
     registration: RegistrationConfig = Field(default_factory=RegistrationConfig)
     crews: CrewsConfig | None = None
+    debrief: DebriefConfig | None = None
 
     @field_validator("slug")
     @classmethod

@@ -120,14 +120,16 @@ def _yes_no(question: Question, raw: str, reference: date) -> Parsed:
 
 
 def _number(question: Question, raw: str, reference: date) -> Parsed:
-    bounds = {"min": _plain(question.min), "max": _plain(question.max)}
+    low, high = question.bounds
+    bounds = {"min": _plain(low), "max": _plain(high)}
     token = raw.split()[0] if raw.split() else raw
+    if question.type == QuestionType.SCALE:
+        token = token.split("/")[0]  # "4/5"
     if not _NUMBER.match(token):
         return Parsed(problem=Problem("number", bounds))
     value = float(token.replace(",", "."))
-    if (question.min is not None and value < question.min) or (
-        question.max is not None and value > question.max
-    ):
+    whole = question.type != QuestionType.SCALE or value.is_integer()
+    if not whole or (low is not None and value < low) or (high is not None and value > high):
         return Parsed(problem=Problem("number", bounds))
     return Parsed(_plain(value))
 
@@ -209,6 +211,7 @@ _PARSERS: dict[QuestionType, Callable[[Question, str, date], Parsed]] = {
     QuestionType.EMAIL: _email,
     QuestionType.YES_NO: _yes_no,
     QuestionType.NUMBER: _number,
+    QuestionType.SCALE: _number,
     QuestionType.DATE: _date,
     QuestionType.SINGLE_CHOICE: _single,
     QuestionType.MULTIPLE_CHOICE: _multiple,
@@ -340,8 +343,8 @@ def question_view(
         "type": question.type.value,
         "options": list(question.options),
         "required": question.required,
-        "min": _plain(question.min),
-        "max": _plain(question.max),
+        "min": _plain(question.bounds[0]),
+        "max": _plain(question.bounds[1]),
         "problem": _problem_view(problem),
     }
 

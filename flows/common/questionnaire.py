@@ -68,6 +68,9 @@ class Questionnaire:
     send: list[Outgoing] = field(default_factory=list)
     #: Native chat polls show who voted; a flow asking anonymously turns them off.
     polls: bool = True
+    #: Whether the answers given so far must not be repeated back in our messages (they are
+    #: to be anonymous, and what we send is kept with the person's name).
+    private: Callable[[Mapping[str, Any]], bool] = lambda answers: False
     #: Extra context for every template (e.g. a deadline the flow wants to mention).
     context: Mapping[str, Any] = field(default_factory=dict)
 
@@ -88,7 +91,11 @@ class Questionnaire:
         return applicable(question, self.questions, self.answers)
 
     def summary(self) -> list[dict[str, Any]]:
-        return summary_view(self.questions, self.answers)
+        """The applicable questions with their answers (values left out when private)."""
+        items = summary_view(self.questions, self.answers)
+        if self.private(self.answers):
+            return [{**item, "value": None, "hidden": True} for item in items]
+        return items
 
     def replied_question(self) -> Question | None:
         """The question of our message this one replies to (a poll vote, a chat reply to a

@@ -26,6 +26,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flows.base import RunView
+from flows.common.groups import ROOM_TEMPLATE, group_key
+from flows.common.names import answers_of, chosen_name
 from flows.config import BalanceMode, GatheringConfig, Question
 from gateway.model import GATHERING_SUBJECT, Channel, Invite, Outgoing, OutKind, PersonId
 
@@ -33,26 +35,11 @@ WEEKDAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
 WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 #: Invite UIDs need a right-hand side; it only has to be stable and ours.
 UID_DOMAIN = "crews.gathering-gateway"
+
+
 #: The name (subject) and topic (text) of a crew's room.
-ROOM_TEMPLATE = "crews/room"
-
-
-def group_key(slug: str, round_no: int, crew: int) -> str:
-    """The room/thread key of a crew (0-based `crew`); later rounds get rooms of their own."""
-    if round_no <= 1:
-        return f"{slug}/crew-{crew + 1}"
-    return f"{slug}/round-{round_no}/crew-{crew + 1}"
-
-
 def call_uid(slug: str, round_no: int, crew: int) -> str:
     return f"{slug}-r{round_no}-crew-{crew + 1}-call@{UID_DOMAIN}"
-
-
-def answers_of(run: RunView | None) -> Mapping[str, Any]:
-    if run is None:
-        return {}
-    answers = run.state.get("answers", {})
-    return answers if isinstance(answers, Mapping) else {}
 
 
 def consented(gathering: GatheringConfig, run: RunView | None) -> bool:
@@ -78,10 +65,7 @@ def member_card(
     """A member as crewmates see them: the name they chose (the registration's name
     question), else the name their mail client or Matrix profile shows, plus shared answers
     when consented."""
-    chosen_id = gathering.registration.chosen_name_question
-    chosen = answers_of(run).get(chosen_id) if run and chosen_id else None
-    name = (str(chosen).strip() if chosen else "") or (run.display_name if run else "")
-    name = name or f"#{person}"
+    name = chosen_name(gathering, person, run)
     fields: list[dict[str, str]] = []
     if consented(gathering, run):
         answers = answers_of(run)

@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from flows.base import Outcome, RunView, StepContext
+from flows.common.groups import group_key
 from flows.crews.announce import (
     call_invite,
     call_uid,
@@ -37,7 +38,6 @@ from flows.crews.announce import (
     crew_zone,
     end_round,
     first_call_day,
-    group_key,
     group_message,
     member_card,
     members_of,

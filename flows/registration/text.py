@@ -9,10 +9,9 @@ cost nothing; the templates name the English words.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time
 from typing import Any
-from zoneinfo import ZoneInfo
 
+from flows.common.times import zone_time
 from flows.common.words import fold, is_help, is_no, is_yes
 from flows.config import GatheringConfig
 from gateway.model import Invite, Outgoing, PersonId
@@ -66,17 +65,6 @@ def read_command(text: str) -> Command | None:
 
 def say(person: PersonId, message: str, **context: Any) -> Outgoing:
     return Outgoing(to=person, template=f"{FLOW}/{message}", context=context)
-
-
-def zone_time(value: date | datetime, zone: ZoneInfo) -> datetime:
-    """A config date or datetime as an aware datetime in the gathering's zone.
-
-    Naive datetimes in the gathering file mean local time at the venue; a date means its
-    midnight there.
-    """
-    if not isinstance(value, datetime):
-        return datetime.combine(value, time(0), tzinfo=zone)
-    return value.replace(tzinfo=zone) if value.tzinfo is None else value.astimezone(zone)
 
 
 def invite_uid(gathering: GatheringConfig, person: PersonId) -> str:

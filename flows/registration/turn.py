@@ -27,9 +27,10 @@ from typing import Any
 from flows.base import Outcome, StepContext
 from flows.common.forms import Answers, pending
 from flows.common.questionnaire import Questionnaire
+from flows.common.times import zone_time
 from flows.config import Question
 from flows.registration.seats import Seats
-from flows.registration.text import FLOW, say, zone_time
+from flows.registration.text import FLOW, say
 from gateway.model import Channel, Emit, Invite, PersonId, SetTimer
 
 STATUSES = ("in_progress", "confirming", "registered", "waiting", "offered", "cancelled")

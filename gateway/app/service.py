@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.base import Flow
+from flows.config import GatheringConfig
 from gateway.app.registry import default_flows
 from gateway.config import ConfigError, LoadedConfig, load_config
 from gateway.core.engine import Engine
@@ -124,7 +125,7 @@ class Service:
         self.engine.reload(fresh.gatherings)
         # Flows act on the new config now (a larger capacity offers seats), not at the next
         # message; the task is kept so that it finishes, and waited for on stop.
-        task = asyncio.get_running_loop().create_task(self.engine.config_changed(before))
+        task = asyncio.get_running_loop().create_task(self._config_changed(before))
         self._reloads.add(task)
         task.add_done_callback(self._reloads.discard)
         task.add_done_callback(lambda _: self.wake())
@@ -132,6 +133,10 @@ class Service:
             hook(fresh)
         self._mtimes = _mtimes(fresh)
         log.info("config reloaded: %s", ", ".join(fresh.gatherings) or "no gatherings")
+
+    async def _config_changed(self, before: Mapping[str, GatheringConfig]) -> None:
+        await self.engine.config_changed(before)
+        await self.engine.schedule()
 
     async def _watch(self) -> None:
         while not self.stop.is_set():
@@ -159,6 +164,8 @@ class Service:
             ", ".join(self.engine.gatherings),
             ", ".join(c.value for c in self.channels.senders) or "none",
         )
+        # Timers the gathering files imply (debrief prompts) are set before anything runs.
+        await self.engine.schedule()
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(keep_running("outbox", self.outbox.run, self.stop))

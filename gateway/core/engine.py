@@ -16,7 +16,15 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flows.base import CONFIG_CHANGED, Flow, Outcome, PersonInfo, State, StepContext
+from flows.base import (
+    CONFIG_CHANGED,
+    Flow,
+    Outcome,
+    PersonInfo,
+    Scheduling,
+    State,
+    StepContext,
+)
 from flows.config import GatheringConfig
 from gateway.core.committer import GroupCommitter
 from gateway.core.intake import clean_message
@@ -38,6 +46,8 @@ from gateway.core.records import (
     audit_row,
     claim_timer,
     load_peers,
+    load_shared_of,
+    load_state,
     record_inbox,
     save_cursor,
     summarise,
@@ -54,6 +64,7 @@ from gateway.model import (
     InboundMessage,
     Outgoing,
     PersonId,
+    SetTimer,
     Target,
 )
 from gateway.store.db import Store, Tx, now_iso
@@ -158,6 +169,26 @@ class Engine:
         ]
         return await self.handle_batch(messages) if messages else []
 
+    async def schedule(self) -> int:
+        """Make each gathering's timers say what its flows' configs imply (`Scheduling`).
+
+        Called on start and after every reload; idempotent. Returns how many timers it set.
+        """
+        now = self.clock()
+        planned = 0
+        async with self.store.transaction() as tx:
+            for slug, gathering in self.gatherings.items():
+                for name, flow in self.flows.items():
+                    if not isinstance(flow, Scheduling):
+                        continue
+                    target = Target(slug, name, GATHERING_SUBJECT)
+                    timers = flow.schedule(gathering, await load_state(tx, target), now)
+                    wanted = [SetTimer(n, due) for n, due in timers.items() if due is not None]
+                    dropped = [n for n, due in timers.items() if due is None]
+                    await write_timers(tx, target, dropped, wanted)
+                    planned += len(wanted)
+        return planned
+
     async def handle(
         self, message: InboundMessage, *, cursor: tuple[str, str] | None = None
     ) -> Handled:
@@ -207,9 +238,10 @@ class Engine:
         work.recent = int(first["recent"] or 0)
         outcome_label, target, detail = await self._dispatch(tx, message, person, now, work)
         if person and message.kind not in (InboundKind.TICK, InboundKind.COMMAND):
-            work.audit.append(
-                audit_row(person, "in", message.channel, target, summarise(message), now)
-            )
+            flow = self.flows.get(target.flow) if target else None
+            # A flow that may hold anonymous answers keeps their text out of the log.
+            line = summarise(message, with_text=getattr(flow, "audit_text", True))
+            work.audit.append(audit_row(person, "in", message.channel, target, line, now))
         if work.audit:
             await tx.executemany(AUDIT_INSERT, work.audit)
         await record_inbox(tx, message, person, now, target, outcome_label, detail)
@@ -308,7 +340,10 @@ class Engine:
             info = PersonInfo(GATHERING_SUBJECT, gathering.name, gathering.language, None)
         else:
             info = (await work.person(tx, target.person, self.organisers)).info
-        peers = await load_peers(tx, target, flow) if target.person == GATHERING_SUBJECT else {}
+        peers, shared_of = {}, {}
+        if target.person == GATHERING_SUBJECT:
+            peers = await load_peers(tx, target, flow)
+            shared_of = await load_shared_of(tx, target, flow)
         ctx = StepContext(
             message=message,
             now=now,
@@ -317,6 +352,7 @@ class Engine:
             state=states.get(target.person, {}),
             shared=states.get(GATHERING_SUBJECT, {}),
             peers=peers,
+            shared_of=shared_of,
         )
         try:
             return flow.step(ctx), info

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from flows.base import Flow, RunView, State
 from gateway.core.people import PERSON_COLUMNS
@@ -80,6 +81,24 @@ async def load_peers(tx: Tx, target: Target, flow: Flow) -> dict[str, dict[Perso
     return peers
 
 
+async def load_state(tx: Tx, target: Target) -> dict[str, Any]:
+    """One run's state ({} when the run does not exist yet)."""
+    row = await tx.one(
+        "SELECT state FROM flow_runs WHERE gathering = ? AND flow = ? AND person_id = ?",
+        (target.gathering, target.flow, target.person),
+    )
+    state: dict[str, Any] = json.loads(row["state"]) if row else {}
+    return state
+
+
+async def load_shared_of(tx: Tx, target: Target, flow: Flow) -> dict[str, dict[str, Any]]:
+    """The gathering-level states of the flows `flow` reads (e.g. the approved crews)."""
+    shared: dict[str, dict[str, Any]] = {}
+    for name in getattr(flow, "reads", ()):
+        shared[name] = await load_state(tx, Target(target.gathering, name, GATHERING_SUBJECT))
+    return shared
+
+
 async def claim_timer(tx: Tx, message: InboundMessage) -> bool:
     """Delete the timer a TICK comes from before its step runs (the step may set it again).
 
@@ -126,10 +145,12 @@ def audit_row(
     )
 
 
-def summarise(message: InboundMessage) -> str:
-    """One audit line for an inbound message."""
+def summarise(message: InboundMessage, *, with_text: bool = True) -> str:
+    """One audit line for an inbound message; without its text when `with_text` is False."""
     if message.kind == InboundKind.CALENDAR_REPLY and message.calendar:
         return f"calendar reply {message.calendar.partstat}"
+    if not with_text:
+        return f"{message.kind.value} ({len(message.answers) or 1} answer(s), text not logged)"
     if message.choice is not None:
         return f"{message.kind.value}: option {message.choice}"
     text = " ".join(message.text.split())

@@ -1,0 +1,1 @@
+"""Debrief prompts: reflection after the gathering, reminders, a collated report."""
