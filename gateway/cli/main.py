@@ -118,6 +118,19 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--database", type=Path, help="keep the demo database here")
     mail_parser(sub, DEFAULT_CONFIG)
     _crews_parser(sub)
+    debrief = sub.add_parser("debrief", help="the debrief after a gathering")
+    debrief_actions = debrief.add_subparsers(dest="debrief_command", required=True)
+    report = debrief_actions.add_parser(
+        "report",
+        help="write the collated report (Markdown, HTML, CSV)",
+        description="Writes <gathering>-debrief.{md,html,csv} (with --public: only answers"
+        " shared with everyone, without names) and prints a summary.",
+    )
+    report.add_argument("gathering")
+    report.add_argument("--config", "-c", default=DEFAULT_CONFIG, help="service config file")
+    report.add_argument("--public", action="store_true", help="only answers shared with everyone")
+    report.add_argument("--out", "-o", type=Path, default=Path("."), help="directory to write to")
+    report.set_defaults(handler=_debrief_report)
     return parser
 
 
@@ -205,6 +218,28 @@ def _export(args: argparse.Namespace) -> int:
         print(f"wrote {text.count(chr(10)) - 1} rows to {args.output}")
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def _debrief_report(args: argparse.Namespace) -> int:
+    from gateway.ops.debrief import Audience, NoDebrief, collect, summary, write_all
+
+    config = load_config(args.config)
+    if unknown_gathering(config, args.gathering):
+        return 2
+    gathering = config.gatherings[args.gathering]
+    audience = Audience.PUBLIC if args.public else Audience.ORGANISERS
+    try:
+        report = _on_engine(config, lambda engine: collect(engine.store, gathering, audience))
+    except NoDebrief as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    stem = f"{gathering.slug}-debrief" + ("-public" if args.public else "")
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, text in write_all(report, stem).items():
+        (args.out / name).write_text(text, encoding="utf-8")
+    print(summary(report))
+    print(f"wrote {args.out / stem}.md, .html and .csv")
     return 0
 
 

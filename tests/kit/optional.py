@@ -23,3 +23,16 @@ def require_module(name: str) -> ModuleType:
         if in_ci():
             pytest.fail(f"{reason} [CI is set: a missing package is a failure]", pytrace=False)
         pytest.skip(reason, allow_module_level=True)
+
+
+def require_program(name: str) -> str:
+    """The path of the program `name`; without it, skip — or, when CI is set, fail."""
+    import shutil
+
+    path = shutil.which(name)
+    if path is None:
+        reason = f"{name} is not installed"
+        if in_ci():
+            pytest.fail(f"{reason} [CI is set: a missing program is a failure]", pytrace=False)
+        pytest.skip(reason)
+    return path

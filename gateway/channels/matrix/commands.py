@@ -30,6 +30,7 @@ from gateway.model import (
     Target,
 )
 from gateway.ops.crews.commands import handle_crews_command
+from gateway.ops.debrief import NoDebrief, collect, summary, to_html
 from gateway.ops.reports import export_csv, format_status, status_report
 from gateway.ports import Inbound, SendError
 from gateway.store.db import Store
@@ -47,7 +48,7 @@ class OrganisingInbound(Inbound, Protocol):
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("help", "status", "export", "announce", "confirm", "cancel", "crews")
+COMMANDS = ("help", "status", "export", "announce", "confirm", "cancel", "crews", "debrief")
 FLOW = "organisers"
 HELP = (
     "Commands:\n"
@@ -55,7 +56,8 @@ HELP = (
     "  !export GATHERING             the gathering's registrations as a CSV file\n"
     "  !announce GATHERING text…     a message to everyone registered (asks to confirm)\n"
     "  !confirm / !cancel            send or drop the pending announcement\n"
-    "  !crews GATHERING propose|approve|pin P N|move P N|swap P Q|unpin P|update|round|roster"
+    "  !crews GATHERING propose|approve|pin P N|move P N|swap P Q|unpin P|update|round|roster\n"
+    "  !debrief GATHERING            the debrief so far: a summary and the report (HTML)"
 )
 
 
@@ -106,6 +108,8 @@ class OrganiserCommands:
                 await self._say(room_id, message, format_status(report))
             elif word == "export":
                 await self._export(room_id, message, rest, engine)
+            elif word == "debrief":
+                await self._debrief(room_id, message, rest, engine)
             elif word == "crews":
                 task = asyncio.create_task(self._crews(room_id, message, rest, engine))
                 self._crews_tasks.add(task)
@@ -158,26 +162,48 @@ class OrganiserCommands:
             await self._say(room_id, message, f"Usage: !export GATHERING (known: {known})")
             return
         data = (await export_csv(engine.store, gathering)).encode()
-        name = f"{slug}-registrations.csv"
+        await self._upload(room_id, message, f"{slug}-registrations.csv", data, "text/csv")
+
+    async def _debrief(
+        self, room_id: str, message: InboundMessage, slug: str, engine: OrganisingInbound
+    ) -> None:
+        gathering = engine.gatherings.get(slug)
+        if gathering is None:
+            known = ", ".join(sorted(engine.gatherings)) or "none"
+            await self._say(room_id, message, f"Usage: !debrief GATHERING (known: {known})")
+            return
+        try:
+            report = await collect(engine.store, gathering)
+        except NoDebrief as exc:
+            await self._say(room_id, message, str(exc))
+            return
+        await self._say(room_id, message, summary(report))
+        data = to_html(report).encode()
+        await self._upload(room_id, message, f"{slug}-debrief.html", data, "text/html")
+
+    async def _upload(
+        self, room_id: str, message: InboundMessage, name: str, data: bytes, mime: str
+    ) -> None:
+        """Post a file in the room (encrypted where the room is)."""
         client = self.transport.client
         room = client.rooms.get(room_id)
         encrypt = bool(room and room.encrypted)
         resp, keys = await client.upload(
             io.BytesIO(data),
-            content_type="text/csv",
+            content_type=mime,
             filename=name,
             encrypt=encrypt,
             filesize=len(data),
         )
         if not isinstance(resp, UploadResponse):
-            await self._say(room_id, message, f"The export could not be uploaded: {resp}")
+            await self._say(room_id, message, f"{name} could not be uploaded: {resp}")
             return
-        content: dict[str, Any] = file_content(name, resp.content_uri, len(data), "text/csv")
+        content: dict[str, Any] = file_content(name, resp.content_uri, len(data), mime)
         if keys:
             # Encrypted rooms carry the file's key in the event instead of a plain url.
             content.pop("url")
             content["file"] = {**keys, "url": resp.content_uri}
-        await self.transport.send_event(room_id, "m.room.message", content, _txn(message, "export"))
+        await self.transport.send_event(room_id, "m.room.message", content, _txn(message, name))
 
     async def _crews(
         self, room_id: str, message: InboundMessage, rest: str, engine: OrganisingInbound
