@@ -1,0 +1,216 @@
+"""Debrief end to end, with every server real: prompts after the end, answers back, closed.
+
+The service runs as `gateway run` wires it against Synapse, Postfix and Dovecot. The camp
+ended yesterday, so the prompt is due when the service starts. Ana answers in her Matrix
+DM from a real client, anonymously; Dev answers the emailed form inline, as Gmail quotes
+it, through Postfix → Dovecot → the gateway's IMAP reader, for the organisers only. The
+service restarts across the prompt time and prompts nobody twice. At the deadline Ana's
+answers leave her run, and the reports say what consent allows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime, timedelta
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+
+from nio import AsyncClient
+
+from gateway.app.service import build_engine
+from gateway.config import load_config
+from gateway.core.engine import Engine
+from gateway.model import Channel, Identity, InboundKind, InboundMessage
+from gateway.ops.debrief import Audience, collect, to_markdown
+from gateway.store.db import now_iso
+from tests.e2e.test_crews_e2e import bot_said
+from tests.kit import email as kit
+from tests.kit.email_participant import Participant, plain_text
+from tests.kit.engine import as_reply
+from tests.kit.matrix import sync_until
+from tests.kit.service import email_toml, matrix_toml
+from tests.kit.service import running as running_service
+from tests.servers import DovecotServer, MailUser, MatrixUser, PostfixServer, SynapseServer
+
+CONFIG = """
+[store]
+path = "gateway.sqlite3"
+
+{matrix}
+{email}
+[gatherings.camp]
+name = "Camp 2027"
+timezone = "UTC"
+starts = {starts}
+ends = {ends}
+capacity = 20
+
+[[gatherings.camp.registration.questions]]
+id = "name"
+type = "text"
+prompt = "Your name?"
+
+[gatherings.camp.debrief]
+after_end_hours = 0
+local_hour = 0
+answer_days = 30
+reminders = 1
+remind_every_days = 1
+
+[[gatherings.camp.debrief.questions]]
+id = "learned"
+type = "text"
+prompt = "What did you learn?"
+
+[[gatherings.camp.debrief.questions]]
+id = "rating"
+type = "scale"
+prompt = "How was it, from 1 to 5?"
+"""
+
+ANA_LEARNED = "To ask for help early"
+DEV_LEARNED = "Bread needs patience"
+
+
+def says(identity: Identity, channel: Channel, text: str = "", **fields: object) -> InboundMessage:
+    return InboundMessage(
+        channel,
+        f"e2e-{uuid.uuid4().hex}",
+        InboundKind.TEXT,
+        datetime.now(UTC),
+        identity,
+        text=text,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+async def register(engine: Engine, identity: Identity, channel: Channel, name: str) -> None:
+    """Registration is proven on the wire elsewhere; here it only has to have happened."""
+    await engine.handle(says(identity, channel, "hello"))
+    if channel == Channel.MATRIX:
+        await engine.handle(says(identity, channel, name))
+    else:
+        await engine.handle(await as_reply(engine, says(identity, channel, answers={1: name})))
+    await engine.handle(await as_reply(engine, says(identity, channel, "yes")))
+
+
+async def dm_with_bot(client: AsyncClient) -> str:
+    """The direct room the bot opened with the client, joined."""
+    await sync_until(client, lambda: bool(client.invited_rooms) or bool(client.rooms))
+    room = next(iter({**client.invited_rooms, **client.rooms}))
+    await client.join(room)
+    await sync_until(client, lambda: room in client.rooms)
+    return room
+
+
+async def until_said(
+    client: AsyncClient, bot: MatrixUser, room: str, done: Callable[[list[str]], bool]
+) -> list[str]:
+    """The bot's messages in the room, once `done` holds for them."""
+    said: list[str] = []
+
+    async def check() -> bool:
+        said[:] = await bot_said(client, bot, room)
+        return done(said)
+
+    await kit.until(check, limit=60)
+    return said
+
+
+async def mail_saying(person: Participant, text: str) -> EmailMessage:
+    """The newest mail whose text has `text` in the person's mailbox, once it arrived."""
+    found: list[EmailMessage] = []
+
+    async def arrived() -> bool:
+        for raw in person.dovecot.mailbox_messages(person.box.address):
+            message = message_from_bytes(raw, policy=policy.default)
+            if isinstance(message, EmailMessage) and text in plain_text(message):
+                found[:] = [message]
+        return bool(found)
+
+    await kit.until(arrived, limit=60)
+    return found[0]
+
+
+async def test_debrief_over_matrix_and_email_with_a_restart_and_consent(
+    synapse: SynapseServer,
+    dovecot: DovecotServer,
+    postfix: PostfixServer,
+    mailbox: MailUser,
+    matrix_client: Callable[..., Awaitable[AsyncClient]],
+    tmp_path: Path,
+) -> None:
+    bot = synapse.new_user("debriefbot")
+    ana_user = synapse.new_user("ana")
+    dev_box = dovecot.new_user("dev")
+    dev = Participant("Dev", dev_box, dovecot, postfix)
+    ana = Identity.matrix(ana_user.user_id, "Ana")
+    dev_id = Identity.email(dev_box.address, "Dev")
+    yesterday = date.today() - timedelta(days=1)
+    config_path = tmp_path / "gateway.toml"
+    config_path.write_text(
+        CONFIG.format(
+            matrix=matrix_toml(synapse.url, bot.user_id, bot.access_token, "matrix"),
+            email=email_toml(
+                mailbox.address,
+                mailbox.password,
+                smtp_port=postfix.smtp_port,
+                imap_port=dovecot.imap_port,
+                secret="debrief-e2e-secret",
+            ),
+            starts=yesterday - timedelta(days=2),
+            ends=yesterday,
+        )
+    )
+    # They registered before the camp; the service was not running when it ended.
+    engine = await build_engine(load_config(config_path))
+    await register(engine, ana, Channel.MATRIX, "Ana")
+    await register(engine, dev_id, Channel.EMAIL, "Dev")
+    await engine.store.close()
+
+    client = await matrix_client(ana_user)
+    async with running_service(config_path):
+        room = await dm_with_bot(client)
+        said = await until_said(
+            client, bot, room, lambda s: any("Who may see your answers?" in b for b in s)
+        )
+        form = await mail_saying(dev, "1. Who may see your answers?")
+        assert form["Subject"] == "Looking back on Camp 2027"
+
+        # Without crews the choices are: 1. only the organisers, 2. everyone, without my name.
+        for answer in ("2", ANA_LEARNED, "4"):
+            before = len(said)
+            await client.room_send(room, "m.room.message", {"msgtype": "m.text", "body": answer})
+            said = await until_said(client, bot, room, lambda s: len(s) > before)  # noqa: B023
+        assert "without your name" in said[-1]
+        await dev.reply_inline(form, {"1. Who": "1", "2. What": DEV_LEARNED, "3. How": "5"})
+        await mail_saying(dev, "Only the organisers will see your answers.")
+
+    # A restart after the prompt time prompts nobody again; the deadline closes the debrief.
+    async with running_service(config_path) as service:
+        engine = service.engine
+
+        async def closed() -> bool:
+            """The deadline is now: the close timer is moved (again, should the service's
+            start have scheduled it back), and the debrief's gathering run is closed."""
+            async with engine.store.transaction() as tx:
+                await tx.execute(
+                    "UPDATE timers SET due_at = ? WHERE name = 'close'",
+                    (now_iso(datetime.now(UTC)),),
+                )
+                row = await tx.one(
+                    "SELECT status FROM flow_runs WHERE flow = 'debrief' AND person_id = 0"
+                )
+            service.timers.wake()
+            return bool(row) and row[0] == "closed"
+
+        await kit.until(closed, limit=30)
+        camp = engine.gatherings["camp"]
+        organisers = to_markdown(await collect(engine.store, camp))
+        public = to_markdown(await collect(engine.store, camp, Audience.PUBLIC))
+    said = await bot_said(client, bot, room)
+    assert sum("Who may see your answers?" in b for b in said) == 1
+    assert f"> {DEV_LEARNED} — Dev" in organisers and f"> {ANA_LEARNED}\n" in organisers
+    assert ANA_LEARNED in public and DEV_LEARNED not in public and "Ana" not in public
