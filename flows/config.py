@@ -211,6 +211,16 @@ class DebriefConfig(Strict):
     #: Offer "my crew" as a way to share answers (only useful when crews were approved).
     crew_sharing: bool = True
     questions: list[Question] = Field(min_length=1)
+    #: A debrief question whose answer names people the person would like to stay with:
+    #: the next round of crews (`gateway crews round`) takes these as wishes.
+    stay_with_question: str | None = None
+
+    @model_validator(mode="after")
+    def _stay_with_is_a_question(self) -> DebriefConfig:
+        ids = [q.id for q in self.questions]
+        if self.stay_with_question is not None and self.stay_with_question not in ids:
+            raise ValueError(f"stay_with_question {self.stay_with_question!r} is not a question id")
+        return self
 
     _questions = field_validator("questions")(lambda cls, qs: check_questions(qs))
 

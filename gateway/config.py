@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from flows.config import GatheringConfig
+from flows.config import GatheringConfig, Question
 from gateway.model import Identity
 
 #: Crew overrides files (`gateway crews`) live beside gathering files and are not gatherings.
@@ -326,18 +326,11 @@ def _cross_checks(gatherings: dict[str, GatheringConfig], sources: dict[str, Pat
         closes = g.registration.closes_at
         if closes is not None and _as_naive_date(closes) > _as_naive_date(g.ends):
             problems.append(f"{where}.registration.closes_at: after the gathering ends ({g.ends})")
-        for i, q in enumerate(g.registration.questions):
-            cond = q.show_if
-            target = g.question(cond.question) if cond else None
-            if cond is None or target is None or not target.options:
-                continue
-            wanted = [cond.equals] if cond.equals is not None else list(cond.any_of or [])
-            for value in wanted:
-                if isinstance(value, str) and value not in target.options:
-                    problems.append(
-                        f"{where}.registration.questions[{i}] (id {q.id!r}).show_if: {value!r}"
-                        f" is not an option of {target.id!r} ({', '.join(target.options)})"
-                    )
+        sections = {"registration": g.registration.questions}
+        if g.debrief is not None:
+            sections["debrief"] = g.debrief.questions
+        for section, questions in sections.items():
+            problems += _show_if_options(f"{where}.{section}", questions)
         if g.crews is not None and g.crews.one_facilitator_per_crew:
             if g.crews.facilitator_question is None:
                 problems.append(
@@ -360,6 +353,25 @@ def _cross_checks(gatherings: dict[str, GatheringConfig], sources: dict[str, Pat
                 problems.append(
                     f"{sources[slug]}: gatherings.{slug}.crews.{key}: no registration "
                     f"question {qid!r} (known: {', '.join(sorted(ids)) or 'none'})"
+                )
+    return problems
+
+
+def _show_if_options(where: str, questions: list[Question]) -> list[str]:
+    """A `show_if` value must be one of the options of the question it looks at."""
+    problems = []
+    by_id = {q.id: q for q in questions}
+    for i, q in enumerate(questions):
+        cond = q.show_if
+        target = by_id.get(cond.question) if cond else None
+        if cond is None or target is None or not target.options:
+            continue
+        wanted = [cond.equals] if cond.equals is not None else list(cond.any_of or [])
+        for value in wanted:
+            if isinstance(value, str) and value not in target.options:
+                problems.append(
+                    f"{where}.questions[{i}] (id {q.id!r}).show_if: {value!r}"
+                    f" is not an option of {target.id!r} ({', '.join(target.options)})"
                 )
     return problems
 

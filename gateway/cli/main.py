@@ -167,6 +167,15 @@ def _check(args: argparse.Namespace) -> int:
             f"  {slug}: {g.name}, {g.starts} – {g.ends} ({g.timezone}), capacity {g.capacity},"
             f" {len(g.registration.questions)} questions ({config.sources[slug]})"
         )
+        if g.debrief is not None:
+            from flows.debrief import times
+
+            prompt = times.prompt_at(g, g.debrief).strftime("%Y-%m-%d %H:%M")
+            print(
+                f"    debrief: {len(g.debrief.questions)} questions, asked {prompt}"
+                f" ({g.timezone}), {g.debrief.reminders} reminder(s), open"
+                f" {g.debrief.answer_days:g} days"
+            )
     return 0
 
 

@@ -254,3 +254,43 @@ def test_prompt_time_follows_the_gathering_file() -> None:
     assert list(times.reminders(g, g.debrief)) == ["remind.1", "remind.2"]
     late = g.debrief.model_copy(update={"reminders": 5, "remind_every_days": 2})
     assert len(times.reminders(g, late)) == 3  # only those before the deadline
+
+
+async def test_stay_with_answers_feed_the_next_round_of_crews(tmp_path: Path) -> None:
+    """Ana and Cy, crewmates in round 1, both ask in the debrief to stay together: the new
+    round keeps them together although it otherwise avoids last round's pairs."""
+    from gateway.ops.crews import commands as crews_ops
+
+    stay = Question(id="stay", type=QuestionType.TEXT, prompt="Stay with?", required=False)
+    base = camp()
+    assert base.debrief is not None
+    g = base.model_copy(
+        update={
+            "crews": CrewsConfig(min_size=2, max_size=2, solve_seconds=1),
+            "debrief": base.debrief.model_copy(
+                update={"questions": [*REFLECTIONS, stay], "stay_with_question": "stay"}
+            ),
+        }
+    )
+    clock = Clock(datetime(2027, 6, 1, 9, 0, tzinfo=UTC))
+    gw = await Harness.open(tmp_path, FLOWS, {"camp": g}, clock)
+    try:
+        ids = {n: await register(gw, who, n) for n, who in (("Ana", ANA), ("Bo", BO))}
+        ids |= {n: await register(gw, who, n) for n, who in (("Cy", CY), ("Di", DI))}
+        round_1 = {str(ids["Ana"]): 0, str(ids["Cy"]): 0, str(ids["Bo"]): 1, str(ids["Di"]): 1}
+        await command(gw, "crews", "proposal", {"kind": "initial", "assignment": round_1})
+        await command(gw, "crews", "approve", {})
+        await gw.engine.schedule()
+        await until(gw, times.prompt_at(g, g.debrief))  # type: ignore[arg-type]
+        # Ana by email (2: my crew); Cy in the chat, who names Ana by her address.
+        await gw.say(ANA, "", answers={1: "2", 2: "x", 3: "4", 4: "skip", 5: "Cy"})
+        for reply in ("2", "y", "5", "skip", ANA.address):
+            await gw.say(CY, reply)
+
+        await crews_ops.new_round(gw.engine, "camp", seconds=1)
+        _, state = await gw.run(GATHERING_SUBJECT, "crews")
+        crew_of = state["proposal"]["assignment"]
+        assert crew_of[str(ids["Ana"])] == crew_of[str(ids["Cy"])]
+        assert crew_of[str(ids["Bo"])] == crew_of[str(ids["Di"])]
+    finally:
+        await gw.close()

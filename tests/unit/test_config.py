@@ -146,6 +146,28 @@ def test_a_show_if_value_must_be_an_option(
     assert "questions[1] (id 'why').show_if: 'vegetarian' is not an option of 'diet'" in err
 
 
+def test_debrief_questions_are_checked_like_registration_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    debrief = (
+        "\n[debrief]\n"
+        '[[debrief.questions]]\nid = "felt"\ntype = "single_choice"\nprompt = "How?"\n'
+        'options = ["good", "mixed"]\n'
+        '[[debrief.questions]]\nid = "why"\ntype = "text"\nprompt = "Why?"\n'
+        'show_if = { question = "felt", equals = "bad" }\n'
+        '[[debrief.questions]]\nid = "share"\ntype = "text"\nprompt = "Share?"\n'
+    )
+    gathering = write(tmp_path, "g.toml", RETREAT_TOML + debrief)
+    assert main(["check", str(gathering)]) == 2
+    err = capsys.readouterr().err
+    assert "the question id 'share' is the debrief's own" in err
+    fixed = debrief.replace('id = "share"', 'id = "more"')
+    gathering = write(tmp_path, "g.toml", RETREAT_TOML + fixed)
+    assert main(["check", str(gathering)]) == 2
+    err = capsys.readouterr().err
+    assert "debrief.questions[1] (id 'why').show_if: 'bad' is not an option of 'felt'" in err
+
+
 def test_a_gathering_file_checked_directly_is_ok(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

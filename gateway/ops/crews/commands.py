@@ -41,6 +41,7 @@ from gateway.ops.crews.inputs import (
     build_input,
     load_names,
     load_registrants,
+    load_stay_wishes,
     read_overrides,
     resolve,
 )
@@ -240,7 +241,10 @@ async def new_round(
     people = await load_registrants(engine.store, slug)
     found = read_overrides(overrides, people, {}, {})
     pins = {**found.pins, **state.get("pins", {})}
-    built = build_input(gathering, people, pins, last_round=approved["assignment"])
+    wishes = await load_stay_wishes(engine.store, gathering)
+    built = build_input(
+        gathering, people, pins, last_round=approved["assignment"], stay_with=wishes
+    )
     result = await _solve(built.input, _options(gathering, seconds, seed), progress)
     await _store(engine, slug, result, "round", {"warnings": found.problems + built.warnings})
     return await _show(engine, slug, people, f"Approve with: gateway crews approve {slug}")

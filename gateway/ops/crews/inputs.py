@@ -39,6 +39,7 @@ from flows.crews.solver.solve import (
     Weights,
     round_pairs,
 )
+from flows.debrief.flow import Share, share_of
 from gateway.model import PersonId
 from gateway.store.db import Store
 
@@ -174,6 +175,28 @@ def requests(
     return pairs
 
 
+async def load_stay_wishes(store: Store, gathering: GatheringConfig) -> dict[str, Any]:
+    """Answers to the debrief's "who would you like to stay with?" question, by person key.
+
+    Only from people who did not ask for anonymity: an anonymous answer is not theirs to
+    act on."""
+    debrief = gathering.debrief
+    if debrief is None or debrief.stay_with_question is None:
+        return {}
+    async with store.read() as tx:
+        rows = await tx.all(
+            "SELECT person_id, state FROM flow_runs"
+            " WHERE gathering = ? AND flow = 'debrief' AND person_id != 0",
+            (gathering.slug,),
+        )
+    wishes = {}
+    for row in rows:
+        answers = json.loads(row["state"]).get("answers", {})
+        if share_of(answers) != Share.EVERYONE and answers.get(debrief.stay_with_question):
+            wishes[str(row["person_id"])] = answers[debrief.stay_with_question]
+    return wishes
+
+
 def mutual(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """Pairs where both asked for each other (they may stay together across rounds)."""
     asked = set(pairs)
@@ -187,8 +210,11 @@ def build_input(
     *,
     previous: Mapping[str, int] | None = None,
     last_round: Mapping[str, int] | None = None,
+    stay_with: Mapping[str, Any] | None = None,
 ) -> Built:
-    """The solver input for these people; `last_round` makes a new round avoid its pairs."""
+    """The solver input for these people; `last_round` makes a new round avoid its pairs,
+    except pairs who both asked for each other — at registration, or in the debrief's
+    `stay_with` answers (person key → names)."""
     crews = gathering.crews or CrewsConfig()
     warnings: list[str] = []
     solver_people = tuple(
@@ -209,6 +235,13 @@ def build_input(
         if silent:
             warnings.append("no language given (placed anywhere): " + ", ".join(silent))
     together = requests(crews, crews.together_question, people, warnings)
+    for r in people:
+        for ref in _refs((stay_with or {}).get(r.key)):
+            other = resolve(ref, people)
+            if other is None:
+                warnings.append(f"{r.name} (debrief, stay with): nobody registered is {ref!r}")
+            elif other.person != r.person and (r.key, other.key) not in together:
+                together.append((r.key, other.key))
     apart = requests(crews, crews.apart_question, people, warnings)
     past: tuple[PastPair, ...] = ()
     if last_round:
