@@ -6,6 +6,22 @@ they see a numbered summary and confirm with "yes"; "change 3", "cancel", "statu
 "help" work at any time. Seats, the waiting list and held offers are in
 `registration_seating.py`, the state layout in `registration_turn.py`.
 
+What each message does in each status (the statuses and which may follow which are in
+`flows/registration/turn.py`; "yes" here means a proven one, see `ask_for_proof`):
+
+    status       hello / answer         "yes"              "cancel", "yes"   offer_seat     hold ends
+    (none)       → in_progress, ask     –                  –                 –              –
+    in_progress  record, ask next;      (an answer)        → cancelled       –              –
+                 all done → confirming
+    confirming   "change N" → ask it    → registered, or   → cancelled       –              –
+                                          waiting (full)
+    registered   "change N", status     status             → cancelled,      –              –
+                                                              CANCEL invite
+    waiting      "change N", status     status             → cancelled       → offered      –
+    offered      "change N", status     → registered       → cancelled       –              → cancelled
+                                          ("no": cancelled)
+    cancelled    status                 → in_progress      –                 –              –
+
 Simulated participants (the demo) register with: "hello", then one reply per question (a
 chat) or one reply with `answers={number: text}` (email), then "yes".
 """
@@ -30,7 +46,7 @@ from flows.registration.seating import (
     window_closed,
 )
 from flows.registration.text import Command, read_command
-from flows.registration.turn import ACTIVE, Turn
+from flows.registration.turn import ACTIVE, Status, Turn
 from gateway.model import InboundKind, InboundMessage
 
 
@@ -97,7 +113,7 @@ def on_words(turn: Turn, text: str) -> None:
     elif turn.status == "confirming" and turn.pending():
         # The organisers added a question after the summary was shown: ask it before the
         # person can confirm, so every registration answers every current question.
-        turn.status = "in_progress"
+        turn.status = Status.IN_PROGRESS
         ask_next(turn)
     elif turn.status in ("in_progress",) or turn.state.get("changing"):
         if changes_a_registration(turn):
@@ -142,7 +158,7 @@ def by_status(turn: Turn, command: Command | None) -> None:
     elif turn.status == "offered" and name == "no":
         cancel(turn, "offer_declined")
     elif turn.status == "cancelled" and name in ("yes", "confirm", "start"):
-        turn.status = "in_progress"
+        turn.status = Status.IN_PROGRESS
         ask_next(turn)
     elif turn.status in ("confirming", "waiting", "offered"):
         turn.say("status", items=summary_view(turn.questions, turn.answers), **status_context(turn))
@@ -169,11 +185,11 @@ def begin(turn: Turn) -> None:
     registration = turn.ctx.gathering.registration
     if window_closed(turn):
         if registration.opens_at is not None and turn.ctx.now < turn.local(registration.opens_at):
-            turn.status = "in_progress"
+            turn.status = Status.IN_PROGRESS
             turn.state["waiting_open"] = True
             turn.timer("opens", turn.local(registration.opens_at))
         return
-    turn.status = "in_progress"
+    turn.status = Status.IN_PROGRESS
     ask_next(turn, first=True)
 
 
@@ -206,7 +222,7 @@ def show_summary(turn: Turn) -> None:
     """All answered: ask to confirm (new people), or show what changed (everyone else)."""
     items = summary_view(turn.questions, turn.answers)
     if turn.status in ("in_progress", "confirming"):
-        turn.status = "confirming"
+        turn.status = Status.CONFIRMING
         turn.say("summary", items=items, mode="confirm")
     else:
         turn.say("summary", items=items, mode="updated", **status_context(turn))

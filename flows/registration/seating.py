@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from flows.registration.text import invite, invite_uid
-from flows.registration.turn import Turn
+from flows.registration.turn import Status, Turn
 
 CALENDAR_ATTENDANCE = {"ACCEPTED": "accepted", "TENTATIVE": "tentative"}
 
@@ -49,7 +49,7 @@ def confirm(turn: Turn) -> None:
     if result == "registered":
         register(turn)
     elif result == "waiting":
-        turn.status = "waiting"
+        turn.status = Status.WAITING
         turn.state.pop("left", None)
         turn.say("waiting", place=turn.seats.place(turn.person))
         turn.offer_seats()
@@ -63,7 +63,7 @@ def register(turn: Turn) -> None:
     turn.state.update(sequence=sequence, invite_uid=invite_uid(turn.ctx.gathering, turn.person))
     turn.state.pop("offer_expires", None)
     turn.state.pop("left", None)
-    turn.status = "registered"
+    turn.status = Status.REGISTERED
     turn.say("registered", invite=invite(turn.ctx.gathering, turn.person, sequence, "REQUEST"))
 
 
@@ -71,7 +71,7 @@ def cancel(turn: Turn, reason: str = "cancelled") -> None:
     """Leave: free the seat (or the place, or the offer) and offer it to the next person."""
     was = turn.status
     turn.seats.release(turn.person)
-    turn.status = "cancelled"
+    turn.status = Status.CANCELLED
     turn.state["left"] = reason
     turn.state.pop("offer_expires", None)
     turn.outcome.cancel_timers.append("hold")
@@ -94,7 +94,7 @@ def leave_quietly(turn: Turn) -> None:
     if turn.status in ("", "cancelled"):
         return
     turn.seats.release(turn.person)
-    turn.status = "cancelled"
+    turn.status = Status.CANCELLED
     turn.state["left"] = "erased"
     turn.outcome.cancel_timers.append("hold")
     turn.offer_seats()
@@ -106,7 +106,7 @@ def receive_offer(turn: Turn) -> None:
     if expires is None:
         turn.note("offer_ignored", reason="no offer held in the shared state")
         return
-    turn.status = "offered"
+    turn.status = Status.OFFERED
     turn.state["offer_expires"] = expires.isoformat()
     turn.timer("hold", expires)
     turn.say("offer", expires_at=turn.local(expires))
@@ -124,7 +124,7 @@ def expire_offer(turn: Turn) -> None:
     """The hold is over: pass the seat on; the person leaves the waiting list (see above)."""
     expired = turn.state.get("offer_expires")
     turn.seats.release(turn.person)
-    turn.status = "cancelled"
+    turn.status = Status.CANCELLED
     turn.state["left"] = "offer_expired"
     turn.state.pop("offer_expires", None)
     turn.note("offer_expired", expired_at=expired)

@@ -4,7 +4,7 @@ A `Turn` collects changes while the handlers in `registration.py` and
 `registration_seating.py` decide, and turns them into one `Outcome` at the end. The state
 layout of a person's run (all plain JSON):
 
-    status          one of STATUSES (mirrored in the run's status column)
+    status          a Status (mirrored in the run's status column), see TRANSITIONS
     answers, answered_by, asked, changing
                     the questionnaire's conversation (flows.common.questionnaire)
     pending_cancel  True while we wait for "yes" to a cancellation question
@@ -22,6 +22,7 @@ import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
+from enum import StrEnum
 from typing import Any
 
 from flows.base import Outcome, StepContext
@@ -33,9 +34,38 @@ from flows.registration.seats import Seats
 from flows.registration.text import FLOW, say
 from gateway.model import Channel, Emit, Invite, PersonId, SetTimer
 
-STATUSES = ("in_progress", "confirming", "registered", "waiting", "offered", "cancelled")
+
+class Status(StrEnum):
+    """Where a person's registration stands (mirrored in the run's status column)."""
+
+    IN_PROGRESS = "in_progress"  # answering the questions
+    CONFIRMING = "confirming"  # everything answered: the summary waits for "yes"
+    REGISTERED = "registered"  # has a seat and a calendar invite
+    WAITING = "waiting"  # on the waiting list
+    OFFERED = "offered"  # a freed seat is held for them until `offer_expires`
+    CANCELLED = "cancelled"  # left: cancelled, offer declined or expired, erased
+
+
+S = Status
+#: Which status may follow which; staying in the same status is always allowed. Read with
+#: the table in flows/registration/flow.py (what each message does in each status).
+TRANSITIONS: dict[Status | None, frozenset[Status]] = {
+    None: frozenset({S.IN_PROGRESS}),
+    S.IN_PROGRESS: frozenset({S.CONFIRMING, S.CANCELLED}),
+    S.CONFIRMING: frozenset({S.IN_PROGRESS, S.REGISTERED, S.WAITING, S.CANCELLED}),
+    S.REGISTERED: frozenset({S.CANCELLED}),
+    S.WAITING: frozenset({S.OFFERED, S.CANCELLED}),
+    S.OFFERED: frozenset({S.REGISTERED, S.CANCELLED}),
+    S.CANCELLED: frozenset({S.IN_PROGRESS}),
+}
 #: Statuses in which a person is expected to answer us, so any message of theirs is ours.
-ACTIVE = frozenset({"in_progress", "confirming", "offered"})
+ACTIVE = frozenset({S.IN_PROGRESS, S.CONFIRMING, S.OFFERED})
+
+
+class InvalidTransition(Exception):
+    """A step tried a status change the table does not allow (a bug, reported as such)."""
+
+
 HISTORY_LIMIT = 20
 
 
@@ -60,9 +90,11 @@ class Turn:
         return str(self.state.get("status", ""))
 
     @status.setter
-    def status(self, value: str) -> None:
-        assert value in STATUSES, value
-        self.state["status"] = value
+    def status(self, value: Status) -> None:
+        current = Status(self.status) if self.status else None
+        if value != current and value not in TRANSITIONS[current]:
+            raise InvalidTransition(f"registration: {current} → {value}")
+        self.state["status"] = value.value
 
     @property
     def questions(self) -> list[Question]:
