@@ -13,7 +13,7 @@ group-level flows (matching many people at once) need nothing more from the engi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -27,6 +27,7 @@ from gateway.model import (
     InboundMessage,
     Outgoing,
     PersonId,
+    RunJob,
     SetTimer,
 )
 
@@ -91,6 +92,8 @@ class Outcome:
     #: Names of timers of this run (same person) to cancel.
     cancel_timers: list[str] = field(default_factory=list)
     emit: list[Emit] = field(default_factory=list)
+    #: CPU-heavy work to run outside the transaction; the result comes back as JOB_DONE.
+    jobs: list[RunJob] = field(default_factory=list)
     #: Verified identities to add to the run's person (identity linking).
     link: list[Identity] = field(default_factory=list)
     #: Change the person's preferred channel and/or language.
@@ -127,6 +130,18 @@ class Flow(Protocol):
         "change diet" reaches registration even after a crew introduction was the last message.
         """
         ...
+
+
+#: A job's work: JSON-like data in, JSON-like data out, no I/O (it may run in another process).
+JobFunction = Callable[[Mapping[str, Any]], Mapping[str, Any]]
+
+
+@runtime_checkable
+class HasJobs(Protocol):
+    """A flow whose steps ask for jobs (`Outcome.jobs`), by name. Module-level functions, so
+    that a worker process can run them."""
+
+    jobs: ClassVar[Mapping[str, JobFunction]]
 
 
 @runtime_checkable

@@ -214,6 +214,23 @@ class SetTimer:
 
 
 @dataclass(frozen=True, slots=True)
+class RunJob:
+    """Ask for CPU-heavy work (matching, solving) to run outside the engine's transaction.
+
+    The job runner calls the flow's `jobs[name](payload)` in a worker process and feeds the
+    result back to the same run as a COMMAND named JOB_DONE, payload {"job": name,
+    "result": …} (or {"job": name, "error": …}). A job interrupted by a crash runs again.
+    """
+
+    name: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+#: The COMMAND that brings a job's result back to the run that asked for it.
+JOB_DONE = "job_done"
+
+
+@dataclass(frozen=True, slots=True)
 class Emit:
     """An event for another flow run, handled in the same transaction after this step."""
 

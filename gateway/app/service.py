@@ -24,6 +24,7 @@ from flows.config import GatheringConfig
 from gateway.app.registry import default_flows
 from gateway.config import ConfigError, LoadedConfig, load_config
 from gateway.core.engine import Engine
+from gateway.core.jobs import JobRunner
 from gateway.core.outbox import OutboxWorker
 from gateway.core.render import DEFAULT_TEMPLATES, Renderer
 from gateway.core.timers import TimerLoop
@@ -101,6 +102,7 @@ class Service:
             give_up_after=config.service.outbox.give_up_after,
         )
         self.timers = TimerLoop(engine)
+        self.jobs = JobRunner(engine)
         self._mtimes = _mtimes(config)
         #: Seconds between looks at the config files' modification times.
         self.watch_interval = 2.0
@@ -110,6 +112,7 @@ class Service:
         """Called after inbound messages commit: outbox rows and timers may be due now."""
         self.outbox.wake()
         self.timers.wake()
+        self.jobs.wake()
 
     def reload(self) -> None:
         """Re-read the config; a broken edit is logged once and the running config kept."""
@@ -172,8 +175,13 @@ class Service:
                 group.create_task(
                     keep_running(
                         "timers",
-                        lambda stop: self.timers.run(stop, on_fired=self.outbox.wake),
+                        lambda stop: self.timers.run(stop, on_fired=self.wake),
                         self.stop,
+                    )
+                )
+                group.create_task(
+                    keep_running(
+                        "jobs", lambda stop: self.jobs.run(stop, on_done=self.wake), self.stop
                     )
                 )
                 group.create_task(self._watch())

@@ -43,8 +43,10 @@ from gateway.core.records import (
     AUDIT_INSERT,
     FIRST_READ,
     UPSERT_RUN,
+    add_jobs,
     audit_row,
     claim_timer,
+    finish_job,
     load_peers,
     load_shared_of,
     load_state,
@@ -230,6 +232,9 @@ class Engine:
         work = _Work()
         if message.channel == Channel.TIMER and not await claim_timer(tx, message):
             return Handled(duplicate=True)
+        if "job_id" in message.meta:
+            # The result commits with the job's "done": a crash before runs the job again.
+            await finish_job(tx, int(message.meta["job_id"]), now)
         known = PersonId(first["person_id"]) if first["person_id"] is not None else None
         if known is not None:
             work.people[known] = person_from_row(first, self.organisers)
@@ -418,6 +423,8 @@ class Engine:
                 addresses = [i.address for i in refused]
                 outcome.send = [_reply(info, "core/link_refused", {"addresses": addresses})]
         await write_timers(tx, target, outcome.cancel_timers, outcome.timers)
+        if outcome.jobs:
+            await add_jobs(tx, target, outcome.jobs, now)
         await self._apply_sends(tx, outcome, target, info, message, now, work)
 
     async def _apply_sends(

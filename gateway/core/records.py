@@ -19,6 +19,7 @@ from gateway.model import (
     InboundKind,
     InboundMessage,
     PersonId,
+    RunJob,
     SetTimer,
     Target,
 )
@@ -210,3 +211,28 @@ async def write_timers(
                 dumps(dict(timer.payload)),
             ),
         )
+
+
+async def add_jobs(tx: Tx, target: Target, jobs: Iterable[RunJob], now: datetime) -> None:
+    """Queue a step's jobs for the job runner (gateway/core/jobs.py)."""
+    await tx.executemany(
+        "INSERT INTO jobs (gathering, flow, person_id, name, payload, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (
+                target.gathering,
+                target.flow,
+                target.person,
+                job.name,
+                dumps(dict(job.payload)),
+                now_iso(now),
+            )
+            for job in jobs
+        ],
+    )
+
+
+async def finish_job(tx: Tx, job_id: int, now: datetime) -> None:
+    await tx.execute(
+        "UPDATE jobs SET status = 'done', finished_at = ? WHERE id = ?", (now_iso(now), job_id)
+    )

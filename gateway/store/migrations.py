@@ -155,4 +155,24 @@ CORE: list[Migration] = [
         CREATE INDEX inbox_person_time ON inbox(person_id, processed_at);
         """,
     ),
+    Migration(
+        "core",
+        3,
+        "jobs: CPU-heavy work a step asked for, run beside the engine",
+        """
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            gathering TEXT NOT NULL,
+            flow TEXT NOT NULL,
+            person_id INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'done')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            finished_at TEXT
+        );
+        CREATE INDEX jobs_pending ON jobs(status, id);
+        """,
+    ),
 ]

@@ -1,0 +1,123 @@
+"""Durable jobs: CPU-heavy work a step asks for runs outside the transaction, in a worker
+process, and its result comes back to the run that asked, once, even across a crash."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, ClassVar
+
+from flows.base import JobFunction, Outcome, StepContext
+from gateway.core.jobs import MAX_ATTEMPTS, JobRunner
+from gateway.model import JOB_DONE, Identity, InboundKind, InboundMessage, RunJob
+from tests.kit.engine import gathering
+from tests.kit.helpers import Harness
+
+
+def total(payload: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A stand-in for matching: pure, deterministic, a little work."""
+    return {"sum": sum(int(n) for n in payload["numbers"])}
+
+
+def broken(payload: Mapping[str, Any]) -> Mapping[str, Any]:
+    raise ValueError("no route")
+
+
+class Adder:
+    """ "add 1 2 3" asks for a job; its result is told to the person."""
+
+    name: ClassVar[str] = "registration"
+    reads: ClassVar[tuple[str, ...]] = ()
+    jobs: ClassVar[Mapping[str, JobFunction]] = {"total": total, "broken": broken}
+
+    def wants(self, message: InboundMessage, status: str) -> bool:
+        return True
+
+    def step(self, ctx: StepContext) -> Outcome:
+        message = ctx.message
+        if message.kind == InboundKind.COMMAND and message.text == JOB_DONE:
+            results = [*ctx.state.get("results", []), dict(message.payload)]
+            return Outcome(state={**ctx.state, "results": results}, status="done")
+        words = message.text.split()
+        job = "broken" if words[:1] == ["break"] else "total"
+        return Outcome(
+            state={**ctx.state, "asked": True},
+            status="waiting",
+            jobs=[RunJob(job, {"numbers": words[1:]})],
+        )
+
+
+ANA = Identity.email("ana@example.org", "Ana")
+
+
+def threads() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1)
+
+
+async def jobs_rows(gw: Harness) -> list[tuple[str, int]]:
+    async with gw.store.read() as tx:
+        rows = await tx.all("SELECT status, attempts FROM jobs ORDER BY id")
+    return [(r[0], r[1]) for r in rows]
+
+
+async def test_a_job_runs_in_a_worker_process_and_its_result_reaches_the_run(
+    tmp_path: Path,
+) -> None:
+    gw = await Harness.open(tmp_path, {"registration": Adder()}, {"camp": gathering()})
+    try:
+        await gw.say(ANA, "add 1 2 39")
+        person = await gw.person_of(ANA)
+        assert (await gw.run(person))[0] == "waiting"
+        assert await jobs_rows(gw) == [("pending", 0)]
+        runner = JobRunner(gw.engine)  # the real worker process
+        try:
+            assert await runner.run_pending() == 1
+        finally:
+            if runner._executor is not None:
+                runner._executor.shutdown()
+        status, state = await gw.run(person)
+        assert status == "done" and state["results"] == [{"job": "total", "result": {"sum": 42}}]
+        assert await jobs_rows(gw) == [("done", 1)]
+        assert await runner.run_pending() == 0  # done once, not again
+    finally:
+        await gw.close()
+
+
+async def test_a_job_pending_at_a_crash_runs_after_the_restart(tmp_path: Path) -> None:
+    gw = await Harness.open(tmp_path, {"registration": Adder()}, {"camp": gathering()})
+    await gw.say(ANA, "add 5 5")
+    person = await gw.person_of(ANA)
+    await gw.close()  # the service stops before the job ran
+
+    gw = await Harness.open(tmp_path, {"registration": Adder()}, {"camp": gathering()})
+    try:
+        assert await JobRunner(gw.engine, executor=threads).run_pending() == 1
+        _, state = await gw.run(person)
+        assert state["results"] == [{"job": "total", "result": {"sum": 10}}]
+    finally:
+        await gw.close()
+
+
+async def test_a_failing_job_and_a_job_that_kills_its_worker_are_reported_not_retried_forever(
+    tmp_path: Path,
+) -> None:
+    gw = await Harness.open(tmp_path, {"registration": Adder()}, {"camp": gathering()})
+    try:
+        await gw.say(ANA, "break 1")
+        runner = JobRunner(gw.engine, executor=threads)
+        await runner.run_pending()
+        _, state = await gw.run(await gw.person_of(ANA))
+        assert state["results"] == [{"job": "broken", "error": "ValueError: no route"}]
+
+        # A job whose worker died MAX_ATTEMPTS times (attempts counted before each run).
+        await gw.say(ANA, "add 1")
+        async with gw.store.transaction() as tx:
+            await tx.execute(
+                "UPDATE jobs SET attempts = ? WHERE status = 'pending'", (MAX_ATTEMPTS,)
+            )
+        await runner.run_pending()
+        _, state = await gw.run(await gw.person_of(ANA))
+        assert "gave up after 3 attempts" in state["results"][-1]["error"]
+    finally:
+        await gw.close()
