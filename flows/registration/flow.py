@@ -9,18 +9,18 @@ they see a numbered summary and confirm with "yes"; "change 3", "cancel", "statu
 What each message does in each status (the statuses and which may follow which are in
 `flows/registration/turn.py`; "yes" here means a proven one, see `ask_for_proof`):
 
-    status       hello / answer         "yes"              "cancel", "yes"   offer_seat     hold ends
-    (none)       → in_progress, ask     –                  –                 –              –
-    in_progress  record, ask next;      (an answer)        → cancelled       –              –
+    status       hello / answer        "yes"             "cancel", "yes"  offer_seat  hold ends
+    (none)       → in_progress, ask    –                 –                –           –
+    in_progress  record, ask next;     (an answer)       → cancelled      –           –
                  all done → confirming
-    confirming   "change N" → ask it    → registered, or   → cancelled       –              –
-                                          waiting (full)
-    registered   "change N", status     status             → cancelled,      –              –
-                                                              CANCEL invite
-    waiting      "change N", status     status             → cancelled       → offered      –
-    offered      "change N", status     → registered       → cancelled       –              → cancelled
-                                          ("no": cancelled)
-    cancelled    status                 → in_progress      –                 –              –
+    confirming   "change N" → ask it   → registered, or  → cancelled      –           –
+                                         waiting (full)
+    registered   "change N", status    status            → cancelled,     –           –
+                                                            CANCEL invite
+    waiting      "change N", status    status            → cancelled      → offered   –
+    offered      "change N", status    → registered      → cancelled      –           → cancelled
+                                         ("no": cancelled)
+    cancelled    status                → in_progress     –                –           –
 
 Simulated participants (the demo) register with: "hello", then one reply per question (a
 chat) or one reply with `answers={number: text}` (email), then "yes".

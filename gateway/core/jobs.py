@@ -125,6 +125,12 @@ class JobRunner:
             self._executor = None
             raise
 
+    def close(self) -> None:
+        """Stop the worker (a job in progress is abandoned; it runs again next time)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
     async def run(self, stop: asyncio.Event, on_done: Callable[[], None] | None = None) -> None:
         try:
             while not stop.is_set():
@@ -135,5 +141,4 @@ class JobRunner:
                     continue
                 await self._wake.sleep(stop, 30.0)
         finally:
-            if self._executor is not None:
-                self._executor.shutdown(wait=False, cancel_futures=True)
+            self.close()

@@ -73,13 +73,12 @@ async def test_a_job_runs_in_a_worker_process_and_its_result_reaches_the_run(
         runner = JobRunner(gw.engine)  # the real worker process
         try:
             assert await runner.run_pending() == 1
+            assert await runner.run_pending() == 0  # done once, not again
         finally:
-            if runner._executor is not None:
-                runner._executor.shutdown()
+            runner.close()
         status, state = await gw.run(person)
         assert status == "done" and state["results"] == [{"job": "total", "result": {"sum": 42}}]
         assert await jobs_rows(gw) == [("done", 1)]
-        assert await runner.run_pending() == 0  # done once, not again
     finally:
         await gw.close()
 
@@ -91,11 +90,13 @@ async def test_a_job_pending_at_a_crash_runs_after_the_restart(tmp_path: Path) -
     await gw.close()  # the service stops before the job ran
 
     gw = await Harness.open(tmp_path, {"registration": Adder()}, {"camp": gathering()})
+    runner = JobRunner(gw.engine, executor=threads)
     try:
-        assert await JobRunner(gw.engine, executor=threads).run_pending() == 1
+        assert await runner.run_pending() == 1
         _, state = await gw.run(person)
         assert state["results"] == [{"job": "total", "result": {"sum": 10}}]
     finally:
+        runner.close()
         await gw.close()
 
 
@@ -103,9 +104,9 @@ async def test_a_failing_job_and_a_job_that_kills_its_worker_are_reported_not_re
     tmp_path: Path,
 ) -> None:
     gw = await Harness.open(tmp_path, {"registration": Adder()}, {"camp": gathering()})
+    runner = JobRunner(gw.engine, executor=threads)
     try:
         await gw.say(ANA, "break 1")
-        runner = JobRunner(gw.engine, executor=threads)
         await runner.run_pending()
         _, state = await gw.run(await gw.person_of(ANA))
         assert state["results"] == [{"job": "broken", "error": "ValueError: no route"}]
@@ -120,4 +121,5 @@ async def test_a_failing_job_and_a_job_that_kills_its_worker_are_reported_not_re
         _, state = await gw.run(await gw.person_of(ANA))
         assert "gave up after 3 attempts" in state["results"][-1]["error"]
     finally:
+        runner.close()
         await gw.close()
