@@ -233,6 +233,8 @@ async def add_jobs(tx: Tx, target: Target, jobs: Iterable[RunJob], now: datetime
 
 
 async def finish_job(tx: Tx, job_id: int, now: datetime) -> None:
+    """Done; its input (people's answers, origins) is not kept once its result is applied."""
     await tx.execute(
-        "UPDATE jobs SET status = 'done', finished_at = ? WHERE id = ?", (now_iso(now), job_id)
+        "UPDATE jobs SET status = 'done', payload = '{}', finished_at = ? WHERE id = ?",
+        (now_iso(now), job_id),
     )
