@@ -33,6 +33,8 @@ class QuestionType(StrEnum):
     CITY = "city"
     #: A whole number on a scale, 1–5 unless `min`/`max` say otherwise (debrief ratings).
     SCALE = "scale"
+    #: A time of day, "14:30" (departure windows).
+    TIME = "time"
 
 
 #: Answers longer than this are refused with the limit, not stored: an answer is repeated in

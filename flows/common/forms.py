@@ -14,7 +14,7 @@ optional question the person chose not to answer); a missing key means "not aske
 
 Normalised values: text/city/email → str, single choice → the option text, multiple choice →
 list of option texts in the option order, yes/no → bool, number → int (or float when it has a
-fraction), date → ISO "YYYY-MM-DD".
+fraction), date → ISO "YYYY-MM-DD", time → "HH:MM".
 """
 
 from __future__ import annotations
@@ -25,7 +25,15 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from flows.common.words import fold, is_greeting, is_no, is_skip, is_yes, parse_date
+from flows.common.words import (
+    fold,
+    is_greeting,
+    is_no,
+    is_skip,
+    is_yes,
+    parse_date,
+    parse_time,
+)
 from flows.config import Question, QuestionType, ShowIf
 
 AnswerValue = str | int | float | bool | list[str] | None
@@ -148,6 +156,11 @@ def _date(question: Question, raw: str, reference: date) -> Parsed:
     return Parsed(found.isoformat())
 
 
+def _time(question: Question, raw: str, reference: date) -> Parsed:
+    found = parse_time(raw)
+    return Parsed(found) if found else Parsed(problem=Problem("time"))
+
+
 def _single(question: Question, raw: str, reference: date) -> Parsed:
     index = match_option(question.options, raw)
     if isinstance(index, int):
@@ -213,6 +226,7 @@ _PARSERS: dict[QuestionType, Callable[[Question, str, date], Parsed]] = {
     QuestionType.NUMBER: _number,
     QuestionType.SCALE: _number,
     QuestionType.DATE: _date,
+    QuestionType.TIME: _time,
     QuestionType.SINGLE_CHOICE: _single,
     QuestionType.MULTIPLE_CHOICE: _multiple,
 }

@@ -169,3 +169,24 @@ def _make(year: int, month: int, day: int) -> date | None:
         return date(year, month, day)
     except ValueError:
         return None
+
+
+_TIME = re.compile(
+    r"^(?P<hour>\d{1,2})(?:\s*[:.h]\s*(?P<minute>\d{2}))?\s*(?P<half>am|pm|a\.m\.|p\.m\.|h|uhr)?$"
+)
+
+
+def parse_time(raw: str) -> str | None:
+    """A time of day as "HH:MM": "14:30", "14.30", "14h30", "14h", "2pm", "2:30 pm", "9"."""
+    found = _TIME.match(fold(raw).strip().rstrip("."))
+    if found is None:
+        return None
+    hour, minute = int(found["hour"]), int(found["minute"] or 0)
+    half = (found["half"] or "").replace(".", "")
+    if half in ("am", "pm"):
+        if not 1 <= hour <= 12:
+            return None
+        hour = hour % 12 + (12 if half == "pm" else 0)
+    if hour > 23 or minute > 59:
+        return None
+    return f"{hour:02d}:{minute:02d}"

@@ -113,10 +113,13 @@ def answer_text(
         return f"friend{rng.randrange(1000)}@example.org"
     if kind == QuestionType.YES_NO:
         return rng.choice(("yes", "no", "ja", "nee", "oui"))
-    if kind == QuestionType.NUMBER:
-        low = int(question.min if question.min is not None else 0)
-        high = int(question.max if question.max is not None else low + 10)
+    if kind in (QuestionType.NUMBER, QuestionType.SCALE):
+        low_bound, high_bound = question.bounds
+        low = int(low_bound if low_bound is not None else 0)
+        high = int(high_bound if high_bound is not None else low + 10)
         return str(rng.randint(low, high))
+    if kind == QuestionType.TIME:
+        return rng.choice(("9:00", "10am", "13h30", "15:00", "17:30"))
     if kind == QuestionType.DATE:
         day = reference - timedelta(days=rng.randint(0, 1))
         return day.isoformat() if rng.random() < 0.5 else f"{day.day} {day.strftime('%B')}"
