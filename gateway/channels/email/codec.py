@@ -13,9 +13,10 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email import policy
 from email.message import Message
-from email.parser import BytesParser
+from email.feedparser import BytesFeedParser
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from typing import Literal
+from collections.abc import Iterable
 
 from gateway.channels.email.html import html_to_text
 from gateway.channels.email.ical.reply import CalendarReply, parse_reply
@@ -37,6 +38,9 @@ Kind = Literal["reply", "new", "calendar_reply", "auto_reply", "bounce", "reject
 DEFAULT_MAX_ATTACHMENT_BYTES = 2_000_000
 _MAX_DEPTH = 12  # nesting of multiparts; deeper is a parser bomb, not a reply
 _MAX_PARTS = 300
+#: The parser is fed this much at a time: decoding the whole mail at once would be one more
+#: copy of it, as large as the mail (four times as large with one non-ASCII byte in it).
+_FEED_CHUNK = 1024 * 1024
 _RECIPIENT_HEADERS = ("To", "Cc", "Delivered-To", "X-Original-To", "Envelope-To", "Resent-To")
 _MSG_ID = re.compile(r"<[^<>\s]{1,250}>")
 _COMMENT = re.compile(r"\([^()]*\)")
@@ -273,16 +277,33 @@ def parse_email(
     question_count: int | None = None,
     max_attachment_bytes: int = DEFAULT_MAX_ATTACHMENT_BYTES,
     authserv_id: str | None = None,
+    envelope_recipients: Iterable[str] = (),
 ) -> ParsedEmail:
     """Read one inbound mail.  Never raises; unusable input is ``kind="rejected"``.
 
     `authserv_id` names our own mail server in Authentication-Results; given, only its
-    verdict counts (RFC 8601 section 5: others may be forged by the sender)."""
+    verdict counts (RFC 8601 section 5: others may be forged by the sender).
+    `envelope_recipients` (RCPT TO of the listener) may carry the reply token when the
+    headers do not."""
     try:
         own = frozenset(a.strip().lower() for a in own_addresses)
-        return _parse(raw, own, question_count, max_attachment_bytes, authserv_id)
+        return _parse(
+            raw, own, question_count, max_attachment_bytes, authserv_id, tuple(envelope_recipients)
+        )
     except Exception as error:  # noqa: BLE001 - totality is the contract of this function
         return ParsedEmail(kind="rejected", reason=f"unreadable message ({type(error).__name__})")
+
+
+def _message(raw: bytes) -> Message:
+    """The MIME structure, parsed with compat32: policy.default parses every part's
+    Content-Type while splitting the message, in superlinear time, so one hostile header
+    line could stall the codec. Header values are still decoded with policy.default, after
+    being cut to a sane length (see header_texts)."""
+    parser = BytesFeedParser(policy=policy.compat32)
+    view = memoryview(raw)
+    for start in range(0, len(raw), _FEED_CHUNK):
+        parser.feed(bytes(view[start : start + _FEED_CHUNK]))
+    return parser.close()
 
 
 def _parse(
@@ -291,14 +312,11 @@ def _parse(
     question_count: int | None,
     limit: int,
     authserv_id: str | None = None,
+    envelope_recipients: tuple[str, ...] = (),
 ) -> ParsedEmail:
-    if not raw or not raw.strip():
+    if not raw or raw.isspace():
         return ParsedEmail(kind="rejected", reason="empty message")
-    # The structure is parsed with compat32: policy.default parses every part's
-    # Content-Type while splitting the message, in superlinear time, so one hostile
-    # header line could stall the codec.  Header values are still decoded with
-    # policy.default, after being cut to a sane length (see header_texts).
-    msg = BytesParser(policy=policy.compat32).parsebytes(raw)
+    msg = _message(raw)
     if not msg.keys():
         return ParsedEmail(kind="rejected", reason="no headers: not an email message")
     from_name, from_address = parseaddr(header_text(msg, "From") or "")
@@ -330,6 +348,7 @@ def _parse(
     )
     # Bounces carry the token too when the gateway sends with a tagged (VERP) Return-Path.
     recipients = getaddresses([v for name in _RECIPIENT_HEADERS for v in header_texts(msg, name)])
+    recipients += [("", r) for r in envelope_recipients]
     token = next((t for _, a in recipients if (t := token_from_address(a, own))), None)
     bounce = bounce_info(msg, subject, from_address or None, full_text, own)
     if bounce is not None:

@@ -8,6 +8,7 @@ email_failures.py), whether a folder or a retrying MTA brings it back.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
@@ -89,8 +90,16 @@ class MailIntake:
         recipients: Iterable[str] = (),
     ) -> Any:
         """Apply one mail. `recipients` are envelope addresses the headers may not show."""
-        headers = b"".join(b"Delivered-To: " + r.encode() + b"\r\n" for r in recipients)
-        parsed = parse_raw(headers + raw, self.settings)
+        result, _ = await self.apply(raw, cursor=cursor, recipients=recipients)
+        return result
+
+    async def apply(
+        self, raw: bytes, *, cursor: tuple[str, str] | None, recipients: Iterable[str]
+    ) -> tuple[Any, str]:
+        """Apply one mail; (the engine's result, the mail's dedupe key)."""
+        # Parsing a large mail takes a while: in a thread, the event loop keeps receiving
+        # (and answering) the small ones meanwhile. The bytes are not copied for it.
+        parsed = await asyncio.to_thread(parse_raw, raw, self.settings, tuple(recipients))
         # The dedupe key hashes the mail as the sender wrote it, whichever path it came by.
         message = to_inbound(
             parsed,
@@ -103,7 +112,7 @@ class MailIntake:
         log.info("mail %s: %s", message.external_id, getattr(result, "outcome", result))
         if self.after_commit is not None:
             self.after_commit()
-        return result
+        return result, message.external_id
 
     async def attempt(
         self,
@@ -122,11 +131,11 @@ class MailIntake:
         itself is failing, and setting mail aside would turn an outage into lost answers.
         """
         try:
-            await self.accept(raw, cursor=cursor, recipients=recipients)
+            _, key = await self.apply(raw, cursor=cursor, recipients=recipients)
         except Exception as exc:
             if is_transient(exc):
                 raise
-            mail = identify(raw, self.settings)
+            mail = await asyncio.to_thread(identify, raw, self.settings)
             reason = f"{type(exc).__name__}: {exc}"[:500]
             attempts, again = await self._count(mail.key, reason)
             if attempts is None or (attempts < max_failures and not again):
@@ -152,7 +161,7 @@ class MailIntake:
             await self._tell_sender(mail)
             return Taken(True, mail.key, number)
         if self._failing:
-            await self._forget(identify(raw, self.settings).key)
+            await self._forget(key)
         return Taken(False)
 
     async def _tell_sender(self, mail: MailId) -> None:
