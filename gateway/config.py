@@ -178,6 +178,11 @@ class EmailSettings(Strict):
     #: The authserv-id your mail server writes in Authentication-Results (e.g. its host
     #: name); when set, only that server's DMARC/DKIM verdict is believed.
     authserv_id: str | None = None
+    #: Mails a day at most to an address that has not proven itself (by replying through one
+    #: of our messages, or entering a code sent to it): anyone can write any address in a
+    #: From or a `link email`, and must not be able to make the gateway mail a third party
+    #: without end. More are dropped, with a log line and an audit note.
+    unproven_daily_limit: Annotated[int, Field(ge=1, le=1000)] = 5
 
 
 class ServiceConfig(Strict):

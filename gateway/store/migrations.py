@@ -155,4 +155,17 @@ CORE: list[Migration] = [
         CREATE INDEX inbox_person_time ON inbox(person_id, processed_at);
         """,
     ),
+    Migration(
+        "core",
+        3,
+        "addresses that proved they read our mail (unlimited mail to them)",
+        """
+        CREATE TABLE proven_addresses (
+            channel TEXT NOT NULL,
+            address TEXT NOT NULL,
+            proven_at TEXT NOT NULL,
+            PRIMARY KEY (channel, address)
+        );
+        """,
+    ),
 ]
