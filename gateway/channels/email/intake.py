@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -113,6 +113,34 @@ class MailIntake:
         if self.after_commit is not None:
             self.after_commit()
         return result, message.external_id
+
+    async def too_large(
+        self, head: bytes, *, size: int, limit: int, cursor: tuple[str, str] | None = None
+    ) -> None:
+        """A mail over `limit` bytes, of which only the header `head` was fetched: its sender
+        is told it was not read (unless it is a machine's mail, or forged), nothing applied."""
+        parsed = parse_raw(head, self.settings)
+        message = to_inbound(
+            parsed,
+            self.settings,
+            raw=head,
+            conversations=self.conversations,
+            received_at=self.clock(),
+        )
+        if message.kind == InboundKind.TEXT:
+            message = replace(
+                message,
+                kind=InboundKind.REJECTED,
+                text=f"it is {size / 1e6:.1f} MB, more than the {limit / 1e6:.1f} MB we accept"
+                " (attachments are not read anyway), so we did not read it",
+                answers={},
+                target=None,
+                in_reply_to=None,
+            )
+        result = await self.engine.handle(message, cursor=cursor)
+        log.warning("mail %s of %s bytes not read: %s", message.external_id, size, result)
+        if self.after_commit is not None:
+            self.after_commit()
 
     async def attempt(
         self,
@@ -263,7 +291,10 @@ def identify(raw: bytes, settings: EmailSettings) -> MailId:
     """The mail's dedupe key, sender and subject, even when it cannot be parsed."""
     try:
         parsed = parse_raw(raw, settings)
-        return MailId(external_id(parsed, raw), parsed.from_address, parsed.subject)
+        # A machine's mail (a bounce, an auto-reply) or a forged From is not answered.
+        machine = parsed.kind in ("bounce", "auto_reply") or parsed.auth_failed
+        sender = None if machine else parsed.from_address
+        return MailId(external_id(parsed, raw), sender, parsed.subject)
     except Exception:  # the parser may be what fails on this mail
         return MailId("sha256:" + hashlib.sha256(raw).hexdigest(), None, "")
 

@@ -36,6 +36,7 @@ IMAP_TIMEOUT = 30.0
 #: Reconnect delays grow from 1 s to this cap while the server stays unreachable.
 MAX_BACKOFF = 300.0
 _UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]")
+_SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
 
 
 class ImapError(Exception):
@@ -162,9 +163,13 @@ class ImapReader:
             folder = self.settings.processed_folder
             # At or below the cursor: applied in an earlier session that died before moving.
             if uid > last:
-                raw = await self._fetch(imap, uid)
-                if raw is not None and not await self._apply(raw, validity, uid):
-                    folder = self.settings.shunt_folder
+                size = await self._size(imap, uid)
+                if size is not None and size > self.settings.max_message_bytes:
+                    await self._too_large(imap, uid, size, validity)
+                else:
+                    raw = await self._fetch(imap, uid)
+                    if raw is not None and not await self._apply(raw, validity, uid):
+                        folder = self.settings.shunt_folder
                 last = uid
             await self._move(imap, uid, folder)
 
@@ -185,6 +190,29 @@ class ImapReader:
             max_failures=self.settings.max_failures,
         )
         return not taken.set_aside
+
+    async def _size(self, imap: aioimaplib.IMAP4, uid: int) -> int | None:
+        """The mail's size by the server, before fetching it (None: expunged meanwhile)."""
+        response = await imap.uid("fetch", str(uid), "(RFC822.SIZE)")
+        if response.result != "OK":
+            raise ImapError(f"fetch {uid} size failed: {_text(response.lines)}")
+        found = next((m for line in response.lines if (m := _SIZE.search(bytes(line)))), None)
+        return int(found.group(1)) if found else None
+
+    async def _too_large(self, imap: aioimaplib.IMAP4, uid: int, size: int, validity: str) -> None:
+        """Only the header of a mail over `max_message_bytes` is fetched: enough to tell its
+        sender why it was not read (the listener refuses such mail with 552 instead)."""
+        response = await imap.uid("fetch", str(uid), "(BODY.PEEK[HEADER])")
+        if response.result != "OK":
+            raise ImapError(f"fetch {uid} header failed: {_text(response.lines)}")
+        if len(response.lines) < 2 or not isinstance(response.lines[1], (bytes, bytearray)):
+            return
+        await self.intake.too_large(
+            bytes(response.lines[1]),
+            size=size,
+            limit=self.settings.max_message_bytes,
+            cursor=(self.cursor_name, f"{validity}:{uid}"),
+        )
 
     async def _fetch(self, imap: aioimaplib.IMAP4, uid: int) -> bytes | None:
         # BODY.PEEK leaves \Seen alone: a person reading the mailbox still sees it as new.
