@@ -36,13 +36,18 @@ GATEWAY = "camp@example.test"
 def large_mail(n: int, mib: int) -> bytes:
     data = base64.encodebytes(os.urandom(mib * 1024 * 1024 * 3 // 4)).replace(b"\n", b"\r\n")
     return (
-        f"From: big{n}@example.net\r\nTo: {GATEWAY}\r\nSubject: photos\r\n"
-        f"Message-ID: <large-{n}@example.net>\r\nMIME-Version: 1.0\r\n"
-        'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
-        "--b\r\nContent-Type: text/plain\r\n\r\nPhotos from the camp.\r\n"
-        '--b\r\nContent-Type: image/jpeg\r\nContent-Disposition: attachment; filename="a.jpg"\r\n'
-        "Content-Transfer-Encoding: base64\r\n\r\n"
-    ).encode() + data + b"--b--\r\n"
+        (
+            f"From: big{n}@example.net\r\nTo: {GATEWAY}\r\nSubject: photos\r\n"
+            f"Message-ID: <large-{n}@example.net>\r\nMIME-Version: 1.0\r\n"
+            'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
+            "--b\r\nContent-Type: text/plain\r\n\r\nPhotos from the camp.\r\n"
+            "--b\r\nContent-Type: image/jpeg\r\n"
+            'Content-Disposition: attachment; filename="a.jpg"\r\n'
+            "Content-Transfer-Encoding: base64\r\n\r\n"
+        ).encode()
+        + data
+        + b"--b--\r\n"
+    )
 
 
 def small_mail(n: int) -> bytes:

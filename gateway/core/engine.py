@@ -45,8 +45,8 @@ from gateway.core.records import (
     write_timers,
 )
 from gateway.core.render import Renderer
-from gateway.core.unsolicited import mark_proven
 from gateway.core.routing import RouteDecision, RunCache, replied_questions, route
+from gateway.core.unsolicited import mark_proven
 from gateway.model import (
     GATHERING_SUBJECT,
     Channel,

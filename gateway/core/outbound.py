@@ -260,7 +260,6 @@ class Enqueuer:
                 )
         return row
 
-
     async def _unwanted(
         self,
         tx: Tx,

@@ -68,7 +68,7 @@ async def test_link_codes_to_one_unproven_address_are_limited_per_day(tmp_path: 
     store = await open_store(tmp_path / "g.sqlite3")
     engine = Engine(store, default_flows(), {"camp": gathering()}, unproven_daily_limit=2)
     await engine.handle(text("@mallory:hs", "hello", channel=Channel.MATRIX))
-    for n in range(4):
+    for _ in range(4):
         await engine.handle(
             text("@mallory:hs", "link email victim@example.org", channel=Channel.MATRIX)
         )
@@ -76,7 +76,9 @@ async def test_link_codes_to_one_unproven_address_are_limited_per_day(tmp_path: 
         sent = await tx.all("SELECT 1 FROM outbox WHERE address = 'victim@example.org'")
         notes = await tx.all("SELECT person_id, summary FROM audit WHERE direction = 'note'")
     assert len(sent) == 2
-    assert [(r[0], r[1]) for r in notes] == [(1, "not sent (2 a day to an unproven address): linking/code")] * 2
+    assert [(r[0], r[1]) for r in notes] == [
+        (1, "not sent (2 a day to an unproven address): linking/code")
+    ] * 2
     # Maya's own address proves itself by the code, and is then mailed without a limit.
     await engine.handle(text("@maya:hs", "hello", channel=Channel.MATRIX))
     await engine.handle(text("@maya:hs", "link email maya@example.org", channel=Channel.MATRIX))

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import codecs
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email import policy
-from email.message import Message
 from email.feedparser import BytesFeedParser
+from email.message import Message
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from typing import Any, Literal
-from collections.abc import Iterable
 
 from gateway.channels.email.html import html_to_text
 from gateway.channels.email.ical.reply import CalendarReply, parse_reply

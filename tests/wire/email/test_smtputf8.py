@@ -80,9 +80,7 @@ async def test_without_smtputf8_the_reply_is_given_up_and_organisers_told(
         [alert] = [m for m in sink.messages if m.rcpt_tos == [ORGANISER.address]]
         text = plain_text(alert.data)
         assert JOERG in text and "does not offer SMTPUTF8" in text
-        assert [m.rcpt_tos for m in sink.messages if m.rcpt_tos != [ORGANISER.address]] == [
-            [JOHN]
-        ]
+        assert [m.rcpt_tos for m in sink.messages if m.rcpt_tos != [ORGANISER.address]] == [[JOHN]]
 
 
 def maillog(postfix: PostfixServer) -> str:

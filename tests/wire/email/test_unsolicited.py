@@ -35,9 +35,7 @@ async def test_unproven_address_gets_at_most_the_daily_limit(
     smtp_sink: SmtpSink, tmp_path: Path
 ) -> None:
     email = kit.settings(GATEWAY, smtp_port=smtp_sink.port, listener="smtp")
-    async with kit.gateway(
-        tmp_path / "gw.db", email, tmp_path / "t", unproven_daily_limit=2
-    ) as gw:
+    async with kit.gateway(tmp_path / "gw.db", email, tmp_path / "t", unproven_daily_limit=2) as gw:
         listener = gw.listener()
         await listener.start()
         try:
