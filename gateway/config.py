@@ -135,6 +135,9 @@ class ImapSettings(Strict):
     max_failures: Annotated[int, Field(ge=1, le=100)] = 3
     idle: bool = True
     poll_seconds: Annotated[float, Field(gt=0)] = 60
+    #: Larger mail is not fetched: its sender is told it was too large (its headers are read
+    #: for that) and it is moved to `processed_folder` unread.
+    max_message_bytes: Annotated[int, Field(ge=65536)] = 32 * 1024 * 1024
 
 
 class ListenerSettings(Strict):
@@ -149,6 +152,12 @@ class ListenerSettings(Strict):
     #: Larger mail is refused with 552 (advertised as SIZE, so MTAs usually do not even send
     #: it); the sender's server then tells them. Replies need far less: attachments are not read.
     max_message_bytes: Annotated[int, Field(ge=65536)] = 32 * 1024 * 1024
+    #: A mail over `large_message_bytes` (by the SIZE its sender declares; a sender that
+    #: declares none counts as large) is received only while fewer than
+    #: `max_concurrent_large` others are: each costs several times its size in memory while
+    #: it is read and parsed. Others are answered 451, and their MTA retries later.
+    max_concurrent_large: Annotated[int, Field(ge=1, le=64)] = 2
+    large_message_bytes: Annotated[int, Field(ge=65536)] = 1024 * 1024
 
 
 class DkimSettings(Strict):
@@ -169,6 +178,11 @@ class EmailSettings(Strict):
     #: The authserv-id your mail server writes in Authentication-Results (e.g. its host
     #: name); when set, only that server's DMARC/DKIM verdict is believed.
     authserv_id: str | None = None
+    #: Mails a day at most to an address that has not proven itself (by replying through one
+    #: of our messages, or entering a code sent to it): anyone can write any address in a
+    #: From or a `link email`, and must not be able to make the gateway mail a third party
+    #: without end. More are dropped, with a log line and an audit note.
+    unproven_daily_limit: Annotated[int, Field(ge=1, le=1000)] = 5
 
 
 class ServiceConfig(Strict):

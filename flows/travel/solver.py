@@ -401,7 +401,9 @@ def _seat(
     return False
 
 
-def _excluding(candidates: Mapping[str, list[str]], rider: str, driver: str) -> Mapping[str, list[str]]:
+def _excluding(
+    candidates: Mapping[str, list[str]], rider: str, driver: str
+) -> Mapping[str, list[str]]:
     return {**candidates, rider: [d for d in candidates[rider] if d != driver]}
 
 

@@ -76,6 +76,8 @@ async def build_engine(
         create=create,
     )
     renderer = Renderer(config.service.templates or DEFAULT_TEMPLATES)
+    email = config.service.email
+    engine_args.setdefault("unproven_daily_limit", email.unproven_daily_limit if email else None)
     return Engine(
         store,
         flows if flows is not None else default_flows(),

@@ -58,6 +58,7 @@ from gateway.core.records import (
 )
 from gateway.core.render import Renderer
 from gateway.core.routing import RouteDecision, RunCache, replied_questions, route
+from gateway.core.unsolicited import mark_proven
 from gateway.model import (
     GATHERING_SUBJECT,
     Channel,
@@ -133,6 +134,7 @@ class Engine:
         token_maker: Callable[[PersonId, str], str] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         default_flow: str = "registration",
+        unproven_daily_limit: int | None = None,
     ) -> None:
         self.store = store
         self.flows = dict(flows)
@@ -140,7 +142,9 @@ class Engine:
         self.organisers = frozenset(organisers)
         self.clock = clock
         self.default_flow = default_flow
-        self.enqueuer = Enqueuer(renderer or Renderer(), self.organisers, token_maker)
+        self.enqueuer = Enqueuer(
+            renderer or Renderer(), self.organisers, token_maker, unproven_daily_limit
+        )
         self.committer: GroupCommitter[Handled] = GroupCommitter(
             store, self._process, save_cursor, on_failure=self._dead_letter
         )
@@ -300,6 +304,7 @@ class Engine:
         message = replace(message, questions=asked, proven=proven)
         if proven and message.channel == Channel.EMAIL and message.sender is not None:
             await reset_bounces(tx, message.sender.address)
+            await mark_proven(tx, Channel.EMAIL, message.sender.address, now)
         await self._run_step(tx, decision.target, message, now, work)
         return "applied", decision.target, decision.detail
 
@@ -417,6 +422,10 @@ class Engine:
                 tx, target.person, outcome.link, outcome.preferred_channel, outcome.language
             )
             work.people.pop(target.person, None)
+            for identity in outcome.link or ():
+                # A link is made only after its code came back: the address proved itself.
+                if identity not in refused:
+                    await mark_proven(tx, CHANNEL_OF_KIND[identity.kind], identity.address, now)
             if refused:
                 # The step announced a link the engine could not make (the address is someone
                 # else's): say that instead. Merging two people is the organisers' decision.

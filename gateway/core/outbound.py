@@ -17,6 +17,7 @@ from typing import Any
 from flows.config import GatheringConfig
 from gateway.core.people import CHANNEL_OF_KIND, PersonRecord, Reach, load_person
 from gateway.core.render import Renderer, TemplateError
+from gateway.core.unsolicited import over_limit
 from gateway.model import (
     GATHERING_SUBJECT,
     Channel,
@@ -38,10 +39,16 @@ class Enqueuer:
         renderer: Renderer,
         organisers: frozenset[Identity],
         token_maker: Callable[[PersonId, str], str] | None,
+        unproven_daily_limit: int | None = None,
     ) -> None:
         self.renderer = renderer
         self.organisers = organisers
         self.token_maker = token_maker
+        #: Mail per day to an address that has not proven itself (gateway/core/unsolicited.py).
+        self.unproven_daily_limit = unproven_daily_limit
+        self._organiser_mail = frozenset(
+            o.address.lower() for o in organisers if CHANNEL_OF_KIND[o.kind] == Channel.EMAIL
+        )
 
     def organiser_alerts(self, template: str, context: Mapping[str, Any]) -> list[Outgoing]:
         """One message per organiser identity (organisers need not be participants)."""
@@ -148,6 +155,8 @@ class Enqueuer:
         sender: PersonId | None,
         audit: list[tuple[object, ...]] | None,
     ) -> int | None:
+        if await self._unwanted(tx, out, reach, person, target, now, audit):
+            return None
         context = {**_common_context(gathering, person, people), **out.context}
         try:
             rendered = self.renderer.render(
@@ -250,6 +259,54 @@ class Enqueuer:
                     row_audit,
                 )
         return row
+
+    async def _unwanted(
+        self,
+        tx: Tx,
+        out: Outgoing,
+        reach: Reach,
+        person: PersonId | None,
+        target: Target | None,
+        now: datetime,
+        audit: list[tuple[object, ...]] | None,
+    ) -> bool:
+        """Whether this mail would pass the daily limit for an unproven address: then it is
+        dropped, noted in the audit log and the service log, and nobody is told."""
+        limit = self.unproven_daily_limit
+        if (
+            limit is None
+            or reach.channel != Channel.EMAIL
+            or out.kind == OutKind.GROUP
+            or reach.address.lower() in self._organiser_mail
+            or not await over_limit(tx, reach.channel, reach.address, limit, now)
+        ):
+            return False
+        log.warning(
+            "not sent: %s to %s, which has not proven itself and already got %s today",
+            out.template,
+            reach.address,
+            limit,
+        )
+        owner = person or out.to or None  # a link code counts against who asked for it
+        if owner:
+            note = (
+                owner,
+                now_iso(now),
+                "note",
+                reach.channel.value,
+                target.gathering if target else None,
+                target.flow if target else None,
+                f"not sent ({limit} a day to an unproven address): {out.template}",
+            )
+            if audit is not None:
+                audit.append(note)
+            else:
+                await tx.execute(
+                    "INSERT INTO audit (person_id, at, direction, channel, gathering, flow,"
+                    " summary) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    note,
+                )
+        return True
 
 
 async def _person(

@@ -85,6 +85,15 @@ async def forget_person(
         touched = {
             "channels": sum([await hook(tx, identities, names) for hook in hooks]),
             "group_messages": await _forget_in_group_messages(tx, identities, names),
+            "proven_addresses": sum(
+                [
+                    await tx.execute(
+                        "DELETE FROM proven_addresses WHERE channel = ? AND address = ?",
+                        (i.kind.value, i.address.lower()),
+                    )
+                    for i in identities
+                ]
+            ),
             "identities": await tx.execute("DELETE FROM identities WHERE person_id = ?", (person,)),
             "audit": await tx.execute("DELETE FROM audit WHERE person_id = ?", (person,)),
             "flow_runs": await tx.execute(

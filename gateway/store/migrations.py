@@ -175,4 +175,17 @@ CORE: list[Migration] = [
         CREATE INDEX jobs_pending ON jobs(status, id);
         """,
     ),
+    Migration(
+        "core",
+        4,
+        "addresses that proved they read our mail (unlimited mail to them)",
+        """
+        CREATE TABLE proven_addresses (
+            channel TEXT NOT NULL,
+            address TEXT NOT NULL,
+            proven_at TEXT NOT NULL,
+            PRIMARY KEY (channel, address)
+        );
+        """,
+    ),
 ]

@@ -212,6 +212,7 @@ async def gateway(
     templates: Path,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     organisers: tuple[Identity, ...] = (),
+    unproven_daily_limit: int | None = None,
 ) -> AsyncIterator[Gateway]:
     store = await open_store(db, durability="full", migrations=EMAIL_MIGRATIONS)
     engine = Engine(
@@ -223,6 +224,7 @@ async def gateway(
         default_flow=FLOW,
         clock=clock,
         organisers=organisers,
+        unproven_daily_limit=unproven_daily_limit,
     )
     transport = EmailTransport(
         email, root_subject=lambda key: root_subject(store, key), clock=clock

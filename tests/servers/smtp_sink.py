@@ -26,6 +26,8 @@ class ReceivedMessage:
     """The message exactly as received (CRLF line endings, dot-unstuffed)."""
     auth_login: str | None = None
     """The AUTH user the client authenticated as, if any."""
+    mail_options: tuple[str, ...] = ()
+    """The MAIL FROM parameters (SIZE=…, SMTPUTF8)."""
 
 
 @dataclass
@@ -90,6 +92,7 @@ class _Handler:
                 rcpt_tos=list(envelope.rcpt_tos),
                 data=raw,
                 auth_login=login,
+                mail_options=tuple(envelope.mail_options),
             )
         )
         return "250 2.0.0 Message accepted"
@@ -103,6 +106,7 @@ class SmtpSink:
     * ``credentials={"user": "pass"}`` turns on AUTH PLAIN/LOGIN over plain
       text (no STARTTLS needed on loopback) and makes it mandatory; wrong
       credentials get 535.
+    * ``smtputf8=False`` stops offering SMTPUTF8 (RFC 6531), as many servers do.
     """
 
     host = "127.0.0.1"
@@ -113,8 +117,10 @@ class SmtpSink:
         credentials: dict[str, str] | None = None,
         hostname: str = "sink.test",
         port: int = 0,
+        smtputf8: bool = True,
     ) -> None:
         self.credentials = credentials
+        self.smtputf8 = smtputf8
         self.hostname = hostname
         self.port = port
         self.messages: list[ReceivedMessage] = []
@@ -174,7 +180,7 @@ class SmtpSink:
             self._handler,
             hostname=self.hostname,  # avoids a slow socket.getfqdn() per connection
             decode_data=False,
-            enable_SMTPUTF8=True,
+            enable_SMTPUTF8=self.smtputf8,
             auth_required=auth,
             auth_require_tls=False,
             authenticator=self._authenticate if auth else None,

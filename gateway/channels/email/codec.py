@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import codecs
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email import policy
+from email.feedparser import BytesFeedParser
 from email.message import Message
-from email.parser import BytesParser
+from email.parser import BytesHeaderParser
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
-from typing import Literal
+from typing import Any, Literal
 
 from gateway.channels.email.html import html_to_text
 from gateway.channels.email.ical.reply import CalendarReply, parse_reply
@@ -25,6 +27,7 @@ from gateway.channels.email.kinds import (
     bounce_info,
     header_text,
     header_texts,
+    is_daemon,
     param,
 )
 from gateway.channels.email.reply_extract import extract_answers, extract_reply, normalise
@@ -37,6 +40,11 @@ Kind = Literal["reply", "new", "calendar_reply", "auto_reply", "bounce", "reject
 DEFAULT_MAX_ATTACHMENT_BYTES = 2_000_000
 _MAX_DEPTH = 12  # nesting of multiparts; deeper is a parser bomb, not a reply
 _MAX_PARTS = 300
+#: The parser is fed this much at a time: decoding the whole mail at once would be one more
+#: copy of it, as large as the mail (four times as large with one non-ASCII byte in it).
+_FEED_CHUNK = 1024 * 1024
+#: Where the header of a mail that cannot be parsed is looked for.
+_SALVAGE_HEAD = 256 * 1024
 _RECIPIENT_HEADERS = ("To", "Cc", "Delivered-To", "X-Original-To", "Envelope-To", "Resent-To")
 _MSG_ID = re.compile(r"<[^<>\s]{1,250}>")
 _COMMENT = re.compile(r"\([^()]*\)")
@@ -139,6 +147,14 @@ def _payload_bytes(part: Message, limit: int) -> bytes | None:
         return None
     decoded = part.get_payload(decode=True)
     return decoded if isinstance(decoded, bytes) else None
+
+
+def _too_large(part: Message | None, limit: int) -> bool:
+    """Whether a body part went unread because it is over ``limit`` (see _payload_bytes)."""
+    if part is None:
+        return False
+    raw = part.get_payload()
+    return isinstance(raw, str) and len(raw) > limit
 
 
 def _decode(data: bytes, charset: str | None) -> str:
@@ -273,16 +289,58 @@ def parse_email(
     question_count: int | None = None,
     max_attachment_bytes: int = DEFAULT_MAX_ATTACHMENT_BYTES,
     authserv_id: str | None = None,
+    envelope_recipients: Iterable[str] = (),
 ) -> ParsedEmail:
     """Read one inbound mail.  Never raises; unusable input is ``kind="rejected"``.
 
     `authserv_id` names our own mail server in Authentication-Results; given, only its
-    verdict counts (RFC 8601 section 5: others may be forged by the sender)."""
+    verdict counts (RFC 8601 section 5: others may be forged by the sender).
+    `envelope_recipients` (RCPT TO of the listener) may carry the reply token when the
+    headers do not."""
     try:
         own = frozenset(a.strip().lower() for a in own_addresses)
-        return _parse(raw, own, question_count, max_attachment_bytes, authserv_id)
+        return _parse(
+            raw, own, question_count, max_attachment_bytes, authserv_id, tuple(envelope_recipients)
+        )
     except Exception as error:  # noqa: BLE001 - totality is the contract of this function
-        return ParsedEmail(kind="rejected", reason=f"unreadable message ({type(error).__name__})")
+        reason = f"unreadable message ({type(error).__name__})"
+        return ParsedEmail(kind="rejected", reason=reason, **_salvage(raw, authserv_id))
+
+
+def _salvage(raw: bytes, authserv_id: str | None) -> dict[str, Any]:
+    """Who to tell that their mail could not be read: the From of its header alone.
+
+    Nobody when the header cannot be read either, when it is a machine's mail (a bounce
+    or an auto-reply must not be answered) or when our server says the From is forged.
+    """
+    try:
+        head = raw[:_SALVAGE_HEAD].split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
+        msg = BytesHeaderParser(policy=policy.compat32).parsebytes(head)
+        _, address = parseaddr(header_text(msg, "From") or "")
+        subject = " ".join((header_text(msg, "Subject") or "").split())
+        failed, _ = _auth_failure(msg, authserv_id)
+        machine = auto_reply_reason(msg, subject) or is_daemon(address.lower(), msg)
+        if "@" not in address or failed or machine:
+            return {}
+        return {
+            "from_address": _address(address),
+            "subject": subject,
+            "message_id": _first_id(" ".join(header_texts(msg, "Message-ID", decode=False)[:1])),
+        }
+    except Exception:  # noqa: BLE001 - a header beyond reading: nobody to tell
+        return {}
+
+
+def _message(raw: bytes) -> Message:
+    """The MIME structure, parsed with compat32: policy.default parses every part's
+    Content-Type while splitting the message, in superlinear time, so one hostile header
+    line could stall the codec. Header values are still decoded with policy.default, after
+    being cut to a sane length (see header_texts)."""
+    parser = BytesFeedParser(policy=policy.compat32)
+    view = memoryview(raw)
+    for start in range(0, len(raw), _FEED_CHUNK):
+        parser.feed(bytes(view[start : start + _FEED_CHUNK]))
+    return parser.close()
 
 
 def _parse(
@@ -291,14 +349,11 @@ def _parse(
     question_count: int | None,
     limit: int,
     authserv_id: str | None = None,
+    envelope_recipients: tuple[str, ...] = (),
 ) -> ParsedEmail:
-    if not raw or not raw.strip():
+    if not raw or raw.isspace():
         return ParsedEmail(kind="rejected", reason="empty message")
-    # The structure is parsed with compat32: policy.default parses every part's
-    # Content-Type while splitting the message, in superlinear time, so one hostile
-    # header line could stall the codec.  Header values are still decoded with
-    # policy.default, after being cut to a sane length (see header_texts).
-    msg = BytesParser(policy=policy.compat32).parsebytes(raw)
+    msg = _message(raw)
     if not msg.keys():
         return ParsedEmail(kind="rejected", reason="no headers: not an email message")
     from_name, from_address = parseaddr(header_text(msg, "From") or "")
@@ -330,6 +385,7 @@ def _parse(
     )
     # Bounces carry the token too when the gateway sends with a tagged (VERP) Return-Path.
     recipients = getaddresses([v for name in _RECIPIENT_HEADERS for v in header_texts(msg, name)])
+    recipients += [("", r) for r in envelope_recipients]
     token = next((t for _, a in recipients if (t := token_from_address(a, own))), None)
     bounce = bounce_info(msg, subject, from_address or None, full_text, own)
     if bounce is not None:
@@ -348,6 +404,14 @@ def _parse(
     auto_reason = auto_reply_reason(msg, subject)
     if auto_reason is not None:
         return replace(base, kind="auto_reply", auto_reason=auto_reason, token=token)
+    unread = _too_large(parts.plain, limit) or _too_large(parts.html, limit)
+    if unread and not (plain and plain.strip()) and not (html and html.strip()):
+        # Read as empty, it would be answered as if the person had said nothing.
+        reason = (
+            f"its text is longer than the {limit // 1000:,} kB we read"
+            " (was something large pasted into it?)"
+        )
+        return replace(base, reason=reason, token=token)
     kind: Kind = "reply" if token or base.in_reply_to or base.references else "new"
     answers = extract_answers(full_text, base.text, question_count)
     return replace(base, kind=kind, answers=answers, token=token)

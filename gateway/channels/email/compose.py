@@ -62,8 +62,13 @@ _MANAGED = frozenset(
 _SEVEN_BIT = re.compile(rb"[\t\x20-\x7e]*")
 #: An RFC 2045 token (MIME type parts, header names, the iMIP method).
 _TOKEN = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
-#: Addresses written as they are: ASCII, no spaces, quotes, brackets or separators.
-_ADDR = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~@-]+")
+#: An unquoted local part (RFC 5322 3.4.1; dots anywhere, as some old addresses have them),
+#: with RFC 6532's UTF-8 characters as atext too.
+_LOCAL_ATOMS = re.compile(r"(?:[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]|[^\x00-\x7f\s])+")
+#: A quoted local part: printable ASCII and spaces, quotes and backslashes escaped.
+_LOCAL_QUOTED = re.compile(r'"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\[\x20-\x7e])*"')
+#: A domain after IDNA: letters, digits, hyphens and dots (or an address literal).
+_DOMAIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[A-Za-z0-9.:]+\]")
 #: A display name that is a plain phrase of atoms needs no quoting (RFC 5322 3.2.3).
 _ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+( [A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 
@@ -141,7 +146,9 @@ def compose_bytes(spec: OutgoingEmail) -> bytes:
         top = _multipart("mixed", [inner, *attachments], f"=_{digest}_0")
     else:
         top = _multipart("alternative", alternative, f"=_{digest}_0")
-    return (head + "MIME-Version: 1.0\r\n").encode("ascii") + top
+    # UTF-8 only in an address with a non-ASCII local part, which is sent with SMTPUTF8
+    # (RFC 6532); everything else in the header is ASCII by now.
+    return (head + "MIME-Version: 1.0\r\n").encode("utf-8") + top
 
 
 def _multipart(subtype: str, parts: Sequence[bytes], boundary: str) -> bytes:
@@ -274,8 +281,8 @@ def _unstructured(name: str, value: str) -> str:
 @lru_cache(maxsize=1024)
 def ascii_address(address: str) -> str:
     """The address as the wire needs it: an internationalised domain in its IDNA (punycode)
-    form, e.g. ana@bücher.example → ana@xn--bcher-kva.example. A local part must be ASCII
-    already (non-ASCII ones need SMTPUTF8 end to end, which this sender does not use)."""
+    form, e.g. ana@bücher.example → ana@xn--bcher-kva.example. The local part stays as it
+    is: a non-ASCII one (jörg@…) can only be sent with SMTPUTF8 (see `needs_smtputf8`)."""
     local, at, domain = address.rpartition("@")
     if not at or domain.isascii():
         return address
@@ -285,11 +292,22 @@ def ascii_address(address: str) -> str:
         raise ValueError(f"not an email domain: {domain!r}") from exc
 
 
+def needs_smtputf8(address: str) -> bool:
+    """Whether mail to `address` needs SMTPUTF8 (RFC 6531): its local part is not ASCII.
+
+    A domain never does, it has an ASCII (IDNA) form; a local part has no other form."""
+    return not ascii_address(address).isascii()
+
+
 def _address(name: str, address: str) -> str:
-    """``address`` or ``name <address>``; the name quoted or encoded as RFC 5322 needs."""
+    """``address`` or ``name <address>``; the name quoted or encoded as RFC 5322 needs.
+
+    The local part may be quoted (``"john smith"@example.org``) or, for mail sent with
+    SMTPUTF8, contain UTF-8 (RFC 6532 allows it in the header as it is)."""
     address = ascii_address(address)
     local, at, domain = address.rpartition("@")
-    if not at or not local or not domain or not _ADDR.fullmatch(address):
+    valid_local = _LOCAL_ATOMS.fullmatch(local) or _LOCAL_QUOTED.fullmatch(local)
+    if not at or not valid_local or not _DOMAIN.fullmatch(domain):
         raise ValueError(f"not an email address: {address!r}")
     name = " ".join(name.split())
     if not name:

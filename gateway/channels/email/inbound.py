@@ -192,8 +192,14 @@ def to_inbound(
     ).message
 
 
-def parse_raw(raw: bytes, settings: EmailSettings) -> ParsedEmail:
-    return parse_email(raw, own_addresses=own_addresses(settings), authserv_id=settings.authserv_id)
+def parse_raw(raw: bytes, settings: EmailSettings, recipients: Iterable[str] = ()) -> ParsedEmail:
+    """Read a mail; `recipients` are envelope addresses its headers may not show."""
+    return parse_email(
+        raw,
+        own_addresses=own_addresses(settings),
+        authserv_id=settings.authserv_id,
+        envelope_recipients=recipients,
+    )
 
 
 def _bounce(parsed: ParsedEmail, base: dict[str, Any], token_state: str) -> Reading:

@@ -8,10 +8,11 @@ email_failures.py), whether a folder or a retrying MTA brings it back.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -89,8 +90,16 @@ class MailIntake:
         recipients: Iterable[str] = (),
     ) -> Any:
         """Apply one mail. `recipients` are envelope addresses the headers may not show."""
-        headers = b"".join(b"Delivered-To: " + r.encode() + b"\r\n" for r in recipients)
-        parsed = parse_raw(headers + raw, self.settings)
+        result, _ = await self.apply(raw, cursor=cursor, recipients=recipients)
+        return result
+
+    async def apply(
+        self, raw: bytes, *, cursor: tuple[str, str] | None, recipients: Iterable[str]
+    ) -> tuple[Any, str]:
+        """Apply one mail; (the engine's result, the mail's dedupe key)."""
+        # Parsing a large mail takes a while: in a thread, the event loop keeps receiving
+        # (and answering) the small ones meanwhile. The bytes are not copied for it.
+        parsed = await asyncio.to_thread(parse_raw, raw, self.settings, tuple(recipients))
         # The dedupe key hashes the mail as the sender wrote it, whichever path it came by.
         message = to_inbound(
             parsed,
@@ -103,7 +112,35 @@ class MailIntake:
         log.info("mail %s: %s", message.external_id, getattr(result, "outcome", result))
         if self.after_commit is not None:
             self.after_commit()
-        return result
+        return result, message.external_id
+
+    async def too_large(
+        self, head: bytes, *, size: int, limit: int, cursor: tuple[str, str] | None = None
+    ) -> None:
+        """A mail over `limit` bytes, of which only the header `head` was fetched: its sender
+        is told it was not read (unless it is a machine's mail, or forged), nothing applied."""
+        parsed = parse_raw(head, self.settings)
+        message = to_inbound(
+            parsed,
+            self.settings,
+            raw=head,
+            conversations=self.conversations,
+            received_at=self.clock(),
+        )
+        if message.kind == InboundKind.TEXT:
+            message = replace(
+                message,
+                kind=InboundKind.REJECTED,
+                text=f"it is {size / 1e6:.1f} MB, more than the {limit / 1e6:.1f} MB we accept"
+                " (attachments are not read anyway), so we did not read it",
+                answers={},
+                target=None,
+                in_reply_to=None,
+            )
+        result = await self.engine.handle(message, cursor=cursor)
+        log.warning("mail %s of %s bytes not read: %s", message.external_id, size, result)
+        if self.after_commit is not None:
+            self.after_commit()
 
     async def attempt(
         self,
@@ -122,11 +159,11 @@ class MailIntake:
         itself is failing, and setting mail aside would turn an outage into lost answers.
         """
         try:
-            await self.accept(raw, cursor=cursor, recipients=recipients)
+            _, key = await self.apply(raw, cursor=cursor, recipients=recipients)
         except Exception as exc:
             if is_transient(exc):
                 raise
-            mail = identify(raw, self.settings)
+            mail = await asyncio.to_thread(identify, raw, self.settings)
             reason = f"{type(exc).__name__}: {exc}"[:500]
             attempts, again = await self._count(mail.key, reason)
             if attempts is None or (attempts < max_failures and not again):
@@ -152,7 +189,7 @@ class MailIntake:
             await self._tell_sender(mail)
             return Taken(True, mail.key, number)
         if self._failing:
-            await self._forget(identify(raw, self.settings).key)
+            await self._forget(key)
         return Taken(False)
 
     async def _tell_sender(self, mail: MailId) -> None:
@@ -254,7 +291,10 @@ def identify(raw: bytes, settings: EmailSettings) -> MailId:
     """The mail's dedupe key, sender and subject, even when it cannot be parsed."""
     try:
         parsed = parse_raw(raw, settings)
-        return MailId(external_id(parsed, raw), parsed.from_address, parsed.subject)
+        # A machine's mail (a bounce, an auto-reply) or a forged From is not answered.
+        machine = parsed.kind in ("bounce", "auto_reply") or parsed.auth_failed
+        sender = None if machine else parsed.from_address
+        return MailId(external_id(parsed, raw), sender, parsed.subject)
     except Exception:  # the parser may be what fails on this mail
         return MailId("sha256:" + hashlib.sha256(raw).hexdigest(), None, "")
 

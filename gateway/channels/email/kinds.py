@@ -13,7 +13,15 @@ from email.message import Message
 from email.parser import HeaderParser
 from email.utils import collapse_rfc2231_value, getaddresses
 
-__all__ = ["BounceInfo", "auto_reply_reason", "bounce_info", "header_text", "header_texts", "param"]
+__all__ = [
+    "BounceInfo",
+    "auto_reply_reason",
+    "bounce_info",
+    "header_text",
+    "header_texts",
+    "is_daemon",
+    "param",
+]
 
 _ENCODED_LIMIT = 200_000  # never read more of a bounce's human part than this
 _MAX_HEADER = 8_000  # far above any real header but one of our own long References
@@ -201,7 +209,7 @@ def _original_message_id(msg: Message, body: str) -> str | None:
     return match.group(1) if match else None
 
 
-def _is_daemon(from_address: str | None, msg: Message) -> bool:
+def is_daemon(from_address: str | None, msg: Message) -> bool:
     local = (from_address or "").partition("@")[0]
     return local in _DAEMONS or (header_text(msg, "Return-Path") or "").strip() == "<>"
 
@@ -233,7 +241,7 @@ def bounce_info(
         failed, status, diagnostic, delivered_only = dsn
         if delivered_only:
             return None
-    elif _is_daemon(from_address, msg) and (_BOUNCE_SUBJECT.search(subject) or x_failed):
+    elif is_daemon(from_address, msg) and (_BOUNCE_SUBJECT.search(subject) or x_failed):
         failed, status, diagnostic = [], None, None
     else:
         return None

@@ -36,6 +36,7 @@ IMAP_TIMEOUT = 30.0
 #: Reconnect delays grow from 1 s to this cap while the server stays unreachable.
 MAX_BACKOFF = 300.0
 _UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]")
+_SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
 
 
 class ImapError(Exception):
@@ -162,9 +163,13 @@ class ImapReader:
             folder = self.settings.processed_folder
             # At or below the cursor: applied in an earlier session that died before moving.
             if uid > last:
-                raw = await self._fetch(imap, uid)
-                if raw is not None and not await self._apply(raw, validity, uid):
-                    folder = self.settings.shunt_folder
+                size = await self._size(imap, uid)
+                if size is not None and size > self.settings.max_message_bytes:
+                    await self._too_large(imap, uid, size, validity)
+                else:
+                    raw = await self._fetch(imap, uid)
+                    if raw is not None and not await self._apply(raw, validity, uid):
+                        folder = self.settings.shunt_folder
                 last = uid
             await self._move(imap, uid, folder)
 
@@ -185,6 +190,29 @@ class ImapReader:
             max_failures=self.settings.max_failures,
         )
         return not taken.set_aside
+
+    async def _size(self, imap: aioimaplib.IMAP4, uid: int) -> int | None:
+        """The mail's size by the server, before fetching it (None: expunged meanwhile)."""
+        response = await imap.uid("fetch", str(uid), "(RFC822.SIZE)")
+        if response.result != "OK":
+            raise ImapError(f"fetch {uid} size failed: {_text(response.lines)}")
+        found = next((m for line in response.lines if (m := _SIZE.search(bytes(line)))), None)
+        return int(found.group(1)) if found else None
+
+    async def _too_large(self, imap: aioimaplib.IMAP4, uid: int, size: int, validity: str) -> None:
+        """Only the header of a mail over `max_message_bytes` is fetched: enough to tell its
+        sender why it was not read (the listener refuses such mail with 552 instead)."""
+        response = await imap.uid("fetch", str(uid), "(BODY.PEEK[HEADER])")
+        if response.result != "OK":
+            raise ImapError(f"fetch {uid} header failed: {_text(response.lines)}")
+        if len(response.lines) < 2 or not isinstance(response.lines[1], (bytes, bytearray)):
+            return
+        await self.intake.too_large(
+            bytes(response.lines[1]),
+            size=size,
+            limit=self.settings.max_message_bytes,
+            cursor=(self.cursor_name, f"{validity}:{uid}"),
+        )
 
     async def _fetch(self, imap: aioimaplib.IMAP4, uid: int) -> bytes | None:
         # BODY.PEEK leaves \Seen alone: a person reading the mailbox still sees it as new.
@@ -253,6 +281,8 @@ class MailListener:
         self.hostname = settings.address.rpartition("@")[2]
         self.port = self.listen.port
         self._server: asyncio.base_events.Server | None = None
+        #: Large mails being received or processed right now (see `admit`).
+        self.large_in_flight = 0
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -282,6 +312,32 @@ class MailListener:
             await stop.wait()
         finally:
             await self.stop()
+
+    def admit(self, mail_options: list[str]) -> tuple[int, bool] | None:
+        """Whether a mail may send its DATA now: (its byte limit, whether it took a slot),
+        or None for "later".
+
+        aiosmtpd keeps a mail in memory while it arrives, and parsing costs a few times its
+        size again, so eight 31 MiB mails at once took 800 MB. A large mail (by the SIZE the
+        sender declared; one that declares none may be large) takes one of
+        `max_concurrent_large` slots until it is processed; without a free slot it is
+        answered 451 and its MTA retries, so nothing is lost. A small one never waits for a
+        slot, but may then be at most twice the large threshold: a sender that declared a
+        small size and sends a large mail is refused (RFC 1870 lets a server hold it to its
+        declaration).
+        """
+        declared = _declared_size(mail_options)
+        threshold = self.listen.large_message_bytes
+        if declared is not None and declared <= threshold:
+            return min(self.listen.max_message_bytes, 2 * threshold), False
+        if self.large_in_flight >= self.listen.max_concurrent_large:
+            return None
+        self.large_in_flight += 1
+        return self.listen.max_message_bytes, True
+
+    def release(self) -> None:
+        """A large mail `admit` let in is done (applied, refused or cut off)."""
+        self.large_in_flight = max(0, self.large_in_flight - 1)
 
     async def handle_RCPT(
         self,
@@ -338,11 +394,27 @@ class _Replies(SMTP):
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
+        listener = self.event_handler
+        admitted = None
+        if isinstance(listener, MailListener) and self.envelope and self.envelope.rcpt_tos:
+            admitted = listener.admit(self.envelope.mail_options)
+            if admitted is None:
+                # Refused before 354: one reply, also over LMTP (RFC 2033 section 4.2).
+                await super().push(
+                    "451 4.3.2 Too many large mails arriving at once, try again later"
+                )
+                return
+        full_limit = self.data_size_limit
+        if admitted is not None:
+            self.data_size_limit = admitted[0]
         self._in_data = True
         try:
             await super().smtp_DATA(arg)
         finally:
             self._in_data = False
+            self.data_size_limit = full_limit
+            if admitted is not None and admitted[1] and isinstance(listener, MailListener):
+                listener.release()
 
     async def push(self, status: AnyStr) -> None:
         text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
@@ -371,6 +443,15 @@ class _Smtp(_Replies):
 
 class _Lmtp(_Replies, LMTP):
     pass
+
+
+def _declared_size(mail_options: list[str]) -> int | None:
+    """The SIZE=n of MAIL FROM (RFC 1870), or None when the sender declared none."""
+    for option in mail_options:
+        name, _, value = option.partition("=")
+        if name.upper() == "SIZE" and value.isdigit():
+            return int(value)
+    return None
 
 
 async def _wait_any(*things: asyncio.Event | asyncio.Future[Any], limit: float | None) -> None:

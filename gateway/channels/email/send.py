@@ -28,6 +28,7 @@ from gateway.channels.email.compose import (
     compose_bytes,
     dkim_sign,
     message_id_for,
+    needs_smtputf8,
 )
 from gateway.channels.email.ical.invite import invite_ics
 from gateway.channels.email.token import reply_address
@@ -53,14 +54,20 @@ class SmtpPool:
         self._next_slot = 0.0
         self.connects = 0
 
-    async def send(self, sender: str, recipients: list[str], raw: bytes) -> dict[str, SMTPResponse]:
-        """One SMTP transaction; returns the refused recipients (raises if all were)."""
+    async def send(
+        self, sender: str, recipients: list[str], raw: bytes, *, smtputf8: bool = False
+    ) -> dict[str, SMTPResponse]:
+        """One SMTP transaction; returns the refused recipients (raises if all were).
+
+        `smtputf8` sends it with SMTPUTF8 (RFC 6531), which aiosmtplib refuses with
+        SMTPNotSupported, before MAIL, when the server does not offer it."""
+        options = ["SMTPUTF8"] if smtputf8 else []
         async with self._slots:
             await self._pace()
             client = self._idle.pop() if self._idle else None
             if client is not None and client.is_connected:
                 try:
-                    return await self._transaction(client, sender, recipients, raw)
+                    return await self._transaction(client, sender, recipients, raw, options)
                 except (aiosmtplib.SMTPServerDisconnected, ConnectionError):
                     log.debug("idle SMTP connection was closed by the server; reconnecting")
                 except aiosmtplib.SMTPResponseException as exc:
@@ -68,13 +75,22 @@ class SmtpPool:
                         raise
             elif client is not None:
                 client.close()
-            return await self._transaction(await self._connect(), sender, recipients, raw)
+            client = await self._connect()
+            return await self._transaction(client, sender, recipients, raw, options)
 
     async def _transaction(
-        self, client: aiosmtplib.SMTP, sender: str, recipients: list[str], raw: bytes
+        self,
+        client: aiosmtplib.SMTP,
+        sender: str,
+        recipients: list[str],
+        raw: bytes,
+        options: list[str],
     ) -> dict[str, SMTPResponse]:
         try:
-            errors, _ = await client.sendmail(sender, recipients, raw)
+            errors, _ = await client.sendmail(sender, recipients, raw, mail_options=options)
+        except aiosmtplib.SMTPNotSupported:
+            self._idle.append(client)  # refused before MAIL: the connection is clean
+            raise
         except (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused) as exc:
             # aiosmtplib sent RSET after the refusal, so a connection still open is clean;
             # after a 421 the server is closing it.
@@ -193,7 +209,12 @@ class EmailTransport:
         except ValueError as exc:  # an address or header compose cannot write
             raise PermanentError(f"cannot compose mail to {address}: {exc}") from exc
         try:
-            refused = await self.pool.send(self.settings.address, [ascii_address(address)], raw)
+            refused = await self.pool.send(
+                self.settings.address,
+                [ascii_address(address)],
+                raw,
+                smtputf8=needs_smtputf8(address),
+            )
         except BaseException as exc:
             raise _classify(exc) from exc
         if refused:
@@ -275,6 +296,14 @@ def _classify(exc: BaseException) -> SendError:
         codes = [r.code for r in exc.recipients]
         text = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
         return PermanentError(text) if all(500 <= c < 600 for c in codes) else TransientError(text)
+    if isinstance(exc, aiosmtplib.SMTPNotSupported):
+        # Only SMTPUTF8 is ever asked for; without it there is no way to write the address
+        # (a non-ASCII local part has no ASCII form), so waiting cannot help.
+        return PermanentError(
+            "the SMTP server does not offer SMTPUTF8, which mail to an address with"
+            " non-ASCII characters before the @ needs: use a server that supports it"
+            f" (Postfix: smtputf8_enable = yes), or ask the person for another address ({exc})"
+        )
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
         # Wrong credentials are the service's problem, not the message's: keep retrying so
         # that fixing the config delivers the queue instead of burying it.

@@ -141,7 +141,7 @@ async def test_third_failure_is_accepted_quarantined_and_reported_once(
 
 
 def breaks_on(broken: bytes, real: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
-    """The intake's `accept` failing on `broken` before the engine, as a parser bug would."""
+    """The intake's `apply` failing on `broken` before the engine, as a parser bug would."""
 
     async def accept(raw: bytes, **kwargs: Any) -> Any:
         if raw == broken:
@@ -161,7 +161,7 @@ async def test_failures_count_across_a_restart_and_without_a_message_id(
         async with kit.gateway(
             tmp_path / "gw.db", email, tmp_path / "t", organisers=(ORGANISER,)
         ) as gw:
-            gw.intake.accept = breaks_on(broken, gw.intake.accept)  # type: ignore[method-assign]
+            gw.intake.apply = breaks_on(broken, gw.intake.apply)  # type: ignore[method-assign]
             listener = gw.listener()
             await listener.start()
             try:
