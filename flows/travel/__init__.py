@@ -1,0 +1,1 @@
+"""Travel sharing: seats offered and wanted, matched by route and time."""
