@@ -73,7 +73,7 @@ def upper_bound(trip: Trip) -> int:
     source, sink = 0, 1
     index = {d: 2 + i for i, d in enumerate(drivers)}
     index |= {r: 2 + len(drivers) + i for i, r in enumerate(riders)}
-    for rider, options in trip.candidates().items():
+    for rider, options in trip.candidates(keep=len(trip.drivers)).items():
         flow.add_arc_with_capacity(source, index[rider], 1)
         for driver in options:
             flow.add_arc_with_capacity(index[rider], index[driver], 1)
@@ -112,7 +112,7 @@ def exact(trip: Trip, matched_target: int, limit: float) -> dict[str, Any]:
     import numpy as np
 
     started = time.perf_counter()
-    candidates = trip.candidates()
+    candidates = trip.candidates(keep=len(trip.drivers))
     by_driver: dict[str, list[str]] = {d: [] for d in trip.drivers}
     for rider, options in candidates.items():
         for d in options:

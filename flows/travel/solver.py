@@ -34,10 +34,20 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from itertools import permutations
 
+import numpy as np
+from numpy.typing import NDArray
+
 ROAD_FACTOR = 1.3
 AVERAGE_KMH = 70.0
 DEFAULT_DETOUR_CAP = 45
 EARTH_KM = 6371.0
+#: How many candidate drivers each rider keeps (the nearest by detour).
+CANDIDATES_KEPT = 40
+#: How many seat searches the repair may make in one plan: a bound on time that does not
+#: depend on the machine, so the same input always gives the same plan.
+REPAIR_BUDGET = 60_000
+#: In a repair, the nearest drivers of a rider whose passengers may give way.
+REPAIR_WIDTH = 8
 #: Orders tried exhaustively up to this many riders; above it, best insertion.
 EXACT_ORDER_UP_TO = 4
 
@@ -59,6 +69,18 @@ def km_between(a: Place, b: Place) -> float:
 
 def minutes_between(a: Place, b: Place) -> int:
     return round(km_between(a, b) * ROAD_FACTOR / AVERAGE_KMH * 60)
+
+
+def _minutes_matrix(rows: Sequence[Place], columns: Sequence[Place]) -> NDArray[np.int64]:
+    """`minutes_between` for every pair at once (equal to it up to rounding of a half)."""
+    la1 = np.radians([p.lat for p in rows])[:, None]
+    lo1 = np.radians([p.lon for p in rows])[:, None]
+    la2 = np.radians([p.lat for p in columns])[None, :]
+    lo2 = np.radians([p.lon for p in columns])[None, :]
+    h = np.sin((la2 - la1) / 2) ** 2 + np.cos(la1) * np.cos(la2) * np.sin((lo2 - lo1) / 2) ** 2
+    km = 2 * EARTH_KM * np.arcsin(np.minimum(1.0, np.sqrt(h)))
+    minutes: NDArray[np.int64] = np.rint(km * ROAD_FACTOR / AVERAGE_KMH * 60).astype(np.int64)
+    return minutes
 
 
 class Direction(StrEnum):
@@ -160,7 +182,7 @@ class Trip:
             return Car(driver.id, (), driver.earliest, (), 0)
         if len(order) > driver.seats:
             return None
-        if any((driver.id, r) in self.forbidden for r in order):
+        if self.forbidden and any((driver.id, r) in self.forbidden for r in order):
             return None
         if self.direction == Direction.TO:
             return self._schedule_to(driver, order)
@@ -231,6 +253,8 @@ class Trip:
 
     def insert(self, driver: Driver, car: Car, rider: str) -> Car | None:
         """`car` with `rider` added at the best pickup position, or None if none works."""
+        if len(car.riders) >= driver.seats:
+            return None
         options = (
             self.schedule(driver, (*car.riders[:i], rider, *car.riders[i:]))
             for i in range(len(car.riders) + 1)
@@ -257,25 +281,36 @@ class Trip:
             self.minutes(driver.id, rider) + self.minutes(rider, "") - self.minutes(driver.id, "")
         )
 
-    def candidates(self) -> dict[str, list[str]]:
-        """Each rider's drivers who could take them alone (the cheap filters first)."""
-        out: dict[str, list[str]] = {r: [] for r in self.riders}
-        for driver in self.drivers.values():
-            limit = self.detour_limit(driver)
-            for rider in self.riders.values():
-                if self._bounding_box_too_far(driver, rider, limit):
-                    continue
-                if self._single_detour(driver, rider.id) > limit:
-                    continue
-                if self.schedule(driver, (rider.id,)) is not None:
-                    out[rider.id].append(driver.id)
-        return out
+    def candidates(self, keep: int = CANDIDATES_KEPT) -> dict[str, list[str]]:
+        """Each rider's drivers who could take them alone, the `keep` with the least detour.
 
-    def _bounding_box_too_far(self, driver: Driver, rider: Rider, limit: int) -> bool:
-        """A rider whose home is further from the driver's than the detour allows, by latitude
-        alone, is no candidate (a cheap bound before any distance is computed)."""
-        km = abs(driver.origin.lat - rider.origin.lat) * 111.0
-        return km * ROAD_FACTOR / AVERAGE_KMH * 60 > 2 * limit + self.minutes(driver.id, "")
+        The cheap filters run on whole arrays (NumPy): the detour for the rider alone within
+        the driver's limit, and windows that can meet (leaving at the earliest and waiting
+        for the rider if need be)."""
+        drivers, riders = list(self.drivers.values()), list(self.riders.values())
+        found: dict[str, list[tuple[int, str]]] = {r.id: [] for r in riders}
+        if not drivers or not riders:
+            return {r: [] for r in found}
+        home = _minutes_matrix([d.origin for d in drivers], [r.origin for r in riders])
+        venue = _minutes_matrix([self.venue], [r.origin for r in riders])[0]
+        direct = _minutes_matrix([d.origin for d in drivers], [self.venue])[:, 0]
+        limits = np.array([self.detour_limit(d) for d in drivers])
+        near = home + venue[None, :] - direct[:, None] <= limits[:, None]
+        d_early = np.array([d.earliest for d in drivers])[:, None]
+        d_late = np.array([d.latest for d in drivers])[:, None]
+        r_early = np.array([r.earliest for r in riders])[None, :]
+        r_late = np.array([r.latest for r in riders])[None, :]
+        if self.direction == Direction.TO:
+            meet = d_early + home <= r_late
+        else:
+            meet = np.maximum(d_early, r_early) <= np.minimum(d_late, r_late)
+        detours = home + venue[None, :] - direct[:, None]
+        # Rounding may differ from `minutes` by one in rare cases: a candidate is only a
+        # candidate; every car is checked exactly when a rider is put in it.
+        for i, j in zip(*np.nonzero(near & meet), strict=True):
+            if detours[i, j] <= limits[i]:
+                found[riders[j].id].append((int(detours[i, j]), drivers[i].id))
+        return {r: [d for _, d in sorted(options)[:keep]] for r, options in found.items()}
 
 
 # -- matching --------------------------------------------------------------------------------
@@ -341,11 +376,12 @@ def _place(trip: Trip, cars: dict[str, Car], rider: str, drivers: Sequence[str])
     return True
 
 
-def _without(trip: Trip, car: Car, rider: str) -> Car:
+def _without(trip: Trip, car: Car, rider: str) -> Car | None:
+    """The car without `rider`; None in the rare case that the shorter route no longer fits
+    (travel times are whole minutes, so a shortcut can round up by one)."""
     rest = tuple(r for r in car.riders if r != rider)
-    rebuilt = trip.schedule(trip.drivers[car.driver], rest)
-    assert rebuilt is not None  # fewer riders on the same route: still drivable
-    return rebuilt
+    driver = trip.drivers[car.driver]
+    return trip.schedule(driver, rest) or trip.best_car(driver, rest)
 
 
 def _repair(
@@ -355,9 +391,12 @@ def _repair(
     takes someone else's seat there in turn (an ejection chain of REPAIR_DEPTH moves)."""
     still = []
     failed: set[tuple[str, int]] = set()
+    budget = [REPAIR_BUDGET]
     for rider in unplaced:
         trial = dict(cars)
-        if _seat(trip, trial, rider, candidates, REPAIR_DEPTH, {rider}, failed):
+        if budget[0] > 0 and _seat(
+            trip, trial, rider, candidates, REPAIR_DEPTH, {rider}, failed, budget
+        ):
             cars.update(trial)
             failed.clear()  # the cars changed: what failed before may work now
         else:
@@ -377,24 +416,27 @@ def _seat(
     depth: int,
     chain: set[str],
     failed: set[tuple[str, int]],
+    budget: list[int],
 ) -> bool:
     """Seat `rider` in `cars` (changed in place only on success), displacing at most
     `depth` others, none of them in `chain`. `failed` remembers (rider, depth) that found
     no way while the cars stayed the same (a bound on the search, not a proof)."""
+    budget[0] -= 1
     if _place(trip, cars, rider, candidates[rider]):
         return True
-    if depth == 0 or (rider, depth) in failed:
+    if depth == 0 or (rider, depth) in failed or budget[0] <= 0:
         return False
-    for d in candidates[rider]:
+    for d in candidates[rider][:REPAIR_WIDTH]:
         for other in cars[d].riders:
             if other in chain:
                 continue
-            taken = trip.insert(trip.drivers[d], _without(trip, cars[d], other), rider)
+            freed = _without(trip, cars[d], other)
+            taken = trip.insert(trip.drivers[d], freed, rider) if freed else None
             if taken is None:
                 continue
             trial = {**cars, d: taken}
             moved = _excluding(candidates, other, d)
-            if _seat(trip, trial, other, moved, depth - 1, chain | {other}, failed):
+            if _seat(trip, trial, other, moved, depth - 1, chain | {other}, failed, budget):
                 cars.update(trial)
                 return True
     failed.add((rider, depth))
@@ -415,6 +457,8 @@ def _improve(trip: Trip, cars: dict[str, Car], candidates: Mapping[str, list[str
             if rider not in cars[d].riders:
                 continue
             freed = _without(trip, cars[d], rider)
+            if freed is None:
+                continue
             saving = cars[d].detour - freed.detour
             for e in candidates[rider]:
                 if e == d:
