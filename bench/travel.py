@@ -16,7 +16,6 @@ process, so peak memory is that instance's.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import math
 import random
@@ -27,6 +26,7 @@ import time
 from typing import Any
 
 from flows.travel.solver import Car, Direction, Driver, Place, Rider, Trip, plan
+from tests.kit.travel import drivable
 
 VENUE = Place(39.60, -8.20)
 
@@ -81,28 +81,6 @@ def upper_bound(trip: Trip) -> int:
         flow.add_arc_with_capacity(index[driver], sink, trip.drivers[driver].seats)
     flow.solve(source, sink)
     return int(flow.optimal_flow())
-
-
-def drivable(trip: Trip, car: Car) -> bool:
-    """Re-check a car from scratch: its order, departure and stops fit every window, seats
-    and the detour limit (the solver's own check is not trusted here)."""
-    driver = trip.drivers[car.driver]
-    if len(car.riders) > driver.seats or len(set(car.riders)) != len(car.riders):
-        return False
-    if not driver.earliest <= car.departure <= driver.latest:
-        return False
-    stops = [driver.id, *car.riders, ""]
-    route = sum(trip.minutes(a, b) for a, b in itertools.pairwise(stops))
-    if route - trip.minutes(driver.id, "") > trip.detour_limit(driver):
-        return False
-    time_now, here = car.departure, driver.id
-    for rider_id, stop in zip(car.riders, car.stops, strict=True):
-        rider = trip.riders[rider_id]
-        time_now = max(time_now + trip.minutes(here, rider_id), rider.earliest)
-        if time_now != stop or not rider.earliest <= stop <= rider.latest:
-            return False
-        here = rider_id
-    return True
 
 
 def exact(trip: Trip, matched_target: int, limit: float) -> dict[str, Any]:

@@ -4,10 +4,12 @@ The model. Times are whole minutes from any epoch the caller chooses. Travel tim
 the great-circle distance × ROAD_FACTOR at AVERAGE_KMH (no network, no road data; the
 function is one place to swap for a routing table). On the way there a car leaves its
 driver's home at its departure time, picks its riders up in one order — each within the
-rider's window (waiting for a rider who is not ready yet is allowed) — and drives to the
-venue; the departure lies in the driver's window. On the way back everyone leaves the venue
-together at a time inside every window and the car drops its riders off on the way home.
-A car's detour is the time driven beyond the driver's direct trip; it must not exceed the
+rider's window (waiting for a rider who is not ready yet is allowed, and counts as detour)
+— and drives to the venue; the departure lies in the driver's window. On the way back
+everyone leaves the venue together at a time inside every window and the car drops its
+riders off on the way home.
+A car's detour is the time its trip takes beyond the driver's direct trip (driving and
+waiting); it must not exceed the
 driver's limit (by default the smaller of 45 minutes and a third of the direct trip).
 
 Matching places as many riders as it can, then keeps the total detour low. Pairing riders
@@ -200,8 +202,9 @@ class Trip:
         return offsets[:-1], total - self.minutes(driver.id, "")
 
     def _schedule_to(self, driver: Driver, order: Sequence[str]) -> Car | None:
-        offsets, detour = self._route(driver, order)
-        if detour > self.detour_limit(driver):
+        offsets, route_detour = self._route(driver, order)
+        limit = self.detour_limit(driver)
+        if route_detour > limit:
             return None
         riders = [self.riders[r] for r in order]
 
@@ -227,6 +230,11 @@ class Trip:
             low, high = (middle, high) if stops(middle) is not None else (low, middle - 1)
         found = stops(low)
         assert found is not None
+        # Time spent waiting for a rider is time out of the driver's way too.
+        arrival = found[-1] + self.minutes(order[-1], "")
+        detour = arrival - low - self.minutes(driver.id, "")
+        if detour > limit:
+            return None
         return Car(driver.id, tuple(order), low, tuple(found), detour)
 
     def _schedule_back(self, driver: Driver, order: Sequence[str]) -> Car | None:
@@ -301,7 +309,8 @@ class Trip:
         r_early = np.array([r.earliest for r in riders])[None, :]
         r_late = np.array([r.latest for r in riders])[None, :]
         if self.direction == Direction.TO:
-            meet = d_early + home <= r_late
+            # Picked up in their window, and waiting for them within the detour limit.
+            meet = (d_early + home <= r_late) & (r_early - d_late - home <= limits[:, None])
         else:
             meet = np.maximum(d_early, r_early) <= np.minimum(d_late, r_late)
         detours = home + venue[None, :] - direct[:, None]
