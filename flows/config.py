@@ -234,6 +234,30 @@ class DebriefConfig(Strict):
         return questions
 
 
+class TravelConfig(Strict):
+    """Travel sharing: seats offered and wanted, matched by route and time."""
+
+    #: Where the gathering is, as a town the offline lookup knows ("Évora, Portugal").
+    venue_town: str
+    #: Countries (ISO codes) most participants come from: they settle "Which Valencia?".
+    countries: list[str] = Field(default_factory=list)
+    #: The travel questions go out this many days before the start…
+    ask_days_before: Annotated[float, Field(ge=1, le=120)] = 21
+    #: …and proposals this many days before (after the organisers' approval if `review`).
+    plan_days_before: Annotated[float, Field(ge=0.5, le=60)] = 7
+    review: bool = False
+    #: Also match the way home (people give a second window).
+    way_back: bool = True
+    #: People wanting company on a train or bus are grouped up to this size.
+    company_group_size: Annotated[int, Field(ge=2, le=12)] = 4
+
+    @model_validator(mode="after")
+    def _order(self) -> TravelConfig:
+        if self.plan_days_before >= self.ask_days_before:
+            raise ValueError("plan_days_before must be fewer days than ask_days_before")
+        return self
+
+
 class GatheringConfig(Strict):
     """One gathering: its dates, place, capacity and the flows it runs."""
 
@@ -250,6 +274,7 @@ class GatheringConfig(Strict):
     registration: RegistrationConfig = Field(default_factory=RegistrationConfig)
     crews: CrewsConfig | None = None
     debrief: DebriefConfig | None = None
+    travel: TravelConfig | None = None
 
     @field_validator("slug")
     @classmethod

@@ -197,6 +197,9 @@ class Outgoing:
     #: GROUP: the group's last message. Its room stays for the members to talk on, renamed by
     #: `room`, but is no longer the group's: nobody is invited or removed, nothing is read.
     closes: bool = False
+    #: People whose address this message may show (they agreed to share it with the others):
+    #: the engine puts "contacts" {person id: address} in the template's context.
+    contacts: tuple[PersonId, ...] = ()
     #: The ids of the questions this message asks: one for a question or a poll; for a form,
     #: its numbering (number n asks questions[n - 1]). Kept with the sent message, so that a
     #: reply is read against what the person saw, whatever changed since.

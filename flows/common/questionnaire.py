@@ -71,6 +71,9 @@ class Questionnaire:
     #: Whether the answers given so far must not be repeated back in our messages (they are
     #: to be anonymous, and what we send is kept with the person's name).
     private: Callable[[Mapping[str, Any]], bool] = lambda answers: False
+    #: A flow's own check of a parsed answer (is this town known?): a Problem refuses it
+    #: and asks again. It may also change the flow's data (e.g. remember the town found).
+    check: Callable[[Question, Any], Problem | None] = lambda question, value: None
     #: Extra context for every template (e.g. a deadline the flow wants to mention).
     context: Mapping[str, Any] = field(default_factory=dict)
 
@@ -224,9 +227,10 @@ class Questionnaire:
             self.ask_next(note="" if current else "no_answers")
             return
         parsed = parse_answer(current, text, reference=self.reference)
-        if parsed.problem is not None:
+        problem = parsed.problem or self.check(current, parsed.value)
+        if problem is not None:
             self.data["asked"] = current.id
-            self.ask_next(problems={current.id: parsed.problem})
+            self.ask_next(problems={current.id: problem})
             return
         self.record(current, parsed.value)
         self.ask_next()
@@ -246,6 +250,17 @@ class Questionnaire:
         for question in asked:
             if not question.required and question.id not in answers and question.id not in problems:
                 answers[question.id] = None
+        for question in self.questions:
+            changed = question.id in answers and answers[question.id] != before.get(
+                question.id, object()
+            )
+            problem = self.check(question, answers[question.id]) if changed else None
+            if problem is not None:
+                problems[question.id] = problem
+                if question.id in before:
+                    answers[question.id] = before[question.id]
+                else:
+                    del answers[question.id]
         self.data["answers"] = answers
         changing = self.data.get("changing")
         if (
@@ -279,8 +294,9 @@ class Questionnaire:
         if current is None:
             return False
         parsed = parse_vote(current, choice)
-        if parsed.problem is not None:
-            self.ask_next(problems={current.id: parsed.problem})
+        problem = parsed.problem or self.check(current, parsed.value)
+        if problem is not None:
+            self.ask_next(problems={current.id: problem})
             return True
         self.record(current, parsed.value)
         if replied is not None and self._still_asking_another(replied):
@@ -303,9 +319,10 @@ class Questionnaire:
         if question is None or not self.applies(question):
             return False
         parsed = parse_answer(question, self.message.text, reference=self.reference)
-        if parsed.problem is not None:
+        problem = parsed.problem or self.check(question, parsed.value)
+        if problem is not None:
             self.data["changing"] = question.id
-            self.ask_next(problems={question.id: parsed.problem})
+            self.ask_next(problems={question.id: problem})
             return True
         self.record(question, parsed.value)
         if self.answering:

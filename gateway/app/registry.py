@@ -8,8 +8,9 @@ from flows.debrief.flow import Debrief
 from flows.linking import Linking
 from flows.organisers import Organisers
 from flows.registration.flow import Registration
+from flows.travel.flow import Travel
 
 
 def default_flows() -> dict[str, Flow]:
-    flows: list[Flow] = [Registration(), Crews(), Debrief(), Organisers(), Linking()]
+    flows: list[Flow] = [Registration(), Crews(), Debrief(), Travel(), Organisers(), Linking()]
     return {flow.name: flow for flow in flows}

@@ -139,6 +139,17 @@ class Enqueuer:
             return []
         return [(reach, out.to, record.info.language)]
 
+    async def _contacts(
+        self, tx: Tx, shared: Sequence[PersonId], people: dict[PersonId, PersonRecord]
+    ) -> dict[str, str]:
+        """The addresses people agreed to share, by person id (flows never see them)."""
+        contacts = {}
+        for person in shared:
+            reach = (await _person(tx, person, people, self.organisers)).reach()
+            if reach is not None:
+                contacts[str(person)] = reach.address
+        return contacts
+
     async def _insert(
         self,
         tx: Tx,
@@ -158,6 +169,8 @@ class Enqueuer:
         if await self._unwanted(tx, out, reach, person, target, now, audit):
             return None
         context = {**_common_context(gathering, person, people), **out.context}
+        if out.contacts:
+            context["contacts"] = await self._contacts(tx, out.contacts, people)
         try:
             rendered = self.renderer.render(
                 out.template, language=language, channel=reach.channel.value, context=context

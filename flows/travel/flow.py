@@ -1,0 +1,639 @@
+"""The travel flow: who drives, who needs a ride, matched, proposed, introduced with consent.
+
+Some weeks before the gathering (`ask_days_before`) everyone registered is asked the travel
+questions (flows/travel/questions.py) through the shared questionnaire. At
+`plan_days_before` — or when the organisers ask, `gateway travel plan` — the gathering-level
+run asks for the matching job (flows/travel/matching.py); with `review`, proposals wait for
+`gateway travel approve`. Each ride (a driver and a rider, one direction) is then a match:
+
+    proposed ──both yes──> introduced ──calendar Accept──> confirmed
+        │                      │
+        └──either no──> cancelled <──a driver cancels or changes (re-plan)──┘
+
+A proposal names no contact details or addresses: first name, town, time. Only when both
+said yes are they introduced, in a small room (Matrix) or an email thread, with the details
+each consented to share and a calendar invite for the departure. A "no", a cancelled
+ride or a driver's change triggers a re-plan that keeps every other car as it is; riders
+who lose their seat are told and, where another car can take them, proposed again.
+
+A person's run:
+
+    status      "ask"           answers                "yes" / "no"          the gathering
+    (none)      → asked, ask    –                      –                     –
+    asked       –               questionnaire;         –                     –
+                                done → ready (alone)
+    ready       –               change → re-plan       –                     proposal → proposed
+    proposed    –               change → re-plan       → waiting / ready     ride off → ready
+    waiting     –               change → re-plan       –                     introduced;
+                                                                             ride off → ready
+    introduced  –               change → re-plan       –                     ride off → ready
+    alone       –               change → ready         –                     –
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+from flows.base import JobFunction, Outcome, RunView, Schedule, StepContext
+from flows.common.names import chosen_name
+from flows.common.questionnaire import Questionnaire
+from flows.common.times import zone_time
+from flows.common.words import fold, is_help, is_no, is_yes
+from flows.config import GatheringConfig, QuestionType
+from flows.travel import matching, questions
+from flows.travel.places import Found, find_town
+from flows.travel.questions import Mode
+from gateway.model import (
+    GATHERING_SUBJECT,
+    JOB_DONE,
+    Channel,
+    Emit,
+    InboundKind,
+    InboundMessage,
+    Invite,
+    Outgoing,
+    OutKind,
+    PersonId,
+    RunJob,
+)
+
+FLOW = "travel"
+ASK, PLAN = "ask", "plan"
+#: A person's statuses in which a plan may give them a ride.
+PLANNABLE = frozenset({"ready", "proposed", "waiting", "introduced"})
+
+
+class Travel:
+    name: ClassVar[str] = "travel"
+    reads: ClassVar[tuple[str, ...]] = ("registration", "travel")
+    jobs: ClassVar[Mapping[str, JobFunction]] = {"match": matching.match}
+    #: "travel" starts (or shows) a person's travel questions at any time: someone who
+    #: registers after the questions went out asks for them so.
+    commands: ClassVar[tuple[str, ...]] = ("travel",)
+
+    def wants(self, message: InboundMessage, status: str) -> bool:
+        if status in ("asked", "proposed"):
+            return True
+        if status and (
+            message.answers or message.kind in (InboundKind.EDIT, InboundKind.REDACTION)
+        ):
+            return True
+        return (
+            bool(status) and message.kind == InboundKind.TEXT and _command(message.text) is not None
+        )
+
+    def schedule(
+        self, gathering: GatheringConfig, state: Mapping[str, Any], now: datetime
+    ) -> Schedule:
+        if gathering.travel is None:
+            return {ASK: None, PLAN: None}
+        starts = zone_time(gathering.starts, gathering.zone)
+        planned: dict[str, datetime | None] = {ASK: None, PLAN: None}
+        if not state.get("asked_at"):
+            planned[ASK] = starts - timedelta(days=gathering.travel.ask_days_before)
+        if not state.get("planned_at"):
+            planned[PLAN] = starts - timedelta(days=gathering.travel.plan_days_before)
+        return planned
+
+    def step(self, ctx: StepContext) -> Outcome:
+        if ctx.gathering.travel is None:
+            return Outcome(ignored=True)
+        if ctx.is_gathering_run:
+            return _Gathering(ctx).run()
+        return _Person(ctx).run()
+
+
+def _command(text: str) -> str | None:
+    words = fold(text).strip(" .!").split()
+    if is_help(text):
+        return "help"
+    if words and words[0] in ("status", "change", "travel"):
+        return words[0]
+    return None
+
+
+# -- the gathering-level run --------------------------------------------------------------
+
+
+def match_id(direction: str, driver: str, rider: str) -> str:
+    return f"{direction}:{driver}:{rider}"
+
+
+class _Gathering:
+    def __init__(self, ctx: StepContext) -> None:
+        self.ctx = ctx
+        self.g = ctx.gathering
+        self.state: dict[str, Any] = copy.deepcopy(ctx.state)
+        self.outcome = Outcome()
+        self.runs: Mapping[PersonId, RunView] = ctx.peers.get(FLOW, {})
+
+    def run(self) -> Outcome:
+        message = self.ctx.message
+        handler = (
+            _GATHERING.get(message.text)
+            if message.kind in (InboundKind.TICK, InboundKind.COMMAND)
+            else None
+        )
+        if handler is None:
+            return Outcome(ignored=True)
+        handler(self)
+        if self.state != self.ctx.state:
+            self.outcome.state = self.state
+            self.outcome.status = "planned" if self.state.get("plan") else "open"
+        return self.outcome
+
+    # -- asking and planning ---------------------------------------------------------
+
+    def ask(self) -> None:
+        """Everyone registered is asked (once); registration's city is their default town."""
+        if self.state.get("asked_at"):
+            return
+        self.state["asked_at"] = self.ctx.now.isoformat()
+        city = next(
+            (q.id for q in self.g.registration.questions if q.type == QuestionType.CITY), None
+        )
+        for person, run in sorted(self.ctx.peers.get("registration", {}).items()):
+            if run.status == "registered":
+                answers = run.state.get("answers", {})
+                origin = answers.get(city) if city else None
+                self.outcome.emit.append(Emit(FLOW, person, "ask", {"origin": origin}))
+
+    def plan(self) -> None:
+        """Ask for the matching job over everyone's current answers."""
+        self.state["planned_at"] = self.ctx.now.isoformat()
+        payload = self.payload(previous=None)
+        if payload is None:
+            self.state["problem"] = (
+                f"the venue town {questions.config(self.g).venue_town!r} is not known"
+            )
+            return
+        self.state.pop("problem", None)
+        self.state["job"] = "plan"
+        self.outcome.jobs.append(RunJob("match", payload))
+
+    def replan(self) -> None:
+        if not self.state.get("plan"):
+            return
+        payload = self.payload(previous=self.state["plan"])
+        if payload is not None:
+            self.state["job"] = "replan"
+            self.outcome.jobs.append(RunJob("match", payload))
+
+    def payload(self, previous: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        venue = find_town(
+            questions.config(self.g).venue_town, countries=questions.config(self.g).countries
+        )
+        if not isinstance(venue, Found):
+            return None
+        epoch = zone_time(self.g.starts, self.g.zone).replace(hour=0, minute=0)
+        sides: dict[str, dict[str, list[Any]]] = {
+            d: {"drivers": [], "riders": []} for d in ("to", "back")
+        }
+        company = []
+        forbidden = self.state.get("forbidden", {})
+        for person, run in sorted(self.runs.items()):
+            if run.status not in PLANNABLE or "origin_town" not in run.state:
+                continue
+            answers = run.state.get("answers", {})
+            town = run.state["origin_town"]
+            mode = answers.get("mode")
+            who = {"id": str(person), "lat": town["lat"], "lon": town["lon"]}
+            for direction, day, keys, default in (
+                (
+                    "to",
+                    questions.first_day(self.g),
+                    ("leave_from", "leave_until"),
+                    ("08:00", "18:00"),
+                ),
+                ("back", questions.last_day(self.g), ("back_from", "back_until"), ("", "")),
+            ):
+                start, end = questions.window(answers, *keys, default)
+                if not start:
+                    continue  # no window for the way back: not matched that way
+                span = {
+                    "earliest": questions.minutes_of_day(day, start, self.g, epoch),
+                    "latest": questions.minutes_of_day(day, end, self.g, epoch),
+                }
+                if mode == Mode.DRIVE:
+                    detour = answers.get("detour")
+                    sides[direction]["drivers"].append(
+                        {
+                            **who,
+                            **span,
+                            "seats": int(answers.get("seats") or 1),
+                            "max_detour": detour,
+                        }
+                    )
+                elif mode == Mode.RIDE:
+                    sides[direction]["riders"].append({**who, **span})
+            if mode == Mode.COMPANY:
+                company.append({**who, "day": questions.first_day(self.g).isoformat()})
+        return {
+            "venue": {"lat": venue.town.latitude, "lon": venue.town.longitude},
+            "to": {**sides["to"], "forbidden": forbidden.get("to", [])},
+            "back": {**sides["back"], "forbidden": forbidden.get("back", [])}
+            if questions.config(self.g).way_back
+            else None,
+            "company": company,
+            "group_size": questions.config(self.g).company_group_size,
+            "previous": previous,
+            "epoch": epoch.isoformat(),
+        }
+
+    def job_done(self) -> None:
+        payload = self.ctx.message.payload
+        kind = self.state.pop("job", "plan")
+        if "error" in payload:
+            self.state["problem"] = f"matching failed: {payload['error']}"
+            return
+        result = payload["result"]
+        self.state["plan"] = {
+            **result,
+            "epoch": self.state.get("epoch") or self.epoch().isoformat(),
+        }
+        self.state["epoch"] = self.state["plan"]["epoch"]
+        if questions.config(self.g).review and not self.state.get("approved") and kind == "plan":
+            return  # the organisers look first: `gateway travel approve`
+        self.propose()
+
+    def epoch(self) -> datetime:
+        return zone_time(self.g.starts, self.g.zone).replace(hour=0, minute=0)
+
+    def approve(self) -> None:
+        self.state["approved"] = True
+        if self.state.get("plan"):
+            self.propose()
+
+    # -- proposals, answers, introductions ---------------------------------------------
+
+    def propose(self) -> None:
+        """Make the plan's rides matches: new ones are proposed, gone ones are called off."""
+        matches: dict[str, dict[str, Any]] = self.state.setdefault("matches", {})
+        wanted: dict[str, dict[str, Any]] = {}
+        for direction in ("to", "back"):
+            side = self.state["plan"].get(direction) or {}
+            for car in side.get("cars", []):
+                for rider, stop in zip(car["riders"], car["stops"], strict=True):
+                    wanted[match_id(direction, car["driver"], rider)] = {
+                        "direction": direction,
+                        "driver": car["driver"],
+                        "rider": rider,
+                        "departure": car["departure"],
+                        "stop": stop,
+                    }
+        for mid, match in list(matches.items()):
+            if match["status"] in ("proposed", "introduced", "confirmed") and mid not in wanted:
+                self.call_off(mid, "replanned")
+        for mid, ride in wanted.items():
+            if mid in matches and matches[mid]["status"] != "cancelled":
+                matches[mid].update(departure=ride["departure"], stop=ride["stop"])
+                continue
+            matches[mid] = {**ride, "status": "proposed", "driver_ok": None, "rider_ok": None}
+            for role, person, other in (
+                ("rider", ride["rider"], ride["driver"]),
+                ("driver", ride["driver"], ride["rider"]),
+            ):
+                self.outcome.emit.append(
+                    Emit(
+                        FLOW,
+                        PersonId(int(person)),
+                        "proposal",
+                        {"match": mid, "role": role, **self.card(ride, other)},
+                    )
+                )
+
+    def card(self, ride: Mapping[str, Any], other: str) -> dict[str, Any]:
+        """What a proposal says about the other side: first name, town and times only."""
+        run = self.runs.get(PersonId(int(other)))
+        registration = self.ctx.peers.get("registration", {}).get(PersonId(int(other)))
+        name = chosen_name(self.g, PersonId(int(other)), registration).split()[0]
+        town = (run.state.get("origin_town") or {}).get("name", "") if run else ""
+        return {
+            "other": name,
+            "town": town,
+            "direction": ride["direction"],
+            "departure": self.clock(ride["departure"]),
+            "stop": self.clock(ride["stop"]),
+        }
+
+    def clock(self, minutes: int) -> str:
+        moment = self.epoch() + timedelta(minutes=minutes)
+        return moment.strftime("%a %d %b %H:%M")
+
+    def reply(self) -> None:
+        payload = self.ctx.message.payload
+        person, ok = str(payload["person"]), bool(payload["ok"])
+        matches = self.state.get("matches", {})
+        for mid in payload.get("matches", []):
+            match = matches.get(mid)
+            if match is None or match["status"] != "proposed":
+                continue
+            role = "driver" if match["driver"] == person else "rider"
+            match[f"{role}_ok"] = ok
+            if not ok:
+                self.call_off(mid, "declined", by=person)
+            elif match["driver_ok"] and match["rider_ok"]:
+                self.introduce(mid)
+        if not ok:
+            self.replan()
+
+    def call_off(self, mid: str, why: str, by: str | None = None) -> None:
+        match = self.state["matches"][mid]
+        match["status"] = "cancelled"
+        if why == "declined":
+            forbidden = self.state.setdefault("forbidden", {}).setdefault(match["direction"], [])
+            pair = [match["driver"], match["rider"]]
+            if pair not in forbidden:
+                forbidden.append(pair)
+        for person in (match["driver"], match["rider"]):
+            if person != by:
+                self.outcome.emit.append(
+                    Emit(FLOW, PersonId(int(person)), "ride_off", {"match": mid, "why": why})
+                )
+
+    def introduce(self, mid: str) -> None:
+        """Both said yes: the car's group hears who is in it, with the details they shared,
+        and a calendar invite for the departure."""
+        match = self.state["matches"][mid]
+        match["status"] = "introduced"
+        direction, driver = match["direction"], match["driver"]
+        riders = [
+            m
+            for m in self.state["matches"].values()
+            if m["driver"] == driver
+            and m["direction"] == direction
+            and m["status"] in ("introduced", "confirmed")
+        ]
+        members = [driver, *(m["rider"] for m in riders)]
+        sequences = self.state.setdefault("sequences", {})
+        key = f"{direction}:{driver}"
+        sequences[key] = sequences.get(key, -1) + 1
+        start = self.epoch() + timedelta(minutes=match["departure"])
+        direct = 60
+        town = (self.runs[PersonId(int(driver))].state.get("origin_town") or {}).get("label", "")
+        invite = Invite(
+            uid=f"{self.g.slug}-ride-{direction}-{driver}@gathering-gateway",
+            sequence=sequences[key],
+            method="REQUEST",
+            summary=f"{'Ride to' if direction == 'to' else 'Ride home from'} {self.g.name}",
+            start=start,
+            end=start + timedelta(minutes=direct),
+            tzid=self.g.timezone,
+            location=town if direction == "to" else self.g.venue,
+        )
+        people = [self.member(p, riders) for p in members]
+        self.outcome.send.append(
+            Outgoing(
+                to=GATHERING_SUBJECT,
+                template=f"{FLOW}/intro",
+                context={
+                    "direction": direction,
+                    "departure": self.clock(match["departure"]),
+                    "people": people,
+                },
+                kind=OutKind.GROUP,
+                group=f"{self.g.slug}/ride-{direction}-{driver}",
+                members=tuple(PersonId(int(p)) for p in members),
+                contacts=tuple(PersonId(int(p["id"])) for p in people if p["shares_contact"]),
+                invite=invite,
+                is_reply=False,
+                room=f"{FLOW}/room",
+            )
+        )
+        for person in (driver, match["rider"]):
+            self.outcome.emit.append(
+                Emit(FLOW, PersonId(int(person)), "introduced", {"match": mid})
+            )
+
+    def member(self, person: str, riders: list[dict[str, Any]]) -> dict[str, Any]:
+        run = self.runs[PersonId(int(person))]
+        registration = self.ctx.peers.get("registration", {}).get(PersonId(int(person)))
+        answers = run.state.get("answers", {})
+        stop = next((m["stop"] for m in riders if m["rider"] == person), None)
+        return {
+            "name": chosen_name(self.g, PersonId(int(person)), registration),
+            "town": (run.state.get("origin_town") or {}).get("label", ""),
+            "driver": answers.get("mode") == Mode.DRIVE,
+            "stop": self.clock(stop) if stop is not None else None,
+            "id": person,
+            "shares_contact": bool(answers.get("share_contact")),
+            "notes": answers.get("notes") or "",
+        }
+
+    def changed(self) -> None:
+        """A person changed their answers or left: their rides are called off and re-planned."""
+        person = str(self.ctx.message.payload["person"])
+        for mid, match in self.state.get("matches", {}).items():
+            if person in (match["driver"], match["rider"]) and match["status"] in (
+                "proposed",
+                "introduced",
+                "confirmed",
+            ):
+                self.call_off(mid, "changed", by=person)
+        self.replan()
+
+    def calendar(self) -> None:
+        payload = self.ctx.message.payload
+        person, partstat = str(payload["person"]), str(payload["partstat"])
+        for mid, match in self.state.get("matches", {}).items():
+            if (
+                person in (match["driver"], match["rider"])
+                and match["status"] == "introduced"
+                and partstat == "ACCEPTED"
+            ):
+                match.setdefault("accepted", [])
+                if person not in match["accepted"]:
+                    match["accepted"].append(person)
+                if {match["driver"], match["rider"]} <= set(match["accepted"]):
+                    match["status"] = "confirmed"
+            elif (
+                person in (match["driver"], match["rider"])
+                and match["status"] in ("introduced", "confirmed")
+                and partstat == "DECLINED"
+            ):
+                self.call_off(mid, "declined", by=person)
+                self.replan()
+
+
+_GATHERING: dict[str, Callable[[_Gathering], None]] = {
+    ASK: _Gathering.ask,
+    PLAN: _Gathering.plan,
+    "approve": _Gathering.approve,
+    JOB_DONE: _Gathering.job_done,
+    "reply": _Gathering.reply,
+    "changed": _Gathering.changed,
+    "calendar": _Gathering.calendar,
+}
+
+
+# -- a person's run ------------------------------------------------------------------------
+
+
+class _Person:
+    def __init__(self, ctx: StepContext) -> None:
+        self.ctx = ctx
+        self.g = ctx.gathering
+        self.state: dict[str, Any] = copy.deepcopy(ctx.state)
+        self.outcome = Outcome()
+        starts = ctx.gathering.starts
+        self.questions = questions.questions(self.g, self.state)
+        self.form = Questionnaire(
+            questions=self.questions,
+            data=self.state,
+            message=ctx.message,
+            person=ctx.person.id,
+            prefix=FLOW,
+            in_chat=ctx.person.channel == Channel.MATRIX,
+            reference=starts.date() if isinstance(starts, datetime) else starts,
+            answering=self.status == "asked",
+            on_complete=self.complete,
+            send=self.outcome.send,
+            check=self.check,
+        )
+
+    @property
+    def status(self) -> str:
+        return str(self.state.get("status", ""))
+
+    def set_status(self, value: str) -> None:
+        self.state["status"] = value
+
+    def say(self, name: str, **context: Any) -> None:
+        self.form.say(name, **context)
+
+    def check(self, question: Any, value: Any) -> Any:
+        problem = questions.check_origin(self.g, self.state, question, value)
+        # The list of questions follows the town: "Which Valencia?" comes and goes.
+        self.questions[:] = questions.questions(self.g, self.state)
+        return problem
+
+    def complete(self) -> None:
+        """All answered: ready to be matched (or travelling alone). A change after that calls
+        the person's rides off and re-plans them."""
+        before = self.status
+        mode = self.form.answers.get("mode")
+        self.set_status("alone" if mode == Mode.ALONE else "ready")
+        self.say("ready" if before == "asked" else "updated", mode=mode)
+        changed = self.ctx.state.get("answers") != self.state.get("answers")
+        if before != "asked" and changed:
+            self.state.pop("pending", None)
+            self.outcome.emit.append(
+                Emit(FLOW, GATHERING_SUBJECT, "changed", {"person": self.ctx.person.id})
+            )
+
+    def run(self) -> Outcome:
+        message = self.ctx.message
+        if message.kind == InboundKind.COMMAND:
+            handler = _PERSON.get(message.text)
+            if handler is not None:
+                handler(self)
+        elif message.kind == InboundKind.CALENDAR_REPLY and message.calendar is not None:
+            self.outcome.emit.append(
+                Emit(
+                    FLOW,
+                    GATHERING_SUBJECT,
+                    "calendar",
+                    {"person": self.ctx.person.id, "partstat": message.calendar.partstat.upper()},
+                )
+            )
+        elif self.status:
+            self.converse()
+        elif message.kind == InboundKind.TEXT:
+            _on_ask(self)  # "travel" from someone not asked yet
+        if self.state != self.ctx.state:
+            self.outcome.state = self.state
+            self.outcome.status = self.status or None
+        return self.outcome
+
+    def converse(self) -> None:
+        message, form = self.ctx.message, self.form
+        if self.status == "proposed" and message.kind in (InboundKind.TEXT, InboundKind.CHOICE):
+            text = message.choice if message.kind == InboundKind.CHOICE else message.text
+            if text and (is_yes(text) or is_no(text)) and len(text.split()) <= 3:
+                self.answer_proposals(is_yes(text))
+                return
+        if message.kind == InboundKind.CHOICE:
+            if not form.vote():
+                form.ask_next()
+        elif message.kind == InboundKind.EDIT:
+            if not form.edit():
+                form.answer_text(message.text)
+        elif message.kind == InboundKind.REDACTION:
+            form.redaction()
+        elif message.answers:
+            form.take_numbered()
+        else:
+            command = _command(message.text)
+            if command == "help":
+                self.say("help", items=form.summary(), status=self.status)
+            elif command in ("status", "travel"):
+                self.say("status", items=form.summary(), status=self.status)
+            elif command == "change":
+                form.begin_change(message.text.split(maxsplit=1)[1] if " " in message.text else "")
+            elif self.status == "asked" or form.is_changing:
+                form.answer_text(message.text)
+            else:
+                self.say("status", items=form.summary(), status=self.status)
+
+    def answer_proposals(self, ok: bool) -> None:
+        """Yes or no to every proposal waiting for this person's answer."""
+        pending = self.state.pop("pending", [])
+        self.set_status("waiting" if ok else "ready")
+        self.say("answered", ok=ok)
+        self.outcome.emit.append(
+            Emit(
+                FLOW,
+                GATHERING_SUBJECT,
+                "reply",
+                {"person": self.ctx.person.id, "ok": ok, "matches": pending},
+            )
+        )
+
+
+def _on_ask(person: _Person) -> None:
+    if person.status:
+        return
+    person.set_status("asked")
+    person.form.answering = True
+    origin = person.ctx.message.payload.get("origin")
+    if origin:
+        problem = questions.check_origin(person.g, person.state, person.questions[1], origin)
+        if problem is None:
+            person.form.answers["origin"] = origin
+            person.questions[:] = questions.questions(person.g, person.state)
+    person.form.ask_next(first=True)
+
+
+def _on_proposal(person: _Person) -> None:
+    payload = dict(person.ctx.message.payload)
+    person.state.setdefault("pending", []).append(payload["match"])
+    person.set_status("proposed")
+    person.say("proposal", **payload)
+
+
+def _on_ride_off(person: _Person) -> None:
+    mid = person.ctx.message.payload["match"]
+    person.state["pending"] = [m for m in person.state.get("pending", []) if m != mid]
+    if person.status in ("proposed", "introduced", "waiting") and not person.state["pending"]:
+        person.set_status("ready")
+    person.say("ride_off", why=person.ctx.message.payload.get("why"))
+
+
+def _on_introduced(person: _Person) -> None:
+    person.set_status("introduced")
+
+
+def _on_forget(person: _Person) -> None:
+    person.state = {"status": "forgotten"}
+
+
+_PERSON: dict[str, Callable[[_Person], None]] = {
+    "ask": _on_ask,
+    "proposal": _on_proposal,
+    "ride_off": _on_ride_off,
+    "introduced": _on_introduced,
+    "forget": _on_forget,
+}
