@@ -131,6 +131,19 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--public", action="store_true", help="only answers shared with everyone")
     report.add_argument("--out", "-o", type=Path, default=Path("."), help="directory to write to")
     report.set_defaults(handler=_debrief_report)
+    travel = sub.add_parser("travel", help="travel sharing: the plan, approval")
+    travel_actions = travel.add_subparsers(dest="travel_command", required=True)
+    for name, help in (
+        ("plan", "plan rides now (or show the plan with --show) and print it"),
+        ("approve", "let the plan's proposals go out (when the gathering asks for review)"),
+    ):
+        action = travel_actions.add_parser(name, help=help, description=help)
+        action.add_argument("gathering")
+        action.add_argument("--config", "-c", default=DEFAULT_CONFIG, help="service config file")
+        action.add_argument("--html", type=Path, help="also write the plan as a map (HTML)")
+        if name == "plan":
+            action.add_argument("--show", action="store_true", help="show the stored plan only")
+        action.set_defaults(handler=_travel, travel_action=name)
     return parser
 
 
@@ -249,6 +262,33 @@ def _debrief_report(args: argparse.Namespace) -> int:
         (args.out / name).write_text(text, encoding="utf-8")
     print(summary(report))
     print(f"wrote {args.out / stem}.md, .html and .csv")
+    return 0
+
+
+def _travel(args: argparse.Namespace) -> int:
+    from gateway.ops import travel as travel_ops
+
+    config = load_config(args.config)
+    if unknown_gathering(config, args.gathering):
+        return 2
+
+    async def act(engine: Engine) -> travel_ops.TravelPlan:
+        if args.travel_action == "approve":
+            return await travel_ops.approve(engine, args.gathering)
+        if getattr(args, "show", False):
+            return await travel_ops.load(engine, args.gathering)
+        return await travel_ops.plan_now(engine, args.gathering)
+
+    try:
+        plan = _on_engine(config, act)
+        page = travel_ops.map_html(plan) if args.html else None
+    except travel_ops.TravelError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    print(travel_ops.describe(plan))
+    if args.html and page is not None:
+        args.html.write_text(page, encoding="utf-8")
+        print(f"wrote {args.html}")
     return 0
 
 

@@ -170,3 +170,42 @@ async def test_a_town_with_namesakes_is_asked_apart_and_an_unknown_one_again(
     assert "from what time can you leave" in after[-1].text
     _, state = await gw.run(await gw.person_of(RUI), "travel")
     assert state["origin_town"]["label"] == "Valencia, Spain"
+
+
+async def test_organisers_plan_review_and_approve_with_a_map(tmp_path: Path) -> None:
+    from gateway.ops import travel as travel_ops
+
+    reviewed = camp().model_copy(
+        update={"travel": TravelConfig(venue_town="Gent", countries=["BE"], review=True)}
+    )
+    clock = Clock(datetime(2027, 5, 1, 9, tzinfo=UTC))
+    gw = await Harness.open(tmp_path, FLOWS, {"camp": reviewed}, clock)
+    try:
+        await register(gw, DANA, "Dana", "Brugge")
+        await register(gw, RUI, "Rui", "Beernem")
+        await register(gw, FAY, "Fay", "Ieper")
+        await gw.engine.schedule()
+        gw.clock.now = datetime(2027, 6, 23, 10, tzinfo=UTC)
+        await gw.fire_timers()
+        await drive_by_email(gw, DANA)
+        for answer in ("2", "9:00", "10:00", "skip", "skip", "no", "skip"):
+            await gw.say(RUI, answer)
+        await gw.say(FAY, "", answers={1: "2"})  # a rider from Ieper: off every driver's way
+        await gw.say(FAY, "", answers={3: "9:00", 4: "10:00", 7: "skip", 8: "skip", 9: "no"})
+
+        threads = JobRunner(gw.engine, executor=lambda: ThreadPoolExecutor(max_workers=1))
+        plan = await travel_ops.plan_now(gw.engine, "camp", threads)
+        text = travel_ops.describe(plan)
+        assert "Waiting for approval: gateway travel approve camp" in text
+        assert "Dana from Brugge, leaves Wed 14 Jul 09:" in text
+        assert "- Rui (Beernem) at Wed 14 Jul 09:" in text
+        assert "unmatched: Fay (Ieper): no driver near" in text
+        assert await gw.deliver() == []  # nothing proposed before approval
+        page = travel_ops.map_html(plan)
+        assert page.count("<circle") == 3 and "<path" in page and "<rect x=" in page
+
+        await travel_ops.approve(gw.engine, "camp")
+        proposed = await gw.deliver()
+        assert {i.address for i in proposed} == {DANA.address, RUI.address}
+    finally:
+        await gw.close()

@@ -1,0 +1,224 @@
+"""The organisers' view of travel sharing: the plan as text, and as a map (SVG in HTML).
+
+`gateway travel plan` asks the travel flow for a plan (a COMMAND, the same as the timer's)
+and runs the matching job here, so the answer is there when the command returns; `approve`
+lets proposals go out when the gathering asks for review. Both go through the engine, so a
+running service and the command never disagree.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from flows.base import RunView
+from flows.common.names import chosen_name
+from flows.config import GatheringConfig
+from flows.travel.places import Found, find_town
+from gateway.core.engine import Engine
+from gateway.core.jobs import JobRunner
+from gateway.model import GATHERING_SUBJECT, Channel, InboundKind, InboundMessage, PersonId, Target
+
+FLOW = "travel"
+
+
+class TravelError(Exception):
+    """Something the organiser must fix first; the message says what."""
+
+
+@dataclass
+class TravelPlan:
+    gathering: GatheringConfig
+    state: Mapping[str, Any]
+    names: Mapping[str, str]
+    towns: Mapping[str, Mapping[str, Any]]
+
+    @property
+    def epoch(self) -> datetime:
+        return datetime.fromisoformat(self.state["plan"]["epoch"])
+
+    def clock(self, minutes: int) -> str:
+        return (self.epoch + timedelta(minutes=minutes)).strftime("%a %d %b %H:%M")
+
+
+async def command(engine: Engine, slug: str, name: str) -> None:
+    await engine.handle(
+        InboundMessage(
+            channel=Channel.INTERNAL,
+            external_id=f"travel:{slug}:{name}:{uuid.uuid4().hex}",
+            kind=InboundKind.COMMAND,
+            received_at=engine.clock(),
+            text=name,
+            target=Target(slug, FLOW, GATHERING_SUBJECT),
+        )
+    )
+
+
+def _gathering(engine: Engine, slug: str) -> GatheringConfig:
+    gathering = engine.gatherings.get(slug)
+    if gathering is None or gathering.travel is None:
+        raise TravelError(f"{slug} has no [travel] section in its gathering file")
+    return gathering
+
+
+async def plan_now(engine: Engine, slug: str, runner: JobRunner | None = None) -> TravelPlan:
+    """Plan (or re-plan) now and wait for the matching job."""
+    _gathering(engine, slug)
+    await command(engine, slug, "plan")
+    runner = runner or JobRunner(engine)
+    try:
+        await runner.run_pending()
+    finally:
+        runner.close()
+    return await load(engine, slug)
+
+
+async def approve(engine: Engine, slug: str) -> TravelPlan:
+    _gathering(engine, slug)
+    await command(engine, slug, "approve")
+    return await load(engine, slug)
+
+
+async def load(engine: Engine, slug: str) -> TravelPlan:
+    gathering = _gathering(engine, slug)
+    async with engine.store.read() as tx:
+        rows = await tx.all(
+            "SELECT r.flow, r.person_id, r.status, r.state, p.display_name FROM flow_runs r"
+            " JOIN people p ON p.id = r.person_id"
+            " WHERE r.gathering = ? AND r.flow IN ('registration', 'travel')",
+            (slug,),
+        )
+    state: dict[str, Any] = {}
+    names, towns = {}, {}
+    registration: dict[PersonId, RunView] = {}
+    travel: dict[PersonId, dict[str, Any]] = {}
+    for row in rows:
+        person = PersonId(row["person_id"])
+        run_state = json.loads(row["state"])
+        if row["flow"] == FLOW and person == GATHERING_SUBJECT:
+            state = run_state
+        elif row["flow"] == FLOW:
+            travel[person] = run_state
+        else:
+            registration[person] = RunView(
+                person, row["status"], run_state, row["display_name"] or ""
+            )
+    for person, run_state in travel.items():
+        names[str(person)] = chosen_name(gathering, person, registration.get(person))
+        if "origin_town" in run_state:
+            towns[str(person)] = run_state["origin_town"]
+    if not state.get("plan"):
+        why = state.get("problem") or "no plan yet: `gateway travel plan` makes one"
+        raise TravelError(why)
+    return TravelPlan(gathering, state, names, towns)
+
+
+def describe(plan: TravelPlan) -> str:
+    """The plan as organisers read it: cars, unmatched people and why, rides' answers."""
+    lines = [f"Travel plan for {plan.gathering.name}"]
+    statuses: dict[str, int] = {}
+    for match in plan.state.get("matches", {}).values():
+        statuses[match["status"]] = statuses.get(match["status"], 0) + 1
+    if statuses:
+        lines.append("Rides: " + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())))
+    elif plan.gathering.travel and plan.gathering.travel.review and not plan.state.get("approved"):
+        lines.append(f"Waiting for approval: gateway travel approve {plan.gathering.slug}")
+    for direction, title in (("to", "To the gathering"), ("back", "Home")):
+        side = plan.state["plan"].get(direction)
+        if not side:
+            continue
+        matched = sum(len(c["riders"]) for c in side["cars"])
+        lines.append(
+            f"\n{title}: {len(side['cars'])} cars, {matched} riders placed,"
+            f" {len(side['unmatched'])} not"
+        )
+        for car in side["cars"]:
+            driver = car["driver"]
+            lines.append(
+                f"  {plan.names.get(driver, driver)} from {_town(plan, driver)},"
+                f" leaves {plan.clock(car['departure'])}, {car['detour']} min out of the way"
+            )
+            for rider, stop in zip(car["riders"], car["stops"], strict=True):
+                who = f"{plan.names.get(rider, rider)} ({_town(plan, rider)})"
+                lines.append(f"    - {who} at {plan.clock(stop)}")
+        for rider, reason in sorted(side["unmatched"].items()):
+            lines.append(
+                f"  unmatched: {plan.names.get(rider, rider)} ({_town(plan, rider)}): {reason}"
+            )
+    groups = plan.state["plan"].get("company", [])
+    if groups:
+        lines.append("\nTravelling together by train or bus (suggested):")
+        for group in groups:
+            lines.append(
+                "  " + ", ".join(f"{plan.names.get(p, p)} ({_town(plan, p)})" for p in group)
+            )
+    return "\n".join(lines)
+
+
+def _town(plan: TravelPlan, person: str) -> str:
+    return str(plan.towns.get(person, {}).get("name", "?"))
+
+
+def map_html(plan: TravelPlan) -> str:
+    """A page with the plan drawn as an SVG map: origins, the venue, each car's route."""
+    travel = plan.gathering.travel
+    assert travel is not None
+    venue = find_town(travel.venue_town, countries=travel.countries)
+    points = [(t["lat"], t["lon"]) for t in plan.towns.values()]
+    if isinstance(venue, Found):
+        points.append((venue.town.latitude, venue.town.longitude))
+    if not points:
+        raise TravelError("nobody has given a town yet")
+    lats, lons = [p[0] for p in points], [p[1] for p in points]
+    south, north, west, east = min(lats), max(lats), min(lons), max(lons)
+    width, height, pad = 800, 600, 40
+
+    def xy(lat: float, lon: float) -> tuple[float, float]:
+        x = pad + (lon - west) / max(east - west, 1e-6) * (width - 2 * pad)
+        y = pad + (north - lat) / max(north - south, 1e-6) * (height - 2 * pad)
+        return round(x, 1), round(y, 1)
+
+    shapes = []
+    side = plan.state["plan"].get("to") or {"cars": [], "unmatched": {}}
+    drivers = {c["driver"] for c in side["cars"]}
+    riders = {r for c in side["cars"] for r in c["riders"]}
+    if isinstance(venue, Found):
+        vx, vy = xy(venue.town.latitude, venue.town.longitude)
+        for car in side["cars"]:
+            stops = [car["driver"], *car["riders"]]
+            path = [
+                xy(plan.towns[p]["lat"], plan.towns[p]["lon"]) for p in stops if p in plan.towns
+            ]
+            path.append((vx, vy))
+            d = " ".join(f"{'M' if i == 0 else 'L'}{x},{y}" for i, (x, y) in enumerate(path))
+            shapes.append(f'<path d="{d}" fill="none" stroke="#3b7d5a" stroke-width="2"/>')
+        where = html.escape(plan.gathering.venue or travel.venue_town)
+        shapes.append(
+            f'<rect x="{vx - 7}" y="{vy - 7}" width="14" height="14" fill="#b03a2e">'
+            f"<title>{where}</title></rect>"
+        )
+    for person, town in sorted(plan.towns.items()):
+        x, y = xy(town["lat"], town["lon"])
+        colour = "#1f5f99" if person in drivers else "#e08e0b" if person in riders else "#888"
+        label = html.escape(f"{plan.names.get(person, person)} ({town['name']})")
+        shapes.append(
+            f'<circle cx="{x}" cy="{y}" r="5" fill="{colour}"><title>{label}</title></circle>'
+        )
+    svg = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}"'
+        f' height="{height}" role="img" aria-label="travel plan map">'
+        f'<rect width="{width}" height="{height}" fill="#f7f5ef"/>' + "".join(shapes) + "</svg>"
+    )
+    text = html.escape(describe(plan))
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>Travel plan · {html.escape(plan.gathering.name)}</title></head><body>"
+        f"<h1>Travel plan · {html.escape(plan.gathering.name)}</h1>"
+        "<p>Squares: the venue; blue: drivers; orange: riders; grey: not placed.</p>"
+        f"<figure>{svg}</figure><pre>{text}</pre></body></html>\n"
+    )
