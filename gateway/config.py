@@ -340,6 +340,8 @@ def _cross_checks(gatherings: dict[str, GatheringConfig], sources: dict[str, Pat
         closes = g.registration.closes_at
         if closes is not None and _as_naive_date(closes) > _as_naive_date(g.ends):
             problems.append(f"{where}.registration.closes_at: after the gathering ends ({g.ends})")
+        if g.travel is not None:
+            problems += _venue_town(where, g)
         sections = {"registration": g.registration.questions}
         if g.debrief is not None:
             sections["debrief"] = g.debrief.questions
@@ -369,6 +371,22 @@ def _cross_checks(gatherings: dict[str, GatheringConfig], sources: dict[str, Pat
                     f"question {qid!r} (known: {', '.join(sorted(ids)) or 'none'})"
                 )
     return problems
+
+
+def _venue_town(where: str, g: GatheringConfig) -> list[str]:
+    """The travel venue must be a town the offline lookup knows, and only one."""
+    from flows.travel.places import Ambiguous, Found, NotFound, find_town, label
+
+    assert g.travel is not None
+    found = find_town(g.travel.venue_town, countries=g.travel.countries)
+    if isinstance(found, Found):
+        return []
+    if isinstance(found, Ambiguous):
+        options = "; ".join(label(t) for t in found.candidates)
+        return [f"{where}.travel.venue_town: which one? ({options}); add the country"]
+    assert isinstance(found, NotFound)
+    close = ", ".join(label(t) for t in found.suggestions) or "none close"
+    return [f"{where}.travel.venue_town: no town {g.travel.venue_town!r} (close: {close})"]
 
 
 def _show_if_options(where: str, questions: list[Question]) -> list[str]:

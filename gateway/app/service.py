@@ -21,6 +21,7 @@ from typing import Any
 
 from flows.base import Flow
 from flows.config import GatheringConfig
+from flows.travel.places import warm_up
 from gateway.app.registry import default_flows
 from gateway.config import ConfigError, LoadedConfig, load_config
 from gateway.core.engine import Engine
@@ -187,6 +188,9 @@ class Service:
                     )
                 )
                 group.create_task(self._watch())
+                if any(g.travel for g in self.engine.gatherings.values()):
+                    # The town list takes seconds to load: not inside the first travel step.
+                    group.create_task(asyncio.to_thread(warm_up))
                 for receiver in self.channels.receivers:
                     group.create_task(keep_running("receiver", receiver, self.stop))
         finally:

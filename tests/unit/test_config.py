@@ -168,6 +168,20 @@ def test_debrief_questions_are_checked_like_registration_ones(
     assert "debrief.questions[1] (id 'why').show_if: 'bad' is not an option of 'felt'" in err
 
 
+def test_the_travel_venue_must_be_one_known_town(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for town, problem in (
+        ("Xyzzyville", "travel.venue_town: no town 'Xyzzyville'"),
+        ("Valencia", "travel.venue_town: which one? (Valencia, Venezuela; Valencia, Spain"),
+    ):
+        body = RETREAT_TOML + f'\n[travel]\nvenue_town = "{town}"\n'
+        assert main(["check", str(write(tmp_path, "g.toml", body))]) == 2
+        assert problem in capsys.readouterr().err
+    body = RETREAT_TOML + '\n[travel]\nvenue_town = "Valencia, Spain"\n'
+    assert main(["check", str(write(tmp_path, "g.toml", body))]) == 0
+
+
 def test_a_gathering_file_checked_directly_is_ok(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
