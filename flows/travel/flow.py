@@ -28,6 +28,7 @@ A person's run:
                                                                              ride off → ready
     introduced  –               change → re-plan       –                     ride off → ready
     alone       –               change → ready         –                     –
+    changing    (between "change N" and the new answer: every message is the answer)
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class Travel:
     commands: ClassVar[tuple[str, ...]] = ("travel",)
 
     def wants(self, message: InboundMessage, status: str) -> bool:
-        if status in ("asked", "proposed"):
+        if status in ("asked", "proposed", "changing"):
             return True
         if status and (
             message.answers or message.kind in (InboundKind.EDIT, InboundKind.REDACTION)
@@ -513,7 +514,7 @@ class _Person:
     def complete(self) -> None:
         """All answered: ready to be matched (or travelling alone). A change after that calls
         the person's rides off and re-plans them."""
-        before = self.status
+        before = self.state.pop("was", self.status)
         mode = self.form.answers.get("mode")
         self.set_status("alone" if mode == Mode.ALONE else "ready")
         self.say("ready" if before == "asked" else "updated", mode=mode)
@@ -572,8 +573,12 @@ class _Person:
             elif command in ("status", "travel"):
                 self.say("status", items=form.summary(), status=self.status)
             elif command == "change":
+                # Until the new answer comes, every message of theirs is travel's.
+                if self.status != "changing":
+                    self.state["was"] = self.status
+                    self.set_status("changing")
                 form.begin_change(message.text.split(maxsplit=1)[1] if " " in message.text else "")
-            elif self.status == "asked" or form.is_changing:
+            elif self.status in ("asked", "changing") or form.is_changing:
                 form.answer_text(message.text)
             else:
                 self.say("status", items=form.summary(), status=self.status)

@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Sequence
-from datetime import datetime
 
 from flows.debrief import times
 from flows.debrief.flow import Share, share_question
 from gateway.demo.simulate import SimulatedPerson
 from gateway.demo.world import Demo, transcript
-from gateway.model import Channel, OutboxItem, OutKind
+from gateway.model import Channel, OutKind
 from gateway.ops.debrief import Audience, collect, summary, to_markdown
 
 LEARNED = (
@@ -35,7 +34,7 @@ async def debrief_chapter(demo: Demo, people: Sequence[SimulatedPerson], number:
     print(f"\n{number}. After the camp, the debrief asks everyone who came to look back")
     await demo.engine.schedule()
     prompt_at = times.prompt_at(g, g.debrief)
-    prompts = await _at(demo, prompt_at)
+    prompts = await demo.at(prompt_at)
     asked = [p for p in people if await demo.person_id(p) in await _asked(demo)]
     local = prompt_at.astimezone(g.zone).strftime("%a %d %b %H:%M")
     print(f"  {local} ({g.timezone}): {len(asked)} people asked (cancelled people are not)")
@@ -67,11 +66,11 @@ async def debrief_chapter(demo: Demo, people: Sequence[SimulatedPerson], number:
 
     reminder_at = min(times.reminders(g, g.debrief).values(), default=None)
     if reminder_at is not None:
-        reminded = await _at(demo, reminder_at)
+        reminded = await demo.at(reminder_at)
         print(f"  A reminder goes to the {len(reminded)} who have not finished:")
         print(transcript([items[0] for items in reminded.values()], limit=1))
 
-    closing = await _at(demo, times.deadline(g, g.debrief))
+    closing = await demo.at(times.deadline(g, g.debrief))
     crews = {
         i.subject
         for items in closing.values()
@@ -97,19 +96,6 @@ async def _asked(demo: Demo) -> set[int]:
             (demo.gathering.slug,),
         )
     return set(json.loads(row[0])) if row and row[0] else set()
-
-
-async def _at(demo: Demo, moment: datetime) -> dict[str, list[OutboxItem]]:
-    """Move the simulated clock to `moment`, fire what is due; what each address received."""
-    before = {address: len(items) for address, items in demo.postbox.delivered.items()}
-    demo.clock.now = moment
-    await demo.timers.fire_due()
-    await demo.deliver()
-    fresh = {
-        address: items[before.get(address, 0) :]
-        for address, items in demo.postbox.delivered.items()
-    }
-    return {address: items for address, items in fresh.items() if items}
 
 
 def _share_in(thanks: str) -> Share:

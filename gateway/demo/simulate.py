@@ -46,7 +46,8 @@ FIRST_NAMES = (
     "Yusuf",
     "Zoe",
 )
-CITIES = ("Lisbon", "Porto", "Madrid", "Berlin", "Amsterdam", "Lyon", "Bristol", "Ghent")
+#: Towns around the demo camp in the Alentejo (the travel chapter matches rides from them).
+CITIES = ("Lisbon", "Setúbal", "Évora", "Beja", "Estremoz", "Montemor-o-Novo", "Almada", "Badajoz")
 
 
 @dataclass

@@ -21,6 +21,7 @@ from gateway.core.outbox import OutboxWorker
 from gateway.core.timers import TimerLoop
 from gateway.demo.debrief import debrief_chapter
 from gateway.demo.simulate import SimulatedPerson
+from gateway.demo.travel import travel_chapter
 from gateway.demo.world import START, Demo, Postbox, SimulatedClock, transcript
 from gateway.model import Channel, Identity, OutKind
 from gateway.ops.crews import commands as crews_ops
@@ -70,6 +71,7 @@ DEMO_GATHERING = GatheringConfig.model_validate(
             "call_time": "19:30",
             "call_count": 4,
         },
+        "travel": {"venue_town": "Évora", "countries": ["PT", "ES"]},
         "debrief": {
             "after_end_hours": 12,
             "local_hour": 10,
@@ -210,9 +212,10 @@ async def _story(demo: Demo, participants: int) -> None:
                 print(f"    {line}")
 
     await _crews_chapter(demo)
-    await debrief_chapter(demo, people, 7)
+    await travel_chapter(demo, people, 7)
+    await debrief_chapter(demo, people, 9)
 
-    print("\n8. gateway status")
+    print("\n10. gateway status")
     report = await status_report(demo.engine.store, {g.slug: g})
     print("\n".join("  " + line for line in format_status(report).splitlines()))
 

@@ -126,6 +126,27 @@ class Demo:
             )
         return int(row[0]) if row else None
 
+    def mark(self) -> dict[str, int]:
+        """Where each address's postbox stands now (for `since`)."""
+        return {address: len(items) for address, items in self.postbox.delivered.items()}
+
+    def since(self, mark: dict[str, int]) -> dict[str, list[OutboxItem]]:
+        """What each address received after `mark`."""
+        fresh = {
+            address: items[mark.get(address, 0) :]
+            for address, items in self.postbox.delivered.items()
+        }
+        return {address: items for address, items in fresh.items() if items}
+
+    async def at(self, moment: datetime) -> dict[str, list[OutboxItem]]:
+        """Move the simulated clock to `moment` and fire what is due; what each address
+        received meanwhile."""
+        mark = self.mark()
+        self.clock.now = moment
+        await self.timers.fire_due()
+        await self.deliver()
+        return self.since(mark)
+
 
 def transcript(items: list[OutboxItem], limit: int = 3) -> str:
     lines = []

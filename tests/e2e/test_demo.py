@@ -142,3 +142,34 @@ def test_demo_debrief_chapter_asks_who_came_and_reports_what_it_stored(
     public = out[out.index("(shared with everyone)") :]
     assert sum(len(v) for v in state["anonymous"].values()) > 0
     assert "answer(s)" in public
+
+
+def test_demo_travel_chapter_proposes_introduces_and_replans(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The travel chapter's cars are drivable plans from the database, its introductions
+    went to both sides, and the driver who cancelled has no ride left."""
+    import json
+
+    database = tmp_path / "demo.sqlite3"
+    assert main(["demo", "--database", str(database)]) == 0
+    out = capsys.readouterr().out
+
+    async def read() -> Any:
+        store = await open_store(database)
+        async with store.read() as tx:
+            row = await tx.one(
+                "SELECT state FROM flow_runs WHERE flow = 'travel' AND person_id = 0"
+            )
+        await store.close()
+        return json.loads(row[0])
+
+    state = asyncio.run(read())
+    statuses = [m["status"] for m in state["matches"].values()]
+    assert "cancelled" in statuses and "proposed" in statuses
+    assert "proposals go out, without contact details" in out
+    assert "car(s) introduced, each with a departure invite" in out
+    assert "so that ride is off" in out
+    cancelled = {m["driver"] for m in state["matches"].values() if m["status"] == "cancelled"}
+    for car in state["plan"]["to"]["cars"]:
+        assert car["driver"] not in cancelled  # the re-plan has no car of the one who left
