@@ -204,7 +204,7 @@ def test_propose_pin_override_approve_and_roster(
     assert code == 0, err
     placed = crews_of(first)
     assert sorted(placed) == [f"P{i}" for i in range(8)] and placed["P0"] == placed["P1"]
-    assert "All together requests met." in first
+    assert "together requests: 1 of 1 met" in first
 
     target = 3 - placed["P2"]
     code, pinned, err = cli(capsys, "pin", "camp", "p2@example.org", str(target), "-c", str(config))
