@@ -181,7 +181,7 @@ def test_solve_a_spreadsheet_without_config_or_database(
         str(out_csv),
     )
     assert code == 0, out
-    assert out.count("Crew ") == 2 and "all together requests met" in out
+    assert out.count("Crew ") == 2 and "together requests: 1 of 1 met" in out
     assignment = {
         r.split(",")[0]: int(r.split(",")[2]) for r in out_csv.read_text().splitlines()[1:]
     }

@@ -9,7 +9,7 @@ import pytest
 
 from bench.instances import generate
 from flows.crews.solver.problem import compile_problem, evaluate, violations
-from flows.crews.solver.solve import SolveOptions, SolverInput, Sizing, Status, solve
+from flows.crews.solver.solve import Sizing, SolveOptions, SolverInput, Status, solve
 from tests.unit.test_crews_solver import FAST, person
 
 

@@ -11,7 +11,7 @@ from hypothesis import given
 from flows.crews.solver.explain import build_result
 from flows.crews.solver.model import Status
 from flows.crews.solver.problem import Problem, compile_problem, evaluate, violations
-from flows.crews.solver.solve import SolveOptions, SolverInput, Sizing, Weights, solve
+from flows.crews.solver.solve import Sizing, SolveOptions, SolverInput, Weights, solve
 from tests.unit.test_crews_solver import FAST, SETTINGS, camps, person
 
 

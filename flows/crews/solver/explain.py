@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 
 from flows.crews.solver.local import State
 from flows.crews.solver.model import (
-    Breakdown,
     Crew,
+    Person,
     SolveResult,
     Status,
     UnmetRequest,
@@ -164,6 +164,7 @@ def build_result(
         elapsed=elapsed,
         changed_crews=tuple(changed_crews),
         moved=moved,
+        requests=len(pb.wishes),
     )
 
 
@@ -181,37 +182,48 @@ def failed_result(status: Status, reasons: Sequence[str], elapsed: float) -> Sol
     )
 
 
-def render_table(result: SolveResult, names: dict[str, str] | None = None) -> str:
-    """Plain-text report: one block per crew, then the objective split and unmet requests."""
+def render_table(
+    result: SolveResult, names: Mapping[str, str] | None = None, people: Sequence[Person] = ()
+) -> str:
+    """Plain-text report: a summary (crews, sizes, requests met, search), then one block
+    per crew with each member's marks, languages and attributes, and the unmet requests."""
     names = names or {}
     if not result.valid:
         return "No valid crew assignment.\n" + "".join(f"  - {r}\n" for r in result.reasons)
-    lines: list[str] = []
+    by_id = {p.id: p for p in people}
+    sizes = ", ".join(str(len(c.members)) for c in result.crews)
+    met = result.requests - len(result.unmet)
+    search = (
+        "proven best possible"
+        if result.status is Status.OPTIMAL
+        else "best found within the time budget"
+    )
+    lines = [
+        f"{len(result.assignment)} people in {len(result.crews)} crews; sizes {sizes}",
+        f"together requests: {met} of {result.requests} met; search: {search}",
+    ]
     unmet_by_person: dict[str, list[UnmetRequest]] = {}
     for u in result.unmet:
         unmet_by_person.setdefault(u.a, []).append(u)
     for crew in result.crews:
-        flag = "  <- highest cost" if crew.index == result.worst_crew else ""
         lines.append(
-            f"Crew {crew.index + 1} ({len(crew.members)} people, language: "
-            f"{crew.language}, cost {crew.cost}){flag}"
+            f"Crew {crew.index + 1} ({len(crew.members)} people, language {crew.language})"
         )
         for pid in crew.members:
-            lines.append(f"  - {names.get(pid, pid)}")
+            lines.append(f"  - {names.get(pid, pid)}{_person_details(by_id.get(pid))}")
         for pid in crew.members:
             for u in unmet_by_person.get(pid, []):
+                asked = "and {} asked for each other" if u.mutual else "asked to be with {}"
                 lines.append(
-                    f"  ! {names.get(u.a, u.a)} wanted to be with {names.get(u.b, u.b)}: {u.reason}"
+                    f"  ! {names.get(u.a, u.a)} {asked.format(names.get(u.b, u.b))}: {u.reason}"
                 )
-    b: Breakdown | None = result.breakdown
-    if b is not None:
-        split = ", ".join(f"{t} {getattr(b, t)}" for t in TERMS)
-        bound = f", proven lower bound {result.bound}" if result.bound is not None else ""
-        lines.append(f"Objective {b.total} ({split}); status {result.status.value}{bound}")
-    met = (
-        "all together requests met"
-        if not result.unmet
-        else (f"{len(result.unmet)} together request(s) unmet")
-    )
-    lines.append(met)
     return "\n".join(lines) + "\n"
+
+
+def _person_details(p: Person | None) -> str:
+    if p is None:
+        return ""
+    mark = " [facilitator]" if p.facilitator else ""
+    parts = ["speaks " + "/".join(sorted(p.languages))]
+    parts += [f"{k} {v}" for k, v in p.attributes.items() if v]
+    return mark + " · " + " · ".join(parts)

@@ -161,6 +161,7 @@ class SolveResult:
     elapsed: float
     changed_crews: tuple[int, ...] = ()  # for repairs: crews whose membership changed
     moved: tuple[str, ...] = ()  # for repairs and re-runs: people whose crew changed
+    requests: int = 0  # together requests (pairs), met or not
 
     @property
     def valid(self) -> bool:
