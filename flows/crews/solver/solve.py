@@ -3,11 +3,14 @@
 Entry points: `solve`, `repair` (minimal change after approval), `round_pairs`
 (avoid last round's crewmates), `load_people_csv` and `render_table`.
 
-Engines by size: up to `SolveOptions.exact_max_people` (32) one CP-SAT model, hinted
-with a locally optimised greedy answer, usually proves optimality. Above it,
-greedy construction + late-acceptance local search, then large-neighbourhood
-search that re-solves a few crews at a time exactly (`crews_lns`): 2 by scoring every
-split of them at once (`crews_pair`), then 3 with CP-SAT.
+Every run starts from a deterministic construction (`build`), or the previous assignment
+when it is still valid, and spends its budget unless optimality is proven. Engines by
+size: up to `SolveOptions.exact_max_people` (32) one CP-SAT model, hinted with a locally
+optimised first answer, usually proves optimality. Above it, late-acceptance local search,
+then large-neighbourhood search that re-solves a few crews at a time exactly (`lns`): 2 by
+scoring every split of them at once (`pair`), then 3 with CP-SAT. The last tenth of the
+budget re-solves the crews around each unmet together request (`wishes`), which also
+yields the reasons printed for the requests that stay unmet.
 """
 
 from __future__ import annotations
@@ -77,6 +80,7 @@ HINT_SHARE = 0.3
 # request can need three or four crews re-solved at once, which neither local search nor
 # pair re-solves reach, and the verdicts left behind explain the requests still unmet.
 WISH_SHARE = 0.1
+MIN_ROUND_SECONDS = 0.2  # budget left below which another search round is not started
 
 
 def round_pairs(
@@ -135,19 +139,34 @@ def solve(
         best, status, bound = _solve_exact(pb, start, options, search_until, progress, t0)
     else:
         best = _polish(pb, start, rng, options, search_until, progress, t0, exact=False)
-        best = lns.search(
-            pb, best, rng, options.time_budget, options.deterministic, search_until, progress, t0
-        )
         status, bound = Status.FEASIBLE, None
     if status is Status.OPTIMAL:  # nothing can improve: the pass only explains what is unmet
         _, verdicts = wishes.wish_pass(pb, best, deadline, options.seed, True)
-    else:
+        return _finish(pb, best, status, bound, t0, verdicts)
+    # Above the exact size, search and wish pass take turns until the budget is spent: the
+    # pass ends early when few requests are unmet, and what it changes opens new moves.
+    large = pb.n > options.exact_max_people
+    while True:
+        if large:
+            best = lns.search(
+                pb,
+                best,
+                rng,
+                options.time_budget,
+                options.deterministic,
+                search_until,
+                progress,
+                t0,
+            )
         before = evaluate(pb, best).total
         best, verdicts = wishes.wish_pass(pb, best, deadline, options.seed, options.deterministic)
         after = evaluate(pb, best).total
         if progress is not None and after < before:
             progress(time.monotonic() - t0, after)
-    return _finish(pb, best, status, bound, t0, verdicts)
+        left = deadline - time.monotonic()
+        if options.deterministic or not large or left < MIN_ROUND_SECONDS or after == 0:
+            return _finish(pb, best, status, bound, t0, verdicts)
+        search_until = deadline - (WISH_SHARE * left if pb.wishes else 0.0)
 
 
 def _start(pb: Problem) -> list[int] | None:
@@ -220,17 +239,15 @@ def _solve_exact(
 
 
 def _infeasible(pb: Problem, deadline: float, t0: float) -> SolveResult:
-    status, core = explain_with_cpsat(pb, max(deadline - time.monotonic(), 1.0))
+    """CP-SAT has proven that no valid assignment exists; name the conflicting rules when
+    an infeasibility core comes back in time."""
+    _, core = explain_with_cpsat(pb, max(deadline - time.monotonic(), 1.0))
     reasons = (
         ["these constraints cannot all hold together: " + "; ".join(core)]
         if core
         else ["no valid assignment exists"]
     )
-    return failed_result(
-        Status.INFEASIBLE if status == "infeasible" else Status.UNKNOWN,
-        reasons,
-        time.monotonic() - t0,
-    )
+    return failed_result(Status.INFEASIBLE, reasons, time.monotonic() - t0)
 
 
 def _finish(
