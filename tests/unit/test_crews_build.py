@@ -1,4 +1,4 @@
-"""The first valid answer (no luck involved) and the crew-size term."""
+"""The first valid answer (no luck involved), the crew-size term and the time budget."""
 
 from __future__ import annotations
 
@@ -51,3 +51,11 @@ def test_crew_sizes_even_out_when_nothing_else_matters() -> None:
     pb = compile_problem(SolverInput(people, Sizing(min_size=2, max_size=8, n_crews=3)))
     lopsided = [0] * 2 + [1] * 2 + [2] * 8
     assert evaluate(pb, lopsided).size > evaluate(pb, [p % 3 for p in range(12)]).size == 0
+
+
+def test_the_budget_is_spent_when_optimality_is_not_proven() -> None:
+    """`--seconds` is a budget: a camp above the exact size keeps searching until it ends
+    (runs used to stop by work done, after about half of it). A slower machine only makes
+    a run longer, so this cannot fail on timing."""
+    res = solve(generate(60, 0), SolveOptions(time_budget=2.0, seed=0))
+    assert res.status is Status.FEASIBLE and res.elapsed >= 1.5
