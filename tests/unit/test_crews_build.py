@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import random
-from dataclasses import replace
-
 import pytest
 
-from bench.instances import generate
+from bench.instances import generate, pin_facilitators
 from flows.crews.solver.problem import compile_problem, evaluate, violations
 from flows.crews.solver.solve import Sizing, SolveOptions, SolverInput, Status, solve
 from tests.unit.test_crews_solver import FAST, person
 
 
 def pinned_facilitators(n: int, seed: int, shuffle: int) -> SolverInput:
-    """A generated camp with one facilitator pinned to each crew, in a shuffled order, so
-    that crews whose pinned facilitator speaks Portuguese are scattered."""
     inp = generate(n, seed)
-    k = compile_problem(inp).k
-    rng = random.Random(shuffle)
-    crews = list(range(k))
-    rng.shuffle(crews)
-    facilitators = [p.id for p in inp.people if p.facilitator]
-    rng.shuffle(facilitators)
-    return replace(inp, pins={pid: crews[i] for i, pid in enumerate(facilitators[:k])})
+    return pin_facilitators(inp, compile_problem(inp).k, shuffle)
 
 
 @pytest.mark.parametrize(("seed", "shuffle"), [(1, 2), (9, 0), (9, 3)])

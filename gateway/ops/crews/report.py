@@ -184,9 +184,7 @@ def describe_proposal(
             )
         for criterion in balance:
             counts = Counter(
-                attribute_value(by_key[k].answers.get(criterion.question))
-                for k in crew
-                if k in by_key
+                _shown(by_key[k].answers.get(criterion.question)) for k in crew if k in by_key
             )
             shown = ", ".join(f"{v or '(none)'} {n}" for v, n in sorted(counts.items()))
             lines.append(f"    {criterion.question} ({criterion.mode.value}): {shown}")
@@ -205,6 +203,13 @@ def describe_proposal(
     return "\n".join(lines)
 
 
+def _shown(value: Any) -> str:
+    """An answer as the organiser wrote the question: yes/no answers read as yes and no."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return attribute_value(value)
+
+
 def _details(crews_cfg: CrewsConfig | None, answers: Mapping[str, Any]) -> str:
     """A person's languages and balanced answers, as the organiser reads them."""
     if crews_cfg is None:
@@ -214,8 +219,7 @@ def _details(crews_cfg: CrewsConfig | None, answers: Mapping[str, Any]) -> str:
         spoken = attribute_value(answers.get(crews_cfg.language_question)).replace(";", "/")
         parts.append(f"speaks {spoken or '(not given)'}")
     for criterion in crews_cfg.balance:
-        value = attribute_value(answers.get(criterion.question))
-        parts.append(f"{criterion.question} {value or '(none)'}")
+        parts.append(f"{criterion.question} {_shown(answers.get(criterion.question)) or '(none)'}")
     return " · ".join(parts)
 
 
