@@ -111,13 +111,6 @@ def _impossible(pb: Problem, st: State, i: int, j: int, verdict: Verdict) -> str
     return scope + (": " + "; ".join(dict.fromkeys(facts)) if facts else "")
 
 
-def _moved(st: State, moves: Sequence[tuple[int, int]]) -> list[int]:
-    out = list(st.crew_of)
-    for p, c in moves:
-        out[p] = c
-    return out
-
-
 def crew_language(pb: Problem, members: Sequence[int]) -> str:
     mask = common_languages(pb, members)
     speakers = [sum(m >> b & 1 for m in pb.lang_mask) for b in range(len(pb.languages))]

@@ -1,4 +1,4 @@
-"""Construction and local search with incremental cost deltas.
+"""Local search with incremental cost deltas (the first assignment comes from `build`).
 
 `State` keeps per-crew counters (sizes, languages, facilitators, attribute values,
 travel groups) so a relocate or swap is evaluated in time proportional to the
