@@ -6,13 +6,13 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import replace
 
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 
 from flows.crews.solver.explain import build_result
 from flows.crews.solver.model import Status
 from flows.crews.solver.problem import Problem, compile_problem, evaluate, violations
 from flows.crews.solver.solve import Sizing, SolveOptions, SolverInput, Weights, solve
-from tests.unit.test_crews_solver import FAST, SETTINGS, camps, person
+from tests.unit.test_crews_solver import FAST, camps, person
 
 
 def test_unmet_request_names_who_asked_and_whether_it_was_mutual() -> None:
@@ -54,7 +54,7 @@ def _check_reason(pb: Problem, crew_of: Sequence[int], i: int, j: int, reason: s
         raise AssertionError(f"unexpected reason on a proven-optimal answer: {reason!r}")
 
 
-@SETTINGS
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(camps(max_people=8))
 def test_every_unmet_reason_holds_in_the_assignment(inp: SolverInput) -> None:
     res = solve(inp, FAST)
