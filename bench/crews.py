@@ -3,6 +3,7 @@
     python -m bench.crews                 # full run: hours
     python -m bench.crews --quick         # a couple of minutes
     python -m bench.crews --sizes 90 300 --seeds 3 --budget 30 --reference-budget 120
+    python -m bench.crews --sizes 300 --pinned-facilitators   # one facilitator pinned per crew
 
 Each instance runs in its own process so peak memory (ru_maxrss, which includes
 the C++ solver) belongs to that instance alone. The reference is the proven
@@ -22,7 +23,7 @@ import sys
 import time
 from collections.abc import Mapping
 
-from bench.instances import generate
+from bench.instances import generate, pin_facilitators
 from flows.crews.solver import cpsat
 from flows.crews.solver.problem import compile_problem, evaluate
 from flows.crews.solver.solve import SolveOptions, SolverInput, solve
@@ -32,8 +33,12 @@ MARKS = (1.0, 5.0, 30.0)
 WHOLE_MODEL_MAX = 600
 
 
-def run_one(n: int, seed: int, budget: float, ref_budget: float) -> dict[str, object]:
+def run_one(
+    n: int, seed: int, budget: float, ref_budget: float, pinned: bool = False
+) -> dict[str, object]:
     inp = generate(n, seed)
+    if pinned:
+        inp = pin_facilitators(inp, compile_problem(inp).k, seed)
     trace: list[tuple[float, int]] = []
     res = solve(
         inp,
@@ -142,10 +147,16 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=30.0, help="solver seconds per instance")
     ap.add_argument("--reference-budget", type=float, default=300.0)
     ap.add_argument("--quick", action="store_true", help="smoke run: a couple of minutes")
+    ap.add_argument(
+        "--pinned-facilitators", action="store_true", help="pin one facilitator to each crew"
+    )
     ap.add_argument("--one", type=int, nargs=2, metavar=("N", "SEED"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one[0], args.one[1], args.budget, args.reference_budget)))
+        row = run_one(
+            args.one[0], args.one[1], args.budget, args.reference_budget, args.pinned_facilitators
+        )
+        print(json.dumps(row))
         return
     if args.quick:
         args.sizes, args.seeds, args.budget, args.reference_budget = [30, 90, 300], 1, 5.0, 15.0
@@ -170,6 +181,7 @@ def main() -> None:
                     str(args.budget),
                     "--reference-budget",
                     str(args.reference_budget),
+                    *(["--pinned-facilitators"] if args.pinned_facilitators else []),
                 ],
                 capture_output=True,
                 text=True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 from flows.crews.solver.model import AttributeRule, Mode, Person, Sizing, SolverInput
 
@@ -60,3 +61,14 @@ def generate(n: int, seed: int, target: int = 6) -> SolverInput:
         not_with=apart,
         attributes=rules,
     )
+
+
+def pin_facilitators(inp: SolverInput, k: int, shuffle: int) -> SolverInput:
+    """One facilitator pinned to each of the `k` crews, in a shuffled order, so that crews
+    whose pinned facilitator speaks Portuguese are scattered among the others."""
+    rng = random.Random(shuffle)
+    crews = list(range(k))
+    rng.shuffle(crews)
+    facilitators = [p.id for p in inp.people if p.facilitator]
+    rng.shuffle(facilitators)
+    return replace(inp, pins={pid: crews[i] for i, pid in enumerate(facilitators[:k])})

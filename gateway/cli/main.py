@@ -389,7 +389,9 @@ def _crews_parser(sub: Any) -> None:
                 type=Path,
                 help="pins/moves/swaps TOML (default: <slug>.crews.toml beside the gathering file)",
             )
-            p.add_argument("--seconds", type=float, help="solver time budget")
+            p.add_argument(
+                "--seconds", type=float, help="solver time budget (spent unless the best is proven)"
+            )
             p.add_argument("--seed", type=int, default=0)
         p.set_defaults(handler=_crews_run, crews_action=name)
         return p
@@ -426,7 +428,9 @@ def _crews_parser(sub: Any) -> None:
     solve.add_argument("--input", "-i", type=Path, required=True, help="people CSV")
     solve.add_argument("--size", help="crew size bounds, e.g. 4-8")
     solve.add_argument("--crews", type=int, help="number of crews")
-    solve.add_argument("--seconds", type=float, default=10.0)
+    solve.add_argument(
+        "--seconds", type=float, default=10.0, help="time budget (spent unless the best is proven)"
+    )
     solve.add_argument("--seed", type=int, default=0)
     solve.add_argument("--output", "-o", type=Path, help="write id,name,crew CSV here")
     solve.set_defaults(handler=_crews_solve)

@@ -181,7 +181,7 @@ def test_solve_a_spreadsheet_without_config_or_database(
         str(out_csv),
     )
     assert code == 0, out
-    assert out.count("Crew ") == 2 and "all together requests met" in out
+    assert out.count("Crew ") == 2 and "together requests: 1 of 1 met" in out
     assignment = {
         r.split(",")[0]: int(r.split(",")[2]) for r in out_csv.read_text().splitlines()[1:]
     }
@@ -204,7 +204,7 @@ def test_propose_pin_override_approve_and_roster(
     assert code == 0, err
     placed = crews_of(first)
     assert sorted(placed) == [f"P{i}" for i in range(8)] and placed["P0"] == placed["P1"]
-    assert "All together requests met." in first
+    assert "together requests: 1 of 1 met" in first
 
     target = 3 - placed["P2"]
     code, pinned, err = cli(capsys, "pin", "camp", "p2@example.org", str(target), "-c", str(config))

@@ -42,9 +42,11 @@ def test_parses_columns_and_builds_solver_input(tmp_path: Path) -> None:
     res = solve(inp, SolveOptions(time_budget=5))
     assert res.status is Status.OPTIMAL
     assert res.assignment["ana"] == 0 and res.assignment["fay"] == 1
-    table = render_table(res, {p.id: p.name for p in parsed.people})
-    assert "Crew 1 (" in table and "Crew 2 (" in table and "- Ana" in table
-    assert "Objective" in table
+    table = render_table(res, {p.id: p.name for p in parsed.people}, parsed.people)
+    assert table.startswith("6 people in 2 crews; sizes ")
+    assert "Crew 1 (" in table and "Crew 2 (" in table
+    assert "  - Ana [facilitator] · speaks en/pt · experience " in table
+    assert "cost" not in table and "Objective" not in table
 
 
 def test_without_languages_column_everyone_shares_one() -> None:

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from bench.instances import generate
 from flows.crews.solver import cpsat
-from flows.crews.solver.local import State, construct
+from flows.crews.solver.build import construct
+from flows.crews.solver.local import State
 from flows.crews.solver.pair import PairSolver
 from flows.crews.solver.problem import compile_problem, crew_members, evaluate, violations
 from flows.crews.solver.solve import (
@@ -30,7 +31,7 @@ from flows.crews.solver.solve import (
     solve,
 )
 
-FAST = SolveOptions(time_budget=5.0, seed=3)
+FAST = SolveOptions(time_budget=5.0, seed=3, deterministic=True)
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -153,8 +154,8 @@ def test_pair_resolve_finds_the_best_split_of_two_crews(
     """The array-based two-crew re-solve agrees with enumerating the splits through
     `violations` and `evaluate`, and its delta is the exact objective change."""
     base = generate(n, seed)
-    start = construct(compile_problem(base), rnd)
-    if start is None:  # the greedy can get stuck; the solver then falls back to CP-SAT
+    start = construct(compile_problem(base))
+    if start is None:  # some generated camps have no valid assignment at all (n=58, seed=0)
         return
     members = crew_members(compile_problem(base), start)
     a = start[rnd.randrange(n)]
@@ -262,7 +263,7 @@ def test_rerun_around_pins_moves_nobody_when_nothing_changed(inp: SolverInput) -
 
 def test_large_path_rerun_keeps_everyone_in_place() -> None:
     inp = generate(150, 2)
-    opts = SolveOptions(time_budget=4.0, seed=1)
+    opts = SolveOptions(time_budget=4.0, seed=1, deterministic=True)
     first = solve(inp, opts)
     again = solve(replace(inp, previous=first.assignment), opts)
     assert first.valid and again.moved == ()
@@ -271,13 +272,13 @@ def test_large_path_rerun_keeps_everyone_in_place() -> None:
 @SETTINGS
 @given(camps(max_people=12), st.integers(0, 3))
 def test_same_seed_same_answer(inp: SolverInput, seed: int) -> None:
-    opts = SolveOptions(time_budget=5.0, seed=seed)
+    opts = SolveOptions(time_budget=5.0, seed=seed, deterministic=True)
     assert solve(inp, opts).assignment == solve(inp, opts).assignment
 
 
 def test_same_seed_same_answer_on_the_local_search_path() -> None:
     inp = generate(40, 5)
-    opts = SolveOptions(time_budget=4.0, seed=9, exact_max_people=0)
+    opts = SolveOptions(time_budget=4.0, seed=9, exact_max_people=0, deterministic=True)
     a, b = solve(inp, opts), solve(inp, opts)
     assert a.valid and a.assignment == b.assignment
 
@@ -339,7 +340,9 @@ def test_unmet_request_between_languages_is_explained() -> None:
     )
     inp = SolverInput(people, Sizing(min_size=4, max_size=4, n_crews=2), together=(("e1", "q1"),))
     res = solve(inp, FAST)
-    assert [(u.a, u.b, u.reason) for u in res.unmet] == [("e1", "q1", "different languages")]
+    assert [(u.a, u.b, u.reason) for u in res.unmet] == [
+        ("e1", "q1", "they share no language (E1: en; Q1: pt)")
+    ]
     assert res.breakdown is not None and res.breakdown.together == Weights().together
 
 
@@ -360,7 +363,9 @@ def test_local_search_path_is_valid_and_improves_on_greedy(n: int) -> None:
     inp = generate(n, 1)
     seen: list[int] = []
     res = solve(
-        inp, SolveOptions(time_budget=4.0, seed=2), progress=lambda _t, obj: seen.append(obj)
+        inp,
+        SolveOptions(time_budget=4.0, seed=2, deterministic=True),
+        progress=lambda _t, obj: seen.append(obj),
     )
     pb = compile_problem(inp)
     assert res.valid and violations(pb, [res.assignment[pid] for pid in pb.ids]) == []

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 
 from flows.crews.solver.local import State
 from flows.crews.solver.model import (
-    Breakdown,
     Crew,
+    Person,
     SolveResult,
     Status,
     UnmetRequest,
@@ -19,65 +20,95 @@ from flows.crews.solver.problem import (
     crew_members,
     evaluate,
 )
+from flows.crews.solver.wishes import Outcome, Verdict, unite
 
-TERMS = ("together", "balance", "repeat", "travel", "moves")
+TERMS = ("together", "balance", "repeat", "travel", "moves", "size")
+TERM_WORDS = {
+    "balance": "balance",
+    "repeat": "mixing with new people",
+    "travel": "travel groups",
+    "moves": "keeping people in their crews",
+    "size": "even crew sizes",
+}
+EXPLAIN_SECONDS = 0.3  # per unmet request examined only when the report is built
+EXPLAIN_TOTAL_SECONDS = 3.0  # beyond this, requests left unexamined say so
 
 
 def _who(pb: Problem, p: int) -> str:
     return pb.names[p] or pb.ids[p]
 
 
+def _langs(pb: Problem, mask: int) -> str:
+    return "/".join(lang for b, lang in enumerate(pb.languages) if mask >> b & 1)
+
+
 def why_not_move(st: State, p: int, b: int) -> str:
-    """Name the hard constraint that stops p from joining crew b (assumes `not can_move`)."""
+    """The hard rule that stops p from joining crew b alone, as a fact of the assignment
+    (assumes `not can_move`)."""
     pb, a = st.pb, st.crew_of[p]
     if pb.pinned[p] >= 0:
         return f"{_who(pb, p)} is pinned to crew {pb.pinned[p] + 1}"
     if not st.common[b] & pb.lang_mask[p]:
-        return "different languages"
+        return f"{_who(pb, p)} does not speak crew {b + 1}'s language ({_langs(pb, st.common[b])})"
     blocker = next((r for r in pb.not_with[p] if st.crew_of[r] == b), -1)
     if blocker >= 0:
         return f"{_who(pb, p)} is marked not-with {_who(pb, blocker)}"
     if pb.require_facilitator and pb.facilitator[p] and st.fac_cnt[a] == 1:
         return f"{_who(pb, p)} is the only facilitator of crew {a + 1}"
-    return "crew size limit"
+    if st.size[b] >= pb.max_size:
+        return f"crew {b + 1} is full ({st.size[b]} people)"
+    return f"crew {a + 1} would be too small without {_who(pb, p)}"
 
 
-def explain_unmet(pb: Problem, st: State, i: int, j: int) -> str:
-    """Why requested crewmates i and j ended up apart, checked against every single
-    relocate or swap that would reunite them."""
-    if pb.pinned[i] >= 0 and pb.pinned[j] >= 0:
-        return "pinned to different crews"
+def explain_unmet(
+    pb: Problem,
+    st: State,
+    i: int,
+    j: int,
+    verdict: Verdict | None,
+    until: float = float("inf"),
+) -> str:
+    """Why i's request for j is unmet. Reasons about the pair alone are facts of the input;
+    anything else comes from re-solving the crews around them with the pair forced together
+    (`wishes.unite`), so a reason is printed only when that search bears it out."""
+    ci, cj = st.crew_of[i], st.crew_of[j]
+    if pb.pinned[i] >= 0 and pb.pinned[j] >= 0 and ci != cj:
+        return f"they are pinned to different crews ({ci + 1} and {cj + 1})"
     if not pb.lang_mask[i] & pb.lang_mask[j]:
-        return "different languages"
+        return (
+            f"they share no language ({_who(pb, i)}: {_langs(pb, pb.lang_mask[i])}; "
+            f"{_who(pb, j)}: {_langs(pb, pb.lang_mask[j])})"
+        )
     if j in pb.not_with[i]:
         return "they are also marked not-with each other"
-    ci, cj = st.crew_of[i], st.crew_of[j]
-    blockers: list[str] = []
-    options: list[list[int]] = []
-    for p, other, target in ((i, j, cj), (j, i, ci)):
-        if st.can_move(p, target):
-            options.append(_moved(st, [(p, target)]))
-        else:
-            blockers.append(why_not_move(st, p, target))
-        for q in st.members[target]:
-            if q != other and st.can_swap(p, q):
-                options.append(_moved(st, [(p, target), (q, st.crew_of[p])]))
-    if not options:
-        return "; ".join(dict.fromkeys(blockers))
-    now = evaluate(pb, st.crew_of)
-    best = min(options, key=lambda c: evaluate(pb, c).total)
-    alt = evaluate(pb, best)
-    if alt.total < now.total:
-        return "could be met by a move the search did not reach in its time budget"
-    worse = [t for t in TERMS if getattr(alt, t) > getattr(now, t) and t != "together"]
+    if verdict is None:
+        if time.monotonic() > until:
+            return "not examined further within the time budget"
+        verdict = unite(pb, st.crew_of, i, j, EXPLAIN_SECONDS, 0, True)
+    if verdict.outcome is Outcome.BETTER:
+        return "could be met by a change the search did not reach in its time budget"
+    if verdict.outcome is Outcome.IMPOSSIBLE:
+        return _impossible(pb, st, i, j, verdict)
+    if verdict.alternative is None:
+        return "no valid change that puts them together was found in the time budget"
+    now, alt = evaluate(pb, st.crew_of), evaluate(pb, verdict.alternative)
+    worse = [TERM_WORDS[t] for t in TERMS if t != "together" and getattr(alt, t) > getattr(now, t)]
     return "traded off against " + (" and ".join(worse) if worse else "other requests")
 
 
-def _moved(st: State, moves: Sequence[tuple[int, int]]) -> list[int]:
-    out = list(st.crew_of)
-    for p, c in moves:
-        out[p] = c
-    return out
+def _impossible(pb: Problem, st: State, i: int, j: int, verdict: Verdict) -> str:
+    """No valid assignment of the crews examined unites them: say so, with the rules that
+    stop each of them from simply joining the other (facts, each checked here)."""
+    ci, cj = st.crew_of[i], st.crew_of[j]
+    facts = [why_not_move(st, p, c) for p, c in ((i, cj), (j, ci)) if not st.can_move(p, c)]
+    scope = (
+        "no valid assignment puts them together"
+        if len(verdict.crews) == pb.k
+        else "no valid change of crews "
+        + ", ".join(str(c + 1) for c in verdict.crews)
+        + " puts them together"
+    )
+    return scope + (": " + "; ".join(dict.fromkeys(facts)) if facts else "")
 
 
 def crew_language(pb: Problem, members: Sequence[int]) -> str:
@@ -95,6 +126,7 @@ def build_result(
     elapsed: float,
     previous: Sequence[int] | None = None,
     changed_crews: Sequence[int] = (),
+    verdicts: Mapping[tuple[int, int], Verdict] | None = None,
 ) -> SolveResult:
     st = State(pb, crew_of)
     costs = crew_costs(pb, crew_of)
@@ -102,9 +134,13 @@ def build_result(
         Crew(c, crew_language(pb, m), tuple(pb.ids[p] for p in m), costs[c])
         for c, m in enumerate(crew_members(pb, crew_of))
     )
+    verdicts = verdicts or {}
+    until = time.monotonic() + EXPLAIN_TOTAL_SECONDS
     unmet = tuple(
-        UnmetRequest(pb.ids[i], pb.ids[j], explain_unmet(pb, st, i, j))
-        for i, j, _ in pb.together
+        UnmetRequest(
+            pb.ids[i], pb.ids[j], explain_unmet(pb, st, i, j, verdicts.get((i, j)), until), mutual
+        )
+        for i, j, mutual in pb.wishes
         if crew_of[i] != crew_of[j]
     )
     prev = previous if previous is not None else pb.previous
@@ -121,6 +157,7 @@ def build_result(
         elapsed=elapsed,
         changed_crews=tuple(changed_crews),
         moved=moved,
+        requests=len(pb.wishes),
     )
 
 
@@ -138,37 +175,48 @@ def failed_result(status: Status, reasons: Sequence[str], elapsed: float) -> Sol
     )
 
 
-def render_table(result: SolveResult, names: dict[str, str] | None = None) -> str:
-    """Plain-text report: one block per crew, then the objective split and unmet requests."""
+def render_table(
+    result: SolveResult, names: Mapping[str, str] | None = None, people: Sequence[Person] = ()
+) -> str:
+    """Plain-text report: a summary (crews, sizes, requests met, search), then one block
+    per crew with each member's marks, languages and attributes, and the unmet requests."""
     names = names or {}
     if not result.valid:
         return "No valid crew assignment.\n" + "".join(f"  - {r}\n" for r in result.reasons)
-    lines: list[str] = []
+    by_id = {p.id: p for p in people}
+    sizes = ", ".join(str(len(c.members)) for c in result.crews)
+    met = result.requests - len(result.unmet)
+    search = (
+        "proven best possible"
+        if result.status is Status.OPTIMAL
+        else "best found within the time budget"
+    )
+    lines = [
+        f"{len(result.assignment)} people in {len(result.crews)} crews; sizes {sizes}",
+        f"together requests: {met} of {result.requests} met; search: {search}",
+    ]
     unmet_by_person: dict[str, list[UnmetRequest]] = {}
     for u in result.unmet:
         unmet_by_person.setdefault(u.a, []).append(u)
     for crew in result.crews:
-        flag = "  <- highest cost" if crew.index == result.worst_crew else ""
         lines.append(
-            f"Crew {crew.index + 1} ({len(crew.members)} people, language: "
-            f"{crew.language}, cost {crew.cost}){flag}"
+            f"Crew {crew.index + 1} ({len(crew.members)} people, language {crew.language})"
         )
         for pid in crew.members:
-            lines.append(f"  - {names.get(pid, pid)}")
+            lines.append(f"  - {names.get(pid, pid)}{_person_details(by_id.get(pid))}")
         for pid in crew.members:
             for u in unmet_by_person.get(pid, []):
+                asked = "and {} asked for each other" if u.mutual else "asked to be with {}"
                 lines.append(
-                    f"  ! {names.get(u.a, u.a)} wanted to be with {names.get(u.b, u.b)}: {u.reason}"
+                    f"  ! {names.get(u.a, u.a)} {asked.format(names.get(u.b, u.b))}: {u.reason}"
                 )
-    b: Breakdown | None = result.breakdown
-    if b is not None:
-        split = ", ".join(f"{t} {getattr(b, t)}" for t in TERMS)
-        bound = f", proven lower bound {result.bound}" if result.bound is not None else ""
-        lines.append(f"Objective {b.total} ({split}); status {result.status.value}{bound}")
-    met = (
-        "all together requests met"
-        if not result.unmet
-        else (f"{len(result.unmet)} together request(s) unmet")
-    )
-    lines.append(met)
     return "\n".join(lines) + "\n"
+
+
+def _person_details(p: Person | None) -> str:
+    if p is None:
+        return ""
+    mark = " [facilitator]" if p.facilitator else ""
+    parts = ["speaks " + "/".join(sorted(p.languages))]
+    parts += [f"{k} {v}" for k, v in p.attributes.items() if v]
+    return mark + " · " + " · ".join(parts)

@@ -78,13 +78,17 @@ class Weights:
     repeat: int = 4  # per unit of past-pair recency weight, when the pair meets again
     travel: int = 3  # per extra crew a travel group is split over
     move: int = 30  # per person not in their `previous` crew (re-runs, repairs)
+    # Per pair of crewmates beyond an even split of the camp: crews of 5 and 7 cost 1 more
+    # than two of 6, so sizes stay near the target unless something else pays for it.
+    size: int = 2
 
 
 @dataclass(frozen=True)
 class SolverInput:
     people: tuple[Person, ...]
     sizing: Sizing = Sizing()
-    together: tuple[tuple[str, ...], ...] = ()  # pairs or small groups that want one crew
+    # Pairs or small groups that want one crew; the first of each is the one who asked.
+    together: tuple[tuple[str, ...], ...] = ()
     not_with: tuple[tuple[str, str], ...] = ()
     pins: Mapping[str, int] = field(default_factory=dict)  # person id -> crew index
     require_facilitator: bool = True
@@ -97,17 +101,19 @@ class SolverInput:
 
 @dataclass(frozen=True)
 class SolveOptions:
-    time_budget: float = 10.0  # seconds of wall time at most
+    time_budget: float = 10.0  # seconds of wall time: used up unless optimality is proven
     seed: int = 0
     # At or below this many people one CP-SAT model is solved and usually proved optimal
     # (generated camps of 30: most within 5 s). Above it, construction + local search +
-    # CP-SAT on a few crews at a time: at 40-90 the monolithic model's lower bound stays
-    # far below the answer after 5 s, and LNS reaches lower objectives in the same time.
+    # CP-SAT on a few crews at a time: measured with 10 s on generated camps of 40-120 the
+    # whole-camp model proves nothing (lower bound 4-10 against answers of 13-53) and, past
+    # 100 people, ends far above the answer it was hinted with; see bench/crews.py.
     exact_max_people: int = 32
     workers: int = 2
     # Stop rules based on work done rather than wall time, so one seed gives one answer
-    # whenever the run finishes inside `time_budget` (always on small camps).
-    deterministic: bool = True
+    # whenever the run finishes inside `time_budget` (always on small camps). Such runs
+    # stop when their work is done, often well inside the budget; the default spends it.
+    deterministic: bool = False
 
 
 @dataclass(frozen=True)
@@ -119,10 +125,11 @@ class Breakdown:
     repeat: int
     travel: int
     moves: int
+    size: int = 0
 
     @property
     def total(self) -> int:
-        return self.together + self.balance + self.repeat + self.travel + self.moves
+        return self.together + self.balance + self.repeat + self.travel + self.moves + self.size
 
 
 @dataclass(frozen=True)
@@ -135,9 +142,10 @@ class Crew:
 
 @dataclass(frozen=True)
 class UnmetRequest:
-    a: str
-    b: str
+    a: str  # who asked
+    b: str  # whom they asked for
     reason: str
+    mutual: bool = False  # b asked for a too
 
 
 @dataclass(frozen=True)
@@ -153,6 +161,7 @@ class SolveResult:
     elapsed: float
     changed_crews: tuple[int, ...] = ()  # for repairs: crews whose membership changed
     moved: tuple[str, ...] = ()  # for repairs and re-runs: people whose crew changed
+    requests: int = 0  # together requests (pairs), met or not
 
     @property
     def valid(self) -> bool:

@@ -23,6 +23,8 @@ class AttrTerm:
     values: tuple[str, ...]
     value_of: tuple[int, ...]  # per person, -1 when the person has no value
     baseline: int  # spread: fewest same-value pairs any assignment could have
+    # The crew-size term: everyone shares one value, so its pairs count crew sizes.
+    is_size: bool = False
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class Problem:
     not_with: tuple[tuple[int, ...], ...]  # adjacency
     together: tuple[tuple[int, int, int], ...]  # (i, j, weight), i < j
     together_adj: tuple[tuple[tuple[int, int], ...], ...]
+    wishes: tuple[tuple[int, int, bool], ...]  # (asker, asked for, mutual), one per pair
     repeat: tuple[tuple[int, int, int], ...]
     repeat_adj: tuple[tuple[tuple[int, int], ...], ...]
     attrs: tuple[AttrTerm, ...]
@@ -131,9 +134,22 @@ def compile_problem(inp: SolverInput) -> Problem:
         if i != j:
             rep[(i, j)] += inp.weights.repeat * pp.weight
     together, together_adj = _pairs(tog, n)
+    wishes = _wishes(inp, index)
     repeat, repeat_adj = _pairs(rep, n)
 
     attrs = tuple(_attr_term(inp, rule.name, rule.mode, rule.weight, k) for rule in inp.attributes)
+    if inp.weights.size > 0 and n > 0:
+        attrs += (
+            AttrTerm(
+                "",
+                Mode.SPREAD,
+                inp.weights.size,
+                ("",),
+                (0,) * n,
+                even_split_pairs(n, k),
+                is_size=True,
+            ),
+        )
     travel_of, groups = _travel(inp, n)
     travel_baseline = sum(-(-len(g) // max(hi, 1)) for g in groups)
     previous = [-1] * n
@@ -156,6 +172,7 @@ def compile_problem(inp: SolverInput) -> Problem:
         not_with=tuple(tuple(sorted(x)) for x in nw),
         together=together,
         together_adj=together_adj,
+        wishes=wishes,
         repeat=repeat,
         repeat_adj=repeat_adj,
         attrs=attrs,
@@ -166,6 +183,21 @@ def compile_problem(inp: SolverInput) -> Problem:
         previous=tuple(previous),
         move_weight=inp.weights.move,
     )
+
+
+def _wishes(inp: SolverInput, index: dict[str, int]) -> tuple[tuple[int, int, bool], ...]:
+    """Each requested pair once, oriented from the person who asked (the first of a group),
+    flagged mutual when both asked for each other."""
+    asked: dict[tuple[int, int], bool] = {}
+    for group in inp.together:
+        members = [index[pid] for pid in dict.fromkeys(group)]
+        for x, i in enumerate(members):
+            for j in members[x + 1 :]:
+                if (j, i) in asked:
+                    asked[j, i] = True
+                else:
+                    asked.setdefault((i, j), False)
+    return tuple((i, j, mutual) for (i, j), mutual in asked.items())
 
 
 def _attr_term(inp: SolverInput, name: str, mode: Mode, weight: int, k: int) -> AttrTerm:
@@ -208,7 +240,7 @@ def evaluate(pb: Problem, crew_of: Sequence[int]) -> Breakdown:
     """The objective. Lower is better; every term is 0 at its ideal."""
     together = sum(w for i, j, w in pb.together if crew_of[i] != crew_of[j])
     repeat = sum(w for i, j, w in pb.repeat if crew_of[i] == crew_of[j])
-    balance = 0
+    balance = size = 0
     for a in pb.attrs:
         counts: dict[tuple[int, int], int] = defaultdict(int)
         for p, v in enumerate(a.value_of):
@@ -216,7 +248,10 @@ def evaluate(pb: Problem, crew_of: Sequence[int]) -> Breakdown:
                 counts[(crew_of[p], v)] += 1
         if a.mode is Mode.SPREAD:
             pairs = sum(c * (c - 1) // 2 for c in counts.values())
-            balance += a.weight * (pairs - a.baseline)
+            if a.is_size:
+                size += a.weight * (pairs - a.baseline)
+            else:
+                balance += a.weight * (pairs - a.baseline)
         else:
             distinct = [0] * pb.k
             for c, _ in counts:
@@ -225,7 +260,9 @@ def evaluate(pb: Problem, crew_of: Sequence[int]) -> Breakdown:
     spans = sum(len({crew_of[p] for p in g}) for g in pb.travel_groups)
     travel = pb.travel_weight * (spans - pb.travel_baseline)
     moves = pb.move_weight * sum(1 for p, c in enumerate(pb.previous) if c >= 0 and crew_of[p] != c)
-    return Breakdown(together=together, balance=balance, repeat=repeat, travel=travel, moves=moves)
+    return Breakdown(
+        together=together, balance=balance, repeat=repeat, travel=travel, moves=moves, size=size
+    )
 
 
 def crew_costs(pb: Problem, crew_of: Sequence[int]) -> list[int]:

@@ -3,11 +3,14 @@
 Entry points: `solve`, `repair` (minimal change after approval), `round_pairs`
 (avoid last round's crewmates), `load_people_csv` and `render_table`.
 
-Engines by size: up to `SolveOptions.exact_max_people` (32) one CP-SAT model, hinted
-with a locally optimised greedy answer, usually proves optimality. Above it,
-greedy construction + late-acceptance local search, then large-neighbourhood
-search that re-solves a few crews at a time exactly (`crews_lns`): 2 by scoring every
-split of them at once (`crews_pair`), then 3 with CP-SAT.
+Every run starts from a deterministic construction (`build`), or the previous assignment
+when it is still valid, and spends its budget unless optimality is proven. Engines by
+size: up to `SolveOptions.exact_max_people` (32) one CP-SAT model, hinted with a locally
+optimised first answer, usually proves optimality. Above it, late-acceptance local search,
+then large-neighbourhood search that re-solves a few crews at a time exactly (`lns`): 2 by
+scoring every split of them at once (`pair`), then 3 with CP-SAT. The last tenth of the
+budget re-solves the crews around each unmet together request (`wishes`), which also
+yields the reasons printed for the requests that stay unmet.
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ import random
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
-from flows.crews.solver import cpsat, lns
+from flows.crews.solver import cpsat, lns, wishes
+from flows.crews.solver.build import construct
 from flows.crews.solver.csv_input import CsvError, load_people_csv
 from flows.crews.solver.explain import build_result, failed_result, render_table
 from flows.crews.solver.feasibility import diagnose, explain_with_cpsat
-from flows.crews.solver.local import Progress, State, construct, local_search
+from flows.crews.solver.local import Progress, State, local_search
 from flows.crews.solver.model import (
     AttributeRule,
     Breakdown,
@@ -72,6 +76,11 @@ ITERS_PER_SECOND = 100_000  # local-search work budget per second of time budget
 LS_SHARE = 0.05
 LS_SHARE_NO_PAIRS = 0.6  # crews too large for pair re-solves: local search, then CP-SAT
 HINT_SHARE = 0.3
+# The end of the budget goes to together requests one at a time (`wishes.wish_pass`): a
+# request can need three or four crews re-solved at once, which neither local search nor
+# pair re-solves reach, and the verdicts left behind explain the requests still unmet.
+WISH_SHARE = 0.1
+MIN_ROUND_SECONDS = 0.2  # budget left below which another search round is not started
 
 
 def round_pairs(
@@ -103,12 +112,11 @@ def solve(
         return failed_result(Status.INFEASIBLE, reasons, time.monotonic() - t0)
     rng = random.Random(options.seed)
     deadline = t0 + options.time_budget
-    start = _start(pb, rng)
-    if pb.n <= options.exact_max_people:
-        if start is not None:
-            start = _polish(pb, start, rng, options, deadline, progress, t0, exact=True)
-        return _solve_exact(pb, start, options, deadline, progress, t0)
+    search_until = deadline - (WISH_SHARE * options.time_budget if pb.wishes else 0.0)
+    start = _start(pb)
     if start is None:
+        # The construction only fails on tight camps; CP-SAT then finds a first answer or
+        # proves there is none, with the whole budget if it needs it.
         found = cpsat.solve(
             cpsat.build(pb, range(pb.n), range(pb.k), objective=False),
             pb,
@@ -126,19 +134,47 @@ def solve(
                 time.monotonic() - t0,
             )
         start = found.crew_of
-    best = _polish(pb, start, rng, options, deadline, progress, t0, exact=False)
-    best = lns.search(
-        pb, best, rng, options.time_budget, options.deterministic, deadline, progress, t0
-    )
-    return _finish(pb, best, Status.FEASIBLE, None, t0)
+    if pb.n <= options.exact_max_people:
+        start = _polish(pb, start, rng, options, search_until, progress, t0, exact=True)
+        best, status, bound = _solve_exact(pb, start, options, search_until, progress, t0)
+    else:
+        best = _polish(pb, start, rng, options, search_until, progress, t0, exact=False)
+        status, bound = Status.FEASIBLE, None
+    if status is Status.OPTIMAL:  # nothing can improve: the pass only explains what is unmet
+        _, verdicts = wishes.wish_pass(pb, best, deadline, options.seed, True)
+        return _finish(pb, best, status, bound, t0, verdicts)
+    # Above the exact size, search and wish pass take turns until the budget is spent: the
+    # pass ends early when few requests are unmet, and what it changes opens new moves.
+    large = pb.n > options.exact_max_people
+    while True:
+        if large:
+            best = lns.search(
+                pb,
+                best,
+                rng,
+                options.time_budget,
+                options.deterministic,
+                search_until,
+                progress,
+                t0,
+            )
+        before = evaluate(pb, best).total
+        best, verdicts = wishes.wish_pass(pb, best, deadline, options.seed, options.deterministic)
+        after = evaluate(pb, best).total
+        if progress is not None and after < before:
+            progress(time.monotonic() - t0, after)
+        left = deadline - time.monotonic()
+        if options.deterministic or not large or left < MIN_ROUND_SECONDS or after == 0:
+            return _finish(pb, best, status, bound, t0, verdicts)
+        search_until = deadline - (WISH_SHARE * left if pb.wishes else 0.0)
 
 
-def _start(pb: Problem, rng: random.Random) -> list[int] | None:
-    """Previous assignment when still valid (so re-runs start from it), else a greedy one."""
+def _start(pb: Problem) -> list[int] | None:
+    """Previous assignment when still valid (so re-runs start from it), else a built one."""
     prev = list(pb.previous)
     if all(c >= 0 for c in prev) and not violations(pb, prev):
         return prev
-    built = construct(pb, rng)
+    built = construct(pb)
     return built if built is not None and not violations(pb, built) else None
 
 
@@ -177,12 +213,13 @@ def _polish(
 
 def _solve_exact(
     pb: Problem,
-    start: list[int] | None,
+    start: list[int],
     options: SolveOptions,
     deadline: float,
     progress: Progress | None,
     t0: float,
-) -> SolveResult:
+) -> tuple[list[int], Status, int | None]:
+    """One CP-SAT model of the whole camp, hinted with `start` (kept when it is better)."""
     built = cpsat.build(pb, range(pb.n), range(pb.k), hint=start)
     res = cpsat.solve(
         built,
@@ -195,38 +232,33 @@ def _solve_exact(
         t0,
         prove=True,
     )
-    if res.status == "infeasible":
-        return _infeasible(pb, deadline, t0)
     candidates = [c for c in (res.crew_of, start) if c is not None]
-    if not candidates:
-        return failed_result(
-            Status.UNKNOWN,
-            ["no valid assignment found within the time budget, and none proven impossible"],
-            time.monotonic() - t0,
-        )
     best = min(candidates, key=lambda c: evaluate(pb, c).total)
     status = Status.OPTIMAL if res.status == "optimal" and best is res.crew_of else Status.FEASIBLE
-    return _finish(pb, best, status, res.bound, t0)
+    return best, status, res.bound
 
 
 def _infeasible(pb: Problem, deadline: float, t0: float) -> SolveResult:
-    status, core = explain_with_cpsat(pb, max(deadline - time.monotonic(), 1.0))
+    """CP-SAT has proven that no valid assignment exists; name the conflicting rules when
+    an infeasibility core comes back in time."""
+    _, core = explain_with_cpsat(pb, max(deadline - time.monotonic(), 1.0))
     reasons = (
         ["these constraints cannot all hold together: " + "; ".join(core)]
         if core
         else ["no valid assignment exists"]
     )
-    return failed_result(
-        Status.INFEASIBLE if status == "infeasible" else Status.UNKNOWN,
-        reasons,
-        time.monotonic() - t0,
-    )
+    return failed_result(Status.INFEASIBLE, reasons, time.monotonic() - t0)
 
 
 def _finish(
-    pb: Problem, crew_of: list[int], status: Status, bound: int | None, t0: float
+    pb: Problem,
+    crew_of: list[int],
+    status: Status,
+    bound: int | None,
+    t0: float,
+    verdicts: Mapping[tuple[int, int], wishes.Verdict],
 ) -> SolveResult:
     broken = violations(pb, crew_of)
     if broken:  # a bug, never an organiser's problem: refuse to hand out an invalid plan
         raise AssertionError("solver produced an invalid assignment: " + "; ".join(broken))
-    return build_result(pb, crew_of, status, bound, time.monotonic() - t0)
+    return build_result(pb, crew_of, status, bound, time.monotonic() - t0, verdicts=verdicts)

@@ -386,7 +386,7 @@ def solve_csv(
     facilitators = any(p.facilitator for p in people.people)
     inp = people.solver_input(sizing, require_facilitator=facilitators)
     result = solve(inp, SolveOptions(time_budget=seconds, seed=seed), progress)
-    table = render_table(result, {p.id: p.name for p in people.people})
+    table = render_table(result, {p.id: p.name for p in people.people}, people.people)
     balanced = ", ".join(people.attribute_columns) or "none"
     table = f"balanced columns: {balanced}\n\n{table}"
     if not result.valid:
