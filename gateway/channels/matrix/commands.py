@@ -29,6 +29,7 @@ from gateway.model import (
     InboundMessage,
     Target,
 )
+from gateway.ops import travel as travel_ops
 from gateway.ops.crews.commands import handle_crews_command
 from gateway.ops.debrief import NoDebrief, collect, summary, to_html
 from gateway.ops.reports import export_csv, format_status, status_report
@@ -48,7 +49,17 @@ class OrganisingInbound(Inbound, Protocol):
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("help", "status", "export", "announce", "confirm", "cancel", "crews", "debrief")
+COMMANDS = (
+    "help",
+    "status",
+    "export",
+    "announce",
+    "confirm",
+    "cancel",
+    "crews",
+    "debrief",
+    "travel",
+)
 FLOW = "organisers"
 HELP = (
     "Commands:\n"
@@ -57,7 +68,8 @@ HELP = (
     "  !announce GATHERING text…     a message to everyone registered (asks to confirm)\n"
     "  !confirm / !cancel            send or drop the pending announcement\n"
     "  !crews GATHERING propose|approve|pin P N|move P N|swap P Q|unpin P|update|round|roster\n"
-    "  !debrief GATHERING            the debrief so far: a summary and the report (HTML)"
+    "  !debrief GATHERING            the debrief so far: a summary and the report (HTML)\n"
+    "  !travel GATHERING [plan|approve]  the travel plan and its map; plan now; approve it"
 )
 
 
@@ -110,6 +122,8 @@ class OrganiserCommands:
                 await self._export(room_id, message, rest, engine)
             elif word == "debrief":
                 await self._debrief(room_id, message, rest, engine)
+            elif word == "travel":
+                await self._travel(room_id, message, rest, engine)
             elif word == "crews":
                 task = asyncio.create_task(self._crews(room_id, message, rest, engine))
                 self._crews_tasks.add(task)
@@ -180,6 +194,34 @@ class OrganiserCommands:
         await self._say(room_id, message, summary(report))
         data = to_html(report).encode()
         await self._upload(room_id, message, f"{slug}-debrief.html", data, "text/html")
+
+    async def _travel(
+        self, room_id: str, message: InboundMessage, rest: str, engine: OrganisingInbound
+    ) -> None:
+        """`!travel GATHERING`: the stored plan and its map; `plan` asks for a new one (the
+        service's job runner makes it), `approve` lets its proposals go out."""
+        slug, _, action = rest.partition(" ")
+        if slug not in engine.gatherings or action.strip() not in ("", "plan", "approve"):
+            known = ", ".join(sorted(engine.gatherings)) or "none"
+            await self._say(
+                room_id, message, f"Usage: !travel GATHERING [plan|approve] (known: {known})"
+            )
+            return
+        # The wired object is the engine (see _crews).
+        wired: Any = engine
+        try:
+            if action.strip():
+                await travel_ops.command(wired, slug, action.strip())
+            if action.strip() == "plan":
+                await self._say(room_id, message, "Planning; `!travel " + slug + "` shows it.")
+                return
+            plan = await travel_ops.load(wired, slug)
+        except travel_ops.TravelError as exc:
+            await self._say(room_id, message, str(exc))
+            return
+        await self._say(room_id, message, travel_ops.describe(plan))
+        page = travel_ops.map_html(plan).encode()
+        await self._upload(room_id, message, f"{slug}-travel.html", page, "text/html")
 
     async def _upload(
         self, room_id: str, message: InboundMessage, name: str, data: bytes, mime: str

@@ -308,6 +308,8 @@ async def test_organiser_commands_allowed_for_organisers_refused_for_others(
 
         await say(org_client, room, text("!debrief camp"))
         await org_inbox.wait_for(lambda e: "has no [debrief] section" in _body(e))
+        await say(org_client, room, text("!travel camp"))
+        await org_inbox.wait_for(lambda e: "has no [travel] section" in _body(e))
 
         await say(org_client, room, text("!export camp"))
         export = await org_inbox.wait_for(lambda e: e["content"].get("msgtype") == "m.file")
