@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import html
 import json
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,7 +21,8 @@ from flows.config import GatheringConfig
 from flows.travel.places import Found, find_town
 from gateway.core.engine import Engine
 from gateway.core.jobs import JobRunner
-from gateway.model import GATHERING_SUBJECT, Channel, InboundKind, InboundMessage, PersonId, Target
+from gateway.model import GATHERING_SUBJECT, PersonId
+from gateway.ops.commands import send_command
 
 FLOW = "travel"
 
@@ -47,16 +47,7 @@ class TravelPlan:
 
 
 async def command(engine: Engine, slug: str, name: str) -> None:
-    await engine.handle(
-        InboundMessage(
-            channel=Channel.INTERNAL,
-            external_id=f"travel:{slug}:{name}:{uuid.uuid4().hex}",
-            kind=InboundKind.COMMAND,
-            received_at=engine.clock(),
-            text=name,
-            target=Target(slug, FLOW, GATHERING_SUBJECT),
-        )
-    )
+    await send_command(engine, slug, FLOW, name)
 
 
 def _gathering(engine: Engine, slug: str) -> GatheringConfig:

@@ -36,6 +36,7 @@ from tests.kit import email as kit
 from tests.kit.email_participant import Participant, plain_text
 from tests.kit.engine import as_reply
 from tests.kit.matrix import room_history, sync_until
+from tests.kit.participants import bot_said
 from tests.kit.service import email_toml, matrix_toml
 from tests.kit.service import running as running_service
 from tests.servers import DovecotServer, MailUser, MatrixUser, PostfixServer, SynapseServer
@@ -197,12 +198,6 @@ async def join_crew_room(client: AsyncClient, room_id: str) -> tuple[str, str]:
     )
     room = client.rooms[room_id]
     return str(room.name), str(room.topic)
-
-
-async def bot_said(client: AsyncClient, bot: MatrixUser, room_id: str) -> list[str]:
-    """The bodies of the bot's messages in a room the client has joined, oldest first."""
-    history = await room_history(client, room_id, bot.user_id)
-    return [str(e["content"]["body"]) for e in history if e["type"] == "m.room.message"]
 
 
 async def mail_about(member: Member, subject: str) -> EmailMessage:

@@ -10,29 +10,23 @@ answers leave her run, and the reports say what consent allows.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from pathlib import Path
 
 from nio import AsyncClient
 
 from gateway.app.service import build_engine
 from gateway.config import load_config
-from gateway.core.engine import Engine
-from gateway.model import Channel, Identity, InboundKind, InboundMessage
+from gateway.model import Channel, Identity
 from gateway.ops.debrief import Audience, collect, to_markdown
 from gateway.store.db import now_iso
-from tests.e2e.test_crews_e2e import bot_said
 from tests.kit import email as kit
-from tests.kit.email_participant import Participant, plain_text
-from tests.kit.engine import as_reply
-from tests.kit.matrix import sync_until
+from tests.kit.email_participant import Participant
+from tests.kit.participants import bot_said, dm_with_bot, mail_saying, register, until_said
 from tests.kit.service import email_toml, matrix_toml
 from tests.kit.service import running as running_service
-from tests.servers import DovecotServer, MailUser, MatrixUser, PostfixServer, SynapseServer
+from tests.servers import DovecotServer, MailUser, PostfixServer, SynapseServer
 
 CONFIG = """
 [store]
@@ -74,66 +68,6 @@ ANA_LEARNED = "To ask for help early"
 DEV_LEARNED = "Bread needs patience"
 
 
-def says(identity: Identity, channel: Channel, text: str = "", **fields: object) -> InboundMessage:
-    return InboundMessage(
-        channel,
-        f"e2e-{uuid.uuid4().hex}",
-        InboundKind.TEXT,
-        datetime.now(UTC),
-        identity,
-        text=text,
-        **fields,  # type: ignore[arg-type]
-    )
-
-
-async def register(engine: Engine, identity: Identity, channel: Channel, name: str) -> None:
-    """Registration is proven on the wire elsewhere; here it only has to have happened."""
-    await engine.handle(says(identity, channel, "hello"))
-    if channel == Channel.MATRIX:
-        await engine.handle(says(identity, channel, name))
-    else:
-        await engine.handle(await as_reply(engine, says(identity, channel, answers={1: name})))
-    await engine.handle(await as_reply(engine, says(identity, channel, "yes")))
-
-
-async def dm_with_bot(client: AsyncClient) -> str:
-    """The direct room the bot opened with the client, joined."""
-    await sync_until(client, lambda: bool(client.invited_rooms) or bool(client.rooms))
-    room = next(iter({**client.invited_rooms, **client.rooms}))
-    await client.join(room)
-    await sync_until(client, lambda: room in client.rooms)
-    return room
-
-
-async def until_said(
-    client: AsyncClient, bot: MatrixUser, room: str, done: Callable[[list[str]], bool]
-) -> list[str]:
-    """The bot's messages in the room, once `done` holds for them."""
-    said: list[str] = []
-
-    async def check() -> bool:
-        said[:] = await bot_said(client, bot, room)
-        return done(said)
-
-    await kit.until(check, limit=60)
-    return said
-
-
-async def mail_saying(person: Participant, text: str) -> EmailMessage:
-    """The newest mail whose text has `text` in the person's mailbox, once it arrived."""
-    found: list[EmailMessage] = []
-
-    async def arrived() -> bool:
-        for raw in person.dovecot.mailbox_messages(person.box.address):
-            message = message_from_bytes(raw, policy=policy.default)
-            if isinstance(message, EmailMessage) and text in plain_text(message):
-                found[:] = [message]
-        return bool(found)
-
-    await kit.until(arrived, limit=60)
-    return found[0]
-
-
 async def test_debrief_over_matrix_and_email_with_a_restart_and_consent(
     synapse: SynapseServer,
     dovecot: DovecotServer,
@@ -166,8 +100,8 @@ async def test_debrief_over_matrix_and_email_with_a_restart_and_consent(
     )
     # They registered before the camp; the service was not running when it ended.
     engine = await build_engine(load_config(config_path))
-    await register(engine, ana, Channel.MATRIX, "Ana")
-    await register(engine, dev_id, Channel.EMAIL, "Dev")
+    await register(engine, ana, Channel.MATRIX, ["Ana"])
+    await register(engine, dev_id, Channel.EMAIL, ["Dev"])
     await engine.store.close()
 
     client = await matrix_client(ana_user)

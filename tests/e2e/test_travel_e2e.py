@@ -12,23 +12,20 @@ Fay's car.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 from nio import AsyncClient
 
 from gateway.app.service import build_engine
 from gateway.config import load_config
-from gateway.core.engine import Engine
-from gateway.model import Channel, Identity, InboundKind, InboundMessage
+from gateway.model import Channel, Identity
 from gateway.ops import travel as travel_ops
 from tests.e2e.test_crews_e2e import read_invite
-from tests.e2e.test_debrief_e2e import dm_with_bot, mail_saying, until_said
 from tests.kit.email_participant import Participant
-from tests.kit.engine import as_reply
 from tests.kit.matrix import sync_until
+from tests.kit.participants import dm_with_bot, mail_saying, register, until_said
 from tests.kit.service import email_toml, matrix_toml
 from tests.kit.service import running as running_service
 from tests.servers import DovecotServer, MailUser, PostfixServer, SynapseServer
@@ -64,30 +61,6 @@ ask_days_before = 21
 plan_days_before = 1
 way_back = false
 """
-
-
-def says(who: Identity, channel: Channel, text: str = "", **fields: object) -> InboundMessage:
-    return InboundMessage(
-        channel,
-        f"e2e-{uuid.uuid4().hex}",
-        InboundKind.TEXT,
-        datetime.now(UTC),
-        who,
-        text=text,
-        **fields,  # type: ignore[arg-type]
-    )
-
-
-async def register(engine: Engine, who: Identity, channel: Channel, name: str, city: str) -> None:
-    """Registration is proven on the wire elsewhere; here it only has to have happened."""
-    await engine.handle(says(who, channel, "hello"))
-    if channel == Channel.MATRIX:
-        for answer in (name, city):
-            await engine.handle(says(who, channel, answer))
-    else:
-        form = says(who, channel, answers={1: name, 2: city})
-        await engine.handle(await as_reply(engine, form))
-    await engine.handle(await as_reply(engine, says(who, channel, "yes")))
 
 
 async def answer_by_mail(person: Participant, first: str, answers: dict[str, str]) -> None:
@@ -128,10 +101,9 @@ async def test_a_driver_by_email_and_a_rider_on_matrix_ride_together_then_not(
         )
     )
     engine = await build_engine(load_config(config_path))
-    await register(
-        engine, Identity.email(dana_box.address, "Dana"), Channel.EMAIL, "Dana", "Brugge"
-    )
-    await register(engine, rui, Channel.MATRIX, "Rui", "Beernem")
+    dana_id = Identity.email(dana_box.address, "Dana")
+    await register(engine, dana_id, Channel.EMAIL, ["Dana", "Brugge"])
+    await register(engine, rui, Channel.MATRIX, ["Rui", "Beernem"])
     await engine.store.close()
 
     client = await matrix_client(rui_user)
@@ -178,7 +150,7 @@ async def test_a_driver_by_email_and_a_rider_on_matrix_ride_together_then_not(
 
         # Fay will drive from Oostkamp too; then Dana cancels (she goes on her own).
         fay_id = Identity.email(fay_box.address, "Fay")
-        await register(service.engine, fay_id, Channel.EMAIL, "Fay", "Oostkamp")
+        await register(service.engine, fay_id, Channel.EMAIL, ["Fay", "Oostkamp"])
         await fay.write(mailbox.address, "Travel", "travel")
         fay_answers = {"2. Which": "Oostkamp", "3. On": "9:00", "4. …and": "9:45"}
         await answer_by_mail(fay, "1", {**fay_answers, "5. How many": "1", "7. When": "no"})

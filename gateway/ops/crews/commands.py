@@ -17,7 +17,6 @@ import csv
 import io
 import json
 import shlex
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -35,7 +34,7 @@ from flows.crews.solver.solve import (
     solve,
 )
 from gateway.core.engine import Engine
-from gateway.model import Channel, InboundKind, InboundMessage, Target
+from gateway.ops.commands import send_command
 from gateway.ops.crews.inputs import (
     Registrant,
     build_input,
@@ -75,17 +74,7 @@ async def command(
     engine: Engine, slug: str, name: str, payload: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """Apply one COMMAND to the gathering's crews run; returns the flow's `last` record."""
-    await engine.handle(
-        InboundMessage(
-            channel=Channel.INTERNAL,
-            external_id=f"crews:{slug}:{name}:{uuid.uuid4().hex}",
-            kind=InboundKind.COMMAND,
-            received_at=engine.clock(),
-            text=name,
-            payload=dict(payload or {}),
-            target=Target(slug, FLOW),
-        )
-    )
+    await send_command(engine, slug, FLOW, name, payload)
     last: dict[str, Any] = (await read_state(engine.store, slug)).get("last", {})
     return last
 
