@@ -37,7 +37,7 @@ from tests.kit.email_participant import Participant, plain_text
 from tests.kit.engine import as_reply
 from tests.kit.matrix import room_history, sync_until
 from tests.kit.participants import bot_said
-from tests.kit.service import email_toml, matrix_toml
+from tests.kit.service import both_channels_config
 from tests.kit.service import running as running_service
 from tests.servers import DovecotServer, MailUser, MatrixUser, PostfixServer, SynapseServer
 from tests.unit.test_calendar import ical_js
@@ -290,20 +290,16 @@ async def camp(
         member("Eli", False, "email", 1),
         member("Fay", True, "email", 2),
     ]
-    config_path = tmp_path / "gateway.toml"
-    config_path.write_text(
-        CONFIG.format(
-            matrix=matrix_toml(synapse.url, bot.user_id, bot.access_token, "matrix"),
-            email=email_toml(
-                mailbox.address,
-                mailbox.password,
-                smtp_port=postfix.smtp_port,
-                imap_port=dovecot.imap_port,
-                secret="crews-e2e-secret",
-            ),
-            zone=ZONE,
-            calls=CALLS,
-        )
+    config_path = both_channels_config(
+        tmp_path / "gateway.toml",
+        CONFIG,
+        synapse=synapse,
+        bot=bot,
+        mailbox=mailbox,
+        postfix=postfix,
+        dovecot=dovecot,
+        zone=ZONE,
+        calls=CALLS,
     )
     overrides = tmp_path / "camp.crews.toml"
     overrides.write_text("[pins]\n" + "".join(f'"{m.address}" = {m.crew}\n' for m in everyone))

@@ -24,7 +24,7 @@ from gateway.store.db import now_iso
 from tests.kit import email as kit
 from tests.kit.email_participant import Participant
 from tests.kit.participants import bot_said, dm_with_bot, mail_saying, register, until_said
-from tests.kit.service import email_toml, matrix_toml
+from tests.kit.service import both_channels_config
 from tests.kit.service import running as running_service
 from tests.servers import DovecotServer, MailUser, PostfixServer, SynapseServer
 
@@ -83,20 +83,16 @@ async def test_debrief_over_matrix_and_email_with_a_restart_and_consent(
     ana = Identity.matrix(ana_user.user_id, "Ana")
     dev_id = Identity.email(dev_box.address, "Dev")
     yesterday = date.today() - timedelta(days=1)
-    config_path = tmp_path / "gateway.toml"
-    config_path.write_text(
-        CONFIG.format(
-            matrix=matrix_toml(synapse.url, bot.user_id, bot.access_token, "matrix"),
-            email=email_toml(
-                mailbox.address,
-                mailbox.password,
-                smtp_port=postfix.smtp_port,
-                imap_port=dovecot.imap_port,
-                secret="debrief-e2e-secret",
-            ),
-            starts=yesterday - timedelta(days=2),
-            ends=yesterday,
-        )
+    config_path = both_channels_config(
+        tmp_path / "gateway.toml",
+        CONFIG,
+        synapse=synapse,
+        bot=bot,
+        mailbox=mailbox,
+        postfix=postfix,
+        dovecot=dovecot,
+        starts=yesterday - timedelta(days=2),
+        ends=yesterday,
     )
     # They registered before the camp; the service was not running when it ended.
     engine = await build_engine(load_config(config_path))

@@ -26,7 +26,7 @@ from tests.e2e.test_crews_e2e import read_invite
 from tests.kit.email_participant import Participant
 from tests.kit.matrix import sync_until
 from tests.kit.participants import dm_with_bot, mail_saying, register, until_said
-from tests.kit.service import email_toml, matrix_toml
+from tests.kit.service import both_channels_config
 from tests.kit.service import running as running_service
 from tests.servers import DovecotServer, MailUser, PostfixServer, SynapseServer
 
@@ -85,20 +85,16 @@ async def test_a_driver_by_email_and_a_rider_on_matrix_ride_together_then_not(
     fay = Participant("Fay", fay_box, dovecot, postfix)
     rui = Identity.matrix(rui_user.user_id, "Rui")
     starts = date.today() + timedelta(days=3)
-    config_path = tmp_path / "gateway.toml"
-    config_path.write_text(
-        CONFIG.format(
-            matrix=matrix_toml(synapse.url, bot.user_id, bot.access_token, "matrix"),
-            email=email_toml(
-                mailbox.address,
-                mailbox.password,
-                smtp_port=postfix.smtp_port,
-                imap_port=dovecot.imap_port,
-                secret="travel-e2e-secret",
-            ),
-            starts=starts,
-            ends=starts + timedelta(days=2),
-        )
+    config_path = both_channels_config(
+        tmp_path / "gateway.toml",
+        CONFIG,
+        synapse=synapse,
+        bot=bot,
+        mailbox=mailbox,
+        postfix=postfix,
+        dovecot=dovecot,
+        starts=starts,
+        ends=starts + timedelta(days=2),
     )
     engine = await build_engine(load_config(config_path))
     dana_id = Identity.email(dana_box.address, "Dana")

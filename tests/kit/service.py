@@ -14,6 +14,7 @@ from pathlib import Path
 from gateway.app.channels import build_service
 from gateway.app.service import Service
 from gateway.config import load_config
+from tests.servers import DovecotServer, MailUser, MatrixUser, PostfixServer, SynapseServer
 
 
 def email_toml(
@@ -56,6 +57,35 @@ user_id = "{user_id}"
 access_token = {{ value = "{token}" }}
 store_path = "{store_path}"
 """
+
+
+def both_channels_config(
+    path: Path,
+    template: str,
+    *,
+    synapse: SynapseServer,
+    bot: MatrixUser,
+    mailbox: MailUser,
+    postfix: PostfixServer,
+    dovecot: DovecotServer,
+    **values: object,
+) -> Path:
+    """Write a service file from `template`, its {matrix} and {email} sections pointing at
+    the test servers (the bot's account, the gateway's mailbox), other fields from `values`."""
+    path.write_text(
+        template.format(
+            matrix=matrix_toml(synapse.url, bot.user_id, bot.access_token, "matrix"),
+            email=email_toml(
+                mailbox.address,
+                mailbox.password,
+                smtp_port=postfix.smtp_port,
+                imap_port=dovecot.imap_port,
+                secret=f"{path.parent.name}-secret",
+            ),
+            **values,
+        )
+    )
+    return path
 
 
 @asynccontextmanager
