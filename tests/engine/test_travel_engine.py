@@ -209,3 +209,38 @@ async def test_organisers_plan_review_and_approve_with_a_map(tmp_path: Path) -> 
         assert {i.address for i in proposed} == {DANA.address, RUI.address}
     finally:
         await gw.close()
+
+
+async def test_a_car_agreed_on_feeds_the_crews_travel_term(gw: Harness) -> None:
+    """Dana and Rui ride together: the crews solver sees them as one travel group."""
+    from flows.config import CrewsConfig
+    from flows.crews.solver.solve import SolveOptions, solve
+    from gateway.ops.crews.inputs import build_input, load_registrants
+
+    dana = await register(gw, DANA, "Dana", "Brugge")
+    rui = await register(gw, RUI, "Rui", "Beernem")
+    others = [
+        await register(gw, Identity.email(f"p{n}@example.org", f"P{n}"), f"P{n}", "Gent")
+        for n in range(4)
+    ]
+    await gw.engine.schedule()
+    gw.clock.now = datetime(2027, 6, 23, 10, tzinfo=UTC)
+    await gw.fire_timers()
+    await drive_by_email(gw, DANA)
+    for answer in ("2", "9:00", "10:00", "skip", "skip", "yes", "skip"):
+        await gw.say(RUI, answer)
+    gw.clock.now = datetime(2027, 7, 7, 10, tzinfo=UTC)
+    await gw.fire_timers()
+    await run_jobs(gw)
+    await gw.say(RUI, "yes")
+    await gw.say(DANA, "yes")
+
+    people = await load_registrants(gw.store, "camp")
+    groups = {r.person: r.travel_group for r in people}
+    assert groups[dana] == groups[rui] == f"car-{dana}"
+    assert all(groups[p] == "" for p in others)
+    g = camp().model_copy(update={"crews": CrewsConfig(min_size=2, max_size=2)})
+    built = build_input(g, people, {})
+    assert built.input.travel_attribute == "travel_group"
+    result = solve(built.input, SolveOptions(time_budget=1, seed=0, deterministic=True))
+    assert result.assignment[str(dana)] == result.assignment[str(rui)]

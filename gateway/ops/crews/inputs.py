@@ -43,6 +43,8 @@ from flows.debrief.flow import Share, share_of
 from gateway.model import PersonId
 from gateway.store.db import Store
 
+#: The solver attribute that holds a person's travel group (the travel term reads it).
+TRAVEL_GROUP = "travel_group"
 #: Everyone shares this language when the gathering asks no language question.
 ANY_LANGUAGE = "any"
 _SEPARATORS = re.compile(r"[,;\n]+")
@@ -55,6 +57,9 @@ class Registrant:
     answers: Mapping[str, Any]
     emails: tuple[str, ...] = ()
     matrix: tuple[str, ...] = ()
+    #: The car or train group they travel to the gathering with (the travel flow's), if any:
+    #: the solver's travel term keeps such people in one crew.
+    travel_group: str = ""
 
     @property
     def key(self) -> str:
@@ -83,6 +88,7 @@ async def load_registrants(store: Store, slug: str) -> list[Registrant]:
             " AND r.status = 'registered' AND p.erased_at IS NULL ORDER BY r.person_id",
             (slug,),
         )
+    groups = await _travel_groups(store, slug)
     out = []
     for row in rows:
         pairs = [line.split(" ", 1) for line in (row["addresses"] or "").splitlines()]
@@ -93,9 +99,30 @@ async def load_registrants(store: Store, slug: str) -> list[Registrant]:
                 answers=json.loads(row["state"]).get("answers", {}),
                 emails=tuple(a for k, a in pairs if k == "email"),
                 matrix=tuple(a for k, a in pairs if k == "matrix"),
+                travel_group=groups.get(str(row["person_id"]), ""),
             )
         )
     return out
+
+
+async def _travel_groups(store: Store, slug: str) -> dict[str, str]:
+    """Person key → travel group: a car its driver and riders agreed on (the way there), or
+    a suggested train or bus group."""
+    async with store.read() as tx:
+        row = await tx.one(
+            "SELECT state FROM flow_runs WHERE gathering = ? AND flow = 'travel' AND person_id = 0",
+            (slug,),
+        )
+    state = json.loads(row["state"]) if row else {}
+    groups: dict[str, str] = {}
+    for match in state.get("matches", {}).values():
+        if match["direction"] == "to" and match["status"] in ("introduced", "confirmed"):
+            for person in (match["driver"], match["rider"]):
+                groups[person] = f"car-{match['driver']}"
+    for n, members in enumerate((state.get("plan") or {}).get("company", [])):
+        for person in members:
+            groups.setdefault(person, f"company-{n + 1}")
+    return groups
 
 
 async def load_names(store: Store, people: Iterable[str]) -> dict[str, str]:
@@ -225,7 +252,8 @@ def build_input(
             facilitator=bool(crews.facilitator_question)
             and truthy(r.answers.get(crews.facilitator_question or "")),
             attributes={
-                c.question: attribute_value(r.answers.get(c.question)) for c in crews.balance
+                **{c.question: attribute_value(r.answers.get(c.question)) for c in crews.balance},
+                **({TRAVEL_GROUP: r.travel_group} if r.travel_group else {}),
             },
         )
         for r in people
@@ -265,7 +293,7 @@ def build_input(
             for c in crews.balance
         ),
         past_pairs=past,
-        travel_attribute=None,
+        travel_attribute=TRAVEL_GROUP if any(r.travel_group for r in people) else None,
         previous=previous,
         weights=Weights(
             together=round(crews.together_weight),
