@@ -305,16 +305,76 @@ class _Gathering:
                         {"match": mid, "role": role, **self.card(ride, other)},
                     )
                 )
+        self.propose_company()
+
+    def propose_company(self) -> None:
+        """Suggested train or bus groups: each member is asked; those who say yes (two or
+        more) are introduced to each other."""
+        companies: dict[str, dict[str, Any]] = self.state.setdefault("companies", {})
+        day = questions.first_day(self.g).strftime("%A %d %B")
+        for members in self.state["plan"].get("company", []):
+            cid = "company:" + "-".join(sorted(members, key=int))
+            if cid in companies:
+                continue
+            companies[cid] = {"members": list(members), "answers": {}, "status": "proposed"}
+            for person in members:
+                others = [self.short(other) for other in members if other != person]
+                self.outcome.emit.append(
+                    Emit(
+                        FLOW,
+                        PersonId(int(person)),
+                        "proposal",
+                        {"match": cid, "role": "company", "others": others, "day": day},
+                    )
+                )
+
+    def short(self, person: str) -> dict[str, str]:
+        """First name and town: all a proposal says about someone."""
+        run = self.runs.get(PersonId(int(person)))
+        registration = self.ctx.peers.get("registration", {}).get(PersonId(int(person)))
+        name = chosen_name(self.g, PersonId(int(person)), registration).split()[0]
+        town = (run.state.get("origin_town") or {}).get("name", "") if run else ""
+        return {"name": name, "town": town}
+
+    def company_reply(self, cid: str, person: str, ok: bool) -> None:
+        company = self.state.get("companies", {}).get(cid)
+        if company is None or company["status"] != "proposed":
+            return
+        company["answers"][person] = ok
+        if len(company["answers"]) < len(company["members"]):
+            return
+        yes = [p for p in company["members"] if company["answers"].get(p)]
+        if len(yes) < 2:
+            company["status"] = "cancelled"
+            for other in yes:
+                self.outcome.emit.append(
+                    Emit(FLOW, PersonId(int(other)), "ride_off", {"match": cid, "why": "company"})
+                )
+            return
+        company["status"] = "introduced"
+        people = [self.member(p, []) for p in yes]
+        self.outcome.send.append(
+            Outgoing(
+                to=GATHERING_SUBJECT,
+                template=f"{FLOW}/company",
+                context={"people": people, "day": questions.first_day(self.g).strftime("%A %d %B")},
+                kind=OutKind.GROUP,
+                group=f"{self.g.slug}/{cid}",
+                members=tuple(PersonId(int(p)) for p in yes),
+                contacts=tuple(PersonId(int(p["id"])) for p in people if p["shares_contact"]),
+                is_reply=False,
+                room=f"{FLOW}/company_room",
+            )
+        )
+        for other in yes:
+            self.outcome.emit.append(Emit(FLOW, PersonId(int(other)), "introduced", {"match": cid}))
 
     def card(self, ride: Mapping[str, Any], other: str) -> dict[str, Any]:
         """What a proposal says about the other side: first name, town and times only."""
-        run = self.runs.get(PersonId(int(other)))
-        registration = self.ctx.peers.get("registration", {}).get(PersonId(int(other)))
-        name = chosen_name(self.g, PersonId(int(other)), registration).split()[0]
-        town = (run.state.get("origin_town") or {}).get("name", "") if run else ""
+        who = self.short(other)
         return {
-            "other": name,
-            "town": town,
+            "other": who["name"],
+            "town": who["town"],
             "direction": ride["direction"],
             "departure": self.clock(ride["departure"]),
             "stop": self.clock(ride["stop"]),
@@ -329,6 +389,9 @@ class _Gathering:
         person, ok = str(payload["person"]), bool(payload["ok"])
         matches = self.state.get("matches", {})
         for mid in payload.get("matches", []):
+            if mid.startswith("company:"):
+                self.company_reply(mid, person, ok)
+                continue
             match = matches.get(mid)
             if match is None or match["status"] != "proposed":
                 continue
@@ -338,7 +401,7 @@ class _Gathering:
                 self.call_off(mid, "declined", by=person)
             elif match["driver_ok"] and match["rider_ok"]:
                 self.introduce(mid)
-        if not ok:
+        if not ok and any(not m.startswith("company:") for m in payload.get("matches", [])):
             self.replan()
 
     def call_off(self, mid: str, why: str, by: str | None = None) -> None:

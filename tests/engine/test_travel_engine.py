@@ -244,3 +244,34 @@ async def test_a_car_agreed_on_feeds_the_crews_travel_term(gw: Harness) -> None:
     assert built.input.travel_attribute == "travel_group"
     result = solve(built.input, SolveOptions(time_budget=1, seed=0, deterministic=True))
     assert result.assignment[str(dana)] == result.assignment[str(rui)]
+
+
+async def test_train_company_is_proposed_and_those_who_agree_are_introduced(
+    gw: Harness,
+) -> None:
+    cy, di = Identity.matrix("@cy:example.org", "Cy"), Identity.matrix("@di:example.org", "Di")
+    eve = Identity.email("eve@example.org", "Eve")
+    for who, name, town in ((cy, "Cy", "Brugge"), (di, "Di", "Brugge"), (eve, "Eve", "Oostkamp")):
+        await register(gw, who, name, town)
+    await gw.engine.schedule()
+    gw.clock.now = datetime(2027, 6, 23, 10, tzinfo=UTC)
+    await gw.fire_timers()
+    for who in (cy, di):
+        for answer in ("3", "8:00", "12:00", "yes", "skip"):
+            await gw.say(who, answer)
+    await gw.say(eve, "", answers={1: "3"})
+    await gw.say(eve, "", answers={3: "8:00", 4: "12:00", 9: "yes", 10: "-"})
+
+    gw.clock.now = datetime(2027, 7, 7, 10, tzinfo=UTC)
+    await gw.fire_timers()
+    proposals = await run_jobs(gw)
+    [for_cy] = to(proposals, cy)
+    assert "Di (from Brugge), Eve (from Oostkamp) also take the train or bus" in for_cy.text
+    assert "eve@example.org" not in for_cy.text
+
+    await gw.say(cy, "yes")
+    await gw.say(eve, "no")
+    met = [i for i in await gw.say(di, "yes") if i.kind == OutKind.GROUP]
+    assert met and all("@cy:example.org" in i.text and "@di:example.org" in i.text for i in met)
+    assert {a for i in met for a in i.group_addresses} == {cy.address, di.address}
+    assert not any("Eve" in i.text for i in met)  # she said no
