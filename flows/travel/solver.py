@@ -331,9 +331,10 @@ def plan(trip: Trip, *, improve_rounds: int = 3) -> Plan:
     cars = {d: Car(d, (), trip.drivers[d].earliest, (), 0) for d in sorted(trip.drivers)}
     order = sorted(trip.riders, key=lambda r: (len(candidates[r]), r))
     unplaced = [r for r in order if not _place(trip, cars, r, candidates[r])]
-    while unplaced:
+    budget = [REPAIR_BUDGET]  # shared by every repair pass: the bound is on the whole plan
+    while unplaced and budget[0] > 0:
         before = len(unplaced)
-        unplaced = _repair(trip, cars, unplaced, candidates)
+        unplaced = _repair(trip, cars, unplaced, candidates, budget)
         if len(unplaced) == before:
             break
     for _ in range(improve_rounds):
@@ -394,13 +395,16 @@ def _without(trip: Trip, car: Car, rider: str) -> Car | None:
 
 
 def _repair(
-    trip: Trip, cars: dict[str, Car], unplaced: list[str], candidates: Mapping[str, list[str]]
+    trip: Trip,
+    cars: dict[str, Car],
+    unplaced: list[str],
+    candidates: Mapping[str, list[str]],
+    budget: list[int],
 ) -> list[str]:
     """An unplaced rider takes the seat of a placed one, who moves to another car — or
     takes someone else's seat there in turn (an ejection chain of REPAIR_DEPTH moves)."""
     still = []
     failed: set[tuple[str, int]] = set()
-    budget = [REPAIR_BUDGET]
     for rider in unplaced:
         trial = dict(cars)
         if budget[0] > 0 and _seat(
