@@ -74,6 +74,9 @@ class Travel:
     #: "travel" starts (or shows) a person's travel questions at any time: someone who
     #: registers after the questions went out asks for them so.
     commands: ClassVar[tuple[str, ...]] = ("travel",)
+    #: …but a run of travel does not claim messages before the person's more recent runs
+    #: (a debrief answer is the debrief's even while a ride proposal waits).
+    claims_first: ClassVar[bool] = False
 
     def wants(self, message: InboundMessage, status: str) -> bool:
         if status in ("asked", "proposed", "changing"):

@@ -34,7 +34,10 @@ def command_target(
     if not owners:
         return None
     for gathering, flow, status in live:
-        if flow in owners and owners[flow].wants(message, status):
+        # Only flows that say so claim a message before the person's more recent runs (a
+        # pending link code); the others are asked in their turn, most recent first.
+        claims = getattr(owners.get(flow), "claims_first", True)
+        if flow in owners and claims and owners[flow].wants(message, status):
             return Target(gathering, flow, person)
     if message.kind != InboundKind.TEXT or not message.text.split():
         return None

@@ -138,6 +138,9 @@ def test_demo_debrief_chapter_asks_who_came_and_reports_what_it_stored(
     assert shared[0] == "closed"
     assert sorted(state["asked"]) == sorted(r[0] for r in registered)
     assert f"{len(finished)} of {len(registered)} people answered" in out
+    # Everyone who answered finished, even those with a ride proposal still open in travel:
+    # their answers reached the debrief, not the flow that owns a command word.
+    assert f"  {len(finished)} answer (by chat one at a time" in out
     assert "A reminder goes to the" in out and "crew(s) hear what was shared" in out
     public = out[out.index("(shared with everyone)") :]
     assert sum(len(v) for v in state["anonymous"].values()) > 0
