@@ -36,7 +36,7 @@ from gateway.model import (
     OutboxItem,
     Target,
 )
-from tests.kit.helpers import Clock, Harness
+from tests.kit.engine import Clock, Harness
 
 REFLECTIONS = [
     Question(id="learned", type=QuestionType.TEXT, prompt="What did you learn?"),
@@ -232,7 +232,7 @@ async def test_nothing_is_asked_of_people_who_declined_the_invite(tmp_path: Path
         await register(gw, ANA, "Ana")
         await register(gw, BO, "Bo")
         _, state = await gw.run(await gw.person_of(BO))
-        from tests.kit.helpers import calendar_reply
+        from tests.kit.engine import calendar_reply
 
         await gw.handle(calendar_reply(BO, state["invite_uid"], "DECLINED", state["sequence"]))
         await gw.deliver()

@@ -16,7 +16,7 @@ import pytest
 from flows.debrief import times
 from gateway.ops.debrief import Audience, NoDebrief, collect, summary, to_csv, to_html, to_markdown
 from tests.engine.test_debrief_engine import ANA, BO, CY, FLOWS, came_and_crewed, camp, until
-from tests.kit.helpers import Clock, Harness
+from tests.kit.engine import Clock, Harness
 from tests.kit.optional import require_program
 
 ANONYMOUS = "Trust the slow process"

@@ -22,8 +22,7 @@ from gateway.core.people import create_person
 from gateway.core.render import Renderer
 from gateway.model import Channel, Emit, Identity, InboundKind, InboundMessage, PersonId
 from gateway.ops.commands import send_command
-from tests.kit.engine import gathering
-from tests.kit.helpers import Clock, Harness
+from tests.kit.engine import Clock, Harness, gathering
 
 # --- the flow a developer writes ---
 QUESTIONS = [

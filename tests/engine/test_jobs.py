@@ -11,8 +11,7 @@ from typing import Any, ClassVar
 from flows.base import JobFunction, Outcome, StepContext
 from gateway.core.jobs import MAX_ATTEMPTS, JobRunner
 from gateway.model import JOB_DONE, Identity, InboundKind, InboundMessage, RunJob
-from tests.kit.engine import gathering
-from tests.kit.helpers import Harness
+from tests.kit.engine import Harness, gathering
 
 
 def total(payload: Mapping[str, Any]) -> Mapping[str, Any]:

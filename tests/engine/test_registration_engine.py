@@ -14,7 +14,7 @@ from flows.config import GatheringConfig, Question, QuestionType, RegistrationCo
 from flows.registration.flow import Registration
 from flows.registration.seats import invariant_violations
 from gateway.model import Identity, InboundKind, OutboxItem, OutKind, PersonId
-from tests.kit.helpers import Harness, calendar_reply, inbound
+from tests.kit.engine import Harness, calendar_reply, inbound
 
 QUESTIONS = [
     Question(
@@ -424,7 +424,7 @@ def test_max_length_is_configurable_per_question() -> None:
 
 
 def sent_id(item: OutboxItem) -> str:
-    return f"out-{item.idempotency_key}"  # what the fake transport answered for it
+    return f"<{item.idempotency_key}@test>"  # what the recording transport answered for it
 
 
 async def test_a_vote_on_an_older_poll_answers_that_polls_question(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from flows.registration.flow import Registration
 from flows.travel.flow import Travel
 from gateway.core.jobs import JobRunner
 from gateway.model import GATHERING_SUBJECT, Identity, OutboxItem, OutKind
-from tests.kit.helpers import Clock, Harness
+from tests.kit.engine import Clock, Harness
 
 
 def camp() -> GatheringConfig:

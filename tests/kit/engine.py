@@ -1,26 +1,35 @@
-"""Small building blocks for engine-level tests: a test flow, a recording transport, messages.
+"""The engine-level test kit: a harness, a clock, a recording transport, a test flow, a
+renderer, and message builders.
 
-These are fakes for pure-logic tests of the engine and outbox; the channels themselves are
-proven against real servers in tests/matrix and tests/email.
+`Harness` wires the real Engine, a real SQLite store (a file in a temporary directory), the
+real OutboxWorker and TimerLoop to `Recorder` transports that record what would have been
+sent, and a clock the test moves by hand. Fakes are for pure-logic tests of the engine and
+flows; the channels themselves are proven against real servers in tests/wire.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from flows.base import Outcome, StepContext
+from flows.base import Flow, Outcome, StepContext
 from flows.config import GatheringConfig
-from gateway.core.engine import Engine
+from gateway.core.engine import Engine, Handled
+from gateway.core.outbox import OutboxWorker
 from gateway.core.render import Renderer
+from gateway.core.timers import TimerLoop
 from gateway.model import (
     GATHERING_SUBJECT,
+    CalendarAnswer,
     Channel,
     Emit,
     Identity,
+    IdentityKind,
     InboundKind,
     InboundMessage,
     OutboxItem,
@@ -30,6 +39,7 @@ from gateway.model import (
     Target,
 )
 from gateway.ports import PermanentError, TransientError
+from gateway.store.db import Store, open_store
 
 _ids = itertools.count(1)
 
@@ -173,3 +183,116 @@ async def as_reply(engine: Engine, message: InboundMessage) -> InboundMessage:
     if row is None:
         return message
     return replace(message, target=Target(row[1], row[2], PersonId(row[0])))
+
+
+def channel_of(identity: Identity) -> Channel:
+    return Channel.EMAIL if identity.kind == IdentityKind.EMAIL else Channel.MATRIX
+
+
+def inbound(
+    sender: Identity,
+    text: str = "",
+    *,
+    kind: InboundKind = InboundKind.TEXT,
+    at: datetime | None = None,
+    external_id: str | None = None,
+    **fields: Any,
+) -> InboundMessage:
+    """A message from `sender` on the channel of its identity; a fresh external id by default."""
+    return InboundMessage(
+        channel=channel_of(sender),
+        external_id=external_id or f"msg-{next(_ids)}",
+        kind=kind,
+        received_at=at or datetime(2027, 1, 1, tzinfo=UTC),
+        sender=sender,
+        text=text,
+        **fields,
+    )
+
+
+def calendar_reply(sender: Identity, uid: str, partstat: str, sequence: int) -> InboundMessage:
+    return inbound(
+        sender,
+        kind=InboundKind.CALENDAR_REPLY,
+        calendar=CalendarAnswer(
+            uid=uid, partstat=partstat, sequence=sequence, attendee=sender.address
+        ),
+    )
+
+
+@dataclass
+class Harness:
+    """The real engine, store, outbox and timers around fake transports and a hand clock."""
+
+    store: Store
+    engine: Engine
+    clock: Clock
+    transports: dict[Channel, Recorder]
+    worker: OutboxWorker
+    timers: TimerLoop
+    delivered: int = field(default=0)
+
+    @classmethod
+    async def open(
+        cls,
+        tmp_path: Path,
+        flows: Mapping[str, Flow],
+        gatherings: Mapping[str, GatheringConfig],
+        clock: Clock | None = None,
+    ) -> Harness:
+        clock = clock or Clock(datetime(2027, 3, 1, 9, 0, tzinfo=UTC))
+        store = await open_store(tmp_path / "gateway.sqlite3", durability="normal")
+        engine = Engine(store, flows, gatherings, clock=clock)
+        transports = {c: Recorder(c) for c in (Channel.EMAIL, Channel.MATRIX)}
+        worker = OutboxWorker(store, transports, clock=clock, seed=1)
+        return cls(store, engine, clock, transports, worker, TimerLoop(engine, clock=clock))
+
+    async def close(self) -> None:
+        await self.store.close()
+
+    async def handle(self, message: InboundMessage) -> Handled:
+        return await self.engine.handle(message)
+
+    async def say(self, sender: Identity, text: str = "", **fields: Any) -> list[OutboxItem]:
+        """Handle one message from `sender` and return what the gateway sent as a result.
+
+        By email it is a reply to the last message sent to the sender, as a mail client's
+        Reply is (pass `in_reply_to=None` for a fresh mail, e.g. a forged one)."""
+        if sender.kind == IdentityKind.EMAIL and "in_reply_to" not in fields:
+            mine = [i for i in self.transports[Channel.EMAIL].sent if i.address == sender.address]
+            fields["in_reply_to"] = f"<{mine[-1].idempotency_key}@test>" if mine else None
+        await self.handle(inbound(sender, text, at=self.clock.now, **fields))
+        return await self.deliver()
+
+    async def deliver(self) -> list[OutboxItem]:
+        """Run the outbox until it is empty; return the items sent since the last call."""
+        while await self.worker.run_once():
+            pass
+        everything = sorted(
+            (i for t in self.transports.values() for i in t.sent), key=lambda i: i.id
+        )
+        fresh = everything[self.delivered :]
+        self.delivered = len(everything)
+        return fresh
+
+    async def fire_timers(self) -> list[OutboxItem]:
+        await self.timers.fire_due()
+        return await self.deliver()
+
+    async def run(self, person: int, flow: str = "registration") -> tuple[str, dict[str, Any]]:
+        """(status, state) of a flow run; person 0 is the gathering-level run."""
+        async with self.store.read() as tx:
+            row = await tx.one(
+                "SELECT status, state FROM flow_runs WHERE flow = ? AND person_id = ?",
+                (flow, person),
+            )
+        return (row["status"], json.loads(row["state"])) if row else ("", {})
+
+    async def person_of(self, identity: Identity) -> int:
+        async with self.store.read() as tx:
+            row = await tx.one(
+                "SELECT person_id FROM identities WHERE kind = ? AND address = ?",
+                (identity.kind.value, identity.address),
+            )
+        assert row is not None, f"{identity} is not a person"
+        return int(row[0])
