@@ -189,6 +189,12 @@ def _check(args: argparse.Namespace) -> int:
                 f" ({g.timezone}), {g.debrief.reminders} reminder(s), open"
                 f" {g.debrief.answer_days:g} days"
             )
+        if g.travel is not None:
+            print(
+                f"    travel: to {g.travel.venue_town}; questions {g.travel.ask_days_before:g}"
+                f" days before, plan {g.travel.plan_days_before:g} days before"
+                + (", reviewed by the organisers" if g.travel.review else "")
+            )
     return 0
 
 
