@@ -134,7 +134,7 @@ class Debrief:
         done = set(state.get("reminded", []))
         for name, at in times.reminders(gathering, gathering.debrief).items():
             planned[name] = None if name in done else at
-        for n in range(len(planned), 6):  # reminders the organisers removed since
+        for n in range(1, 6):  # reminders the organisers removed, or past the deadline
             planned.setdefault(f"{times.REMIND}.{n}", None)
         if not state.get("closed"):
             planned[times.CLOSE] = times.deadline(gathering, gathering.debrief)

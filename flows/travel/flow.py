@@ -286,6 +286,7 @@ class _Gathering:
                         "driver": car["driver"],
                         "rider": rider,
                         "departure": car["departure"],
+                        "arrival": car.get("arrival", car["departure"]),
                         "stop": stop,
                     }
         for mid, match in list(matches.items()):
@@ -293,7 +294,9 @@ class _Gathering:
                 self.call_off(mid, "replanned")
         for mid, ride in wanted.items():
             if mid in matches and matches[mid]["status"] != "cancelled":
-                matches[mid].update(departure=ride["departure"], stop=ride["stop"])
+                matches[mid].update(
+                    departure=ride["departure"], arrival=ride["arrival"], stop=ride["stop"]
+                )
                 continue
             matches[mid] = {**ride, "status": "proposed", "driver_ok": None, "rider_ok": None}
             for role, person, other in (
@@ -439,7 +442,7 @@ class _Gathering:
         key = f"{direction}:{driver}"
         sequences[key] = sequences.get(key, -1) + 1
         start = self.epoch() + timedelta(minutes=match["departure"])
-        direct = 60
+        end = self.epoch() + timedelta(minutes=match.get("arrival", match["departure"]))
         town = (self.runs[PersonId(int(driver))].state.get("origin_town") or {}).get("label", "")
         invite = Invite(
             uid=f"{self.g.slug}-ride-{direction}-{driver}@gathering-gateway",
@@ -447,7 +450,7 @@ class _Gathering:
             method="REQUEST",
             summary=f"{'Ride to' if direction == 'to' else 'Ride home from'} {self.g.name}",
             start=start,
-            end=start + timedelta(minutes=direct),
+            end=max(end, start + timedelta(minutes=15)),
             tzid=self.g.timezone,
             location=town if direction == "to" else self.g.venue,
         )

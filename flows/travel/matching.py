@@ -48,7 +48,7 @@ def match(payload: Mapping[str, Any]) -> Mapping[str, Any]:
         trip = _trip(venue, side, direction)
         before = previous.get(direction.value)
         result = replan(trip, plan_from(before, direction)) if before else plan(trip)
-        out[direction.value] = plan_to_json(result)
+        out[direction.value] = plan_to_json(result, trip)
     company = [
         Traveller(p["id"], Place(p["lat"], p["lon"]), p["day"]) for p in payload.get("company", [])
     ]
@@ -78,7 +78,7 @@ def _trip(venue: Place, side: Mapping[str, Any], direction: Direction) -> Trip:
     return Trip(venue, drivers, riders, direction, forbidden)
 
 
-def plan_to_json(result: Plan) -> dict[str, Any]:
+def plan_to_json(result: Plan, trip: Trip) -> dict[str, Any]:
     return {
         "cars": [
             {
@@ -87,11 +87,21 @@ def plan_to_json(result: Plan) -> dict[str, Any]:
                 "departure": c.departure,
                 "stops": list(c.stops),
                 "detour": c.detour,
+                "arrival": _arrival(trip, c),
             }
             for c in result.cars
         ],
         "unmatched": {r: str(reason) for r, reason in result.unmatched.items()},
     }
+
+
+def _arrival(trip: Trip, car: Car) -> int:
+    """When the ride ends: at the venue (way there), at the last drop-off (way back)."""
+    if not car.riders:
+        return car.departure
+    if trip.direction == Direction.TO:
+        return car.stops[-1] + trip.minutes(car.riders[-1], "")
+    return car.stops[-1]
 
 
 def plan_from(data: Mapping[str, Any], direction: Direction) -> Plan:

@@ -294,3 +294,17 @@ async def test_stay_with_answers_feed_the_next_round_of_crews(tmp_path: Path) ->
         assert crew_of[str(ids["Bo"])] == crew_of[str(ids["Di"])]
     finally:
         await gw.close()
+
+
+def test_schedule_drops_reminders_the_organisers_removed_and_keeps_done_work_done() -> None:
+    g = camp()
+    assert g.debrief is not None
+    flow, now = Debrief(), datetime(2027, 7, 1, tzinfo=UTC)
+    before = flow.schedule(g, {}, now)
+    assert before["remind.1"] is not None and before["remind.2"] is not None
+    fewer = g.model_copy(update={"debrief": g.debrief.model_copy(update={"reminders": 1})})
+    after = flow.schedule(fewer, {"prompted": "x", "reminded": []}, now)
+    assert "prompt" not in after  # done: never set again
+    assert after["remind.1"] is not None and after["remind.2"] is None
+    closed = flow.schedule(g, {"prompted": "x", "reminded": ["remind.1"], "closed": "x"}, now)
+    assert closed["remind.1"] is None and "close" not in closed

@@ -129,6 +129,9 @@ async def test_asked_matched_proposed_introduced_cancelled_and_proposed_again(
     assert all("dana@example.org" in i.text and "@rui:example.org" in i.text for i in intro)
     assert all('"big backpack"' in i.text for i in intro)
     assert intro[0].invite is not None and intro[0].invite.method == "REQUEST"
+    # The event lasts from leaving Brugge to arriving at the venue in Gent (about an hour).
+    ride = intro[0].invite.end - intro[0].invite.start
+    assert timedelta(minutes=30) < ride < timedelta(hours=2)
     assert intro[0].invite.start == datetime(2027, 7, 14, 9, 0, tzinfo=camp().zone) + timedelta(
         minutes=intro[0].invite.start.minute
     )
