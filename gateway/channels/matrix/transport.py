@@ -29,6 +29,7 @@ is answered with a short note (REJECTED) asking the person to send it again.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import random
 from collections.abc import Callable, Iterable
@@ -41,9 +42,12 @@ from nio import (
     MegolmEvent,
     RoomSendResponse,
     SyncResponse,
+    UploadResponse,
 )
 
 from gateway.channels.matrix.codec import (
+    attachment_txn_id,
+    file_content,
     mentions_user,
     parse_event,
     poll_content,
@@ -67,7 +71,16 @@ from gateway.channels.matrix.sync import (
     sleep_unless,
 )
 from gateway.config import MatrixSettings
-from gateway.model import Channel, InboundKind, InboundMessage, OutboxItem, OutKind
+from gateway.model import (
+    Attachment,
+    Channel,
+    GroupBody,
+    InboundKind,
+    InboundMessage,
+    OutboxItem,
+    PollBody,
+    TextBody,
+)
 from gateway.ports import TransientError
 from gateway.store.db import Store, load_cursor
 
@@ -142,22 +155,56 @@ class MatrixTransport:
         try:
             await self.start()
             room_id = await self._room_for(item)
-            if item.kind == OutKind.POLL:
-                event_type = "m.poll.start"
+            body = item.body
+            if isinstance(body, PollBody):
                 content = poll_content(
-                    item.text,
-                    item.options,
-                    max_selections=len(item.options) if item.multiple else 1,
+                    body.text,
+                    body.options,
+                    max_selections=len(body.options) if body.multiple else 1,
                 )
+                key = txn_id(item.idempotency_key)
+                return await self.send_event(room_id, "m.poll.start", content, key)
+            parts = split_text(body.text)
+            if len(parts) > 1:
+                first = await self._send_parts(room_id, item, parts)
             else:
-                parts = split_text(item.text)
-                if len(parts) > 1:
-                    return await self._send_parts(room_id, item, parts)
-                event_type = "m.room.message"
-                content = text_content(item.text, item.html, in_reply_to=item.in_reply_to)
-            return await self.send_event(room_id, event_type, content, txn_id(item.idempotency_key))
+                content = text_content(body.text, body.html, in_reply_to=item.in_reply_to)
+                key = txn_id(item.idempotency_key)
+                first = await self.send_event(room_id, "m.room.message", content, key)
+            if isinstance(body, TextBody):
+                for index, attachment in enumerate(body.attachments):
+                    await self._send_file(room_id, item, index, attachment)
+            return first
         except _NETWORK_ERRORS as exc:
             raise TransientError(f"homeserver unreachable: {exc!r}") from exc
+
+    async def _send_file(
+        self, room_id: str, item: OutboxItem, index: int, attachment: Attachment
+    ) -> None:
+        """Upload one attachment (encrypted where the room is) and post it as `m.file`.
+
+        The upload is repeated on a resend (media has no transaction id; the spare copy is
+        never referenced), but the event's txn_id is the row's key and the file's index, so
+        the room shows the file once."""
+        room = self.client.rooms.get(room_id)
+        resp, keys = await self.client.upload(
+            io.BytesIO(attachment.data),
+            content_type=attachment.mime,
+            filename=attachment.name,
+            encrypt=bool(room and room.encrypted),
+            filesize=len(attachment.data),
+        )
+        raise_for(resp, f"uploading {attachment.name} for {room_id}")
+        assert isinstance(resp, UploadResponse)
+        content = file_content(
+            attachment.name,
+            resp.content_uri,
+            len(attachment.data),
+            attachment.mime,
+            encryption=keys,
+        )
+        txn = attachment_txn_id(item.idempotency_key, index)
+        await self.send_event(room_id, "m.room.message", content, txn)
 
     async def _send_parts(self, room_id: str, item: OutboxItem, parts: list[str]) -> str:
         """A message too big for one event, as several in order; each part has its own
@@ -187,13 +234,14 @@ class MatrixTransport:
         return str(resp.event_id)
 
     async def _room_for(self, item: OutboxItem) -> str:
-        if item.kind == OutKind.GROUP:
-            if item.closes:
-                return await self.rooms.close_group(item.address, item.room_name, item.room_topic)
+        body = item.body
+        if isinstance(body, GroupBody):
+            if body.closes:
+                return await self.rooms.close_group(item.address, body.room_name, body.room_topic)
             # The group key (item.address) names the room in the store and its state only.
-            name = item.room_name or item.subject
+            name = body.room_name or body.subject
             return await self.rooms.group_room(
-                item.address, name, item.room_topic, item.group_addresses
+                item.address, name, body.room_topic, body.group_addresses
             )
         if item.address.startswith("!"):
             return item.address  # a room, e.g. an answer to an organisers' command
