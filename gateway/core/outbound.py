@@ -14,8 +14,8 @@ from datetime import datetime
 from typing import Any
 
 from flows.config import GatheringConfig
-from gateway.core.people import CHANNEL_OF_KIND, PersonRecord, Reach, load_person
 from gateway.core.payload import RowPayload
+from gateway.core.people import CHANNEL_OF_KIND, PersonRecord, Reach, load_person
 from gateway.core.render import Rendered, Renderer, TemplateError
 from gateway.core.unsolicited import over_limit
 from gateway.model import (

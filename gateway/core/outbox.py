@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from gateway.core.wakeup import Wakeup
 from gateway.core.payload import MalformedPayload, read_payload
+from gateway.core.wakeup import Wakeup
 from gateway.model import Channel, OutboxId, OutboxItem, PersonId
 from gateway.ports import PermanentError, SendError, TransientError, Transport
 from gateway.store.db import Row, Store, Tx, now_iso
