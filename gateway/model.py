@@ -14,7 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, NewType
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, TypeAdapter
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 
 PersonId = NewType("PersonId", int)
 OutboxId = NewType("OutboxId", int)
@@ -243,7 +243,6 @@ class GroupBody(_Body):
 
 #: The body of an outbox row, told apart by its `kind`.
 OutboxBody = Annotated[TextBody | PollBody | GroupBody, Field(discriminator="kind")]
-OUTBOX_BODY: TypeAdapter[OutboxBody] = TypeAdapter(OutboxBody)
 
 
 @dataclass(frozen=True, slots=True)
