@@ -178,7 +178,7 @@ def _to_base64(value: bytes) -> str:
 
 
 #: Bytes that are base64 text in JSON (an outbox row's payload).
-Base64Bytes = Annotated[
+Base64Data = Annotated[
     bytes, BeforeValidator(_from_base64), PlainSerializer(_to_base64, when_used="json")
 ]
 
@@ -189,7 +189,8 @@ class Attachment:
 
     name: str
     mime: str
-    data: Base64Bytes
+    #: Left out of repr: items are logged, and a file can be megabytes.
+    data: Base64Data = field(repr=False)
 
 
 #: The most file data one message may carry, all attachments together. By email each byte
