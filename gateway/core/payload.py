@@ -6,10 +6,10 @@ of it (`$.subject`, `$.questions`) works on rows of every age.
 
 Rows written before the body was typed have no `kind` inside (it is only the row's column)
 and carry every kind's fields (`options: []` on a text message). They are read by taking
-the kind from the column and keeping the fields that kind has; no migration rewrites them,
+the kind from the column and dropping the other kinds' fields; no migration rewrites them,
 because queued rows live for seconds to days, rows erased for privacy hold other JSON, and
 a gateway rolled back to the previous version still reads the new rows (it looks up each
-field with a default).
+field with a default; it would drop the files).
 """
 
 from __future__ import annotations

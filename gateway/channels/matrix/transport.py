@@ -29,7 +29,6 @@ is answered with a short note (REJECTED) asking the person to send it again.
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 import random
 from collections.abc import Callable, Iterable
@@ -42,12 +41,10 @@ from nio import (
     MegolmEvent,
     RoomSendResponse,
     SyncResponse,
-    UploadResponse,
 )
 
 from gateway.channels.matrix.codec import (
     attachment_txn_id,
-    file_content,
     mentions_user,
     parse_event,
     poll_content,
@@ -56,6 +53,7 @@ from gateway.channels.matrix.codec import (
     txn_id,
 )
 from gateway.channels.matrix.commands import OrganiserCommands, OrganisingInbound
+from gateway.channels.matrix.files import upload_file
 from gateway.channels.matrix.pending import KEY_WAIT, PendingDecryption
 from gateway.channels.matrix.pending import MIGRATIONS as PENDING_MIGRATIONS
 from gateway.channels.matrix.rooms import MIGRATIONS as ROOM_MIGRATIONS
@@ -72,7 +70,6 @@ from gateway.channels.matrix.sync import (
 )
 from gateway.config import MatrixSettings
 from gateway.model import (
-    Attachment,
     Channel,
     GroupBody,
     InboundKind,
@@ -172,39 +169,14 @@ class MatrixTransport:
                 key = txn_id(item.idempotency_key)
                 first = await self.send_event(room_id, "m.room.message", content, key)
             if isinstance(body, TextBody):
+                # After the text, each file with its own stable txn_id: posted once.
                 for index, attachment in enumerate(body.attachments):
-                    await self._send_file(room_id, item, index, attachment)
+                    content = await upload_file(self.client, room_id, attachment)
+                    txn = attachment_txn_id(item.idempotency_key, index)
+                    await self.send_event(room_id, "m.room.message", content, txn)
             return first
         except _NETWORK_ERRORS as exc:
             raise TransientError(f"homeserver unreachable: {exc!r}") from exc
-
-    async def _send_file(
-        self, room_id: str, item: OutboxItem, index: int, attachment: Attachment
-    ) -> None:
-        """Upload one attachment (encrypted where the room is) and post it as `m.file`.
-
-        The upload is repeated on a resend (media has no transaction id; the spare copy is
-        never referenced), but the event's txn_id is the row's key and the file's index, so
-        the room shows the file once."""
-        room = self.client.rooms.get(room_id)
-        resp, keys = await self.client.upload(
-            io.BytesIO(attachment.data),
-            content_type=attachment.mime,
-            filename=attachment.name,
-            encrypt=bool(room and room.encrypted),
-            filesize=len(attachment.data),
-        )
-        raise_for(resp, f"uploading {attachment.name} for {room_id}")
-        assert isinstance(resp, UploadResponse)
-        content = file_content(
-            attachment.name,
-            resp.content_uri,
-            len(attachment.data),
-            attachment.mime,
-            encryption=keys,
-        )
-        txn = attachment_txn_id(item.idempotency_key, index)
-        await self.send_event(room_id, "m.room.message", content, txn)
 
     async def _send_parts(self, room_id: str, item: OutboxItem, parts: list[str]) -> str:
         """A message too big for one event, as several in order; each part has its own
