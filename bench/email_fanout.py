@@ -23,7 +23,7 @@ import json
 import statistics
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,8 +33,9 @@ from gateway.channels.email.inbound import token_maker
 from gateway.channels.email.send import EmailTransport
 from gateway.config import EmailSettings
 from gateway.core.outbox import OutboxWorker, item_from_row
-from gateway.model import Invite, OutboxItem, PersonId
-from gateway.store.db import dumps, now_iso, open_store
+from gateway.core.payload import RowPayload
+from gateway.model import Invite, OutboxItem, PersonId, TextBody
+from gateway.store.db import now_iso, open_store
 from tests.kit import email as kit
 from tests.servers import SmtpSink
 
@@ -77,21 +78,16 @@ async def queue(db: Path, count: int, email: EmailSettings) -> None:
     make = token_maker(email)
     async with store.transaction() as tx:
         for n in range(1, count + 1):
-            data = asdict(invite(n))
-            data["start"], data["end"] = data["start"].isoformat(), data["end"].isoformat()
-            payload = {
-                "subject": "Camp 2027: your invitation",
-                "is_reply": False,
-                "invite": data,
-                "text": f"Dear Person {n},\n\nyou are in. The invitation is attached.\n",
-                "html": f"<p>Dear Person {n},</p><p>you are in.</p>",
-                "options": [],
-                "group": None,
-                "group_addresses": [],
-                "in_reply_to": None,
-                "thread_root": None,
-                "reply_token": make(PersonId(n), "camp/registration"),
-            }
+            payload = RowPayload(
+                is_reply=False,
+                reply_token=make(PersonId(n), "camp/registration"),
+                body=TextBody(
+                    subject="Camp 2027: your invitation",
+                    invite=invite(n),
+                    text=f"Dear Person {n},\n\nyou are in. The invitation is attached.\n",
+                    html=f"<p>Dear Person {n},</p><p>you are in.</p>",
+                ),
+            )
             await tx.execute(
                 "INSERT INTO outbox (idempotency_key, gathering, flow, channel, address, kind,"
                 " payload, next_attempt_at, created_at) VALUES (?, 'camp', 'registration',"
@@ -99,7 +95,7 @@ async def queue(db: Path, count: int, email: EmailSettings) -> None:
                 (
                     f"bench:invite:{n}",
                     f"person{n}@example.net",
-                    dumps(payload),
+                    payload.model_dump_json(),
                     now_iso(),
                     now_iso(),
                 ),

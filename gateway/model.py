@@ -7,11 +7,14 @@ plain means a message can be logged, persisted and replayed without surprises.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, NewType
+from typing import Annotated, Any, Literal, NewType
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
 
 PersonId = NewType("PersonId", int)
 OutboxId = NewType("OutboxId", int)
@@ -165,6 +168,84 @@ class Invite:
     rrule: str | None = None
 
 
+def _from_base64(value: object) -> object:
+    """Stored rows hold file contents as base64 text; bytes given in code pass as they are."""
+    return base64.b64decode(value, validate=True) if isinstance(value, str) else value
+
+
+def _to_base64(value: bytes) -> str:
+    return base64.b64encode(value).decode("ascii")
+
+
+#: Bytes that are base64 text in JSON (an outbox row's payload).
+Base64Data = Annotated[
+    bytes, BeforeValidator(_from_base64), PlainSerializer(_to_base64, when_used="json")
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file sent with a message: a MIME part by email, an `m.file` event in Matrix."""
+
+    name: str
+    mime: str
+    #: Left out of repr: items are logged, and a file can be megabytes.
+    data: Base64Data = field(repr=False)
+
+
+#: The most file data one message may carry, all attachments together. By email each byte
+#: becomes 4/3 in base64, and Postfix refuses messages over 10,240,000 bytes by default
+#: (`message_size_limit`), as do many providers: 5 MiB of files is under 7 MB encoded, which
+#: leaves room for the text, the HTML and an invite. The files also live base64-encoded in
+#: the outbox row until it is sent, and every claim of the row reads them.
+MAX_ATTACHMENT_BYTES = 5 * 1024 * 1024
+
+
+class _Body(BaseModel):
+    """What every kind of outgoing message says (see `OutboxItem.body`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    subject: str = ""
+    text: str = ""
+    html: str = ""
+    invite: Invite | None = None
+    #: The ids of the questions the message asks (`Outgoing.questions`); read back by routing.
+    questions: tuple[str, ...] = ()
+
+
+class TextBody(_Body):
+    """A message to one person (or one room)."""
+
+    kind: Literal[OutKind.TEXT] = OutKind.TEXT
+    attachments: tuple[Attachment, ...] = ()
+
+
+class PollBody(_Body):
+    """A question with options: a poll in Matrix, numbered options by email."""
+
+    kind: Literal[OutKind.POLL] = OutKind.POLL
+    options: tuple[str, ...]
+    #: Several options may be chosen (a Matrix poll with max_selections > 1).
+    multiple: bool = False
+
+
+class GroupBody(_Body):
+    """A message to a group: its room in Matrix, one copy per member by email."""
+
+    kind: Literal[OutKind.GROUP] = OutKind.GROUP
+    #: Addresses of the group members on this channel.
+    group_addresses: tuple[str, ...] = ()
+    #: The room's name and topic (`Outgoing.room` rendered), and whether this message closes it.
+    room_name: str = ""
+    room_topic: str = ""
+    closes: bool = False
+
+
+#: The body of an outbox row, told apart by its `kind`.
+OutboxBody = Annotated[TextBody | PollBody | GroupBody, Field(discriminator="kind")]
+
+
 @dataclass(frozen=True, slots=True)
 class Outgoing:
     """A message a flow asks the engine to send; the engine renders and queues it.
@@ -204,6 +285,8 @@ class Outgoing:
     #: its numbering (number n asks questions[n - 1]). Kept with the sent message, so that a
     #: reply is read against what the person saw, whatever changed since.
     questions: tuple[str, ...] = ()
+    #: Files sent with a TEXT message, at most MAX_ATTACHMENT_BYTES together.
+    attachments: tuple[Attachment, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,31 +328,22 @@ class Emit:
 
 @dataclass(frozen=True, slots=True)
 class OutboxItem:
-    """A rendered, addressed message as the outbox worker hands it to a transport."""
+    """A rendered, addressed message as the outbox worker hands it to a transport.
+
+    The header says where it goes and how it threads; `body` is what it says, one model per
+    kind (`TextBody`, `PollBody`, `GroupBody`)."""
 
     id: OutboxId
     idempotency_key: str
     channel: Channel
+    #: The recipient's address; for GROUP messages the group's key (e.g. "crew-3").
     address: str
-    kind: OutKind
     person: PersonId | None
     gathering: str | None
     flow: str | None
-    subject: str
-    text: str
-    html: str
     attempts: int
-    options: tuple[str, ...] = ()
-    multiple: bool = False
-    invite: Invite | None = None
+    body: OutboxBody
     is_reply: bool = True
-    group: str | None = None
-    #: Addresses of the group members on this channel (GROUP messages only).
-    group_addresses: tuple[str, ...] = ()
-    #: GROUP: the room's name and topic (Outgoing.room rendered), and whether it closes.
-    room_name: str = ""
-    room_topic: str = ""
-    closes: bool = False
     #: The external id of the person's message this answers, and of the conversation's first
     #: message of ours, so transports can thread (In-Reply-To/References, m.in_reply_to).
     in_reply_to: str | None = None
@@ -279,3 +353,7 @@ class OutboxItem:
     #: When the row was queued: transports date the message with it (not with the time of
     #: sending), so a resend after a crash is the same message byte for byte.
     created_at: datetime | None = None
+
+    @property
+    def kind(self) -> OutKind:
+        return self.body.kind

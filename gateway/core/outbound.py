@@ -10,25 +10,30 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
 from flows.config import GatheringConfig
+from gateway.core.payload import RowPayload
 from gateway.core.people import CHANNEL_OF_KIND, PersonRecord, Reach, load_person
-from gateway.core.render import Renderer, TemplateError
+from gateway.core.render import Rendered, Renderer, TemplateError
 from gateway.core.unsolicited import over_limit
 from gateway.model import (
     GATHERING_SUBJECT,
+    MAX_ATTACHMENT_BYTES,
     Channel,
+    GroupBody,
     Identity,
     InboundMessage,
+    OutboxBody,
     Outgoing,
     OutKind,
     PersonId,
+    PollBody,
     Target,
+    TextBody,
 )
-from gateway.store.db import Tx, dumps, now_iso
+from gateway.store.db import Tx, now_iso
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +88,8 @@ class Enqueuer:
         the person who wrote `cause` (their messages get In-Reply-To it)."""
         prefix = key_prefix or (f"{cause.channel.value}:{cause.external_id}" if cause else "")
         people = {} if people is None else people
+        for out in sends:
+            check_attachments(out)
         ids: list[int] = []
         for offset, out in enumerate(sends):
             key = f"{prefix}#{index_base + offset}"
@@ -213,24 +220,13 @@ class Enqueuer:
         token = None
         if self.token_maker and person and reach.channel == Channel.EMAIL and target:
             token = self.token_maker(person, f"{target.gathering}/{target.flow}")
-        payload = {
-            "subject": rendered.subject,
-            "text": rendered.text,
-            "html": rendered.html,
-            "options": list(out.options),
-            "multiple": out.multiple,
-            "invite": _invite_json(out),
-            "is_reply": out.is_reply,
-            "group": out.group,
-            "group_addresses": reach.address.split(",") if out.kind == OutKind.GROUP else [],
-            "room_name": room.subject if room else "",
-            "room_topic": room.text if room else "",
-            "closes": out.closes,
-            "in_reply_to": in_reply_to,
-            "thread_root": thread_root,
-            "reply_token": token,
-            "questions": list(out.questions),
-        }
+        payload = RowPayload(
+            is_reply=out.is_reply,
+            in_reply_to=in_reply_to,
+            thread_root=thread_root,
+            reply_token=token,
+            body=_body(out, rendered, room, reach),
+        )
         row = await tx.insert(
             "INSERT INTO outbox (idempotency_key, person_id, gathering, flow, channel, address,"
             " kind, payload, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -243,7 +239,7 @@ class Enqueuer:
                 reach.channel.value,
                 out.group if out.kind == OutKind.GROUP else reach.address,
                 out.kind.value,
-                dumps(payload),
+                payload.model_dump_json(),
                 now_iso(now),
                 now_iso(now),
             ),
@@ -364,13 +360,53 @@ async def _record_invite(
     )
 
 
-def _invite_json(out: Outgoing) -> dict[str, Any] | None:
-    if out.invite is None:
-        return None
-    data = asdict(out.invite)
-    data["start"] = out.invite.start.isoformat()
-    data["end"] = out.invite.end.isoformat()
-    return data
+def _body(out: Outgoing, rendered: Rendered, room: Rendered | None, reach: Reach) -> OutboxBody:
+    subject, text, html = rendered.subject, rendered.text, rendered.html
+    if out.kind == OutKind.POLL:
+        return PollBody(
+            subject=subject,
+            text=text,
+            html=html,
+            invite=out.invite,
+            questions=out.questions,
+            options=out.options,
+            multiple=out.multiple,
+        )
+    if out.kind == OutKind.GROUP:
+        return GroupBody(
+            subject=subject,
+            text=text,
+            html=html,
+            invite=out.invite,
+            questions=out.questions,
+            group_addresses=tuple(reach.address.split(",")),
+            room_name=room.subject if room else "",
+            room_topic=room.text if room else "",
+            closes=out.closes,
+        )
+    return TextBody(
+        subject=subject,
+        text=text,
+        html=html,
+        invite=out.invite,
+        questions=out.questions,
+        attachments=out.attachments,
+    )
+
+
+def check_attachments(out: Outgoing) -> None:
+    """Refuse files the channels could not deliver (see MAX_ATTACHMENT_BYTES): better a clear
+    error in the step that asked than a message that is buried when the server refuses it."""
+    if not out.attachments:
+        return
+    if out.kind != OutKind.TEXT:
+        raise ValueError(f"{out.template}: only TEXT messages carry attachments, not {out.kind}")
+    total = sum(len(a.data) for a in out.attachments)
+    if total > MAX_ATTACHMENT_BYTES:
+        raise ValueError(
+            f"{out.template}: attachments of {total:,} bytes are over the limit of"
+            f" {MAX_ATTACHMENT_BYTES:,} bytes per message"
+        )
 
 
 def _common_context(

@@ -10,15 +10,15 @@ txn_id, email Message-ID). This is Mailman's switchboard recovery in SQL.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from gateway.core.payload import MalformedPayload, read_payload
 from gateway.core.wakeup import Wakeup
-from gateway.model import Channel, Invite, OutboxId, OutboxItem, OutKind, PersonId
+from gateway.model import Channel, OutboxId, OutboxItem, PersonId
 from gateway.ports import PermanentError, SendError, TransientError, Transport
 from gateway.store.db import Row, Store, Tx, now_iso
 
@@ -95,7 +95,18 @@ class OutboxWorker:
                 f" ORDER BY o.id LIMIT ?) RETURNING *",
                 (now_iso(self.clock()), *channels, self.batch),
             )
-        return [item_from_row(r) for r in sorted(rows, key=lambda r: r["id"])]
+        items: list[OutboxItem] = []
+        for row in sorted(rows, key=lambda r: r["id"]):
+            try:
+                items.append(item_from_row(row))
+            except MalformedPayload as exc:
+                # No retry can make it readable: bury it (and tell the organisers) rather
+                # than stop the worker or skip it silently at every claim.
+                await self._bury_row(
+                    row["id"], row["idempotency_key"], row["channel"], row["address"], "",
+                    f"unreadable outbox row: {exc}",
+                )  # fmt: skip
+        return items
 
     async def run_once(self) -> int:
         """Claim and send one batch; return how many rows were claimed."""
@@ -175,69 +186,51 @@ class OutboxWorker:
         log.info("outbox %s: retry in %.1fs (%s)", item.id, delay, exc)
 
     async def _bury(self, item: OutboxItem, reason: str) -> None:
+        summary = item.body.subject or item.body.text[:80]
+        await self._bury_row(
+            item.id, item.idempotency_key, item.channel.value, item.address, summary, reason
+        )
+
+    async def _bury_row(
+        self, row_id: int, key: str, channel: str, address: str, summary: str, reason: str
+    ) -> None:
         # The dead letter and its alert commit together: a crash between them would leave a
         # dead message nobody hears about.
         async with self.store.transaction() as tx:
             await tx.execute(
                 "UPDATE outbox SET status = 'dead', last_error = ? WHERE id = ?",
-                (reason[:1000], item.id),
+                (reason[:1000], row_id),
             )
             # Never alert about a failed alert: that could loop while the organisers' channel
             # is down.
-            if self.alert is not None and not item.idempotency_key.startswith("dead:"):
+            if self.alert is not None and not key.startswith("dead:"):
                 await self.alert(
                     tx,
                     "core/delivery_failed",
-                    {
-                        "channel": item.channel.value,
-                        "address": item.address,
-                        "reason": reason,
-                        "subject": item.subject or item.text[:80],
-                    },
-                    f"dead:{item.id}",
+                    {"channel": channel, "address": address, "reason": reason, "subject": summary},
+                    f"dead:{row_id}",
                 )
-        log.warning("outbox %s is dead: %s", item.id, reason)
+        log.warning("outbox %s is dead: %s", row_id, reason)
 
 
 def item_from_row(row: Row) -> OutboxItem:
-    payload = json.loads(row["payload"])
-    invite = payload.get("invite")
+    """The item a claimed row stands for; raises MalformedPayload when it cannot be read."""
+    payload = read_payload(row["payload"], row["kind"])
     return OutboxItem(
         id=OutboxId(row["id"]),
         idempotency_key=row["idempotency_key"],
         channel=Channel(row["channel"]),
         address=row["address"],
-        kind=OutKind(row["kind"]),
         person=PersonId(row["person_id"]) if row["person_id"] is not None else None,
         gathering=row["gathering"],
         flow=row["flow"],
-        subject=payload.get("subject", ""),
-        text=payload.get("text", ""),
-        html=payload.get("html", ""),
         attempts=row["attempts"],
-        options=tuple(payload.get("options", ())),
-        multiple=bool(payload.get("multiple", False)),
-        invite=_invite(invite) if invite else None,
-        is_reply=payload.get("is_reply", True),
-        group=payload.get("group"),
-        group_addresses=tuple(payload.get("group_addresses", ())),
-        room_name=payload.get("room_name", ""),
-        room_topic=payload.get("room_topic", ""),
-        closes=bool(payload.get("closes", False)),
-        in_reply_to=payload.get("in_reply_to"),
-        thread_root=payload.get("thread_root"),
-        reply_token=payload.get("reply_token"),
+        body=payload.body,
+        is_reply=payload.is_reply,
+        in_reply_to=payload.in_reply_to,
+        thread_root=payload.thread_root,
+        reply_token=payload.reply_token,
         created_at=datetime.fromisoformat(row["created_at"]),
-    )
-
-
-def _invite(data: dict[str, Any]) -> Invite:
-    return Invite(
-        **{
-            **data,
-            "start": datetime.fromisoformat(data["start"]),
-            "end": datetime.fromisoformat(data["end"]),
-        }
     )
 
 

@@ -56,7 +56,7 @@ async def debrief_chapter(demo: Demo, people: Sequence[SimulatedPerson], number:
                 await demo.say(person, text)
     shares = {s: 0 for s in Share}
     for person in answering:
-        last = demo.postbox.delivered[person.identity.address][-1].text
+        last = demo.postbox.delivered[person.identity.address][-1].body.text
         shares[_share_in(last)] += 1
     print(
         f"  {len(answering)} answer (by chat one at a time, by email inline):"
@@ -72,10 +72,10 @@ async def debrief_chapter(demo: Demo, people: Sequence[SimulatedPerson], number:
 
     closing = await demo.at(times.deadline(g, g.debrief))
     crews = {
-        i.subject
+        i.body.subject
         for items in closing.values()
         for i in items
-        if i.kind == OutKind.GROUP and "looks back" in (i.subject or "")
+        if i.kind == OutKind.GROUP and "looks back" in i.body.subject
     }
     print(f"  The deadline passes: the debrief closes; {len(crews)} crew(s) hear what was shared")
 

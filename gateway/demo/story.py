@@ -23,7 +23,7 @@ from gateway.demo.debrief import debrief_chapter
 from gateway.demo.simulate import SimulatedPerson
 from gateway.demo.travel import travel_chapter
 from gateway.demo.world import START, Demo, Postbox, SimulatedClock, transcript
-from gateway.model import Channel, Identity, OutKind
+from gateway.model import Channel, GroupBody, Identity, OutKind
 from gateway.ops.crews import commands as crews_ops
 from gateway.ops.reports import format_status, status_report
 from gateway.store import open_store
@@ -194,13 +194,13 @@ async def _story(demo: Demo, participants: int) -> None:
             i
             for items in demo.postbox.delivered.values()
             for i in items
-            if i.invite and i.channel == Channel.EMAIL
+            if i.body.invite and i.channel == Channel.EMAIL
         ),
         None,
     )
-    if invite_item and invite_item.invite:
+    if invite_item and invite_item.body.invite:
         ics = invite_ics(
-            invite_item.invite,
+            invite_item.body.invite,
             organizer_email="camp@demo.test",
             organizer_name="Demo Camp",
             attendee=invite_item.address,
@@ -241,8 +241,10 @@ async def _crews_chapter(demo: Demo) -> None:
         if item.kind == OutKind.GROUP
     ]
     for item in groups:
-        calls = f", crew-call invite {item.invite.rrule}" if item.invite else ""
-        who = f"{len(item.group_addresses)} on {item.channel.value}"
-        print(f"  {item.subject or item.address}: introduction to {who}{calls}")
+        body = item.body
+        assert isinstance(body, GroupBody)
+        calls = f", crew-call invite {body.invite.rrule}" if body.invite else ""
+        who = f"{len(body.group_addresses)} on {item.channel.value}"
+        print(f"  {body.subject or item.address}: introduction to {who}{calls}")
     if groups:
         print(transcript(groups[:1], limit=1))

@@ -72,9 +72,9 @@ async def travel_chapter(demo: Demo, people: Sequence[SimulatedPerson], number: 
         i
         for items in demo.postbox.delivered.values()
         for i in items
-        if i.kind == OutKind.GROUP and i.invite is not None and "-ride-" in i.invite.uid
+        if i.kind == OutKind.GROUP and i.body.invite is not None and "-ride-" in i.body.invite.uid
     ]
-    cars = {i.group for i in rides}
+    cars = {i.address for i in rides}
     print(f"  everyone says yes: {len(cars)} car(s) introduced, each with a departure invite")
     print(transcript(rides[:1], limit=1))
 
@@ -91,7 +91,7 @@ async def travel_chapter(demo: Demo, people: Sequence[SimulatedPerson], number: 
         else:
             await demo.say(driver, "", answers={1: "4"})
         await _run_jobs(demo)
-        told = [i for items in demo.since(mark).values() for i in items if "is off" in i.text]
+        told = [i for items in demo.since(mark).values() for i in items if "is off" in i.body.text]
         print(transcript(told, limit=1))
         after = await travel_ops.load(demo.engine, g.slug)
         statuses: dict[str, int] = {}

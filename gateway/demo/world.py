@@ -14,7 +14,7 @@ from gateway.core.engine import Engine
 from gateway.core.outbox import OutboxWorker
 from gateway.core.timers import TimerLoop
 from gateway.demo.simulate import SimulatedPerson
-from gateway.model import Channel, OutboxItem
+from gateway.model import Channel, OutboxItem, PollBody
 
 START = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -98,7 +98,7 @@ class Demo:
             while (text := person.next_answer(questions, self.reference)) is not None:
                 await self.say(person, text)
         replies = await self.say(person, "yes")
-        return replies[-1].text if replies else ""
+        return replies[-1].body.text if replies else ""
 
     async def status_line(self, person: SimulatedPerson) -> str:
         async with self.engine.store.read() as tx:
@@ -151,9 +151,10 @@ class Demo:
 def transcript(items: list[OutboxItem], limit: int = 3) -> str:
     lines = []
     for item in items:
-        first = next((line for line in item.text.splitlines() if line.strip()), "")
-        extra = f"  [poll: {' / '.join(item.options)}]" if item.options else ""
-        extra += "  [+ calendar invite]" if item.invite else ""
+        first = next((line for line in item.body.text.splitlines() if line.strip()), "")
+        poll = item.body if isinstance(item.body, PollBody) else None
+        extra = f"  [poll: {' / '.join(poll.options)}]" if poll else ""
+        extra += "  [+ calendar invite]" if item.body.invite else ""
         lines.append(f"    bot: {first[:90]}{extra}")
     return "\n".join(
         lines[:limit] + ([f"    … {len(lines) - limit} more"] if len(lines) > limit else [])

@@ -88,9 +88,9 @@ def test_demo_crews_chapter_places_everyone_registered_once_and_invites_each_cre
     items = [item_from_row(row) for row in groups]
     assert {i.channel.value for i in items} == {"email", "matrix"}
     for item in items:
-        assert item.invite is not None
+        assert item.body.invite is not None
         ics = invite_ics(
-            item.invite,
+            item.body.invite,
             organizer_email="camp@demo.test",
             organizer_name="Camp",
             attendee="someone@demo.test",

@@ -145,11 +145,11 @@ async def test_prompts_reminders_answers_and_anonymous_close(gw: Harness) -> Non
     sent = await until(gw, prompt_at)
     asked = {i.address for i in sent}
     assert asked == {ANA.address, BO.address, CY.address, DI.address}  # not Eve: she cancelled
-    assert "1. Who may see your answers?" in to(sent, ANA)[0].text  # email: one numbered form
-    assert "4. What would you change?" in to(sent, ANA)[0].text
+    assert "1. Who may see your answers?" in to(sent, ANA)[0].body.text  # email: one numbered form
+    assert "4. What would you change?" in to(sent, ANA)[0].body.text
     cy_first = to(sent, CY)[-1]
     assert cy_first.kind.value == "text"  # no native poll: polls show who voted
-    assert "Who may see your answers?" in cy_first.text
+    assert "Who may see your answers?" in cy_first.body.text
 
     # A restart across the prompt time: scheduling again must not prompt again.
     assert await gw.engine.schedule() == 3  # the reminders and the close; the prompt is done
@@ -157,20 +157,22 @@ async def test_prompts_reminders_answers_and_anonymous_close(gw: Harness) -> Non
 
     # Ana answers inline by email, anonymously.
     thanks = await gw.say(ANA, "", answers={1: "3", 2: "Trust the slow process", 3: "4"})
-    assert "Thank you" in thanks[0].text and "without your name" in thanks[0].text
+    assert "Thank you" in thanks[0].body.text and "without your name" in thanks[0].body.text
     # Cy answers in the chat, for the crew; an out-of-scale rating is asked again.
     await gw.say(CY, "2")
     await gw.say(CY, "Listening is a practice")
     again = await gw.say(CY, "9")
-    assert "whole number from 1 to 5" in again[0].text or "between 1 and 5" in again[0].text
+    assert (
+        "whole number from 1 to 5" in again[0].body.text or "between 1 and 5" in again[0].body.text
+    )
     await gw.say(CY, "5")
     done = await gw.say(CY, "skip")
-    assert "crew" in done[0].text
+    assert "crew" in done[0].body.text
 
     reminded = await until(gw, prompt_at + timedelta(days=2))
     assert {i.address for i in reminded} == {BO.address, DI.address}  # not those who finished
-    assert "2 of 4 people have answered; 2 of your crew of 3." in to(reminded, DI)[0].text
-    assert "2 of 4 people have answered." in to(reminded, BO)[0].text  # a crew of one: no line
+    assert "2 of 4 people have answered; 2 of your crew of 3." in to(reminded, DI)[0].body.text
+    assert "2 of 4 people have answered." in to(reminded, BO)[0].body.text  # a crew of one: no line
 
     # Bo finishes after the reminder, organisers only; Di never answers.
     await gw.say(BO, "", answers={1: "1", 2: "Cooking together", 3: "3", 4: "skip"})
@@ -178,11 +180,11 @@ async def test_prompts_reminders_answers_and_anonymous_close(gw: Harness) -> Non
     assert {i.address for i in second} == {DI.address}
 
     closed = await until(gw, times.deadline(camp(), camp().debrief))  # type: ignore[arg-type]
-    crew_messages = [i for i in closed if "looks back" in (i.subject or "")]
+    crew_messages = [i for i in closed if "looks back" in (i.body.subject or "")]
     # Crew 1 (Ana, Cy, Di) hears Cy's crew answers; crew 2's member shared nothing with it.
-    assert crew_messages and all("Listening is a practice" in i.text for i in crew_messages)
-    assert not any("Cooking together" in i.text for i in closed)  # organisers only
-    assert not any("Trust the slow process" in i.text for i in closed)  # anonymous
+    assert crew_messages and all("Listening is a practice" in i.body.text for i in crew_messages)
+    assert not any("Cooking together" in i.body.text for i in closed)  # organisers only
+    assert not any("Trust the slow process" in i.body.text for i in closed)  # anonymous
 
     _, ana_state = await gw.run(people["ana"], "debrief")
     assert ana_state == {"status": "closed", "finished": True, "anonymous": True}
@@ -200,7 +202,7 @@ async def test_prompts_reminders_answers_and_anonymous_close(gw: Harness) -> Non
     assert holders == [GATHERING_SUBJECT]
 
     late = await gw.say(DI, "Sorry, late: I loved it")
-    assert "has closed" in late[0].text
+    assert "has closed" in late[0].body.text
 
 
 async def test_people_who_finished_can_change_until_the_deadline(gw: Harness) -> None:
@@ -212,17 +214,17 @@ async def test_people_who_finished_can_change_until_the_deadline(gw: Harness) ->
     await gw.say(CY, "4")
     await gw.say(CY, "skip")
     status = await gw.say(CY, "status")
-    assert "Patience" in status[0].text  # organisers only: their own answers are shown
+    assert "Patience" in status[0].body.text  # organisers only: their own answers are shown
     await gw.say(CY, "change 2")
     updated = await gw.say(CY, "Patience, and saying no")
-    assert "Updated" in updated[0].text
+    assert "Updated" in updated[0].body.text
     _, state = await gw.run(await gw.person_of(CY), "debrief")
     assert state["answers"]["learned"] == "Patience, and saying no"
 
     await gw.say(CY, "change 1")
     await gw.say(CY, "3")  # now anonymous: answers are no longer repeated back
     status = await gw.say(CY, "status")
-    assert "Patience" not in status[0].text and "anonymous" in status[0].text
+    assert "Patience" not in status[0].body.text and "anonymous" in status[0].body.text
 
 
 async def test_nothing_is_asked_of_people_who_declined_the_invite(tmp_path: Path) -> None:
@@ -240,7 +242,7 @@ async def test_nothing_is_asked_of_people_who_declined_the_invite(tmp_path: Path
         sent = await until(gw, times.prompt_at(camp(), camp().debrief))  # type: ignore[arg-type]
         assert {i.address for i in sent} == {ANA.address}
         # Without crews, "my crew" is not offered.
-        assert "my crew" not in sent[0].text
+        assert "my crew" not in sent[0].body.text
     finally:
         await gw.close()
 

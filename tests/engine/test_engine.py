@@ -239,7 +239,7 @@ async def test_sent_messages_are_delivered_in_order_per_person(
     engine.clock.advance(minutes=5)  # type: ignore[attr-defined]
     while await worker.run_once():
         pass
-    assert [i.text for i in recorder.sent] == ["one #1", "two #2", "three #3"]
+    assert [i.body.text for i in recorder.sent] == ["one #1", "two #2", "three #3"]
 
 
 async def test_a_message_that_makes_the_engine_raise_is_set_aside_not_fatal(

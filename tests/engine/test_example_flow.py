@@ -100,12 +100,12 @@ async def test_the_example_flow_runs_on_both_channels(tmp_path: Path) -> None:
         await send_command(gw.engine, "camp", "lunch", "ask", {"people": people})
         sent = await gw.deliver()
         [form] = [i for i in sent if i.address == ANA.address]
-        assert "1. Soup for lunch?\n2. How many guests?" in form.text
-        assert (await gw.say(ANA, "", answers={1: "yes", 2: "2"}))[-1].text.startswith("Thank")
-        assert (await gw.say(BO, "maybe"))[-1].text == "Soup for lunch?"  # asked again
+        assert "1. Soup for lunch?\n2. How many guests?" in form.body.text
+        assert (await gw.say(ANA, "", answers={1: "yes", 2: "2"}))[-1].body.text.startswith("Thank")
+        assert (await gw.say(BO, "maybe"))[-1].body.text == "Soup for lunch?"  # asked again
         await gw.say(BO, "no")
-        assert (await gw.say(BO, "7"))[-1].text == "How many guests?"  # over max: again
-        assert (await gw.say(BO, "1"))[-1].text == "Thank you, see you at lunch."
+        assert (await gw.say(BO, "7"))[-1].body.text == "How many guests?"  # over max: again
+        assert (await gw.say(BO, "1"))[-1].body.text == "Thank you, see you at lunch."
         assert [(await gw.run(p, "lunch"))[0] for p in people] == ["done", "done"]
     finally:
         await gw.close()

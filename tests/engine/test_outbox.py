@@ -11,7 +11,15 @@ import pytest
 
 from gateway.core.engine import Engine
 from gateway.core.outbox import OutboxWorker, backoff, requeue_dead
-from gateway.model import Channel, Identity
+from gateway.model import (
+    GATHERING_SUBJECT,
+    MAX_ATTACHMENT_BYTES,
+    Attachment,
+    Channel,
+    Identity,
+    Outgoing,
+    OutKind,
+)
 from gateway.store import Store, open_store
 from tests.kit.engine import Clock, Counter, Recorder, gathering, renderer, text
 
@@ -128,3 +136,53 @@ def test_backoff_grows_exponentially_with_bounded_jitter() -> None:
     for n, delay in enumerate(delays, start=1):
         nominal = min(300.0, 5.0 * 2 ** (n - 1))
         assert 0.75 * nominal <= delay <= 1.25 * nominal
+
+
+async def test_an_unreadable_row_is_dead_with_its_reason_and_the_rest_is_sent(
+    setup: tuple[Engine, Store, Clock],
+) -> None:
+    """A row whose payload cannot be read never stops the worker: it is buried with the
+    reason, the organisers are told, and the rows behind it go out."""
+    engine, store, clock = setup
+    await engine.handle(text("ann@example.test", "hello"))
+    await engine.handle(text("bo@example.test", "hello"))
+    async with store.transaction() as tx:
+        # Cut short, as a disk that filled up mid-write could leave it.
+        await tx.execute(
+            "UPDATE outbox SET payload = substr(payload, 1, 20) WHERE address = ?",
+            ("ann@example.test",),
+        )
+    recorder = Recorder()
+    worker = OutboxWorker(
+        store, {Channel.EMAIL: recorder}, clock=clock, alert=engine.enqueue_alert_in
+    )
+    while await worker.run_once():
+        pass
+    async with store.read() as tx:
+        rows = await tx.all("SELECT address, status, last_error FROM outbox ORDER BY id")
+    assert [(r[0], r[1]) for r in rows] == [
+        ("ann@example.test", "dead"),
+        ("bo@example.test", "sent"),
+        ("org@example.test", "sent"),
+    ]
+    assert rows[0][2].startswith("unreadable outbox row: payload is not JSON: ")
+    [alert] = [i for i in recorder.sent if i.address == "org@example.test"]
+    assert "ann@example.test" in alert.body.text and "payload is not JSON" in alert.body.text
+
+
+async def test_attachments_over_the_limit_or_on_a_poll_are_refused_when_queued(
+    setup: tuple[Engine, Store, Clock],
+) -> None:
+    engine, store, clock = setup
+    big = Attachment("big.bin", "application/octet-stream", bytes(MAX_ATTACHMENT_BYTES + 1))
+    small = Attachment("a.txt", "text/plain", b"a")
+    over = Outgoing(to=GATHERING_SUBJECT, template="t", attachments=(big,), address="x@y.z")
+    poll = Outgoing(
+        to=GATHERING_SUBJECT, template="t", kind=OutKind.POLL, options=("a",), attachments=(small,)
+    )
+    for out, reason in ((over, "over the limit of 5,242,880 bytes"), (poll, "only TEXT")):
+        async with store.transaction() as tx:
+            with pytest.raises(ValueError, match=reason):
+                await engine.enqueuer.enqueue(
+                    tx, [out], target=None, gathering=None, cause=None, index_base=0, now=clock.now
+                )

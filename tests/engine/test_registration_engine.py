@@ -85,17 +85,17 @@ async def status_of(gw: Harness, who: Identity) -> str:
 async def test_registration_by_email(gw: Harness) -> None:
     [form] = await gw.say(ANA, "Hello! I'd like to come.")
     assert (form.channel.value, form.address, form.kind) == ("email", ANA.address, OutKind.TEXT)
-    assert "1. What do you eat?" in form.text and "5. Anything else?" in form.text
-    assert "4. Free seats?" not in form.text
-    assert "below each question" in form.text
+    assert "1. What do you eat?" in form.body.text and "5. Anything else?" in form.body.text
+    assert "4. Free seats?" not in form.body.text
+    assert "below each question" in form.body.text
     [reask] = await gw.say(ANA, "", answers={1: "veg", 2: "2", 3: "yes"})
-    assert "vegan or vegetarian" in reask.text
-    assert "4. Free seats?" in reask.text and "2. How many" not in reask.text
+    assert "vegan or vegetarian" in reask.body.text
+    assert "4. Free seats?" in reask.body.text and "2. How many" not in reask.body.text
     [summary] = await gw.say(ANA, "", answers={1: "vegan", 4: "3"})
-    assert "1. What do you eat?\n   → vegan" in summary.text
-    assert "5. Anything else?\n   → (skipped)" in summary.text
+    assert "1. What do you eat?\n   → vegan" in summary.body.text
+    assert "5. Anything else?\n   → (skipped)" in summary.body.text
     [confirmed] = await gw.say(ANA, "yes")
-    assert confirmed.invite is not None and confirmed.invite.method == "REQUEST"
+    assert confirmed.body.invite is not None and confirmed.body.invite.method == "REQUEST"
     status, state = await gw.run(await gw.person_of(ANA))
     assert status == "registered"
     assert state["answers"] == {
@@ -110,38 +110,38 @@ async def test_registration_by_email(gw: Harness) -> None:
 
 async def test_registration_on_matrix_one_question_at_a_time(gw: Harness) -> None:
     welcome, poll = await gw.say(BO, "hi")
-    assert poll.kind == OutKind.POLL and poll.options == ("vegan", "vegetarian", "omnivore")
+    assert poll.kind == OutKind.POLL and poll.body.options == ("vegan", "vegetarian", "omnivore")
     assert welcome.channel.value == "matrix"
     [nights] = await gw.say(BO, kind=InboundKind.CHOICE, choice="3")
-    assert "How many nights?" in nights.text and nights.kind == OutKind.TEXT
+    assert "How many nights?" in nights.body.text and nights.kind == OutKind.TEXT
     [reask] = await gw.say(BO, "seven")
-    assert "between 1 and 4" in reask.text
+    assert "between 1 and 4" in reask.body.text
     await gw.say(BO, "4", external_id="$answer-nights")
     [notes] = await gw.say(BO, kind=InboundKind.CHOICE, choice="no")  # ❌ reaction on yes/no
-    assert "Anything else?" in notes.text
+    assert "Anything else?" in notes.body.text
     [summary] = await gw.say(BO, "skip")
-    assert "change 3" in summary.text
+    assert "change 3" in summary.body.text
     [registered] = await gw.say(BO, kind=InboundKind.CHOICE, choice="yes")
-    assert registered.invite is not None and registered.invite.all_day
+    assert registered.body.invite is not None and registered.body.invite.all_day
     status, state = await gw.run(await gw.person_of(BO))
     assert status == "registered"
     assert state["answers"] == {"diet": "omnivore", "nights": 4, "car": False, "notes": None}
 
     # An edit of the nights answer changes that answer and shows the summary again.
     [updated] = await gw.say(BO, "2", kind=InboundKind.EDIT, replaces="$answer-nights")
-    assert "2. How many nights?\n   → 2" in updated.text
+    assert "2. How many nights?\n   → 2" in updated.body.text
     assert (await gw.run(await gw.person_of(BO)))[1]["answers"]["nights"] == 2
     [kept] = await gw.say(BO, kind=InboundKind.REDACTION, replaces="$answer-nights")
-    assert "change 2" in kept.text
+    assert "change 2" in kept.body.text
     assert (await gw.run(await gw.person_of(BO)))[1]["answers"]["nights"] == 2
 
 
 async def test_change_command_then_summary(gw: Harness) -> None:
     await register_by_email(gw, ANA)
     [question] = await gw.say(ANA, "change nights")
-    assert "2. How many nights?" in question.text
+    assert "2. How many nights?" in question.body.text
     [summary] = await gw.say(ANA, "1")
-    assert "→ 1" in summary.text
+    assert "→ 1" in summary.body.text
     assert await status_of(gw, ANA) == "registered"
 
 
@@ -149,20 +149,20 @@ async def test_capacity_waiting_list_offer_and_accept_within_hold(tmp_path: Path
     gw = await gw_with(tmp_path, capacity=1)
     await register_by_email(gw, ANA)
     [waiting] = await register_by_email(gw, CY)
-    assert "place 1" in waiting.text
+    assert "place 1" in waiting.body.text
     [waiting2] = await register_by_email(gw, DI)
-    assert "place 2" in waiting2.text
+    assert "place 2" in waiting2.body.text
     await gw.say(ANA, "cancel")
     sent = await gw.say(ANA, "yes")
     [cancelled] = by(sent, ANA.address)
-    assert cancelled.invite is not None and cancelled.invite.method == "CANCEL"
-    assert cancelled.invite.sequence == 1
+    assert cancelled.body.invite is not None and cancelled.body.invite.method == "CANCEL"
+    assert cancelled.body.invite.sequence == 1
     [offer] = by(sent, CY.address)
-    assert 'Reply "yes" to take it' in offer.text
+    assert 'Reply "yes" to take it' in offer.body.text
     assert await status_of(gw, CY) == "offered"
     gw.clock.advance(hours=10)
     [yours] = await gw.say(CY, "yes")
-    assert yours.invite is not None and await status_of(gw, CY) == "registered"
+    assert yours.body.invite is not None and await status_of(gw, CY) == "registered"
     gw.clock.advance(hours=60)
     assert await gw.fire_timers() == []  # the hold timer was cancelled on acceptance
     assert await status_of(gw, DI) == "waiting"
@@ -179,15 +179,15 @@ async def test_hold_expiry_passes_the_seat_on(tmp_path: Path) -> None:
     assert await gw.fire_timers() == []
     gw.clock.advance(hours=2)
     sent = await gw.fire_timers()
-    assert "passed on" in by(sent, CY.address)[0].text
-    assert 'Reply "yes" to take it' in by(sent, DI.address)[0].text
+    assert "passed on" in by(sent, CY.address)[0].body.text
+    assert 'Reply "yes" to take it' in by(sent, DI.address)[0].body.text
     assert await status_of(gw, CY) == "cancelled"
     shared = (await gw.run(0))[1]
     assert shared["waiting"] == [] and list(shared["offers"]) == [str(await gw.person_of(DI))]
     # The expired person may rejoin, at the end of the waiting list.
     await gw.say(CY, "join")
     [waiting] = await gw.say(CY, "yes")
-    assert "place 1" in waiting.text
+    assert "place 1" in waiting.body.text
     await gw.close()
 
 
@@ -201,7 +201,7 @@ async def test_hold_that_expired_during_downtime_is_expired_when_the_person_answ
     await gw.say(ANA, "yes")
     gw.clock.advance(days=5)  # the service was down: the hold timer has not fired yet
     sent = await gw.say(CY, "yes")
-    assert "passed on" in by(sent, CY.address)[0].text
+    assert "passed on" in by(sent, CY.address)[0].body.text
     assert await status_of(gw, CY) == "cancelled"
     assert await status_of(gw, DI) == "offered"
     offers = (await gw.run(0))[1]["offers"]
@@ -221,15 +221,15 @@ async def test_calendar_replies_accept_decline_and_stale(gw: Harness) -> None:
 
     await gw.handle(calendar_reply(ANA, uid, "DECLINED", 0))
     [ask] = await gw.deliver()
-    assert "Do you want to cancel" in ask.text
+    assert "Do you want to cancel" in ask.body.text
     assert await status_of(gw, ANA) == "registered"
     assert (await gw.run(0))[1]["registered"] == [person]
     [cancelled] = await gw.say(ANA, "yes")
-    assert cancelled.invite is not None and cancelled.invite.method == "CANCEL"
+    assert cancelled.body.invite is not None and cancelled.body.invite.method == "CANCEL"
 
     await gw.say(ANA, "join")
     [again] = await gw.say(ANA, "yes")
-    assert again.invite is not None and again.invite.sequence == 2
+    assert again.body.invite is not None and again.body.invite.sequence == 2
     await gw.handle(calendar_reply(ANA, uid, "DECLINED", 1))  # answers the CANCEL: stale
     assert await gw.deliver() == []
     status, state = await gw.run(person)
@@ -250,10 +250,10 @@ async def test_config_edit_mid_registration_loses_no_answer(gw: Harness) -> None
     edited = [QUESTIONS[0], QUESTIONS[2], QUESTIONS[3], tshirt, QUESTIONS[4]]  # nights gone
     gw.engine.reload({"camp": camp(questions=edited)})
     [nxt] = await gw.say(BO, "no")
-    assert "T-shirt size?" in nxt.text and nxt.kind == OutKind.POLL
+    assert "T-shirt size?" in nxt.body.text and nxt.kind == OutKind.POLL
     await gw.say(BO, kind=InboundKind.CHOICE, choice="2")
     [summary] = await gw.say(BO, "skip")
-    assert "How many nights" not in summary.text and "→ M" in summary.text
+    assert "How many nights" not in summary.body.text and "→ M" in summary.body.text
     state = (await gw.run(await gw.person_of(BO)))[1]
     assert state["answers"] == {
         "diet": "vegan",
@@ -264,7 +264,7 @@ async def test_config_edit_mid_registration_loses_no_answer(gw: Harness) -> None
     }
     gw.engine.reload({"camp": camp(questions=[*QUESTIONS, tshirt])})
     [status] = await gw.say(BO, "status")
-    assert "2. How many nights? → 3" in status.text
+    assert "2. How many nights? → 3" in status.body.text
 
 
 async def test_redelivered_message_changes_nothing(gw: Harness) -> None:
@@ -287,14 +287,14 @@ async def test_registration_window(tmp_path: Path) -> None:
     gathering = camp().model_copy(update={"registration": opens})
     gw = await Harness.open(tmp_path, {"registration": Registration()}, {"camp": gathering})
     [soon] = await gw.say(BO, "hello")
-    assert "opens on 10 March 2027 at 10:00" in soon.text
+    assert "opens on 10 March 2027 at 10:00" in soon.body.text
     gw.clock.advance(days=10)
     welcome, poll = await gw.fire_timers()
     assert poll.kind == OutKind.POLL
     await register_by_email(gw, ANA)
     gw.clock.advance(days=100)
     [closed] = await gw.say(CY, "hello")
-    assert "closed on 1 June 2027" in closed.text
+    assert "closed on 1 June 2027" in closed.body.text
     await gw.close()
 
 
@@ -350,11 +350,11 @@ async def test_messages_in_the_person_language_with_english_fallback(tmp_path: P
     german = camp().model_copy(update={"language": "de"})
     gw = await Harness.open(tmp_path, {"registration": Registration()}, {"camp": german})
     welcome, _poll = await gw.say(BO, "hallo")
-    assert "schön, dass du da bist" in welcome.text
+    assert "schön, dass du da bist" in welcome.body.text
     [ask] = await gw.say(BO, "cancel")
-    assert "abbrechen" in ask.text
+    assert "abbrechen" in ask.body.text
     [kept] = await gw.say(BO, "nein")  # no German template for this one: English
-    assert "nothing changes" in kept.text
+    assert "nothing changes" in kept.body.text
     await gw.close()
 
 
@@ -395,7 +395,7 @@ async def test_control_characters_never_reach_answers_names_or_messages(gw: Harn
     async with gw.store.read() as tx:
         row = await tx.one("SELECT display_name FROM people WHERE display_name LIKE 'Ev%'")
     assert row is not None and row[0] == "Ev[2Jgnp.exe"
-    for text in (summary.text, row[0], state["answers"]["notes"]):
+    for text in (summary.body.text, row[0], state["answers"]["notes"]):
         assert not any(c in text for c in "\x00\x07\x1b\u202e\u2066\u2069\r")
 
 
@@ -404,11 +404,11 @@ async def test_an_answer_over_the_limit_is_refused_with_the_limit_not_stored(gw:
     nothing. Answers are bounded per type (text: 2000 characters by default)."""
     await gw.say(ANA, "hello")
     [reask] = await gw.say(ANA, "", answers={**EMAIL_ANSWERS, 5: "ha" * 30_000})
-    assert "2000 characters at most" in reask.text
+    assert "2000 characters at most" in reask.body.text
     _, state = await gw.run(await gw.person_of(ANA))
     assert "notes" not in state["answers"]
     [summary] = await gw.say(ANA, "", answers={5: "ha" * 1000})
-    assert len(summary.text) < 5000
+    assert len(summary.body.text) < 5000
     _, state = await gw.run(await gw.person_of(ANA))
     assert state["answers"]["notes"] == "ha" * 1000
 
@@ -452,17 +452,19 @@ async def test_a_vote_on_an_older_poll_answers_that_polls_question(tmp_path: Pat
         [diet] = await gw.say(
             BO, kind=InboundKind.CHOICE, choice="1", in_reply_to=sent_id(languages)
         )
-        assert diet.kind == OutKind.POLL and diet.options[0] == "vegan"
+        assert diet.kind == OutKind.POLL and diet.body.options[0] == "vegan"
         [again] = await gw.say(
             BO, kind=InboundKind.CHOICE, choice="2,3", in_reply_to=sent_id(languages)
         )
         _, state = await gw.run(await gw.person_of(BO))
         assert state["answers"] == {"languages": ["Deutsch", "Español"]}
-        assert "is updated" in again.text and "Languages?" in again.text  # diet poll stays open
+        assert (
+            "is updated" in again.body.text and "Languages?" in again.body.text
+        )  # diet poll stays open
         [summary] = await gw.say(BO, kind=InboundKind.CHOICE, choice="3", in_reply_to=sent_id(diet))
         _, state = await gw.run(await gw.person_of(BO))
         assert state["answers"] == {"languages": ["Deutsch", "Español"], "diet": "omnivore"}
-        assert "omnivore" in summary.text
+        assert "omnivore" in summary.body.text
     finally:
         await gw.close()
 
@@ -476,7 +478,7 @@ async def test_a_reply_to_an_older_form_is_read_with_that_forms_numbering(
     gw = await Harness.open(tmp_path, {"registration": Registration()}, {"camp": camp(5)})
     try:
         [form] = await gw.say(ANA, "hello")
-        assert "1. What do you eat?" in form.text
+        assert "1. What do you eat?" in form.body.text
         questions = list(camp(5).registration.questions)
         if change == "added_at_top":
             questions.insert(0, Question(id="name", type=QuestionType.TEXT, prompt="Name?"))
@@ -509,7 +511,7 @@ async def test_a_greeting_after_the_welcome_is_not_taken_as_an_answer(tmp_path: 
     try:
         await gw.say(BO, "hi")
         [again] = await gw.say(BO, "Thanks! 🙏")
-        assert "greeting" in again.text and "Your name?" in again.text
+        assert "greeting" in again.body.text and "Your name?" in again.body.text
         await gw.say(BO, "Bo Ng")
         await gw.say(BO, "Gent")
         _, state = await gw.run(await gw.person_of(BO))
@@ -524,17 +526,17 @@ async def test_a_forged_cancel_does_not_cancel_and_the_real_person_is_asked(gw: 
     await register_by_email(gw, ANA)
     assert await status_of(gw, ANA) == "registered"
     [forged_change] = await gw.say(ANA, "", answers={1: "omnivore"}, in_reply_to=None)
-    assert "not applied" in forged_change.text
+    assert "not applied" in forged_change.body.text
     assert (await gw.run(await gw.person_of(ANA)))[1]["answers"]["diet"] == "vegan"
     [question] = await gw.say(ANA, "cancel", in_reply_to=None)  # forged: a fresh mail
-    assert "cancel" in question.text.lower()
+    assert "cancel" in question.body.text.lower()
     [asked] = await gw.say(ANA, "yes", in_reply_to=None)
-    assert "not as a reply" in asked.text and "http" not in asked.text
+    assert "not as a reply" in asked.body.text and "http" not in asked.body.text
     assert await status_of(gw, ANA) == "registered"
     # The real Ana replies to our message: now it is her.
     sent = await gw.say(ANA, "yes")
     assert await status_of(gw, ANA) == "cancelled"
-    assert any(i.invite is not None and i.invite.method == "CANCEL" for i in sent)
+    assert any(i.body.invite is not None and i.body.invite.method == "CANCEL" for i in sent)
 
 
 async def test_raising_capacity_offers_the_free_seats_at_once(tmp_path: Path) -> None:

@@ -60,7 +60,9 @@ async def test_gathering_edits_apply_live_by_watch_and_by_sighup(tmp_path: Path)
     # Someone starts registering and answers the only question.
     await ana("hello")
     await ana("vegan")
-    await wait_for(lambda: any("Diet" in i.text or "vegan" in i.text for i in recorder.sent))
+    await wait_for(
+        lambda: any("Diet" in i.body.text or "vegan" in i.body.text for i in recorder.sent)
+    )
 
     # The organiser adds a question: the watcher reloads; the given answer is kept.
     gathering_file.write_text(GATHERING + EXTRA_QUESTION)
@@ -70,7 +72,7 @@ async def test_gathering_edits_apply_live_by_watch_and_by_sighup(tmp_path: Path)
     before = len(recorder.sent)
     await ana("yes")
     await wait_for(lambda: len(recorder.sent) > before)
-    assert "How many nights?" in recorder.sent[-1].text
+    assert "How many nights?" in recorder.sent[-1].body.text
 
     # A second gathering file appears; SIGHUP makes the service read it now.
     service.watch_interval = 3600

@@ -25,7 +25,7 @@ from flows.config import (
 from flows.registration.flow import Registration
 from flows.travel.flow import Travel
 from gateway.core.jobs import JobRunner
-from gateway.model import GATHERING_SUBJECT, Identity, OutboxItem, OutKind
+from gateway.model import GATHERING_SUBJECT, GroupBody, Identity, OutboxItem, OutKind
 from tests.kit.engine import Clock, Harness
 
 
@@ -59,7 +59,7 @@ DRIVE_FORM = {3: "9:00", 4: "9:30", 5: "3", 6: "skip", 7: "skip", 8: "skip", 9: 
 
 async def drive_by_email(gw: Harness, who: Identity, origin: str = "") -> list[OutboxItem]:
     second = await gw.say(who, "", answers={1: "1"})
-    assert "5. How many free seats do you have?" in second[-1].text
+    assert "5. How many free seats do you have?" in second[-1].body.text
     return await gw.say(who, "", answers={**DRIVE_FORM, **({2: origin} if origin else {})})
 
 
@@ -93,7 +93,12 @@ async def run_jobs(gw: Harness) -> list[OutboxItem]:
 
 
 def to(items: list[OutboxItem], who: Identity) -> list[OutboxItem]:
-    return [i for i in items if i.address == who.address or who.address in i.group_addresses]
+    return [
+        i
+        for i in items
+        if i.address == who.address
+        or (isinstance(i.body, GroupBody) and who.address in i.body.group_addresses)
+    ]
 
 
 async def test_asked_matched_proposed_introduced_cancelled_and_proposed_again(
@@ -105,49 +110,53 @@ async def test_asked_matched_proposed_introduced_cancelled_and_proposed_again(
     gw.clock.now = datetime(2027, 6, 23, 10, tzinfo=UTC)  # 21 days before
     asked = await gw.fire_timers()
     form = to(asked, DANA)[0]
-    assert "1. How will you travel" in form.text
-    assert "2. Which town" not in form.text  # Brugge is known from registration
+    assert "1. How will you travel" in form.body.text
+    assert "2. Which town" not in form.body.text  # Brugge is known from registration
 
     done = await drive_by_email(gw, DANA)
-    assert "look for people to take along" in done[-1].text
+    assert "look for people to take along" in done[-1].body.text
     for answer in ("2", "9:00", "10:00", "skip", "skip", "yes", "big backpack"):
         replies = await gw.say(RUI, answer)
-    assert "a driver passing near you" in replies[-1].text
+    assert "a driver passing near you" in replies[-1].body.text
 
     gw.clock.now = datetime(2027, 7, 7, 10, tzinfo=UTC)  # a week before: the plan
     await gw.fire_timers()
     proposals = await run_jobs(gw)
     [for_rui] = to(proposals, RUI)
-    assert "Dana, from Brugge, is driving to Summer Camp, leaving Wed 14 Jul 09:" in for_rui.text
-    assert "dana@example.org" not in for_rui.text  # no contact details before both agree
+    assert (
+        "Dana, from Brugge, is driving to Summer Camp, leaving Wed 14 Jul 09:" in for_rui.body.text
+    )
+    assert "dana@example.org" not in for_rui.body.text  # no contact details before both agree
     [for_dana] = to(proposals, DANA)
-    assert "Rui, from Beernem, needs a ride" in for_dana.text
+    assert "Rui, from Beernem, needs a ride" in for_dana.body.text
 
     await gw.say(RUI, "yes")
     intro = [i for i in await gw.say(DANA, "yes") if i.kind == OutKind.GROUP]
     assert intro, "both said yes: the car is introduced"
-    assert all("dana@example.org" in i.text and "@rui:example.org" in i.text for i in intro)
-    assert all('"big backpack"' in i.text for i in intro)
-    assert intro[0].invite is not None and intro[0].invite.method == "REQUEST"
-    # The event lasts from leaving Brugge to arriving at the venue in Gent (about an hour).
-    ride = intro[0].invite.end - intro[0].invite.start
-    assert timedelta(minutes=30) < ride < timedelta(hours=2)
-    assert intro[0].invite.start == datetime(2027, 7, 14, 9, 0, tzinfo=camp().zone) + timedelta(
-        minutes=intro[0].invite.start.minute
+    assert all(
+        "dana@example.org" in i.body.text and "@rui:example.org" in i.body.text for i in intro
     )
+    assert all('"big backpack"' in i.body.text for i in intro)
+    assert intro[0].body.invite is not None and intro[0].body.invite.method == "REQUEST"
+    # The event lasts from leaving Brugge to arriving at the venue in Gent (about an hour).
+    ride = intro[0].body.invite.end - intro[0].body.invite.start
+    assert timedelta(minutes=30) < ride < timedelta(hours=2)
+    assert intro[0].body.invite.start == datetime(
+        2027, 7, 14, 9, 0, tzinfo=camp().zone
+    ) + timedelta(minutes=intro[0].body.invite.start.minute)
 
     # Fay will drive from Oostkamp too, and Dana cancels her car: Rui hears and is proposed Fay.
     await register(gw, FAY, "Fay", "Oostkamp")
     gw.clock.now += timedelta(hours=1)
     late = await gw.say(FAY, "travel", in_reply_to=None)  # registered after they went out
-    assert "1. How will you travel" in late[-1].text
+    assert "1. How will you travel" in late[-1].body.text
     await drive_by_email(gw, FAY, "Oostkamp")  # not asked before: no town from registration
     await gw.say(DANA, "change 1")
     off = await gw.say(DANA, "4")
-    assert any("that ride is off" in i.text for i in to(off, RUI))
+    assert any("that ride is off" in i.body.text for i in to(off, RUI))
     again = await run_jobs(gw)
     [new_for_rui] = to(again, RUI)
-    assert "Fay, from Oostkamp, is driving" in new_for_rui.text
+    assert "Fay, from Oostkamp, is driving" in new_for_rui.body.text
     _, shared = await gw.run(GATHERING_SUBJECT, "travel")
     statuses = {mid: m["status"] for mid, m in shared["matches"].items()}
     dana, rui, fay = [await gw.person_of(p) for p in (DANA, RUI, FAY)]
@@ -163,14 +172,14 @@ async def test_a_town_with_namesakes_is_asked_apart_and_an_unknown_one_again(
     await gw.fire_timers()
     await gw.say(RUI, "2")
     unknown = await gw.say(RUI, "Xyzzyville")
-    assert 'We don\'t know a town called "Xyzzyville"' in unknown[-1].text
+    assert 'We don\'t know a town called "Xyzzyville"' in unknown[-1].body.text
     which = await gw.say(RUI, "Valencia")
-    assert "Which Valencia do you mean?" in which[-1].text
-    assert "Valencia, Spain" in which[-1].text and "Valencia, Venezuela" in which[-1].text
-    options = which[-1].text
+    assert "Which Valencia do you mean?" in which[-1].body.text
+    assert "Valencia, Spain" in which[-1].body.text and "Valencia, Venezuela" in which[-1].body.text
+    options = which[-1].body.text
     spain = next(line for line in options.splitlines() if "Spain" in line).strip()[0]
     after = await gw.say(RUI, spain)
-    assert "from what time can you leave" in after[-1].text
+    assert "from what time can you leave" in after[-1].body.text
     _, state = await gw.run(await gw.person_of(RUI), "travel")
     assert state["origin_town"]["label"] == "Valencia, Spain"
 
@@ -269,12 +278,15 @@ async def test_train_company_is_proposed_and_those_who_agree_are_introduced(
     await gw.fire_timers()
     proposals = await run_jobs(gw)
     [for_cy] = to(proposals, cy)
-    assert "Di (from Brugge), Eve (from Oostkamp) also take the train or bus" in for_cy.text
-    assert "eve@example.org" not in for_cy.text
+    assert "Di (from Brugge), Eve (from Oostkamp) also take the train or bus" in for_cy.body.text
+    assert "eve@example.org" not in for_cy.body.text
 
     await gw.say(cy, "yes")
     await gw.say(eve, "no")
     met = [i for i in await gw.say(di, "yes") if i.kind == OutKind.GROUP]
-    assert met and all("@cy:example.org" in i.text and "@di:example.org" in i.text for i in met)
-    assert {a for i in met for a in i.group_addresses} == {cy.address, di.address}
-    assert not any("Eve" in i.text for i in met)  # she said no
+    assert met and all(
+        "@cy:example.org" in i.body.text and "@di:example.org" in i.body.text for i in met
+    )
+    groups = [i.body for i in met if isinstance(i.body, GroupBody)]
+    assert {a for body in groups for a in body.group_addresses} == {cy.address, di.address}
+    assert not any("Eve" in i.body.text for i in met)  # she said no

@@ -33,7 +33,7 @@ from gateway.channels.email.compose import (
 from gateway.channels.email.ical.invite import invite_ics
 from gateway.channels.email.token import reply_address
 from gateway.config import EmailSettings, SmtpSettings
-from gateway.model import Channel, Invite, OutboxItem, OutKind
+from gateway.model import Channel, GroupBody, Invite, OutboxItem, TextBody
 from gateway.ports import PermanentError, SendError, TransientError
 
 log = logging.getLogger(__name__)
@@ -168,13 +168,13 @@ class EmailTransport:
 
     async def send(self, item: OutboxItem) -> str:
         subject = await self._subject(item)
-        if item.kind == OutKind.GROUP:
-            await self._send_group(item, subject)
+        if isinstance(item.body, GroupBody):
+            await self._send_group(item, item.body, subject)
         else:
             await self._deliver(item, item.address, subject)
         return message_id_for(item.idempotency_key, self.settings.address)
 
-    async def _send_group(self, item: OutboxItem, subject: str) -> None:
+    async def _send_group(self, item: OutboxItem, body: GroupBody, subject: str) -> None:
         """One copy per member, all with the same Message-ID and thread.
 
         Separate copies keep members' addresses private (nothing in the item says they
@@ -185,7 +185,7 @@ class EmailTransport:
         done = self._delivered.setdefault(item.idempotency_key, set())
         transient: list[str] = []
         permanent: list[str] = []
-        for address in item.group_addresses:
+        for address in body.group_addresses:
             if address in done:
                 continue
             try:
@@ -195,12 +195,12 @@ class EmailTransport:
                 continue
             except PermanentError as exc:
                 permanent.append(f"{address}: {exc}")
-                log.warning("group %s: %s refused for good: %s", item.group, address, exc)
+                log.warning("group %s: %s refused for good: %s", item.address, address, exc)
             done.add(address)
         if transient:
             raise TransientError("; ".join(transient))
         del self._delivered[item.idempotency_key]
-        if permanent and len(permanent) == len(item.group_addresses):
+        if permanent and len(permanent) == len(body.group_addresses):
             raise PermanentError("; ".join(permanent))
 
     async def _deliver(self, item: OutboxItem, address: str, subject: str) -> None:
@@ -235,15 +235,16 @@ class EmailTransport:
                 log.warning(
                     "reply address too long for %s; replies route by In-Reply-To", s.address
                 )
-        calendar = self._calendar(item.invite, address, now) if item.invite else None
+        body = item.body
+        calendar = self._calendar(body.invite, address, now) if body.invite else None
         spec = OutgoingEmail(
             from_address=s.address,
             from_name=s.display_name,
             to_address=address,
             to_name="",
-            subject=subject if subject is not None else item.subject,
-            text=item.text,
-            html=item.html or None,
+            subject=subject if subject is not None else body.subject,
+            text=body.text,
+            html=body.html or None,
             idempotency_key=item.idempotency_key,
             date=now,
             # Answering the person's own mail threads under it; otherwise under our first
@@ -254,7 +255,11 @@ class EmailTransport:
             auto_generated=not item.is_reply,
             list_unsubscribe=None if item.is_reply else _unsubscribe(reply_to or s.address),
             calendar=calendar,
-            calendar_method=item.invite.method if item.invite else None,
+            calendar_method=body.invite.method if body.invite else None,
+            attachments=[
+                (a.name, a.mime, a.data)
+                for a in (body.attachments if isinstance(body, TextBody) else ())
+            ],
         )
         raw = compose_bytes(spec)
         if s.dkim is not None and self._dkim_key is not None:
@@ -266,10 +271,10 @@ class EmailTransport:
     async def _subject(self, item: OutboxItem) -> str:
         """A stable Subject per conversation: Gmail threads only messages whose subjects match."""
         if item.thread_root is None or self.root_subject is None:
-            return item.subject
+            return item.body.subject
         first = await self.root_subject(item.thread_root)
         if not first:
-            return item.subject
+            return item.body.subject
         return first if first.lower().startswith("re:") else f"Re: {first}"
 
     def _calendar(self, invite: Invite, address: str, now: datetime) -> bytes:

@@ -317,15 +317,34 @@ def _squash(line: str) -> str:
     return " ".join(line.split()).casefold()
 
 
-def file_content(name: str, url: str, size: int, mimetype: str) -> dict[str, Any]:
-    """An `m.file` message for an uploaded document (organisers' CSV exports)."""
-    return {
+def file_content(
+    name: str,
+    url: str,
+    size: int,
+    mimetype: str,
+    *,
+    encryption: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An `m.file` message for an uploaded document (organisers' CSV exports, attachments).
+
+    An encrypted room's file carries its key (`encryption`, from nio's encrypting upload)
+    in `file` instead of a plain `url` (the spec's EncryptedFile)."""
+    content: dict[str, Any] = {
         "msgtype": "m.file",
         "body": name,
         "filename": name,
-        "url": url,
         "info": {"mimetype": mimetype, "size": size},
     }
+    if encryption:
+        content["file"] = {**encryption, "url": url}
+    else:
+        content["url"] = url
+    return content
+
+
+def attachment_txn_id(idempotency_key: str, index: int) -> str:
+    """The txn_id of a row's `index`-th file event: a resend posts each file once."""
+    return txn_id(f"{idempotency_key}#file{index}")
 
 
 def notice_content(text: str) -> dict[str, Any]:

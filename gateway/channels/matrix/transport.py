@@ -44,6 +44,7 @@ from nio import (
 )
 
 from gateway.channels.matrix.codec import (
+    attachment_txn_id,
     mentions_user,
     parse_event,
     poll_content,
@@ -52,6 +53,7 @@ from gateway.channels.matrix.codec import (
     txn_id,
 )
 from gateway.channels.matrix.commands import OrganiserCommands, OrganisingInbound
+from gateway.channels.matrix.files import upload_file
 from gateway.channels.matrix.pending import KEY_WAIT, PendingDecryption
 from gateway.channels.matrix.pending import MIGRATIONS as PENDING_MIGRATIONS
 from gateway.channels.matrix.rooms import MIGRATIONS as ROOM_MIGRATIONS
@@ -67,7 +69,15 @@ from gateway.channels.matrix.sync import (
     sleep_unless,
 )
 from gateway.config import MatrixSettings
-from gateway.model import Channel, InboundKind, InboundMessage, OutboxItem, OutKind
+from gateway.model import (
+    Channel,
+    GroupBody,
+    InboundKind,
+    InboundMessage,
+    OutboxItem,
+    PollBody,
+    TextBody,
+)
 from gateway.ports import TransientError
 from gateway.store.db import Store, load_cursor
 
@@ -142,20 +152,29 @@ class MatrixTransport:
         try:
             await self.start()
             room_id = await self._room_for(item)
-            if item.kind == OutKind.POLL:
-                event_type = "m.poll.start"
+            body = item.body
+            if isinstance(body, PollBody):
                 content = poll_content(
-                    item.text,
-                    item.options,
-                    max_selections=len(item.options) if item.multiple else 1,
+                    body.text,
+                    body.options,
+                    max_selections=len(body.options) if body.multiple else 1,
                 )
+                key = txn_id(item.idempotency_key)
+                return await self.send_event(room_id, "m.poll.start", content, key)
+            parts = split_text(body.text)
+            if len(parts) > 1:
+                first = await self._send_parts(room_id, item, parts)
             else:
-                parts = split_text(item.text)
-                if len(parts) > 1:
-                    return await self._send_parts(room_id, item, parts)
-                event_type = "m.room.message"
-                content = text_content(item.text, item.html, in_reply_to=item.in_reply_to)
-            return await self.send_event(room_id, event_type, content, txn_id(item.idempotency_key))
+                content = text_content(body.text, body.html, in_reply_to=item.in_reply_to)
+                key = txn_id(item.idempotency_key)
+                first = await self.send_event(room_id, "m.room.message", content, key)
+            if isinstance(body, TextBody):
+                # After the text, each file with its own stable txn_id: posted once.
+                for index, attachment in enumerate(body.attachments):
+                    content = await upload_file(self.client, room_id, attachment)
+                    txn = attachment_txn_id(item.idempotency_key, index)
+                    await self.send_event(room_id, "m.room.message", content, txn)
+            return first
         except _NETWORK_ERRORS as exc:
             raise TransientError(f"homeserver unreachable: {exc!r}") from exc
 
@@ -187,13 +206,14 @@ class MatrixTransport:
         return str(resp.event_id)
 
     async def _room_for(self, item: OutboxItem) -> str:
-        if item.kind == OutKind.GROUP:
-            if item.closes:
-                return await self.rooms.close_group(item.address, item.room_name, item.room_topic)
+        body = item.body
+        if isinstance(body, GroupBody):
+            if body.closes:
+                return await self.rooms.close_group(item.address, body.room_name, body.room_topic)
             # The group key (item.address) names the room in the store and its state only.
-            name = item.room_name or item.subject
+            name = body.room_name or body.subject
             return await self.rooms.group_room(
-                item.address, name, item.room_topic, item.group_addresses
+                item.address, name, body.room_topic, body.group_addresses
             )
         if item.address.startswith("!"):
             return item.address  # a room, e.g. an answer to an organisers' command

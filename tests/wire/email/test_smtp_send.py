@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 from icalendar import Calendar
@@ -16,10 +17,11 @@ from gateway.channels.email.compose import message_id_for
 from gateway.channels.email.inbound import conversation_index, token_maker
 from gateway.channels.email.send import EmailTransport
 from gateway.channels.email.token import token_from_address, verify_token
-from gateway.model import Channel, Invite, OutboxId, OutboxItem, OutKind, PersonId
+from gateway.model import Channel, Invite, OutboxItem, OutKind, PersonId
 from gateway.ports import PermanentError, TransientError
 from tests.kit import email as kit
 from tests.kit.engine import Clock, text
+from tests.kit.outbox import outbox_item
 from tests.servers import SmtpSink
 
 GATEWAY = "camp@example.test"
@@ -34,23 +36,20 @@ INVITE = Invite(
 )
 
 
-def item(**changes: object) -> OutboxItem:
-    base: dict[str, object] = dict(
-        id=OutboxId(1),
+def item(**changes: Any) -> OutboxItem:
+    base: dict[str, Any] = dict(
         idempotency_key="email:<q1@example.net>#0",
         channel=Channel.EMAIL,
         address="ana@example.net",
-        kind=OutKind.TEXT,
         person=PersonId(7),
         gathering="camp",
         flow="signup",
         subject="Camp 2027",
         text="Hello Ana",
         html="<p>Hello Ana</p>",
-        attempts=1,
     )
     base.update(changes)
-    return OutboxItem(**base)  # type: ignore[arg-type]
+    return outbox_item(**base)
 
 
 def parsed(raw: bytes) -> EmailMessage:
@@ -176,7 +175,6 @@ async def test_group_mail_one_private_copy_per_member_same_thread(smtp_sink: Smt
         kind=OutKind.GROUP,
         address="crew-1",
         person=None,
-        group="crew-1",
         group_addresses=members,
         is_reply=False,
     )

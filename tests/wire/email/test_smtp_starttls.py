@@ -17,9 +17,10 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from gateway.channels.email.send import EmailTransport
 from gateway.config import SmtpSettings
-from gateway.model import Channel, OutboxId, OutboxItem, OutKind, PersonId
+from gateway.model import Channel, PersonId
 from gateway.ports import TransientError
 from tests.kit import email as kit
+from tests.kit.outbox import outbox_item
 from tests.servers.tls import certificate
 
 
@@ -59,19 +60,15 @@ def transport(port: int) -> EmailTransport:
     return EmailTransport(email.model_copy(update={"smtp": smtp}))
 
 
-ITEM = OutboxItem(
-    id=OutboxId(1),
+ITEM = outbox_item(
     idempotency_key="tls:1",
     channel=Channel.EMAIL,
     address="ana@example.net",
-    kind=OutKind.TEXT,
     person=PersonId(1),
     gathering="camp",
     flow="signup",
     subject="Camp",
     text="Hello over TLS",
-    html="",
-    attempts=1,
 )
 
 

@@ -9,9 +9,10 @@ import pytest
 from nio import AsyncClient, RoomCreateResponse, RoomSendResponse
 
 from flows.organisers import Organisers
-from gateway.model import Channel, OutboxId, OutboxItem, OutKind
+from gateway.model import Channel, OutboxItem, OutKind
 from gateway.ports import PermanentError
 from tests.kit.matrix import Echo, Inbox, room_history, running_bot, settings_for, sync_until
+from tests.kit.outbox import outbox_item
 from tests.servers import SynapseServer
 
 
@@ -110,22 +111,9 @@ async def _wait_joined(client: AsyncClient, room_id: str, user_id: str) -> None:
 
 
 def item(key: str, address: str, body: str, **extra: Any) -> OutboxItem:
-    fields: dict[str, Any] = dict(
-        id=OutboxId(1),
-        idempotency_key=key,
-        channel=Channel.MATRIX,
-        address=address,
-        kind=OutKind.TEXT,
-        person=None,
-        gathering="camp",
-        flow=None,
-        subject="",
-        text=body,
-        html="",
-        attempts=1,
+    return outbox_item(
+        idempotency_key=key, channel=Channel.MATRIX, address=address, text=body, **extra
     )
-    fields.update(extra)
-    return OutboxItem(**fields)
 
 
 async def test_bot_reaches_out_first_once_and_reopens_after_a_leave(
@@ -187,7 +175,6 @@ async def test_group_room_invites_members_once_and_makes_organisers_moderators(
             "camp/crew-1",
             "Meet your crew",
             kind=OutKind.GROUP,
-            group="crew-1",
             subject="Crew 1",
             group_addresses=(a.user_id,),
         )
@@ -199,7 +186,6 @@ async def test_group_room_invites_members_once_and_makes_organisers_moderators(
                 "camp/crew-1",
                 "Ben joins",
                 kind=OutKind.GROUP,
-                group="crew-1",
                 group_addresses=(a.user_id, b.user_id),
             )
         )
@@ -229,7 +215,6 @@ async def test_a_closed_group_room_keeps_its_members_and_is_renamed(
                 "camp/crew-1",
                 "Meet your crew",
                 kind=OutKind.GROUP,
-                group="crew-1",
                 subject="Crew 1 · Camp",
                 group_addresses=(a.user_id, b.user_id),
                 room_name="Camp — Crew 1",
@@ -244,7 +229,6 @@ async def test_a_closed_group_room_keeps_its_members_and_is_renamed(
                 "camp/crew-1",
                 "Round 1 has ended",
                 kind=OutKind.GROUP,
-                group="crew-1",
                 closes=True,
                 room_name="Camp — Crew 1 (ended)",
                 room_topic="Crew 1 of Camp, ended",
