@@ -15,7 +15,7 @@ from gateway.channels.email.send import EmailTransport
 from gateway.channels.matrix.rooms import forget_identities as matrix_forget
 from gateway.channels.matrix.transport import MIGRATIONS as MATRIX_MIGRATIONS
 from gateway.channels.matrix.transport import MatrixTransport
-from gateway.config import LoadedConfig, crew_overrides_path
+from gateway.config import LoadedConfig
 from gateway.core.engine import Engine
 from gateway.model import Channel, PersonId
 from gateway.ops.privacy import EraseHook
@@ -76,13 +76,6 @@ def build_channels(config: LoadedConfig, engine: Engine, wake: Callable[[], None
         organisers = [o.matrix for o in config.service.organisers if o.matrix]
         bot = MatrixTransport(
             matrix, engine.store, organisers=organisers, wake=wake, key_wait=matrix.key_wait
-        )
-        current = {"config": config}
-        channels.on_reload.append(lambda fresh: current.update(config=fresh))
-        bot.commands.crew_overrides = lambda slug: (
-            crew_overrides_path(current["config"], slug)
-            if slug in current["config"].sources
-            else None
         )
         channels.senders[Channel.MATRIX] = bot
         channels.receivers.append(functools.partial(bot.run, engine))
