@@ -8,7 +8,6 @@ plain means a message can be logged, persisted and replayed without surprises.
 from __future__ import annotations
 
 import re
-
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime

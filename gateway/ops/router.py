@@ -46,7 +46,8 @@ HELP = """Commands (in chat and mail with a leading "!"):
   export GATHERING              the gathering's registrations as a CSV file
   announce GATHERING text…      a message to everyone registered (asks to confirm)
   confirm / cancel [GATHERING]  send or drop the pending announcement
-  crews GATHERING propose [--fresh]|approve|pin P N|move P N|swap P Q|unpin P|update|round|show|roster
+  crews GATHERING propose [--fresh] | approve | pin P N | move P N | swap P Q | unpin P
+                | update | round | show | roster
   debrief GATHERING [public]    the debrief so far: a summary and the report (HTML, Markdown, CSV)
   travel GATHERING [plan|approve]  the travel plan and its map; plan now; approve it"""
 
@@ -176,8 +177,18 @@ class Router:
     ) -> Answer:
         """A COMMAND to the gathering's run of `flow`; the flow answers the caller itself
         (here, for the terminal, its replies are the answer)."""
+        handled = await self.command(request, slug, flow, name, payload)
+        internal = request.message.channel == Channel.INTERNAL
+        return Answer("\n".join(handled.replies) if internal else "")
+
+    async def command(
+        self, request: Request, slug: str, flow: str, name: str, payload: Mapping[str, object]
+    ) -> Handled:
+        """Apply the COMMAND `name` to the gathering's run of `flow`, on the organiser's
+        behalf: its replies go to the organiser's caller. Each (flow, name) once per
+        organiser's message: a redelivery is a duplicate."""
         message = request.message
-        handled = await self.engine.handle(
+        return await self.engine.handle(
             InboundMessage(
                 channel=Channel.INTERNAL,
                 # Derived from the organiser's message: a redelivery is a duplicate.
@@ -192,7 +203,6 @@ class Router:
                 meta={"by": message.sender.address if message.sender else "terminal"},
             )
         )
-        return Answer("\n".join(handled.replies) if message.channel == Channel.INTERNAL else "")
 
     # -- the commands -------------------------------------------------------------------
 
@@ -219,7 +229,8 @@ class Router:
             if slug is None:
                 raise Refused("There is no announcement waiting.")
         else:
-            slug = self._gathering(request, f"{word} GATHERING" + (" text…" if word == "announce" else ""))
+            usage = f"{word} GATHERING" + (" text…" if word == "announce" else "")
+            slug = self._gathering(request, usage)
         if word == "announce" and not request.rest.strip():
             raise Refused("Usage: announce GATHERING text of the message")
         by = request.message.sender.address if request.message.sender else "terminal"

@@ -337,9 +337,7 @@ class MatrixTransport:
                 self.wake()
         await self.pending.done(released)
 
-    async def _inbound(
-        self, engine: Inbound, room_id: str, event: Any
-    ) -> InboundMessage | None:
+    async def _inbound(self, engine: Inbound, room_id: str, event: Any) -> InboundMessage | None:
         """One timeline event → a message for the engine, if it is a person talking to us."""
         source = getattr(event, "source", None)
         if not isinstance(source, dict):
