@@ -23,14 +23,13 @@ from flows.base import Flow
 from flows.config import GatheringConfig
 from flows.travel.places import warm_up
 from gateway.app.registry import default_flows
-from gateway.config import ConfigError, LoadedConfig, crew_overrides_path, load_config
+from gateway.config import ConfigError, LoadedConfig, load_config
 from gateway.core.engine import Engine
 from gateway.core.jobs import JobRunner
 from gateway.core.outbox import OutboxWorker
 from gateway.core.render import DEFAULT_TEMPLATES, Renderer
 from gateway.core.timers import TimerLoop
 from gateway.model import Channel
-from gateway.ops.router import Router
 from gateway.ports import Transport
 from gateway.store import Store, open_store
 from gateway.store.migrations import Migration
@@ -91,17 +90,6 @@ async def build_engine(
     )
 
 
-def organisers_router(engine: Engine, config: Callable[[], LoadedConfig]) -> Router:
-    """The organisers' command router, finding crew overrides beside the current config's
-    gathering files."""
-
-    def overrides(slug: str) -> Path | None:
-        current = config()
-        return crew_overrides_path(current, slug) if slug in current.sources else None
-
-    return Router(engine, crew_overrides=overrides)
-
-
 class Service:
     """The running gateway."""
 
@@ -118,7 +106,6 @@ class Service:
         )
         self.timers = TimerLoop(engine)
         self.jobs = JobRunner(engine)
-        engine.desk = organisers_router(engine, lambda: self.config).handle
         self._mtimes = _mtimes(config)
         #: Seconds between looks at the config files' modification times.
         self.watch_interval = 2.0

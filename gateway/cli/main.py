@@ -216,7 +216,7 @@ def _on_engine(config: LoadedConfig, action: Callable[[Engine], Awaitable[T]]) -
 def _route(config: LoadedConfig, line: str, *, jobs: bool = False) -> tuple[Answer, list[str]]:
     """Run an organiser's command through the same router as the chat room and mail; with
     `jobs`, also run the jobs it asked for (a solve, a plan) here, and their replies."""
-    from gateway.app.service import organisers_router
+    from gateway.app.channels import organisers_router
     from gateway.core.jobs import JobRunner
 
     async def go(engine: Engine) -> tuple[Answer, list[str]]:

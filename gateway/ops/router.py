@@ -40,6 +40,7 @@ from gateway.ops import debrief as debrief_ops
 from gateway.ops import travel as travel_ops
 from gateway.ops.crews import commands as crews_ops
 from gateway.ops.reports import export_csv, format_status, status_report
+from gateway.ports import SetAsideReader
 
 HELP = """Commands (in chat and mail with a leading "!"):
   status                        registrations per gathering, outbox health
@@ -91,8 +92,11 @@ class Router:
         engine: Engine,
         *,
         crew_overrides: Callable[[str], Path | None] = lambda slug: None,
+        set_aside: SetAsideReader | None = None,
     ) -> None:
         self.engine = engine
+        #: What a channel set aside (mail that kept failing), for `status`.
+        self.set_aside = set_aside
         #: The crew overrides file of a gathering (beside its gathering file).
         self.crew_overrides = crew_overrides
         self.commands: Mapping[str, Command] = {
@@ -210,7 +214,9 @@ class Router:
         return Answer(HELP)
 
     async def _status(self, request: Request) -> Answer:
-        report = await status_report(self.engine.store, self.engine.gatherings)
+        report = await status_report(
+            self.engine.store, self.engine.gatherings, set_aside=self.set_aside
+        )
         return Answer(format_status(report))
 
     async def _export(self, request: Request) -> Answer:
