@@ -27,6 +27,7 @@ from gateway.model import (
     InboundMessage,
     Outgoing,
     PersonId,
+    Reply,
     RunJob,
     SetTimer,
 )
@@ -94,6 +95,8 @@ class Outcome:
     emit: list[Emit] = field(default_factory=list)
     #: CPU-heavy work to run outside the transaction; the result comes back as JOB_DONE.
     jobs: list[RunJob] = field(default_factory=list)
+    #: The answer to the COMMAND's caller (an organiser): not kept in the state.
+    reply: Reply | None = None
     #: Verified identities to add to the run's person (identity linking).
     link: list[Identity] = field(default_factory=list)
     #: Change the person's preferred channel and/or language.

@@ -3,7 +3,8 @@
 A gathering-level run (person 0) of this flow keeps the announcement waiting for
 confirmation in its state, so a restart between `!announce` and `!confirm` loses nothing,
 and a mistyped announcement costs a `!cancel` instead of a message to everyone. Commands
-arrive as COMMAND messages targeted at this run; their payload names the room to answer in.
+arrive as COMMAND messages targeted at this run from the organisers' router, which says who
+asked; the answers go back to where the command came from (`Outcome.reply`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from flows.base import Outcome, StepContext
-from gateway.model import GATHERING_SUBJECT, Channel, InboundKind, InboundMessage, Outgoing
+from gateway.model import InboundKind, InboundMessage, Outgoing, Reply
 
 #: Registration statuses that count as "registered people" for announcements.
 RECIPIENT_STATUSES = frozenset({"registered"})
@@ -30,7 +31,6 @@ class Organisers:
         if not ctx.is_gathering_run or message.kind != InboundKind.COMMAND:
             return Outcome(ignored=True)
         payload: Mapping[str, Any] = message.payload
-        room = str(payload.get("room", ""))
         state = dict(ctx.state)
         recipients = sorted(
             person
@@ -38,15 +38,8 @@ class Organisers:
             if run.status in RECIPIENT_STATUSES and run.state.get("announcements", True)
         )
 
-        def reply(template: str, **context: Any) -> Outgoing:
-            return Outgoing(
-                to=GATHERING_SUBJECT,
-                template=f"organisers/{template}",
-                context=context,
-                channel=Channel.MATRIX,
-                address=room,
-                is_reply=False,
-            )
+        def reply(template: str, **context: Any) -> Reply:
+            return Reply(f"organisers/{template}", context)
 
         if message.text == "announce":
             state["pending"] = {
@@ -56,13 +49,13 @@ class Organisers:
             }
             return Outcome(
                 state=state,
-                send=[reply("confirm", text=state["pending"]["text"], count=len(recipients))],
+                reply=reply("confirm", text=state["pending"]["text"], count=len(recipients)),
             )
         pending = state.pop("pending", None)
         if pending is None:
-            return Outcome(send=[reply("nothing_pending")])
+            return Outcome(reply=reply("nothing_pending"))
         if message.text == "cancel":
-            return Outcome(state=state, send=[reply("cancelled")])
+            return Outcome(state=state, reply=reply("cancelled"))
         if message.text != "confirm":
             return Outcome(ignored=True)
         sent = [
@@ -84,4 +77,4 @@ class Organisers:
             )
             for person in recipients
         ]
-        return Outcome(state=state, send=[*sends, reply("sent", count=len(recipients))])
+        return Outcome(state=state, send=sends, reply=reply("sent", count=len(recipients)))

@@ -8,6 +8,7 @@ plain means a message can be logged, persisted and replayed without surprises.
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -100,6 +101,24 @@ class CalendarAnswer:
     attendee: str | None = None
 
 
+#: An organiser's command in chat or mail: "!" and a word ("!status", "!crews camp show").
+_COMMAND = re.compile(r"![A-Za-z]")
+
+
+def is_command_line(text: str) -> bool:
+    """Whether `text` starts with an organiser's command (the router decides whose it is)."""
+    return _COMMAND.match(text.lstrip()) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Where the answer to an organiser's command goes: the Matrix room or the email address
+    it came from; INTERNAL (the `gateway` command) gets it back from the engine's result."""
+
+    channel: Channel
+    address: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class InboundMessage:
     """One normalized input to the engine, from any channel.
@@ -139,6 +158,9 @@ class InboundMessage:
     #: our signed reply token or as a reply to one of our messages to them. Anyone can put
     #: any address in From:, so changes to a registration by email need this.
     proven: bool = False
+    #: An organiser's command (COMMAND without a target, for the organisers' router), and a
+    #: COMMAND a router or a job sends on its behalf: where a step's `Outcome.reply` goes.
+    caller: Caller | None = None
 
 
 class OutKind(StrEnum):
@@ -310,6 +332,16 @@ class RunJob:
 
     name: str
     payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A step's answer to whoever sent its COMMAND (`InboundMessage.caller`), rendered from a
+    template like any message: a room or an address gets it through the outbox, the
+    `gateway` command in its result."""
+
+    template: str
+    context: Mapping[str, Any] = field(default_factory=dict)
 
 
 #: The COMMAND that brings a job's result back to the run that asked for it.

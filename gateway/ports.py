@@ -6,10 +6,12 @@ The outbox worker needs a `Transport` per channel; a channel hands what it recei
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.model import Channel, InboundMessage, OutboxItem
+from gateway.store.db import Store
 
 
 class SendError(Exception):
@@ -58,3 +60,26 @@ class Inbound(Protocol):
     async def handle_batch(
         self, messages: Sequence[InboundMessage], *, cursor: tuple[str, str] | None = None
     ) -> Sequence[Applied]: ...
+
+
+#: Where the email channel keeps mail it set aside (else also a folder of the mailbox).
+QUARANTINE = "quarantine"
+
+
+@dataclass(frozen=True, slots=True)
+class SetAside:
+    """One inbound mail set aside after failing again and again, as `status` lists it."""
+
+    id: int
+    key: str
+    place: str
+    sender: str | None
+    subject: str
+    attempts: int
+    reason: str
+    set_aside_at: str
+
+
+#: How the organisers' status learns about set-aside mail without knowing the channel:
+#: (how many, the newest few). Wired by the app (gateway/app/channels.py).
+SetAsideReader = Callable[[Store], Awaitable[tuple[int, list[SetAside]]]]

@@ -58,6 +58,7 @@ from gateway.model import (
     Outgoing,
     OutKind,
     PersonId,
+    Reply,
     RunJob,
 )
 
@@ -252,6 +253,7 @@ class _Gathering:
         kind = self.state.pop("job", "plan")
         if "error" in payload:
             self.state["problem"] = f"matching failed: {payload['error']}"
+            self.outcome.reply = Reply("travel/planned", {"problem": self.state["problem"]})
             return
         result = payload["result"]
         self.state["plan"] = {
@@ -259,7 +261,19 @@ class _Gathering:
             "epoch": self.state.get("epoch") or self.epoch().isoformat(),
         }
         self.state["epoch"] = self.state["plan"]["epoch"]
-        if questions.config(self.g).review and not self.state.get("approved") and kind == "plan":
+        review = questions.config(self.g).review and not self.state.get("approved")
+        # Whoever asked for the plan (`!travel camp plan`) hears that it is ready.
+        sides = [s for s in (result.get("to"), result.get("back")) if s]
+        self.outcome.reply = Reply(
+            "travel/planned",
+            {
+                "cars": sum(len(side["cars"]) for side in sides),
+                "riders": sum(len(car["riders"]) for side in sides for car in side["cars"]),
+                "unmatched": sum(len(side["unmatched"]) for side in sides),
+                "review": review,
+            },
+        )
+        if review and kind == "plan":
             return  # the organisers look first: `gateway travel approve`
         self.propose()
 

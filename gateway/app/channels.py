@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from pathlib import Path
 
 from gateway.app.service import Channels, Service, build_engine
 from gateway.channels.email.failures import MIGRATIONS as EMAIL_MIGRATIONS
-from gateway.channels.email.failures import MailFailures
+from gateway.channels.email.failures import MailFailures, set_aside_mail
 from gateway.channels.email.failures import forget_identities as email_forget
 from gateway.channels.email.inbound import conversation_index, token_maker
 from gateway.channels.email.receive import ImapReader, MailIntake, MailListener
@@ -19,6 +20,7 @@ from gateway.config import LoadedConfig, crew_overrides_path
 from gateway.core.engine import Engine
 from gateway.model import Channel, PersonId
 from gateway.ops.privacy import EraseHook
+from gateway.ops.router import Router
 from gateway.store import Store
 from gateway.store.db import load_cursor
 from gateway.store.migrations import Migration
@@ -41,7 +43,20 @@ async def build_service(config: LoadedConfig) -> Service:
     engine = await build_engine(
         config, migrations=channel_migrations(config), token_maker=reply_token_maker(config)
     )
-    return Service(config, engine, build_channels)
+    service = Service(config, engine, build_channels)
+    engine.desk = organisers_router(engine, lambda: service.config).handle
+    return service
+
+
+def organisers_router(engine: Engine, config: Callable[[], LoadedConfig]) -> Router:
+    """The organisers' command router: crew overrides beside the current config's gathering
+    files, and the mail the email channel set aside for `status`."""
+
+    def overrides(slug: str) -> Path | None:
+        current = config()
+        return crew_overrides_path(current, slug) if slug in current.sources else None
+
+    return Router(engine, crew_overrides=overrides, set_aside=set_aside_mail)
 
 
 def build_channels(config: LoadedConfig, engine: Engine, wake: Callable[[], None]) -> Channels:
@@ -76,13 +91,6 @@ def build_channels(config: LoadedConfig, engine: Engine, wake: Callable[[], None
         organisers = [o.matrix for o in config.service.organisers if o.matrix]
         bot = MatrixTransport(
             matrix, engine.store, organisers=organisers, wake=wake, key_wait=matrix.key_wait
-        )
-        current = {"config": config}
-        channels.on_reload.append(lambda fresh: current.update(config=fresh))
-        bot.commands.crew_overrides = lambda slug: (
-            crew_overrides_path(current["config"], slug)
-            if slug in current["config"].sources
-            else None
         )
         channels.senders[Channel.MATRIX] = bot
         channels.receivers.append(functools.partial(bot.run, engine))

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
@@ -15,7 +16,6 @@ from gateway.cli.mail import mail_parser
 from gateway.config import (
     ConfigError,
     LoadedConfig,
-    crew_overrides_path,
     is_gathering_file,
     load_config,
     load_gathering_file,
@@ -25,6 +25,7 @@ from gateway.store.db import StoreMissing
 
 if TYPE_CHECKING:
     from gateway.core.engine import Engine
+    from gateway.ops.router import Answer
 
 DEFAULT_CONFIG = os.environ.get("GATEWAY_CONFIG", "gateway.toml")
 T = TypeVar("T")
@@ -212,12 +213,44 @@ def _on_engine(config: LoadedConfig, action: Callable[[Engine], Awaitable[T]]) -
     return asyncio.run(go())
 
 
-def _status(args: argparse.Namespace) -> int:
-    from gateway.ops.reports import format_status, status_report
+def _route(config: LoadedConfig, line: str, *, jobs: bool = False) -> tuple[Answer, list[str]]:
+    """Run an organiser's command through the same router as the chat room and mail; with
+    `jobs`, also run the jobs it asked for (a solve, a plan) here, and their replies."""
+    from gateway.app.channels import organisers_router
+    from gateway.core.jobs import JobRunner
 
-    config = load_config(args.config)
-    report = _on_engine(config, lambda engine: status_report(engine.store, config.gatherings))
-    print(format_status(report))
+    async def go(engine: Engine) -> tuple[Answer, list[str]]:
+        answer = await organisers_router(engine, lambda: config).run(line)
+        if not jobs:
+            return answer, []
+        runner = JobRunner(engine)
+        try:
+            handled = await runner.run_pending()
+        finally:
+            runner.close()
+        return answer, [reply for h in handled for reply in h.replies]
+
+    return _on_engine(config, go)
+
+
+def _routed(
+    config: LoadedConfig, line: str, *, jobs: bool = False
+) -> tuple[Answer, list[str]] | None:
+    """The same, printing a refusal (the organiser's mistake) instead of raising it."""
+    from gateway.ops.router import Refused
+
+    try:
+        return _route(config, line, jobs=jobs)
+    except Refused as exc:
+        print(str(exc), file=sys.stderr)
+        return None
+
+
+def _status(args: argparse.Namespace) -> int:
+    routed = _routed(load_config(args.config), "status")
+    if routed is None:
+        return 1
+    print(routed[0].text)
     return 0
 
 
@@ -234,66 +267,56 @@ def _outbox_retry(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from gateway.ops.reports import export_csv
-
     config = load_config(args.config)
     if unknown_gathering(config, args.gathering):
         return 2
-    gathering = config.gatherings[args.gathering]
-    text = _on_engine(config, lambda engine: export_csv(engine.store, gathering))
+    routed = _routed(config, f"export {args.gathering}")
+    if routed is None:
+        return 1
+    data = routed[0].attachments[0].data
     if args.output:
-        args.output.write_text(text, encoding="utf-8")
-        print(f"wrote {text.count(chr(10)) - 1} rows to {args.output}")
+        args.output.write_bytes(data)
+        rows = data.count(b"\n") - 1
+        print(f"wrote {rows} rows to {args.output}")
     else:
-        sys.stdout.write(text)
+        sys.stdout.write(data.decode())
     return 0
 
 
 def _debrief_report(args: argparse.Namespace) -> int:
-    from gateway.ops.debrief import Audience, NoDebrief, collect, summary, write_all
-
     config = load_config(args.config)
     if unknown_gathering(config, args.gathering):
         return 2
-    gathering = config.gatherings[args.gathering]
-    audience = Audience.PUBLIC if args.public else Audience.ORGANISERS
-    try:
-        report = _on_engine(config, lambda engine: collect(engine.store, gathering, audience))
-    except NoDebrief as exc:
-        print(str(exc), file=sys.stderr)
+    routed = _routed(config, f"debrief {args.gathering}" + (" public" if args.public else ""))
+    if routed is None:
         return 1
-    stem = f"{gathering.slug}-debrief" + ("-public" if args.public else "")
+    answer = routed[0]
     args.out.mkdir(parents=True, exist_ok=True)
-    for name, text in write_all(report, stem).items():
-        (args.out / name).write_text(text, encoding="utf-8")
-    print(summary(report))
+    for file in answer.attachments:
+        (args.out / file.name).write_bytes(file.data)
+    print(answer.text)
+    stem = answer.attachments[0].name.rpartition(".")[0]
     print(f"wrote {args.out / stem}.md, .html and .csv")
     return 0
 
 
 def _travel(args: argparse.Namespace) -> int:
-    from gateway.ops import travel as travel_ops
-
     config = load_config(args.config)
     if unknown_gathering(config, args.gathering):
         return 2
-
-    async def act(engine: Engine) -> travel_ops.TravelPlan:
-        if args.travel_action == "approve":
-            return await travel_ops.approve(engine, args.gathering)
-        if getattr(args, "show", False):
-            return await travel_ops.load(engine, args.gathering)
-        return await travel_ops.plan_now(engine, args.gathering)
-
-    try:
-        plan = _on_engine(config, act)
-        page = travel_ops.map_html(plan) if args.html else None
-    except travel_ops.TravelError as exc:
-        print(str(exc), file=sys.stderr)
+    slug = args.gathering
+    if args.travel_action == "plan" and not args.show:
+        # Plan here and now (the job runs in this process), then show what came of it.
+        if _routed(config, f"travel {slug} plan", jobs=True) is None:
+            return 1
+    action = "approve" if args.travel_action == "approve" else ""
+    routed = _routed(config, f"travel {slug} {action}".strip())
+    if routed is None:
         return 1
-    print(travel_ops.describe(plan))
-    if args.html and page is not None:
-        args.html.write_text(page, encoding="utf-8")
+    answer = routed[0]
+    print(answer.text)
+    if args.html:
+        args.html.write_bytes(answer.attachments[0].data)
         print(f"wrote {args.html}")
     return 0
 
@@ -485,64 +508,26 @@ def _crews_solve(args: argparse.Namespace) -> int:
 
 
 def _crews_run(args: argparse.Namespace) -> int:
-    from gateway.app.service import build_engine
-    from gateway.ops.crews import commands as crews_ops
-
+    """`gateway crews ACTION GATHERING …` is `crews GATHERING ACTION …` for the router; a
+    solve runs here, in this process's job runner, and its proposal is printed."""
     config = load_config(args.config)
     if unknown_gathering(config, args.gathering):
         return 2
-    slug = args.gathering
-    solve_args: dict[str, Any] = {}
-    if hasattr(args, "seconds"):
-        overrides = args.overrides or crew_overrides_path(config, slug)
-        solve_args = {
-            "overrides": overrides,
-            "seconds": args.seconds,
-            "seed": args.seed,
-            "progress": _crews_progress(),
-        }
-
-    async def go() -> int:
-        engine = await build_engine(config, create=False)
-        try:
-            text = await _crews_action(engine, args, slug, solve_args)
-        except crews_ops.CrewsError as exc:
-            print(str(exc), file=sys.stderr)
-            return 1
-        finally:
-            await engine.store.close()
-            if solve_args.get("progress"):
-                print(file=sys.stderr)
-        print(text.rstrip("\n"))
-        return 0
-
-    return _asyncio(go())
-
-
-async def _crews_action(
-    engine: Engine, args: argparse.Namespace, slug: str, solve_args: dict[str, Any]
-) -> str:
-    from gateway.ops.crews import commands as ops
-
-    action = args.crews_action
-    if action == "propose":
-        return await ops.propose(engine, slug, fresh=args.fresh, **solve_args)
-    if action in ("pin", "move"):
-        if not args.crew.isdigit() or int(args.crew) < 1:
-            raise ops.CrewsError(f"crew must be a number from 1, got {args.crew!r}")
-        return await ops.pin(engine, slug, args.person, int(args.crew), **solve_args)
-    if action == "swap":
-        return await ops.swap(engine, slug, args.person, args.other, **solve_args)
-    if action == "unpin":
-        return await ops.unpin(engine, slug, args.person, **solve_args)
-    if action == "update":
-        return await ops.update(engine, slug, **solve_args)
-    if action == "round":
-        return await ops.new_round(engine, slug, **solve_args)
-    if action == "approve":
-        return await ops.approve(engine, slug)
-    if action == "show":
-        return await ops.show(engine, slug)
-    if args.csv:
-        return await ops.roster_csv_text(engine, slug)
-    return await ops.roster(engine, slug)
+    words = [args.gathering, args.crews_action]
+    words += [getattr(args, name) for name in ("person", "other", "crew") if hasattr(args, name)]
+    if getattr(args, "fresh", False):
+        words.append("--fresh")
+    if getattr(args, "csv", False):
+        words.append("--csv")
+    if getattr(args, "seconds", None) is not None:
+        words += ["--seconds", str(args.seconds)]
+    if getattr(args, "seed", 0):
+        words += ["--seed", str(args.seed)]
+    if getattr(args, "overrides", None) is not None:
+        words += ["--overrides", str(args.overrides)]
+    routed = _routed(config, "crews " + shlex.join(words), jobs=True)
+    if routed is None:
+        return 1
+    answer, replies = routed
+    print("\n\n".join(t.rstrip("\n") for t in (answer.text, *replies) if t))
+    return 0

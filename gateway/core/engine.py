@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,7 +28,7 @@ from flows.base import (
 from flows.config import GatheringConfig
 from gateway.core.committer import GroupCommitter
 from gateway.core.intake import clean_message
-from gateway.core.outbound import Enqueuer
+from gateway.core.outbound import Enqueuer, common_context
 from gateway.core.people import (
     CHANNEL_OF_KIND,
     PersonRecord,
@@ -61,12 +61,14 @@ from gateway.core.routing import RouteDecision, RunCache, replied_questions, rou
 from gateway.core.unsolicited import mark_proven
 from gateway.model import (
     GATHERING_SUBJECT,
+    Attachment,
     Channel,
     Identity,
     InboundKind,
     InboundMessage,
     Outgoing,
     PersonId,
+    Reply,
     SetTimer,
     Target,
 )
@@ -96,6 +98,10 @@ class Handled:
     target: Target | None = None
     outcome: str = "applied"
     outbox: tuple[int, ...] = ()
+    #: The text of the steps' replies to the message's caller (`Outcome.reply`), for a
+    #: caller that reads them here (the `gateway` command); rooms and addresses got them
+    #: through the outbox too.
+    replies: tuple[str, ...] = ()
 
 
 @dataclass
@@ -111,6 +117,8 @@ class _Work:
     people: dict[PersonId, PersonRecord] = field(default_factory=dict)
     #: Messages from the sender in the last LOOP_WINDOW (the loop guard).
     recent: int = 0
+    #: Rendered replies to the message's caller.
+    replies: list[str] = field(default_factory=list)
 
     async def person(
         self, tx: Tx, person: PersonId, organisers: frozenset[Identity]
@@ -148,6 +156,10 @@ class Engine:
         self.committer: GroupCommitter[Handled] = GroupCommitter(
             store, self._process, save_cursor, on_failure=self._dead_letter
         )
+        #: The organisers' command router (gateway/ops/router.py), set by the app: COMMANDs
+        #: with a caller and no target go there, outside the engine's transactions (it runs
+        #: reports and sends COMMANDs back here). Without one they are recorded, not run.
+        self.desk: Callable[[InboundMessage], Awaitable[Handled]] | None = None
 
     def reload(self, gatherings: Mapping[str, GatheringConfig]) -> None:
         """Swap in edited gathering files (and re-read templates); answers are keyed by
@@ -209,8 +221,79 @@ class Engine:
         The cursor covering them is saved in the same transaction, so after a crash the
         transport resumes exactly where the committed inbox rows end. Concurrent callers
         share transactions (gateway/core/committer.py); each returns once its messages committed.
+        Organisers' commands go to the desk first (one by one, each recorded with its answer).
         """
-        return await self.committer.submit(messages, cursor)
+        if not any(_for_desk(m) for m in messages):
+            return await self.committer.submit(messages, cursor)
+        results: dict[int, Handled] = {}
+        for i, message in enumerate(messages):
+            if _for_desk(message):
+                results[i] = await self._to_desk(message)
+        rest = [(i, m) for i, m in enumerate(messages) if i not in results]
+        if rest or cursor is not None:
+            applied = await self.committer.submit([m for _, m in rest], cursor)
+            results.update(zip((i for i, _ in rest), applied, strict=True))
+        return [results[i] for i in range(len(messages))]
+
+    async def _to_desk(self, message: InboundMessage) -> Handled:
+        if self.desk is not None:
+            return await self.desk(message)
+        return await self.record_command(message, "refused", "no organisers' router here")
+
+    async def seen(self, message: InboundMessage) -> bool:
+        """Whether the inbox already holds this message (it was applied or recorded)."""
+        async with self.store.read() as tx:
+            row = await tx.one(
+                "SELECT 1 FROM inbox WHERE channel = ? AND external_id = ?",
+                (message.channel.value, message.external_id),
+            )
+        return row is not None
+
+    async def replied_to_us(self, message: InboundMessage) -> bool:
+        """Whether the message answers one of our messages to its sender's address: only
+        someone who reads that address's mail can do that."""
+        if message.in_reply_to is None or message.sender is None:
+            return False
+        async with self.store.read() as tx:
+            row = await tx.one(
+                "SELECT 1 FROM outbox WHERE channel = ? AND external_id = ? AND address = ?",
+                (message.channel.value, message.in_reply_to, message.sender.address),
+            )
+        return row is not None
+
+    async def record_command(
+        self,
+        message: InboundMessage,
+        outcome: str,
+        detail: str,
+        text: str = "",
+        attachments: Sequence[Attachment] = (),
+    ) -> Handled:
+        """Record an organiser's command in the inbox and queue its answer to the caller, in
+        one transaction (a redelivered command finds the row and is not answered again)."""
+        now = self.clock()
+        async with self.store.transaction() as tx:
+            if await tx.one(
+                "SELECT 1 FROM inbox WHERE channel = ? AND external_id = ?",
+                (message.channel.value, message.external_id),
+            ):
+                return Handled(duplicate=True)
+            caller = message.caller
+            ids: list[int] = []
+            if (text or attachments) and caller and caller.channel in LOOP_CHANNELS:
+                answer = Outgoing(
+                    to=GATHERING_SUBJECT,
+                    template="core/command_answer",
+                    context={"text": text, "command": message.text.strip().splitlines()[0][:80]},
+                    channel=caller.channel,
+                    address=caller.address,
+                    attachments=tuple(attachments),
+                )
+                ids = await self.enqueuer.enqueue(
+                    tx, [answer], target=None, gathering=None, cause=message, index_base=0, now=now
+                )
+            await record_inbox(tx, message, None, now, None, outcome, detail)
+        return Handled(False, None, outcome, tuple(ids), (text,) if text else ())
 
     async def _process(self, tx: Tx, message: InboundMessage) -> Handled:
         message = clean_message(message)
@@ -254,7 +337,7 @@ class Engine:
         if work.audit:
             await tx.executemany(AUDIT_INSERT, work.audit)
         await record_inbox(tx, message, person, now, target, outcome_label, detail)
-        return Handled(False, target, outcome_label, tuple(work.outbox))
+        return Handled(False, target, outcome_label, tuple(work.outbox), tuple(work.replies))
 
     async def _sender(
         self, tx: Tx, message: InboundMessage, person: PersonId | None
@@ -433,8 +516,39 @@ class Engine:
                 outcome.send = [_reply(info, "core/link_refused", {"addresses": addresses})]
         await write_timers(tx, target, outcome.cancel_timers, outcome.timers)
         if outcome.jobs:
-            await add_jobs(tx, target, outcome.jobs, now)
+            await add_jobs(tx, target, outcome.jobs, now, message.caller)
+        if outcome.reply is not None:
+            outcome.send = [*outcome.send, *self._answer(outcome.reply, target, message, work)]
         await self._apply_sends(tx, outcome, target, info, message, now, work)
+
+    def _answer(
+        self, reply: Reply, target: Target, message: InboundMessage, work: _Work
+    ) -> list[Outgoing]:
+        """A step's reply to the COMMAND's caller: its text for the result, and a message to
+        the caller's room or address (none for the terminal, nor without a caller)."""
+        caller = message.caller
+        if caller is None:
+            log.debug("reply %s to %s has no caller", reply.template, message.external_id)
+            return []
+        gathering = self.gatherings[target.gathering]
+        rendered = self.enqueuer.renderer.render(
+            reply.template,
+            language=gathering.language,
+            channel=caller.channel.value,
+            context={**common_context(gathering, None, {}), **reply.context},
+        )
+        work.replies.append(rendered.text)
+        if caller.channel not in LOOP_CHANNELS:
+            return []
+        return [
+            Outgoing(
+                to=GATHERING_SUBJECT,
+                template=reply.template,
+                context=dict(reply.context),
+                channel=caller.channel,
+                address=caller.address,
+            )
+        ]
 
     async def _apply_sends(
         self,
@@ -568,6 +682,14 @@ class Engine:
             now=self.clock(),
             key_prefix=key,
         )
+
+
+def _for_desk(message: InboundMessage) -> bool:
+    return (
+        message.kind == InboundKind.COMMAND
+        and message.caller is not None
+        and message.target is None
+    )
 
 
 def _reply(info: PersonInfo, template: str, context: Mapping[str, Any]) -> Outgoing:

@@ -22,9 +22,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flows.base import HasJobs, JobFunction
-from gateway.core.engine import Engine
+from gateway.core.engine import Engine, Handled
 from gateway.core.wakeup import Wakeup
-from gateway.model import JOB_DONE, Channel, InboundKind, InboundMessage, PersonId, Target
+from gateway.model import JOB_DONE, Caller, Channel, InboundKind, InboundMessage, PersonId, Target
 
 log = logging.getLogger(__name__)
 
@@ -67,20 +67,17 @@ class JobRunner:
             return None
         return implementation.jobs.get(name)
 
-    async def run_pending(self) -> int:
-        """Run every pending job once, oldest first; return how many finished."""
+    async def run_pending(self) -> list[Handled]:
+        """Run every pending job once, oldest first; return what became of their results
+        (`Handled.replies` holds the answers to a terminal's command)."""
         async with self.engine.store.read() as tx:
             rows = await tx.all(
-                "SELECT id, gathering, flow, person_id, name, payload, attempts FROM jobs"
+                "SELECT id, gathering, flow, person_id, name, payload, attempts, caller FROM jobs"
                 " WHERE status = 'pending' ORDER BY id"
             )
-        done = 0
-        for row in rows:
-            await self._run_one(row)
-            done += 1
-        return done
+        return [await self._run_one(row) for row in rows]
 
-    async def _run_one(self, row: Any) -> None:
+    async def _run_one(self, row: Any) -> Handled:
         function = self._function(row["flow"], row["name"])
         payload = json.loads(row["payload"])
         if function is None:
@@ -100,7 +97,8 @@ class JobRunner:
             row["name"],
             "error" if "error" in outcome else "ok",
         )
-        await self.engine.handle(
+        caller = json.loads(row["caller"]) if row["caller"] else None
+        return await self.engine.handle(
             InboundMessage(
                 channel=Channel.INTERNAL,
                 external_id=f"job:{row['id']}",
@@ -110,6 +108,7 @@ class JobRunner:
                 payload={"job": row["name"], **outcome},
                 target=Target(row["gathering"], row["flow"], PersonId(row["person_id"])),
                 meta={"job_id": row["id"]},
+                caller=Caller(Channel(caller["channel"]), caller["address"]) if caller else None,
             )
         )
 

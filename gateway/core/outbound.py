@@ -175,7 +175,7 @@ class Enqueuer:
     ) -> int | None:
         if await self._unwanted(tx, out, reach, person, target, now, audit):
             return None
-        context = {**_common_context(gathering, person, people), **out.context}
+        context = {**common_context(gathering, person, people), **out.context}
         if out.contacts:
             context["contacts"] = await self._contacts(tx, out.contacts, people)
         try:
@@ -409,7 +409,7 @@ def check_attachments(out: Outgoing) -> None:
         )
 
 
-def _common_context(
+def common_context(
     gathering: GatheringConfig | None, person: PersonId | None, people: dict[PersonId, PersonRecord]
 ) -> dict[str, Any]:
     context: dict[str, Any] = {}

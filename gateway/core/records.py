@@ -15,6 +15,7 @@ from flows.base import Flow, RunView, State
 from gateway.core.people import PERSON_COLUMNS
 from gateway.model import (
     GATHERING_SUBJECT,
+    Caller,
     Channel,
     InboundKind,
     InboundMessage,
@@ -213,11 +214,15 @@ async def write_timers(
         )
 
 
-async def add_jobs(tx: Tx, target: Target, jobs: Iterable[RunJob], now: datetime) -> None:
-    """Queue a step's jobs for the job runner (gateway/core/jobs.py)."""
+async def add_jobs(
+    tx: Tx, target: Target, jobs: Iterable[RunJob], now: datetime, caller: Caller | None
+) -> None:
+    """Queue a step's jobs for the job runner (gateway/core/jobs.py); their results answer
+    the caller of the COMMAND that asked for them."""
+    who = dumps({"channel": caller.channel.value, "address": caller.address}) if caller else None
     await tx.executemany(
-        "INSERT INTO jobs (gathering, flow, person_id, name, payload, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO jobs (gathering, flow, person_id, name, payload, created_at, caller)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
         [
             (
                 target.gathering,
@@ -226,6 +231,7 @@ async def add_jobs(tx: Tx, target: Target, jobs: Iterable[RunJob], now: datetime
                 job.name,
                 dumps(dict(job.payload)),
                 now_iso(now),
+                who,
             )
             for job in jobs
         ],

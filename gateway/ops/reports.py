@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from flows.config import GatheringConfig
-from gateway.channels.email.failures import QUARANTINE, SetAside, quarantined
 from gateway.core.people import find_person
 from gateway.model import Identity, PersonId
+from gateway.ports import QUARANTINE, SetAside, SetAsideReader
 from gateway.store.db import Store
 
 #: Registration statuses in the order organisers read them.
@@ -46,7 +46,10 @@ class StatusReport:
 
 
 async def status_report(
-    store: Store, gatherings: Mapping[str, GatheringConfig], now: datetime | None = None
+    store: Store,
+    gatherings: Mapping[str, GatheringConfig],
+    now: datetime | None = None,
+    set_aside: SetAsideReader | None = None,
 ) -> StatusReport:
     async with store.read() as tx:
         rows = await tx.all(
@@ -58,13 +61,13 @@ async def status_report(
             "SELECT channel, address, last_error FROM outbox WHERE status = 'dead'"
             " ORDER BY id DESC LIMIT 5"
         )
-        set_aside_total, set_aside = await quarantined(tx)
         waiting = await tx.one(
             "SELECT MIN(created_at) AS oldest,"
             " (SELECT last_error FROM outbox WHERE status IN ('pending', 'sending')"
             "  AND last_error != '' ORDER BY id DESC LIMIT 1) AS error"
             " FROM outbox WHERE status IN ('pending', 'sending')"
         )
+    set_aside_total, newest = await set_aside(store) if set_aside else (0, [])
     counts: dict[str, Counter[str]] = {}
     for row in rows:
         counts.setdefault(row["gathering"], Counter())[row["status"]] = row["n"]
@@ -81,7 +84,7 @@ async def status_report(
         else None
     )
     error = str(waiting["error"] or "") if waiting else ""
-    return StatusReport(report, outbox, dead, set_aside_total, tuple(set_aside), oldest, error)
+    return StatusReport(report, outbox, dead, set_aside_total, tuple(newest), oldest, error)
 
 
 def _age(delta: timedelta) -> str:

@@ -50,7 +50,7 @@ async def command(engine: Engine, slug: str, name: str) -> None:
     await send_command(engine, slug, FLOW, name)
 
 
-def _gathering(engine: Engine, slug: str) -> GatheringConfig:
+def check(engine: Engine, slug: str) -> GatheringConfig:
     gathering = engine.gatherings.get(slug)
     if gathering is None or gathering.travel is None:
         raise TravelError(f"{slug} has no [travel] section in its gathering file")
@@ -59,7 +59,7 @@ def _gathering(engine: Engine, slug: str) -> GatheringConfig:
 
 async def plan_now(engine: Engine, slug: str, runner: JobRunner | None = None) -> TravelPlan:
     """Plan (or re-plan) now and wait for the matching job."""
-    _gathering(engine, slug)
+    check(engine, slug)
     await command(engine, slug, "plan")
     runner = runner or JobRunner(engine)
     try:
@@ -70,13 +70,13 @@ async def plan_now(engine: Engine, slug: str, runner: JobRunner | None = None) -
 
 
 async def approve(engine: Engine, slug: str) -> TravelPlan:
-    _gathering(engine, slug)
+    check(engine, slug)
     await command(engine, slug, "approve")
     return await load(engine, slug)
 
 
 async def load(engine: Engine, slug: str) -> TravelPlan:
-    gathering = _gathering(engine, slug)
+    gathering = check(engine, slug)
     async with engine.store.read() as tx:
         rows = await tx.all(
             "SELECT r.flow, r.person_id, r.status, r.state, p.display_name FROM flow_runs r"

@@ -188,4 +188,10 @@ CORE: list[Migration] = [
         );
         """,
     ),
+    Migration(
+        "core",
+        5,
+        "jobs answer the caller of the command that asked for them",
+        "ALTER TABLE jobs ADD COLUMN caller TEXT;",
+    ),
 ]

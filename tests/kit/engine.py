@@ -239,10 +239,11 @@ class Harness:
         flows: Mapping[str, Flow],
         gatherings: Mapping[str, GatheringConfig],
         clock: Clock | None = None,
+        **engine_args: Any,
     ) -> Harness:
         clock = clock or Clock(datetime(2027, 3, 1, 9, 0, tzinfo=UTC))
         store = await open_store(tmp_path / "gateway.sqlite3", durability="normal")
-        engine = Engine(store, flows, gatherings, clock=clock)
+        engine = Engine(store, flows, gatherings, clock=clock, **engine_args)
         transports = {c: Recorder(c) for c in (Channel.EMAIL, Channel.MATRIX)}
         worker = OutboxWorker(store, transports, clock=clock, seed=1)
         return cls(store, engine, clock, transports, worker, TimerLoop(engine, clock=clock))

@@ -21,6 +21,7 @@ from gateway.core.engine import Engine
 from gateway.core.outbox import OutboxWorker
 from gateway.core.render import Renderer
 from gateway.model import Channel, Identity, InboundKind, InboundMessage, Outgoing, OutKind
+from gateway.ops.router import Router
 from gateway.store.db import Store, open_store
 from tests.kit.engine import gathering
 from tests.servers import MatrixUser, SynapseServer
@@ -123,6 +124,8 @@ async def running_bot(
         renderer=renderer or make_renderer(tmp_path),
         organisers=[Identity.matrix(o) for o in organisers],
     )
+    # Organisers' commands reach the router as in the service (gateway/app/service.py).
+    engine.desk = Router(engine).handle
     transport = MatrixTransport(
         settings,
         store,

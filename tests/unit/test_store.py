@@ -18,7 +18,7 @@ async def test_pragmas_and_core_schema(tmp_path: Path) -> None:
         assert (await tx.one("PRAGMA foreign_keys"))[0] == 1
         assert (await tx.one("PRAGMA synchronous"))[0] == 2  # FULL
         versions = await tx.all("SELECT component, version FROM schema_version")
-    assert [(r[0], r[1]) for r in versions] == [("core", n) for n in (1, 2, 3, 4)]
+    assert [(r[0], r[1]) for r in versions] == [("core", n) for n in (1, 2, 3, 4, 5)]
     await store.close()
 
 

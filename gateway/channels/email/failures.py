@@ -17,18 +17,16 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from gateway.model import Identity, IdentityKind
-from gateway.ports import EngineStopped
+from gateway.ports import EngineStopped, SetAside
 from gateway.store.db import Store, Tx, now_iso
 from gateway.store.migrations import Migration
 
 log = logging.getLogger(__name__)
 
 #: Where the listener keeps a mail it set aside (the IMAP reader names its shunt folder).
-QUARANTINE = "quarantine"
 
 #: Failure counts of mail that then went through are dropped after this long (a count that
 #: never reached the limit is also no longer needed once the sender's MTA gave up).
@@ -77,20 +75,6 @@ def is_transient(exc: BaseException) -> bool:
     so a mail cannot cause an OSError by what it says.
     """
     return isinstance(exc, (sqlite3.OperationalError, OSError, EngineStopped))
-
-
-@dataclass(frozen=True, slots=True)
-class SetAside:
-    """One quarantined mail, as `gateway status` lists it."""
-
-    id: int
-    key: str
-    place: str
-    sender: str | None
-    subject: str
-    attempts: int
-    reason: str
-    set_aside_at: str
 
 
 class MailFailures:
@@ -159,6 +143,12 @@ class MailFailures:
             row = await tx.one("SELECT id FROM mail_quarantine WHERE key = ?", (key,))
         assert row is not None
         return int(row[0])
+
+
+async def set_aside_mail(store: Store, limit: int = 5) -> tuple[int, list[SetAside]]:
+    """What `gateway status` shows about this channel (`gateway.ports.SetAsideReader`)."""
+    async with store.read() as tx:
+        return await quarantined(tx, limit)
 
 
 async def quarantined(tx: Tx, limit: int = 5) -> tuple[int, list[SetAside]]:

@@ -34,12 +34,14 @@ from gateway.channels.email.token import make_token, verify_token
 from gateway.config import EmailSettings
 from gateway.model import (
     CalendarAnswer,
+    Caller,
     Channel,
     Identity,
     InboundKind,
     InboundMessage,
     PersonId,
     Target,
+    is_command_line,
 )
 
 #: (gathering slug, flow name) by the short conversation slug a reply token carries.
@@ -160,6 +162,18 @@ def read_email(
             message, f"calendar reply: invite uid {cal.uid}, attendee {cal.attendee}", token_state
         )
     in_reply_to = _our_parent(parsed, settings)
+    command = _command(parsed)
+    if command is not None and sender is not None:
+        # For the organisers' router, which decides whose it is; answered to the sender.
+        message = InboundMessage(
+            kind=InboundKind.COMMAND,
+            sender=sender,
+            text=command,
+            in_reply_to=in_reply_to,
+            caller=Caller(Channel.EMAIL, sender.address),
+            **base,
+        )
+        return Reading(message, f"a command: {command.split()[0]}", token_state)
     message = InboundMessage(
         kind=InboundKind.TEXT,
         sender=sender,
@@ -241,6 +255,16 @@ def _our_parent(parsed: ParsedEmail, settings: EmailSettings) -> str | None:
     candidates += reversed(parsed.references)
     ours = [c for c in candidates if c.lower().endswith(domain)]
     return ours[0] if ours else parsed.in_reply_to
+
+
+def _command(parsed: ParsedEmail) -> str | None:
+    """An organiser's command: the new text when it starts with "!word", else the subject
+    when it does (the body may then be a signature)."""
+    if is_command_line(parsed.text):
+        return parsed.text.strip()
+    if is_command_line(parsed.subject):
+        return parsed.subject.strip()
+    return None
 
 
 def _meta(parsed: ParsedEmail) -> dict[str, str]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from gateway.channels.email.failures import QUARANTINE, MailFailures, is_transient
+from gateway.channels.email.failures import MailFailures, is_transient
 from gateway.channels.email.inbound import (
     Conversations,
     external_id,
@@ -26,6 +26,7 @@ from gateway.channels.email.inbound import (
 )
 from gateway.config import EmailSettings
 from gateway.model import Channel, Identity, InboundKind, InboundMessage
+from gateway.ports import QUARANTINE
 
 log = logging.getLogger(__name__)
 

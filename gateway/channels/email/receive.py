@@ -21,11 +21,11 @@ from aioimaplib import aioimaplib
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session, syntax
 
-from gateway.channels.email.failures import QUARANTINE
 from gateway.channels.email.inbound import own_addresses
 from gateway.channels.email.intake import MailIntake
 from gateway.channels.email.token import token_from_address
 from gateway.config import EmailSettings, ImapSettings
+from gateway.ports import QUARANTINE
 
 __all__ = ["ImapError", "ImapReader", "MailIntake", "MailListener"]
 

@@ -52,7 +52,7 @@ from gateway.channels.matrix.codec import (
     text_content,
     txn_id,
 )
-from gateway.channels.matrix.commands import OrganiserCommands, OrganisingInbound
+from gateway.channels.matrix.commands import OrganiserCommands
 from gateway.channels.matrix.files import upload_file
 from gateway.channels.matrix.pending import KEY_WAIT, PendingDecryption
 from gateway.channels.matrix.pending import MIGRATIONS as PENDING_MIGRATIONS
@@ -78,7 +78,7 @@ from gateway.model import (
     PollBody,
     TextBody,
 )
-from gateway.ports import TransientError
+from gateway.ports import Inbound, TransientError
 from gateway.store.db import Store, load_cursor
 
 __all__ = ["CURSOR", "MIGRATIONS", "MatrixTransport", "txn_id"]
@@ -112,7 +112,7 @@ class MatrixTransport:
         self.rooms = RoomDirectory(
             self.client, store, e2ee=settings.e2ee, organisers=self.organisers
         )
-        self.commands = OrganiserCommands(self, self.organisers)
+        self.commands = OrganiserCommands(self.client)
         #: Called after a sync committed outbox rows (the outbox worker's `wake`).
         self.wake = wake
         self.sync_timeout_ms = sync_timeout_ms
@@ -231,7 +231,7 @@ class MatrixTransport:
 
     # -- the sync loop ------------------------------------------------------------------
 
-    async def run(self, engine: OrganisingInbound, stop: asyncio.Event) -> None:
+    async def run(self, engine: Inbound, stop: asyncio.Event) -> None:
         """Sync until `stop` is set, surviving homeserver outages with capped backoff."""
         if not self.settings.e2ee:
             await self._sync_loop(engine, stop)
@@ -244,7 +244,7 @@ class MatrixTransport:
             expiry.cancel()
             await asyncio.gather(expiry, return_exceptions=True)
 
-    async def _sync_loop(self, engine: OrganisingInbound, stop: asyncio.Event) -> None:
+    async def _sync_loop(self, engine: Inbound, stop: asyncio.Event) -> None:
         failures = 0
         since: str | None = None
         full_state = True
@@ -271,7 +271,7 @@ class MatrixTransport:
             failures = 0
             since, full_state = resp.next_batch, False
 
-    async def _first_sync(self, engine: OrganisingInbound) -> str:
+    async def _first_sync(self, engine: Inbound) -> str:
         resp = await self.client.sync(timeout=0, sync_filter=FIRST_SYNC_FILTER, full_state=True)
         if not isinstance(resp, SyncResponse):
             raise ConnectionError(f"first sync failed: {resp}")
@@ -301,7 +301,7 @@ class MatrixTransport:
         result: object = sync.result()
         return result
 
-    async def _apply(self, engine: OrganisingInbound, resp: SyncResponse, since: str) -> None:
+    async def _apply(self, engine: Inbound, resp: SyncResponse, since: str) -> None:
         """Turn one sync response into inbox rows, committed with its next_batch."""
         if self.settings.e2ee:
             await crypto_housekeeping(self.client)
@@ -333,7 +333,7 @@ class MatrixTransport:
 
     async def _release(
         self,
-        engine: OrganisingInbound,
+        engine: Inbound,
         messages: list[InboundMessage] | None = None,
         cursor: tuple[str, str] | None = None,
     ) -> None:
@@ -357,9 +357,7 @@ class MatrixTransport:
                 self.wake()
         await self.pending.done(released)
 
-    async def _inbound(
-        self, engine: OrganisingInbound, room_id: str, event: Any
-    ) -> InboundMessage | None:
+    async def _inbound(self, engine: Inbound, room_id: str, event: Any) -> InboundMessage | None:
         """One timeline event → a message for the engine, if it is a person talking to us."""
         source = getattr(event, "source", None)
         if not isinstance(source, dict):
@@ -373,8 +371,9 @@ class MatrixTransport:
         if known is not None and known[0] == "closed":
             return None  # a past group's room, left to its members
         in_group = known is not None and known[0] == "group"
-        if self.commands.is_command(message) and not in_group:
-            return await self.commands.handle(message, room_id, engine)
+        command = None if in_group else self.commands.command(message, room_id)
+        if command is not None:
+            return command
         if room_id == self.commands.room_id:
             return None  # organisers talking among themselves
         if in_group and known is not None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from gateway.channels.email.failures import set_aside_mail
 from gateway.channels.email.inbound import token_maker
 from gateway.channels.email.token import reply_address
 from gateway.cli.main import main
@@ -135,7 +136,7 @@ async def test_third_failure_is_accepted_quarantined_and_reported_once(
         assert "3 times" in text and "quarantine as number 1" in text
         assert "gateway mail inspect --quarantined 1" in text
         assert not await gw.rows("SELECT 1 FROM mail_failures")
-        status = format_status(await status_report(gw.store, {}))
+        status = format_status(await status_report(gw.store, {}, set_aside=set_aside_mail))
         assert "mail set aside, unanswered: 1" in status
         assert "#1 " in status and 'from ana@example.net "Camp"' in status
 
