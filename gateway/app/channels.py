@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
+from flows.base import Flow
 from gateway.app.service import Channels, Service, build_engine
 from gateway.channels.email.failures import MIGRATIONS as EMAIL_MIGRATIONS
 from gateway.channels.email.failures import MailFailures
@@ -36,10 +38,16 @@ def reply_token_maker(config: LoadedConfig) -> Callable[[PersonId, str], str] | 
     return token_maker(config.service.email) if config.service.email else None
 
 
-async def build_service(config: LoadedConfig) -> Service:
-    """The service exactly as `gateway run` starts it."""
+async def build_service(
+    config: LoadedConfig, *, flows: Mapping[str, Flow] | None = None, **engine_args: Any
+) -> Service:
+    """The service exactly as `gateway run` starts it (tests may give other flows, a clock)."""
     engine = await build_engine(
-        config, migrations=channel_migrations(config), token_maker=reply_token_maker(config)
+        config,
+        migrations=channel_migrations(config),
+        flows=flows,
+        token_maker=reply_token_maker(config),
+        **engine_args,
     )
     return Service(config, engine, build_channels)
 
@@ -49,14 +57,14 @@ def build_channels(config: LoadedConfig, engine: Engine, wake: Callable[[], None
     email = config.service.email
     if email is not None:
         transport = EmailTransport(
-            email, root_subject=functools.partial(root_subject, engine.store)
+            email, root_subject=functools.partial(root_subject, engine.store), clock=engine.clock
         )
         channels.senders[Channel.EMAIL] = transport
         channels.closers.append(transport.close)
         intake = MailIntake(
             email,
             engine,
-            MailFailures(engine.store),
+            MailFailures(engine.store, engine.clock),
             conversations=_conversations(config, engine),
             after_commit=wake,
         )

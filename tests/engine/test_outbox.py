@@ -13,7 +13,7 @@ from gateway.core.engine import Engine
 from gateway.core.outbox import OutboxWorker, backoff, requeue_dead
 from gateway.model import Channel, Identity
 from gateway.store import Store, open_store
-from tests.kit.engine import Clock, Counter, Recorder, gathering, renderer, text
+from tests.kit.engine import Clock, Echo, Recorder, gathering, renderer, text
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ async def setup(tmp_path: Path) -> tuple[Engine, Store, Clock]:
     clock = Clock()
     engine = Engine(
         store,
-        {"registration": Counter()},
+        {"registration": Echo()},
         {"camp": gathering()},
         renderer=renderer(tmp_path),
         clock=clock,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
@@ -32,8 +33,10 @@ from gateway.model import (
     IdentityKind,
     InboundKind,
     InboundMessage,
+    Invite,
     OutboxItem,
     Outgoing,
+    OutKind,
     PersonId,
     SetTimer,
     Target,
@@ -88,9 +91,25 @@ def text(
     )
 
 
-class Counter:
-    """Counts messages per person; 'boom' raises, 'share' emits to the gathering run,
-    'later' sets a timer; a TICK replies 'tick'."""
+#: The calendar invite `Echo` sends on "yes" (its uid is what a calendar answers to).
+INVITE_UID = "camp-2027@example.test"
+
+
+class Echo:
+    """The one test flow: it answers every message so a test sees what the gateway understood,
+    and keeps what a test needs to count. Engine, outbox, wire tests and benches all run it.
+
+    Per person it keeps `n` (messages stepped, also the status `n<N>` unless a message sets
+    another) and `seen` (their external ids in order: each applied exactly once). Text →
+    "echo: TEXT"; "poll"/"many" → a poll of three days (one or several choices); a vote or
+    reaction → "choice: CHOICE on EVENT"; an edit → "edit: TEXT of EVENT"; a redaction →
+    "redacted EVENT"; numbered answers (an email form) → "answers: …", status "confirming";
+    "yes" → a welcome with a calendar invite, status "confirmed"; the invite's answer →
+    `attendance`, status "accepted"/"declined"; "register" → status "registered" (for
+    announcements); "boom" raises (a flow bug); "share" emits an event to the gathering run,
+    which counts `events` and lists its `peers`; "later" sets a timer an hour on, whose tick
+    answers "tick". Anything else (an automatic reply) is ignored.
+    """
 
     name: ClassVar[str] = "registration"
     reads: ClassVar[tuple[str, ...]] = ("registration",)
@@ -99,39 +118,92 @@ class Counter:
         return True
 
     def step(self, ctx: StepContext) -> Outcome:
-        body = ctx.message.text
+        m = ctx.message
         if ctx.is_gathering_run:
             shared = dict(ctx.state)
             shared["events"] = shared.get("events", 0) + 1
             shared["peers"] = sorted(int(p) for p in ctx.peers.get("registration", {}))
             return Outcome(state=shared)
-        if body == "boom":
+        if m.text == "boom":
             raise RuntimeError("flow bug")
-        n = ctx.state.get("n", 0) + 1
-        outcome = Outcome(state={"n": n}, status=f"n{n}")
-        if ctx.message.kind == InboundKind.TICK:
-            outcome.send.append(Outgoing(ctx.person.id, "test/say", {"words": "tick"}))
-            return outcome
-        outcome.send.append(Outgoing(ctx.person.id, "test/say", {"words": f"{body} #{n}"}))
-        if body == "share":
-            outcome.emit.append(Emit("registration", GATHERING_SUBJECT, "shared"))
-        if body == "later":
-            outcome.timers.append(SetTimer("remind", ctx.now + timedelta(hours=1)))
+        state = dict(ctx.state)
+        state["n"] = state.get("n", 0) + 1
+        state["seen"] = [*state.get("seen", []), m.external_id]
+        outcome = Outcome(state=state, status=f"n{state['n']}")
+        if m.kind == InboundKind.TICK:
+            outcome.send.append(self._say(ctx, "tick"))
+        elif m.kind == InboundKind.CALENDAR_REPLY and m.calendar is not None:
+            state["attendance"] = m.calendar.partstat.lower()
+            outcome.status = "accepted" if m.calendar.partstat == "ACCEPTED" else "declined"
+        elif m.kind == InboundKind.CHOICE:
+            outcome.send.append(self._say(ctx, f"choice: {m.choice} on {m.in_reply_to}"))
+        elif m.kind == InboundKind.EDIT:
+            outcome.send.append(self._say(ctx, f"edit: {m.text} of {m.replaces}"))
+        elif m.kind == InboundKind.REDACTION:
+            outcome.send.append(self._say(ctx, f"redacted {m.replaces}"))
+        elif m.kind != InboundKind.TEXT:
+            return Outcome(state=state, ignored=True)
+        elif m.text in ("poll", "many"):
+            poll = self._say(ctx, "Which day?")
+            outcome.send.append(
+                replace(poll, kind=OutKind.POLL, multiple=m.text == "many", options=DAYS)
+            )
+        elif m.answers:
+            state["answers"] = {str(k): v for k, v in m.answers.items()}
+            outcome.status = "confirming"
+            outcome.send.append(self._say(ctx, f"answers: {state['answers']}; yes?"))
+        elif m.text.strip().lower().startswith("yes"):
+            outcome.status = "confirmed"
+            outcome.send.append(replace(self._say(ctx, "You are in."), invite=_invite()))
+        else:
+            outcome.send.append(self._say(ctx, f"echo: {m.text}"))
+            if m.text == "register":
+                outcome.status = "registered"
+            elif m.text == "share":
+                outcome.emit.append(Emit("registration", GATHERING_SUBJECT, "shared"))
+            elif m.text == "later":
+                outcome.timers.append(SetTimer("remind", ctx.now + timedelta(hours=1)))
         return outcome
+
+    @staticmethod
+    def _say(ctx: StepContext, words: str) -> Outgoing:
+        return Outgoing(ctx.person.id, SAY, {"words": words})
+
+
+#: The test flow's one template: its context's `words`, verbatim.
+SAY = "test/say"
+DAYS = ("Fri", "Sat", "Sun")
+
+
+def _invite() -> Invite:
+    return Invite(
+        uid=INVITE_UID,
+        sequence=0,
+        method="REQUEST",
+        summary="Camp 2027",
+        start=datetime(2027, 7, 1, 16, tzinfo=UTC),
+        end=datetime(2027, 7, 5, 12, tzinfo=UTC),
+        tzid="Europe/Lisbon",
+        location="Quinta",
+    )
+
+
+def write_templates(root: Path) -> Path:
+    """The repository's templates plus the test flow's `test/say` (in English and German),
+    under `root`; written again harmlessly, so a restarted gateway can point at them twice."""
+    real = Path(__file__).resolve().parents[2] / "templates"
+    shutil.copytree(real, root, dirs_exist_ok=True)
+    for lang, words in (("en", "{{ words }}"), ("de", "DE {{ words }}")):
+        (root / lang / "test").mkdir(parents=True, exist_ok=True)
+        (root / lang / "test" / "say.txt.j2").write_text(
+            '{% set subject = "Camp 2027" %}' + words + "\n"
+        )
+    return root
 
 
 def renderer(tmp_path: Path) -> Renderer:
-    root = tmp_path / "templates"
-    for lang, words in (("en", "{{ words }}"), ("de", "DE {{ words }}")):
-        (root / lang / "test").mkdir(parents=True)
-        (root / lang / "test" / "say.txt.j2").write_text(
-            '{% set subject = "Test" %}' + words + "\n"
-        )
-    (root / "en" / "core").mkdir(parents=True)
-    real = Path(__file__).resolve().parents[2] / "templates" / "en" / "core"
-    for template in real.iterdir():
-        (root / "en" / "core" / template.name).write_text(template.read_text())
-    return Renderer(root)
+    """The one test renderer: `write_templates` under `tmp_path/templates`."""
+    return Renderer(write_templates(tmp_path / "templates"))
 
 
 @dataclass
