@@ -17,7 +17,7 @@ from gateway.channels.email.send import EmailTransport
 from gateway.channels.matrix.rooms import forget_identities as matrix_forget
 from gateway.channels.matrix.transport import MIGRATIONS as MATRIX_MIGRATIONS
 from gateway.channels.matrix.transport import MatrixTransport
-from gateway.config import LoadedConfig, crew_overrides_path
+from gateway.config import EmailSettings, LoadedConfig, crew_overrides_path
 from gateway.core.engine import Engine
 from gateway.model import Channel, PersonId
 from gateway.ops.privacy import EraseHook
@@ -61,13 +61,7 @@ def build_channels(config: LoadedConfig, engine: Engine, wake: Callable[[], None
         )
         channels.senders[Channel.EMAIL] = transport
         channels.closers.append(transport.close)
-        intake = MailIntake(
-            email,
-            engine,
-            MailFailures(engine.store, engine.clock),
-            conversations=_conversations(config, engine),
-            after_commit=wake,
-        )
+        intake = mail_intake(config, email, engine, wake)
         channels.on_reload.append(
             lambda fresh: setattr(intake, "conversations", _conversations(fresh, engine))
         )
@@ -96,6 +90,20 @@ def build_channels(config: LoadedConfig, engine: Engine, wake: Callable[[], None
         channels.receivers.append(functools.partial(bot.run, engine))
         channels.closers.append(bot.close)
     return channels
+
+
+def mail_intake(
+    config: LoadedConfig, email: EmailSettings, engine: Engine, wake: Callable[[], None]
+) -> MailIntake:
+    """Where the email channel's readers hand mail to the engine (readers made here and by
+    tests that drive a reader or listener themselves)."""
+    return MailIntake(
+        email,
+        engine,
+        MailFailures(engine.store, engine.clock),
+        conversations=_conversations(config, engine),
+        after_commit=wake,
+    )
 
 
 def _conversations(config: LoadedConfig, engine: Engine) -> dict[str, tuple[str, str]]:

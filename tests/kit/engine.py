@@ -20,6 +20,8 @@ from typing import Any, ClassVar
 
 from flows.base import Flow, Outcome, StepContext
 from flows.config import GatheringConfig
+from gateway.app.service import Channels, Service, build_engine
+from gateway.config import LoadedConfig, ServiceConfig, StoreSettings
 from gateway.core.engine import Engine, Handled
 from gateway.core.outbox import OutboxWorker
 from gateway.core.render import Renderer
@@ -42,7 +44,7 @@ from gateway.model import (
     Target,
 )
 from gateway.ports import PermanentError, TransientError
-from gateway.store.db import Store, open_store
+from gateway.store.db import Store
 
 _ids = itertools.count(1)
 
@@ -313,11 +315,20 @@ class Harness:
         clock: Clock | None = None,
     ) -> Harness:
         clock = clock or Clock(datetime(2027, 3, 1, 9, 0, tzinfo=UTC))
-        store = await open_store(tmp_path / "gateway.sqlite3", durability="normal")
-        engine = Engine(store, flows, gatherings, clock=clock)
+        config = LoadedConfig(
+            path=tmp_path / "gateway.toml",
+            service=ServiceConfig(
+                store=StoreSettings(path=tmp_path / "gateway.sqlite3", durability="normal")
+            ),
+            gatherings=dict(gatherings),
+            sources={},
+        )
+        # The service's own wiring (`build_engine`, `Service`: its outbox worker and timers,
+        # on the engine's clock), with recorders for channels; it is driven by hand, not run.
+        engine = await build_engine(config, flows=flows, clock=clock)
         transports = {c: Recorder(c) for c in (Channel.EMAIL, Channel.MATRIX)}
-        worker = OutboxWorker(store, transports, clock=clock, seed=1)
-        return cls(store, engine, clock, transports, worker, TimerLoop(engine, clock=clock))
+        service = Service(config, engine, lambda *_: Channels(senders=dict(transports)))
+        return cls(engine.store, engine, clock, transports, service.outbox, service.timers)
 
     async def close(self) -> None:
         await self.store.close()
