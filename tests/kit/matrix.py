@@ -87,6 +87,14 @@ async def running_bot(
         yield Bot(service, service.engine.store, service.engine, transport, service.outbox)
 
 
+async def keep_keys(client: AsyncClient) -> None:
+    """Upload and fetch device keys when nio says so (an E2EE participant between syncs)."""
+    if client.should_upload_keys:
+        await client.keys_upload()
+    if client.should_query_keys:
+        await client.keys_query()
+
+
 ROOMY: dict[str, Any] = {"room": {"timeline": {"limit": 200}}}
 
 

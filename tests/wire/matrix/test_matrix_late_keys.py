@@ -15,10 +15,9 @@ import pytest
 from nio import AsyncClient, RoomCreateResponse, RoomKeyRequest, SyncResponse
 
 from gateway.channels.matrix.rooms import ENCRYPTION_STATE
-from tests.kit.matrix import Bot, Inbox, running_bot, settings_for, sync_until
+from tests.kit.matrix import Bot, Inbox, keep_keys, running_bot, settings_for, sync_until
 from tests.kit.optional import require_module
 from tests.servers import MatrixUser, SynapseServer
-from tests.wire.matrix.test_matrix_e2ee import keep_keys
 
 require_module("vodozemac")  # end-to-end encryption: a skip would hide a broken CI
 
