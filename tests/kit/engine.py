@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
-from flows.base import Flow, Outcome, StepContext
+from flows.base import Flow, JobFunction, Outcome, StepContext
 from flows.config import GatheringConfig
 from gateway.app.service import Channels, Service, build_engine
 from gateway.config import LoadedConfig, ServiceConfig, StoreSettings
@@ -28,6 +28,7 @@ from gateway.core.render import Renderer
 from gateway.core.timers import TimerLoop
 from gateway.model import (
     GATHERING_SUBJECT,
+    JOB_DONE,
     CalendarAnswer,
     Channel,
     Emit,
@@ -40,6 +41,7 @@ from gateway.model import (
     Outgoing,
     OutKind,
     PersonId,
+    RunJob,
     SetTimer,
     Target,
 )
@@ -93,6 +95,15 @@ def text(
     )
 
 
+def total(payload: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The test flow's job: pure, deterministic, a little work (a stand-in for matching)."""
+    return {"sum": sum(int(n) for n in payload["numbers"])}
+
+
+def broken(payload: Mapping[str, Any]) -> Mapping[str, Any]:
+    raise ValueError("no route")
+
+
 #: The calendar invite `Echo` sends on "yes" (its uid is what a calendar answers to).
 INVITE_UID = "camp-2027@example.test"
 
@@ -110,11 +121,14 @@ class Echo:
     `attendance`, status "accepted"/"declined"; "register" → status "registered" (for
     announcements); "boom" raises (a flow bug); "share" emits an event to the gathering run,
     which counts `events` and lists its `peers`; "later" sets a timer an hour on, whose tick
-    answers "tick". Anything else (an automatic reply) is ignored.
+    answers "tick"; "add 1 2" asks for the job `total` ("break" for `broken`), status
+    "waiting", and its result is kept in `results`, status "done". Anything else (an
+    automatic reply) is ignored.
     """
 
     name: ClassVar[str] = "registration"
     reads: ClassVar[tuple[str, ...]] = ("registration",)
+    jobs: ClassVar[Mapping[str, JobFunction]] = {"total": total, "broken": broken}
 
     def wants(self, message: InboundMessage, status: str) -> bool:
         return True
@@ -132,8 +146,16 @@ class Echo:
         state["n"] = state.get("n", 0) + 1
         state["seen"] = [*state.get("seen", []), m.external_id]
         outcome = Outcome(state=state, status=f"n{state['n']}")
+        words = m.text.split()
         if m.kind == InboundKind.TICK:
             outcome.send.append(self._say(ctx, "tick"))
+        elif m.kind == InboundKind.COMMAND and m.text == JOB_DONE:
+            state["results"] = [*state.get("results", []), dict(m.payload)]
+            outcome.status = "done"
+        elif m.kind == InboundKind.TEXT and words[:1] in (["add"], ["break"]):
+            job = "broken" if words[0] == "break" else "total"
+            outcome.jobs.append(RunJob(job, {"numbers": words[1:]}))
+            outcome.status = "waiting"
         elif m.kind == InboundKind.CALENDAR_REPLY and m.calendar is not None:
             state["attendance"] = m.calendar.partstat.lower()
             outcome.status = "accepted" if m.calendar.partstat == "ACCEPTED" else "declined"
