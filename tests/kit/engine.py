@@ -1,10 +1,19 @@
-"""The engine-level test kit: a harness, a clock, a recording transport, a test flow, a
-renderer, and message builders.
+"""The test kit every test and bench shares: the one test flow (`Echo`), its templates and
+renderer, a hand clock, a recording transport, a harness, and message builders.
 
-`Harness` wires the real Engine, a real SQLite store (a file in a temporary directory), the
-real OutboxWorker and TimerLoop to `Recorder` transports that record what would have been
-sent, and a clock the test moves by hand. Fakes are for pure-logic tests of the engine and
-flows; the channels themselves are proven against real servers in tests/wire.
+`Harness` is the service as `gateway run` wires it (`build_engine`, `Service`: a real SQLite
+store in a temporary directory, the engine, outbox worker and timers, all on one clock the
+test moves by hand) with `Recorder` transports that record what would have been sent; the
+test drives it step by step instead of running it. Fakes are for pure-logic tests of the
+engine and flows; the channels themselves are proven against real servers in tests/wire,
+where `tests.kit.matrix.running_bot` and `tests.kit.email.gateway` build the same service
+with the real transports.
+
+What still builds parts by hand, and why: tests/engine/test_engine.py and test_outbox.py
+construct `Engine` and `OutboxWorker` themselves because the part is what they test (a
+worker that "crashed" mid-send, a second store on the same file); bench/email_fanout.py's
+"plumbing" run gives the worker a transport that skips composing, which is the figure it
+measures and which no production wiring would build.
 """
 
 from __future__ import annotations
