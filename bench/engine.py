@@ -17,12 +17,12 @@ import random
 import statistics
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from flows.config import GatheringConfig
-from gateway.app.registry import default_flows
-from gateway.core.engine import Engine
+from gateway.app.service import build_engine
+from gateway.config import LoadedConfig, ServiceConfig, StoreSettings
 from gateway.demo.simulate import SimulatedPerson
 from gateway.model import Channel, InboundMessage
 from gateway.store import open_store
@@ -84,10 +84,15 @@ async def run_engine(
     sending their next message as soon as the previous one is handled, as people answering
     at the same time do; the engine then commits what arrives together in one transaction.
     """
-    store = await open_store(path, durability=durability)
-    engine = Engine(
-        store, default_flows(), {gathering.slug: gathering}, clock=lambda: datetime.now(UTC)
+    # The engine as the service builds it (`build_engine`: its flows, templates, store).
+    config = LoadedConfig(
+        path=path.parent / "gateway.toml",
+        service=ServiceConfig(store=StoreSettings(path=path, durability=durability)),
+        gatherings={gathering.slug: gathering},
+        sources={},
     )
+    engine = await build_engine(config)
+    store = engine.store
     latencies: list[float] = []
 
     async def send(messages: list[InboundMessage]) -> None:

@@ -13,7 +13,7 @@ import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from pathlib import Path
-from typing import Any, NoReturn, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import pytest
 from hypothesis import settings as hypothesis_settings
@@ -31,7 +31,7 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from tests.kit.optional import in_ci  # noqa: E402
+from tests.kit.optional import unavailable  # noqa: E402
 from tests.servers import (  # noqa: E402
     DovecotServer,
     MailUser,
@@ -58,14 +58,6 @@ _MARKS = {
 }
 
 
-def _unavailable(reason: str) -> NoReturn:
-    if in_ci():
-        pytest.fail(
-            f"{reason} [CI is set: a missing server is a failure, not a skip]", pytrace=False
-        )
-    pytest.skip(reason)
-
-
 class _Server(Protocol):
     def start(self) -> Any: ...
     def cleanup(self) -> None: ...
@@ -84,7 +76,7 @@ def _serve(make: Callable[[], S]) -> Iterator[S]:
     except ServerUnavailable as exc:
         if server is not None:
             server.cleanup()
-        _unavailable(str(exc))
+        unavailable(str(exc))
     except ServerStartError as exc:
         if server is not None:
             server.cleanup()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
+from flows.base import Flow
 from gateway.app.service import Channels, Service, build_engine
 from gateway.channels.email.failures import MIGRATIONS as EMAIL_MIGRATIONS
 from gateway.channels.email.failures import MailFailures, set_aside_mail
@@ -16,7 +18,7 @@ from gateway.channels.email.send import EmailTransport
 from gateway.channels.matrix.rooms import forget_identities as matrix_forget
 from gateway.channels.matrix.transport import MIGRATIONS as MATRIX_MIGRATIONS
 from gateway.channels.matrix.transport import MatrixTransport
-from gateway.config import LoadedConfig, crew_overrides_path
+from gateway.config import EmailSettings, LoadedConfig, crew_overrides_path
 from gateway.core.engine import Engine
 from gateway.model import Channel, PersonId
 from gateway.ops.privacy import EraseHook
@@ -38,10 +40,16 @@ def reply_token_maker(config: LoadedConfig) -> Callable[[PersonId, str], str] | 
     return token_maker(config.service.email) if config.service.email else None
 
 
-async def build_service(config: LoadedConfig) -> Service:
-    """The service exactly as `gateway run` starts it."""
+async def build_service(
+    config: LoadedConfig, *, flows: Mapping[str, Flow] | None = None, **engine_args: Any
+) -> Service:
+    """The service exactly as `gateway run` starts it (tests may give other flows, a clock)."""
     engine = await build_engine(
-        config, migrations=channel_migrations(config), token_maker=reply_token_maker(config)
+        config,
+        migrations=channel_migrations(config),
+        flows=flows,
+        token_maker=reply_token_maker(config),
+        **engine_args,
     )
     service = Service(config, engine, build_channels)
     engine.desk = organisers_router(engine, lambda: service.config).handle
@@ -64,17 +72,11 @@ def build_channels(config: LoadedConfig, engine: Engine, wake: Callable[[], None
     email = config.service.email
     if email is not None:
         transport = EmailTransport(
-            email, root_subject=functools.partial(root_subject, engine.store)
+            email, root_subject=functools.partial(root_subject, engine.store), clock=engine.clock
         )
         channels.senders[Channel.EMAIL] = transport
         channels.closers.append(transport.close)
-        intake = MailIntake(
-            email,
-            engine,
-            MailFailures(engine.store),
-            conversations=_conversations(config, engine),
-            after_commit=wake,
-        )
+        intake = mail_intake(config, email, engine, wake)
         channels.on_reload.append(
             lambda fresh: setattr(intake, "conversations", _conversations(fresh, engine))
         )
@@ -96,6 +98,20 @@ def build_channels(config: LoadedConfig, engine: Engine, wake: Callable[[], None
         channels.receivers.append(functools.partial(bot.run, engine))
         channels.closers.append(bot.close)
     return channels
+
+
+def mail_intake(
+    config: LoadedConfig, email: EmailSettings, engine: Engine, wake: Callable[[], None]
+) -> MailIntake:
+    """Where the email channel's readers hand mail to the engine (readers made here and by
+    tests that drive a reader or listener themselves)."""
+    return MailIntake(
+        email,
+        engine,
+        MailFailures(engine.store, engine.clock),
+        conversations=_conversations(config, engine),
+        after_commit=wake,
+    )
 
 
 def _conversations(config: LoadedConfig, engine: Engine) -> dict[str, tuple[str, str]]:

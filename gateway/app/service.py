@@ -98,14 +98,16 @@ class Service:
         self.engine = engine
         self.stop = asyncio.Event()
         self.channels = channels(config, engine, self.wake)
+        # One clock, the engine's, for every part (tests set it; the service runs on now).
         self.outbox = OutboxWorker(
             engine.store,
             self.channels.senders,
             alert=engine.enqueue_alert_in,
             give_up_after=config.service.outbox.give_up_after,
+            clock=engine.clock,
         )
-        self.timers = TimerLoop(engine)
-        self.jobs = JobRunner(engine)
+        self.timers = TimerLoop(engine, clock=engine.clock)
+        self.jobs = JobRunner(engine, clock=engine.clock)
         self._mtimes = _mtimes(config)
         #: Seconds between looks at the config files' modification times.
         self.watch_interval = 2.0

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -29,14 +28,15 @@ from nio import AsyncClient, RoomSendResponse
 
 from gateway.channels.matrix.rooms import GROUP_STATE
 from gateway.core.engine import Engine
-from gateway.model import Channel, Identity, InboundKind, InboundMessage
+from gateway.model import Identity
 from gateway.ops.crews import commands as crews_ops
 from gateway.ops.crews.inputs import load_registrants
 from tests.kit import email as kit
+from tests.kit import participants
 from tests.kit.email_participant import Participant, plain_text
-from tests.kit.engine import as_reply
+from tests.kit.engine import as_reply, channel_of
 from tests.kit.matrix import room_history, sync_until
-from tests.kit.participants import bot_said
+from tests.kit.participants import bot_said, says
 from tests.kit.service import both_channels_config
 from tests.kit.service import running as running_service
 from tests.servers import DovecotServer, MailUser, MatrixUser, PostfixServer, SynapseServer
@@ -117,33 +117,12 @@ class Member:
         return f"{self.name}-private-diet"
 
 
-def says(member: Member, text: str = "", **fields: Any) -> InboundMessage:
-    """What the member's channel would hand the engine (the transports are proven elsewhere;
-    here they only carry the gateway's side of the conversation)."""
-    channel = Channel.MATRIX if member.matrix is not None else Channel.EMAIL
-    return InboundMessage(
-        channel,
-        f"e2e-{uuid.uuid4().hex}",
-        InboundKind.TEXT,
-        datetime.now(UTC),
-        member.identity,
-        text=text,
-        **fields,
-    )
-
-
 async def register(engine: Engine, member: Member) -> None:
-    """The registration flow's whole conversation: a chat answers one question per message,
-    an email answers the numbered form at once; then "yes" to the summary."""
+    """The registration flow's whole conversation (one question per chat message, the
+    numbered form at once by email), then "yes" to the summary."""
     share = "yes" if member.share else "no"
-    await engine.handle(says(member, "Hello, I'd like to come to the camp"))
-    if member.matrix is not None:
-        for answer in (member.bio, member.diet, share):
-            await engine.handle(says(member, answer))
-    else:
-        form = says(member, answers={1: member.bio, 2: member.diet, 3: share})
-        await engine.handle(await as_reply(engine, form))
-    await engine.handle(await as_reply(engine, says(member, "yes")))
+    answers = [member.bio, member.diet, share]
+    await participants.register(engine, member.identity, channel_of(member.identity), answers)
 
 
 @asynccontextmanager
@@ -445,8 +424,8 @@ async def repair_crew_2(camp: Camp) -> tuple[Member, Member]:
     organiser runs `gateway crews update` and approves. Returns (Gus, Hal)."""
     for name in ("Cy", "Fay"):
         who = camp.members[name]
-        await camp.engine.handle(await as_reply(camp.engine, says(who, "cancel")))
-        await camp.engine.handle(await as_reply(camp.engine, says(who, "yes")))
+        await camp.engine.handle(await as_reply(camp.engine, says(who.identity, "cancel")))
+        await camp.engine.handle(await as_reply(camp.engine, says(who.identity, "yes")))
     gus, hal = await camp.add("Gus", True, "matrix"), await camp.add("Hal", False, "email")
     repair = await crews_ops.update(camp.engine, "camp")
     assert "Repair proposal" in repair, repair

@@ -16,7 +16,7 @@ from gateway.core.timers import TimerLoop
 from gateway.model import Channel, Identity, InboundKind, InboundMessage, PersonId, Target
 from gateway.store import Store, open_store
 from gateway.store.db import load_cursor
-from tests.kit.engine import Clock, Counter, Recorder, gathering, renderer, text
+from tests.kit.engine import Clock, Echo, Recorder, gathering, renderer, text
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def clock() -> Clock:
 def engine(store: Store, tmp_path: Path, clock: Clock) -> Engine:
     return Engine(
         store,
-        {"registration": Counter()},
+        {"registration": Echo()},
         {"camp": gathering()},
         renderer=renderer(tmp_path),
         clock=clock,
@@ -54,7 +54,7 @@ async def test_a_redelivered_message_is_applied_once(engine: Engine, store: Stor
     again = await engine.handle(message)
     assert not first.duplicate and again.duplicate
     assert await rows(store, "SELECT status, state FROM flow_runs WHERE person_id = 1") == [
-        ("n1", '{"n":1}')
+        ("n1", '{"n":1,"seen":["<a1@mail>"]}')
     ]
     assert len(await rows(store, "SELECT id FROM outbox")) == 1
 
@@ -68,7 +68,7 @@ async def test_a_stranger_becomes_a_person_and_is_answered_on_their_channel(
     ]
     out = await rows(store, "SELECT channel, address, payload FROM outbox")
     assert out[0][:2] == ("matrix", "@bo:example.test")
-    assert json.loads(str(out[0][2]))["text"] == "hi #1"
+    assert json.loads(str(out[0][2]))["text"] == "echo: hi"
 
 
 async def test_outbox_keys_are_derived_from_the_inbound_message(
@@ -81,10 +81,12 @@ async def test_outbox_keys_are_derived_from_the_inbound_message(
 async def test_a_flow_bug_keeps_state_tells_person_and_organisers(
     engine: Engine, store: Store
 ) -> None:
-    await engine.handle(text("ann@example.test", "one"))
+    await engine.handle(text("ann@example.test", "one", external_id="<one@mail>"))
     handled = await engine.handle(text("ann@example.test", "boom"))
     assert handled.outcome == "applied"
-    assert await rows(store, "SELECT state FROM flow_runs WHERE person_id = 1") == [('{"n":1}',)]
+    assert await rows(store, "SELECT state FROM flow_runs WHERE person_id = 1") == [
+        ('{"n":1,"seen":["<one@mail>"]}',)
+    ]
     sent = await rows(store, "SELECT address, payload FROM outbox ORDER BY id")
     addresses = [a for a, _ in sent]
     assert addresses == ["ann@example.test", "ann@example.test", "org@example.test"]
@@ -120,7 +122,7 @@ async def test_timers_fire_once_and_catch_up_after_downtime(
         json.loads(str(p))["text"]
         for (p,) in await rows(store, "SELECT payload FROM outbox ORDER BY id")
     ]
-    assert texts == ["later #1", "tick"]
+    assert texts == ["echo: later", "tick"]
 
 
 async def test_calendar_reply_for_unknown_invite_is_recorded_not_applied(
@@ -147,7 +149,7 @@ async def test_calendar_reply_for_unknown_invite_is_recorded_not_applied(
 async def test_a_reply_with_someone_elses_token_is_held_and_the_owner_asked(
     engine: Engine, store: Store
 ) -> None:
-    await engine.handle(text("ann@example.test", "hello"))
+    await engine.handle(text("ann@example.test", "hello", external_id="<h@mail>"))
     forged = InboundMessage(
         Channel.EMAIL,
         "f1",
@@ -159,7 +161,9 @@ async def test_a_reply_with_someone_elses_token_is_held_and_the_owner_asked(
     )
     handled = await engine.handle(forged)
     assert handled.outcome == "held"
-    assert await rows(store, "SELECT state FROM flow_runs WHERE person_id = 1") == [('{"n":1}',)]
+    assert await rows(store, "SELECT state FROM flow_runs WHERE person_id = 1") == [
+        ('{"n":1,"seen":["<h@mail>"]}',)
+    ]
     (last,) = await rows(store, "SELECT address, payload FROM outbox ORDER BY id DESC LIMIT 1")
     assert last[0] == "ann@example.test"
     notice = json.loads(str(last[1]))["text"]
@@ -239,7 +243,7 @@ async def test_sent_messages_are_delivered_in_order_per_person(
     engine.clock.advance(minutes=5)  # type: ignore[attr-defined]
     while await worker.run_once():
         pass
-    assert [i.body.text for i in recorder.sent] == ["one #1", "two #2", "three #3"]
+    assert [i.body.text for i in recorder.sent] == ["echo: one", "echo: two", "echo: three"]
 
 
 async def test_a_message_that_makes_the_engine_raise_is_set_aside_not_fatal(

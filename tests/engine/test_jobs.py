@@ -3,49 +3,12 @@ process, and its result comes back to the run that asked, once, even across a cr
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, ClassVar
 
-from flows.base import JobFunction, Outcome, StepContext
 from gateway.core.jobs import MAX_ATTEMPTS, JobRunner
-from gateway.model import JOB_DONE, Identity, InboundKind, InboundMessage, RunJob
-from tests.kit.engine import Harness, gathering
-
-
-def total(payload: Mapping[str, Any]) -> Mapping[str, Any]:
-    """A stand-in for matching: pure, deterministic, a little work."""
-    return {"sum": sum(int(n) for n in payload["numbers"])}
-
-
-def broken(payload: Mapping[str, Any]) -> Mapping[str, Any]:
-    raise ValueError("no route")
-
-
-class Adder:
-    """ "add 1 2 3" asks for a job; its result is told to the person."""
-
-    name: ClassVar[str] = "registration"
-    reads: ClassVar[tuple[str, ...]] = ()
-    jobs: ClassVar[Mapping[str, JobFunction]] = {"total": total, "broken": broken}
-
-    def wants(self, message: InboundMessage, status: str) -> bool:
-        return True
-
-    def step(self, ctx: StepContext) -> Outcome:
-        message = ctx.message
-        if message.kind == InboundKind.COMMAND and message.text == JOB_DONE:
-            results = [*ctx.state.get("results", []), dict(message.payload)]
-            return Outcome(state={**ctx.state, "results": results}, status="done")
-        words = message.text.split()
-        job = "broken" if words[:1] == ["break"] else "total"
-        return Outcome(
-            state={**ctx.state, "asked": True},
-            status="waiting",
-            jobs=[RunJob(job, {"numbers": words[1:]})],
-        )
-
+from gateway.model import Identity
+from tests.kit.engine import Echo, Harness, gathering
 
 ANA = Identity.email("ana@example.org", "Ana")
 
@@ -63,7 +26,7 @@ async def jobs_rows(gw: Harness) -> list[tuple[str, int]]:
 async def test_a_job_runs_in_a_worker_process_and_its_result_reaches_the_run(
     tmp_path: Path,
 ) -> None:
-    gw = await Harness.open(tmp_path, {"registration": Adder()}, {"camp": gathering()})
+    gw = await Harness.open(tmp_path, {"registration": Echo()}, {"camp": gathering()})
     try:
         await gw.say(ANA, "add 1 2 39")
         person = await gw.person_of(ANA)
@@ -83,12 +46,12 @@ async def test_a_job_runs_in_a_worker_process_and_its_result_reaches_the_run(
 
 
 async def test_a_job_pending_at_a_crash_runs_after_the_restart(tmp_path: Path) -> None:
-    gw = await Harness.open(tmp_path, {"registration": Adder()}, {"camp": gathering()})
+    gw = await Harness.open(tmp_path, {"registration": Echo()}, {"camp": gathering()})
     await gw.say(ANA, "add 5 5")
     person = await gw.person_of(ANA)
     await gw.close()  # the service stops before the job ran
 
-    gw = await Harness.open(tmp_path, {"registration": Adder()}, {"camp": gathering()})
+    gw = await Harness.open(tmp_path, {"registration": Echo()}, {"camp": gathering()})
     runner = JobRunner(gw.engine, executor=threads)
     try:
         assert len(await runner.run_pending()) == 1
@@ -102,7 +65,7 @@ async def test_a_job_pending_at_a_crash_runs_after_the_restart(tmp_path: Path) -
 async def test_a_failing_job_and_a_job_that_kills_its_worker_are_reported_not_retried_forever(
     tmp_path: Path,
 ) -> None:
-    gw = await Harness.open(tmp_path, {"registration": Adder()}, {"camp": gathering()})
+    gw = await Harness.open(tmp_path, {"registration": Echo()}, {"camp": gathering()})
     runner = JobRunner(gw.engine, executor=threads)
     try:
         await gw.say(ANA, "break 1")

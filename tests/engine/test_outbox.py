@@ -21,7 +21,7 @@ from gateway.model import (
     OutKind,
 )
 from gateway.store import Store, open_store
-from tests.kit.engine import Clock, Counter, Recorder, gathering, renderer, text
+from tests.kit.engine import Clock, Echo, Recorder, gathering, renderer, text
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ async def setup(tmp_path: Path) -> tuple[Engine, Store, Clock]:
     clock = Clock()
     engine = Engine(
         store,
-        {"registration": Counter()},
+        {"registration": Echo()},
         {"camp": gathering()},
         renderer=renderer(tmp_path),
         clock=clock,

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from gateway.app.registry import default_flows
+from gateway.config import Organiser
 from gateway.model import Caller, Channel, Identity, InboundKind, OutboxItem
 from gateway.ops.router import Refused, Router
 from tests.kit.engine import Harness, gathering, inbound
@@ -25,10 +26,8 @@ ROOM = "!organisers:hs"
 
 @pytest.fixture
 async def gw(tmp_path: Path) -> AsyncIterator[Harness]:
-    h = await Harness.open(
-        tmp_path, default_flows(), {"camp": gathering()}, organisers=[ORG_MAIL, ORG_CHAT]
-    )
-    h.engine.desk = Router(h.engine).handle
+    olga = Organiser(name="Olga", email=ORG_MAIL.address, matrix=ORG_CHAT.address)
+    h = await Harness.open(tmp_path, default_flows(), {"camp": gathering()}, organisers=[olga])
     yield h
     await h.close()
 
@@ -129,6 +128,7 @@ async def test_the_terminal_gets_the_same_answers(gw: Harness) -> None:
 
 async def test_without_a_router_a_command_is_recorded_not_run(tmp_path: Path) -> None:
     h = await Harness.open(tmp_path, default_flows(), {"camp": gathering()})
+    h.engine.desk = None
     try:
         message = replace(
             inbound(ORG_CHAT, "!status", kind=InboundKind.COMMAND),

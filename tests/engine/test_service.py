@@ -15,7 +15,6 @@ import pytest
 from gateway.app.service import Channels, Service, build_engine, keep_running
 from gateway.config import load_config
 from gateway.core.engine import Engine
-from gateway.core.outbox import OutboxWorker
 from gateway.model import Channel
 from tests.kit.engine import RETREAT_TOML, Recorder, text
 
@@ -102,11 +101,12 @@ async def test_a_locked_database_is_waited_out_not_fatal(tmp_path: Path) -> None
     config_file = tmp_path / "gateway.toml"
     (tmp_path / "retreat.toml").write_text(GATHERING)
     config_file.write_text('gathering_files = ["*.toml"]\n[store]\npath = "g.sqlite3"\n')
-    engine = await build_engine(load_config(config_file))
+    config = load_config(config_file)
+    engine = await build_engine(config)
     await engine.store.conn.execute("PRAGMA busy_timeout = 50")  # the real one is 5 s
     await engine.handle(text("@ana:example.test", "hello", channel=Channel.MATRIX))
     recorder = Recorder(channel=Channel.MATRIX)
-    worker = OutboxWorker(engine.store, {Channel.MATRIX: recorder})
+    worker = Service(config, engine, lambda *_: Channels(senders={Channel.MATRIX: recorder})).outbox
     holder = sqlite3.connect(tmp_path / "g.sqlite3")
     holder.execute("BEGIN IMMEDIATE")  # e.g. a backup or a command beside the service
     stop = asyncio.Event()

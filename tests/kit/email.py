@@ -1,9 +1,9 @@
-"""A tiny registration-like flow and a gateway assembled from real parts, for email tests.
+"""The gateway's email half as `gateway run` wires it, driven step by step by email tests.
 
-The flow asks two numbered questions, asks for confirmation, sends a calendar invite and
-records the calendar answer as `attendance`, like the real registration flow does, so the
-transports can be proven end to end without depending on that flow's details. Every step
-appends to `seen`, which lets crash tests check that each mail was applied exactly once.
+`gateway` builds the service from a config (`build_service`: store, engine, outbox worker,
+email transport) with the one test flow, `tests.kit.engine.Echo`, and its templates; the
+test then runs the parts it checks itself (`send_all`, a `reader()` or a `listener()` made
+with the production intake), rather than `Service.run`, so it can look between steps.
 """
 
 from __future__ import annotations
@@ -13,106 +13,34 @@ import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
-from flows.base import Outcome, StepContext
-from flows.config import GatheringConfig
-from gateway.channels.email.failures import MIGRATIONS as EMAIL_MIGRATIONS
-from gateway.channels.email.failures import MailFailures
-from gateway.channels.email.inbound import conversation_index, token_maker
+from gateway.app.channels import build_service, mail_intake
+from gateway.app.service import Service
 from gateway.channels.email.receive import ImapReader, MailIntake, MailListener
 from gateway.channels.email.send import EmailTransport
-from gateway.config import EmailSettings, ImapSettings, ListenerSettings, Secret, SmtpSettings
+from gateway.config import (
+    EmailSettings,
+    ImapSettings,
+    ListenerSettings,
+    LoadedConfig,
+    Organiser,
+    Secret,
+    ServiceConfig,
+    SmtpSettings,
+    StoreSettings,
+)
 from gateway.core.engine import Engine
 from gateway.core.outbox import OutboxWorker
-from gateway.core.render import Renderer
-from gateway.model import Identity, InboundKind, InboundMessage, Invite, Outgoing
-from gateway.store.db import Store, load_cursor, open_store
+from gateway.model import Channel, Identity, IdentityKind
+from gateway.store.db import Durability, Store, load_cursor
+from tests.kit.engine import INVITE_UID, Echo, gathering, write_templates
 
 GATHERING = "camp"
-FLOW = "signup"
-INVITE_UID = "camp-2027@example.test"
-
-TEMPLATES = {
-    "questions": "1. What is your name?\n2. What do you eat?\n\nReply below each question.",
-    "confirm": "We have: {{ answers }}. Reply yes to confirm.",
-    "welcome": "You are in. The invitation is attached.",
-    "noted": "Noted: {{ text }}",
-}
-
-
-class Signup:
-    """questions → answers → "yes" → invite → calendar answer stored as `attendance`."""
-
-    name: ClassVar[str] = FLOW
-    reads: ClassVar[tuple[str, ...]] = ()
-
-    def wants(self, message: InboundMessage, status: str) -> bool:
-        return True
-
-    def step(self, ctx: StepContext) -> Outcome:
-        message = ctx.message
-        state = dict(ctx.state)
-        state["seen"] = [*state.get("seen", []), message.external_id]
-        if message.kind == InboundKind.CALENDAR_REPLY and message.calendar is not None:
-            state["attendance"] = message.calendar.partstat.lower()
-            status = "accepted" if message.calendar.partstat == "ACCEPTED" else "declined"
-            return Outcome(state=state, status=status)
-        if message.kind != InboundKind.TEXT:
-            return Outcome(state=state, ignored=True)
-        stage = state.get("stage")
-        if stage is None:
-            state["stage"] = "asked"
-            return Outcome(state=state, status="asked", send=[self._say(ctx, "questions")])
-        if stage == "asked" and message.answers:
-            state["answers"] = {str(k): v for k, v in message.answers.items()}
-            state["stage"] = "confirming"
-            return Outcome(
-                state=state,
-                status="confirming",
-                send=[self._say(ctx, "confirm", answers=state["answers"])],
-            )
-        if stage == "confirming" and message.text.strip().lower().startswith("yes"):
-            state["stage"] = "confirmed"
-            invite = Invite(
-                uid=INVITE_UID,
-                sequence=0,
-                method="REQUEST",
-                summary="Camp 2027",
-                start=datetime(2027, 7, 1, 16, tzinfo=UTC),
-                end=datetime(2027, 7, 5, 12, tzinfo=UTC),
-                tzid="Europe/Lisbon",
-                location="Quinta",
-            )
-            welcome = Outgoing(ctx.person.id, f"{FLOW}/welcome", invite=invite)
-            return Outcome(state=state, status="confirmed", send=[welcome])
-        return Outcome(state=state, send=[self._say(ctx, "noted", text=message.text)])
-
-    @staticmethod
-    def _say(ctx: StepContext, template: str, **context: Any) -> Outgoing:
-        return Outgoing(ctx.person.id, f"{FLOW}/{template}", context)
-
-
-def gathering() -> GatheringConfig:
-    return GatheringConfig(
-        slug=GATHERING, name="Camp", starts=date(2027, 7, 1), ends=date(2027, 7, 5), capacity=20
-    )
-
-
-def write_templates(root: Path) -> Renderer:
-    """The flow's templates plus the core ones (held, rejected, …) from the repository."""
-    folder = root / "en" / FLOW
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, body in TEMPLATES.items():
-        (folder / f"{name}.txt.j2").write_text('{% set subject = "Camp 2027" %}' + body + "\n")
-    core = root / "en" / "core"
-    core.mkdir(parents=True, exist_ok=True)
-    real = Path(__file__).resolve().parents[2] / "templates" / "en" / "core"
-    for template in real.iterdir():
-        (core / template.name).write_text(template.read_text())
-    return Renderer(root)
+FLOW = Echo.name
+__all__ = ["FLOW", "GATHERING", "INVITE_UID", "Gateway", "gateway", "settings", "until"]
 
 
 def settings(
@@ -156,14 +84,29 @@ def settings(
 
 @dataclass
 class Gateway:
-    """The email half of the service: store, engine, outbox worker, transport, readers."""
+    """The email half of the service: store, engine, outbox worker, transport, intake."""
 
-    store: Store
-    engine: Engine
-    transport: EmailTransport
-    outbox: OutboxWorker
+    service: Service
     intake: MailIntake
     settings: EmailSettings
+
+    @property
+    def store(self) -> Store:
+        return self.service.engine.store
+
+    @property
+    def engine(self) -> Engine:
+        return self.service.engine
+
+    @property
+    def outbox(self) -> OutboxWorker:
+        return self.service.outbox
+
+    @property
+    def transport(self) -> EmailTransport:
+        transport = self.service.channels.senders[Channel.EMAIL]
+        assert isinstance(transport, EmailTransport)
+        return transport
 
     def reader(self) -> ImapReader:
         assert self.settings.imap is not None
@@ -195,16 +138,6 @@ class Gateway:
             return await tx.all(sql, params)
 
 
-async def root_subject(store: Store, key: str) -> str | None:
-    """The subject of a conversation's first message (what the service wires in)."""
-    async with store.read() as tx:
-        row = await tx.one(
-            "SELECT json_extract(payload, '$.subject') FROM outbox WHERE idempotency_key = ?",
-            (key,),
-        )
-    return str(row[0]) if row and row[0] else None
-
-
 @asynccontextmanager
 async def gateway(
     db: Path,
@@ -213,35 +146,40 @@ async def gateway(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     organisers: tuple[Identity, ...] = (),
     unproven_daily_limit: int | None = None,
+    durability: Durability = "full",
 ) -> AsyncIterator[Gateway]:
-    store = await open_store(db, durability="full", migrations=EMAIL_MIGRATIONS)
-    engine = Engine(
-        store,
-        {FLOW: Signup()},
-        {GATHERING: gathering()},
-        renderer=write_templates(templates),
-        token_maker=token_maker(email),
-        default_flow=FLOW,
-        clock=clock,
-        organisers=organisers,
-        unproven_daily_limit=unproven_daily_limit,
+    """The service for `email` with its store at `db`; `clock` is the engine's, which the
+    service hands to its outbox, transport and failure counts. Strangers are answered without
+    a daily limit unless one is given: tests write many mails from one new address."""
+    if unproven_daily_limit is not None:
+        email = email.model_copy(update={"unproven_daily_limit": unproven_daily_limit})
+    config = LoadedConfig(
+        path=db.parent / "gateway.toml",
+        service=ServiceConfig(
+            store=StoreSettings(path=db, durability=durability),
+            templates=write_templates(templates),
+            organisers=[_organiser(o) for o in organisers],
+            email=email,
+        ),
+        gatherings={GATHERING: gathering(GATHERING, capacity=20)},
+        sources={},
     )
-    transport = EmailTransport(
-        email, root_subject=lambda key: root_subject(store, key), clock=clock
+    service = await build_service(
+        config, flows={FLOW: Echo()}, clock=clock, unproven_daily_limit=unproven_daily_limit
     )
-    outbox = OutboxWorker(store, {transport.channel: transport}, seed=1, clock=clock)
-    intake = MailIntake(
-        email,
-        engine,
-        MailFailures(store, clock),
-        conversations=conversation_index([(GATHERING, FLOW)]),
-        after_commit=outbox.wake,
-    )
+    intake = mail_intake(config, email, service.engine, service.wake)
     try:
-        yield Gateway(store, engine, transport, outbox, intake, email)
+        yield Gateway(service, intake, email)
     finally:
-        await transport.close()
-        await store.close()
+        for close in service.channels.closers:
+            await close()
+        await service.engine.store.close()
+
+
+def _organiser(identity: Identity) -> Organiser:
+    if identity.kind == IdentityKind.EMAIL:
+        return Organiser(name=identity.address, email=identity.address)
+    return Organiser(name=identity.address, matrix=identity.address)
 
 
 async def until(predicate: Any, limit: float = 15.0, interval: float = 0.02) -> None:

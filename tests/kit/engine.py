@@ -1,30 +1,44 @@
-"""The engine-level test kit: a harness, a clock, a recording transport, a test flow, a
-renderer, and message builders.
+"""The test kit every test and bench shares: the one test flow (`Echo`), its templates and
+renderer, a hand clock, a recording transport, a harness, and message builders.
 
-`Harness` wires the real Engine, a real SQLite store (a file in a temporary directory), the
-real OutboxWorker and TimerLoop to `Recorder` transports that record what would have been
-sent, and a clock the test moves by hand. Fakes are for pure-logic tests of the engine and
-flows; the channels themselves are proven against real servers in tests/wire.
+`Harness` is the service as `gateway run` wires it (`build_engine`, `Service`: a real SQLite
+store in a temporary directory, the engine, outbox worker and timers, all on one clock the
+test moves by hand) with `Recorder` transports that record what would have been sent; the
+test drives it step by step instead of running it. Fakes are for pure-logic tests of the
+engine and flows; the channels themselves are proven against real servers in tests/wire,
+where `tests.kit.matrix.running_bot` and `tests.kit.email.gateway` build the same service
+with the real transports.
+
+What still builds parts by hand, and why: tests/engine/test_engine.py and test_outbox.py
+construct `Engine` and `OutboxWorker` themselves because the part is what they test (a
+worker that "crashed" mid-send, a second store on the same file); bench/email_fanout.py's
+"plumbing" run gives the worker a transport that skips composing, which is the figure it
+measures and which no production wiring would build.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Mapping
+import shutil
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
-from flows.base import Flow, Outcome, StepContext
+from flows.base import Flow, JobFunction, Outcome, StepContext
 from flows.config import GatheringConfig
+from gateway.app.channels import organisers_router
+from gateway.app.service import Channels, Service, build_engine
+from gateway.config import LoadedConfig, Organiser, ServiceConfig, StoreSettings
 from gateway.core.engine import Engine, Handled
 from gateway.core.outbox import OutboxWorker
 from gateway.core.render import Renderer
 from gateway.core.timers import TimerLoop
 from gateway.model import (
     GATHERING_SUBJECT,
+    JOB_DONE,
     CalendarAnswer,
     Channel,
     Emit,
@@ -32,14 +46,17 @@ from gateway.model import (
     IdentityKind,
     InboundKind,
     InboundMessage,
+    Invite,
     OutboxItem,
     Outgoing,
+    OutKind,
     PersonId,
+    RunJob,
     SetTimer,
     Target,
 )
 from gateway.ports import PermanentError, TransientError
-from gateway.store.db import Store, open_store
+from gateway.store.db import Store
 
 _ids = itertools.count(1)
 
@@ -88,50 +105,139 @@ def text(
     )
 
 
-class Counter:
-    """Counts messages per person; 'boom' raises, 'share' emits to the gathering run,
-    'later' sets a timer; a TICK replies 'tick'."""
+def total(payload: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The test flow's job: pure, deterministic, a little work (a stand-in for matching)."""
+    return {"sum": sum(int(n) for n in payload["numbers"])}
+
+
+def broken(payload: Mapping[str, Any]) -> Mapping[str, Any]:
+    raise ValueError("no route")
+
+
+#: The calendar invite `Echo` sends on "yes" (its uid is what a calendar answers to).
+INVITE_UID = "camp-2027@example.test"
+
+
+class Echo:
+    """The one test flow: it answers every message so a test sees what the gateway understood,
+    and keeps what a test needs to count. Engine, outbox, wire tests and benches all run it.
+
+    Per person it keeps `n` (messages stepped, also the status `n<N>` unless a message sets
+    another) and `seen` (their external ids in order: each applied exactly once). Text →
+    "echo: TEXT"; "poll"/"many" → a poll of three days (one or several choices); a vote or
+    reaction → "choice: CHOICE on EVENT"; an edit → "edit: TEXT of EVENT"; a redaction →
+    "redacted EVENT"; numbered answers (an email form) → "answers: …", status "confirming";
+    "yes" → a welcome with a calendar invite, status "confirmed"; the invite's answer →
+    `attendance`, status "accepted"/"declined"; "register" → status "registered" (for
+    announcements); "boom" raises (a flow bug); "share" emits an event to the gathering run,
+    which counts `events` and lists its `peers`; "later" sets a timer an hour on, whose tick
+    answers "tick"; "add 1 2" asks for the job `total` ("break" for `broken`), status
+    "waiting", and its result is kept in `results`, status "done". Anything else (an
+    automatic reply) is ignored.
+    """
 
     name: ClassVar[str] = "registration"
     reads: ClassVar[tuple[str, ...]] = ("registration",)
+    jobs: ClassVar[Mapping[str, JobFunction]] = {"total": total, "broken": broken}
 
     def wants(self, message: InboundMessage, status: str) -> bool:
         return True
 
     def step(self, ctx: StepContext) -> Outcome:
-        body = ctx.message.text
+        m = ctx.message
         if ctx.is_gathering_run:
             shared = dict(ctx.state)
             shared["events"] = shared.get("events", 0) + 1
             shared["peers"] = sorted(int(p) for p in ctx.peers.get("registration", {}))
             return Outcome(state=shared)
-        if body == "boom":
+        if m.text == "boom":
             raise RuntimeError("flow bug")
-        n = ctx.state.get("n", 0) + 1
-        outcome = Outcome(state={"n": n}, status=f"n{n}")
-        if ctx.message.kind == InboundKind.TICK:
-            outcome.send.append(Outgoing(ctx.person.id, "test/say", {"words": "tick"}))
-            return outcome
-        outcome.send.append(Outgoing(ctx.person.id, "test/say", {"words": f"{body} #{n}"}))
-        if body == "share":
-            outcome.emit.append(Emit("registration", GATHERING_SUBJECT, "shared"))
-        if body == "later":
-            outcome.timers.append(SetTimer("remind", ctx.now + timedelta(hours=1)))
+        state = dict(ctx.state)
+        state["n"] = state.get("n", 0) + 1
+        state["seen"] = [*state.get("seen", []), m.external_id]
+        outcome = Outcome(state=state, status=f"n{state['n']}")
+        words = m.text.split()
+        if m.kind == InboundKind.TICK:
+            outcome.send.append(self._say(ctx, "tick"))
+        elif m.kind == InboundKind.COMMAND and m.text == JOB_DONE:
+            state["results"] = [*state.get("results", []), dict(m.payload)]
+            outcome.status = "done"
+        elif m.kind == InboundKind.TEXT and words[:1] in (["add"], ["break"]):
+            job = "broken" if words[0] == "break" else "total"
+            outcome.jobs.append(RunJob(job, {"numbers": words[1:]}))
+            outcome.status = "waiting"
+        elif m.kind == InboundKind.CALENDAR_REPLY and m.calendar is not None:
+            state["attendance"] = m.calendar.partstat.lower()
+            outcome.status = "accepted" if m.calendar.partstat == "ACCEPTED" else "declined"
+        elif m.kind == InboundKind.CHOICE:
+            outcome.send.append(self._say(ctx, f"choice: {m.choice} on {m.in_reply_to}"))
+        elif m.kind == InboundKind.EDIT:
+            outcome.send.append(self._say(ctx, f"edit: {m.text} of {m.replaces}"))
+        elif m.kind == InboundKind.REDACTION:
+            outcome.send.append(self._say(ctx, f"redacted {m.replaces}"))
+        elif m.kind != InboundKind.TEXT:
+            return Outcome(state=state, ignored=True)
+        elif m.text in ("poll", "many"):
+            poll = self._say(ctx, "Which day?")
+            outcome.send.append(
+                replace(poll, kind=OutKind.POLL, multiple=m.text == "many", options=DAYS)
+            )
+        elif m.answers:
+            state["answers"] = {str(k): v for k, v in m.answers.items()}
+            outcome.status = "confirming"
+            outcome.send.append(self._say(ctx, f"answers: {state['answers']}; yes?"))
+        elif m.text.strip().lower().startswith("yes"):
+            outcome.status = "confirmed"
+            outcome.send.append(replace(self._say(ctx, "You are in."), invite=_invite()))
+        else:
+            outcome.send.append(self._say(ctx, f"echo: {m.text}"))
+            if m.text == "register":
+                outcome.status = "registered"
+            elif m.text == "share":
+                outcome.emit.append(Emit("registration", GATHERING_SUBJECT, "shared"))
+            elif m.text == "later":
+                outcome.timers.append(SetTimer("remind", ctx.now + timedelta(hours=1)))
         return outcome
+
+    @staticmethod
+    def _say(ctx: StepContext, words: str) -> Outgoing:
+        return Outgoing(ctx.person.id, SAY, {"words": words})
+
+
+#: The test flow's one template: its context's `words`, verbatim.
+SAY = "test/say"
+DAYS = ("Fri", "Sat", "Sun")
+
+
+def _invite() -> Invite:
+    return Invite(
+        uid=INVITE_UID,
+        sequence=0,
+        method="REQUEST",
+        summary="Camp 2027",
+        start=datetime(2027, 7, 1, 16, tzinfo=UTC),
+        end=datetime(2027, 7, 5, 12, tzinfo=UTC),
+        tzid="Europe/Lisbon",
+        location="Quinta",
+    )
+
+
+def write_templates(root: Path) -> Path:
+    """The repository's templates plus the test flow's `test/say` (in English and German),
+    under `root`; written again harmlessly, so a restarted gateway can point at them twice."""
+    real = Path(__file__).resolve().parents[2] / "templates"
+    shutil.copytree(real, root, dirs_exist_ok=True)
+    for lang, words in (("en", "{{ words }}"), ("de", "DE {{ words }}")):
+        (root / lang / "test").mkdir(parents=True, exist_ok=True)
+        (root / lang / "test" / "say.txt.j2").write_text(
+            '{% set subject = "Camp 2027" %}' + words + "\n"
+        )
+    return root
 
 
 def renderer(tmp_path: Path) -> Renderer:
-    root = tmp_path / "templates"
-    for lang, words in (("en", "{{ words }}"), ("de", "DE {{ words }}")):
-        (root / lang / "test").mkdir(parents=True)
-        (root / lang / "test" / "say.txt.j2").write_text(
-            '{% set subject = "Test" %}' + words + "\n"
-        )
-    (root / "en" / "core").mkdir(parents=True)
-    real = Path(__file__).resolve().parents[2] / "templates" / "en" / "core"
-    for template in real.iterdir():
-        (root / "en" / "core" / template.name).write_text(template.read_text())
-    return Renderer(root)
+    """The one test renderer: `write_templates` under `tmp_path/templates`."""
+    return Renderer(write_templates(tmp_path / "templates"))
 
 
 @dataclass
@@ -239,14 +345,25 @@ class Harness:
         flows: Mapping[str, Flow],
         gatherings: Mapping[str, GatheringConfig],
         clock: Clock | None = None,
-        **engine_args: Any,
+        organisers: Sequence[Organiser] = (),
     ) -> Harness:
         clock = clock or Clock(datetime(2027, 3, 1, 9, 0, tzinfo=UTC))
-        store = await open_store(tmp_path / "gateway.sqlite3", durability="normal")
-        engine = Engine(store, flows, gatherings, clock=clock, **engine_args)
+        config = LoadedConfig(
+            path=tmp_path / "gateway.toml",
+            service=ServiceConfig(
+                store=StoreSettings(path=tmp_path / "gateway.sqlite3", durability="normal"),
+                organisers=list(organisers),
+            ),
+            gatherings=dict(gatherings),
+            sources={},
+        )
+        # The service's own wiring (`build_engine`, `Service`: its outbox worker and timers,
+        # on the engine's clock), with recorders for channels; it is driven by hand, not run.
+        engine = await build_engine(config, flows=flows, clock=clock)
+        engine.desk = organisers_router(engine, lambda: config).handle
         transports = {c: Recorder(c) for c in (Channel.EMAIL, Channel.MATRIX)}
-        worker = OutboxWorker(store, transports, clock=clock, seed=1)
-        return cls(store, engine, clock, transports, worker, TimerLoop(engine, clock=clock))
+        service = Service(config, engine, lambda *_: Channels(senders=dict(transports)))
+        return cls(engine.store, engine, clock, transports, service.outbox, service.timers)
 
     async def close(self) -> None:
         await self.store.close()

@@ -1,87 +1,35 @@
-"""A bot for transport tests: store + engine + MatrixTransport + outbox worker in this loop,
-with a tiny echo flow, and helpers for participants (real nio clients) to read their rooms.
+"""The bot for Matrix transport tests (the service as `gateway run` wires it, running the test
+flow in this loop), and helpers for participants (real nio clients) to read their rooms.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from nio import AsyncClient, MessageDirection, RoomMessagesResponse, SyncResponse
 
-from flows.base import Flow, Outcome, StepContext
-from gateway.channels.matrix.pending import KEY_WAIT
-from gateway.channels.matrix.transport import MIGRATIONS, MatrixTransport
-from gateway.config import MatrixSettings, Secret
+from flows.base import Flow
+from gateway.app.service import Service
+from gateway.channels.matrix.transport import MatrixTransport
+from gateway.config import (
+    LoadedConfig,
+    MatrixSettings,
+    Organiser,
+    Secret,
+    ServiceConfig,
+    StoreSettings,
+)
 from gateway.core.engine import Engine
 from gateway.core.outbox import OutboxWorker
-from gateway.core.render import Renderer
-from gateway.model import Channel, Identity, InboundKind, InboundMessage, Outgoing, OutKind
-from gateway.ops.router import Router
-from gateway.store.db import Store, open_store
-from tests.kit.engine import gathering
+from gateway.model import Channel
+from gateway.store.db import Store
+from tests.kit.engine import Echo, gathering, write_templates
+from tests.kit.service import serving
 from tests.servers import MatrixUser, SynapseServer
-
-
-class Echo:
-    """Answers every person's message so tests can see what the bot understood.
-
-    "poll" → a poll with three options; "many" → a multiple-choice poll; other text →
-    "echo: TEXT"; a vote/reaction → "choice: CHOICE on EVENT"; an edit → "edit: TEXT of EVENT";
-    a redaction → "redacted EVENT"; a rejected message → the engine's own note; "register"
-    sets the run's status to "registered" (for announcements).
-    """
-
-    name: ClassVar[str] = "registration"
-    reads: ClassVar[tuple[str, ...]] = ()
-
-    def wants(self, message: InboundMessage, status: str) -> bool:
-        return True
-
-    def step(self, ctx: StepContext) -> Outcome:
-        m = ctx.message
-        me = ctx.person.id
-        if m.kind == InboundKind.TEXT and m.text in ("poll", "many"):
-            return Outcome(
-                state={},
-                send=[
-                    Outgoing(
-                        me,
-                        "test/say",
-                        {"words": "Which day?"},
-                        kind=OutKind.POLL,
-                        multiple=m.text == "many",
-                        options=("Fri", "Sat", "Sun"),
-                    )
-                ],
-            )
-        if m.kind == InboundKind.CHOICE:
-            words = f"choice: {m.choice} on {m.in_reply_to}"
-        elif m.kind == InboundKind.EDIT:
-            words = f"edit: {m.text} of {m.replaces}"
-        elif m.kind == InboundKind.REDACTION:
-            words = f"redacted {m.replaces}"
-        else:
-            words = f"echo: {m.text}"
-        status = "registered" if m.text == "register" else None
-        return Outcome(state={}, status=status, send=[Outgoing(me, "test/say", {"words": words})])
-
-
-def make_renderer(tmp_path: Path) -> Renderer:
-    root = tmp_path / "templates"
-    (root / "en" / "test").mkdir(parents=True)
-    (root / "en" / "test" / "say.txt.j2").write_text("{{ words }}\n")
-    real = Path(__file__).resolve().parents[2] / "templates" / "en"
-    for sub in real.iterdir():
-        if sub.is_dir():
-            (root / "en" / sub.name).mkdir(exist_ok=True)
-            for template in sub.iterdir():
-                (root / "en" / sub.name / template.name).write_text(template.read_text())
-    return Renderer(root)
 
 
 def settings_for(
@@ -98,6 +46,9 @@ def settings_for(
 
 @dataclass
 class Bot:
+    """The running service's parts a Matrix test looks at."""
+
+    service: Service
     store: Store
     engine: Engine
     transport: MatrixTransport
@@ -111,42 +62,37 @@ async def running_bot(
     *,
     flows: Mapping[str, Flow] | None = None,
     organisers: Sequence[str] = (),
-    renderer: Renderer | None = None,
     gatherings: Sequence[str] = ("camp",),
-    worker: Mapping[str, Any] | None = None,
     key_wait: float | None = None,
 ) -> AsyncIterator[Bot]:
-    store = await open_store(tmp_path / "gateway.sqlite3", migrations=MIGRATIONS)
-    engine = Engine(
-        store,
-        flows or {"registration": Echo()},
-        {slug: gathering(slug) for slug in gatherings},
-        renderer=renderer or make_renderer(tmp_path),
-        organisers=[Identity.matrix(o) for o in organisers],
+    """The gateway with its Matrix channel as `gateway run` wires and runs it (`build_engine`,
+    `build_channels`, `Service.run`), the test flow `Echo` and the test templates; store and
+    templates in `tmp_path`, so a second block on the same `tmp_path` is a restart."""
+    if key_wait is not None:
+        settings = settings.model_copy(update={"key_wait": key_wait})
+    config = LoadedConfig(
+        path=tmp_path / "gateway.toml",
+        service=ServiceConfig(
+            store=StoreSettings(path=Path("gateway.sqlite3")),
+            templates=write_templates(tmp_path / "templates"),
+            organisers=[Organiser(name=o, matrix=o) for o in organisers],
+            matrix=settings,
+        ),
+        gatherings={slug: gathering(slug) for slug in gatherings},
+        sources={},
     )
-    # Organisers' commands reach the router as in the service (gateway/app/service.py).
-    engine.desk = Router(engine).handle
-    transport = MatrixTransport(
-        settings,
-        store,
-        organisers=organisers,
-        sync_timeout_ms=5000,
-        key_wait=KEY_WAIT if key_wait is None else key_wait,
-    )
-    outbox = OutboxWorker(store, {Channel.MATRIX: transport}, **(worker or {}))
-    transport.wake = outbox.wake
-    stop = asyncio.Event()
-    tasks = [
-        asyncio.create_task(transport.run(engine, stop)),
-        asyncio.create_task(outbox.run(stop)),
-    ]
-    try:
-        yield Bot(store, engine, transport, outbox)
-    finally:
-        stop.set()
-        await asyncio.gather(*tasks)
-        await transport.close()
-        await store.close()
+    async with serving(config, flows=flows or {"registration": Echo()}) as service:
+        transport = service.channels.senders[Channel.MATRIX]
+        assert isinstance(transport, MatrixTransport)
+        yield Bot(service, service.engine.store, service.engine, transport, service.outbox)
+
+
+async def keep_keys(client: AsyncClient) -> None:
+    """Upload and fetch device keys when nio says so (an E2EE participant between syncs)."""
+    if client.should_upload_keys:
+        await client.keys_upload()
+    if client.should_query_keys:
+        await client.keys_query()
 
 
 ROOMY: dict[str, Any] = {"room": {"timeline": {"limit": 200}}}

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 from types import ModuleType
+from typing import NoReturn
 
 import pytest
 
@@ -13,26 +15,26 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def unavailable(reason: str) -> NoReturn:
+    """Skip the test (or the module, at import) for want of `reason` — or, when CI is set,
+    fail, so that a CI machine that lost a package, program or server cannot pass by
+    skipping its tests. Every "not installed here" in the suite goes through this."""
+    if in_ci():
+        pytest.fail(f"{reason} [CI is set: a missing dependency is a failure]", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
+
+
 def require_module(name: str) -> ModuleType:
-    """Import `name` for a test module; without it, skip the module — or, when CI is set,
-    fail, so that a CI machine that lost a package cannot pass by skipping its tests."""
+    """Import `name` for a test or a test module (use this, never `pytest.importorskip`)."""
     try:
         return importlib.import_module(name)
     except ImportError as exc:
-        reason = f"{name} is not installed ({exc})"
-        if in_ci():
-            pytest.fail(f"{reason} [CI is set: a missing package is a failure]", pytrace=False)
-        pytest.skip(reason, allow_module_level=True)
+        unavailable(f"{name} is not installed ({exc})")
 
 
 def require_program(name: str) -> str:
-    """The path of the program `name`; without it, skip — or, when CI is set, fail."""
-    import shutil
-
+    """The path of the program `name`."""
     path = shutil.which(name)
     if path is None:
-        reason = f"{name} is not installed"
-        if in_ci():
-            pytest.fail(f"{reason} [CI is set: a missing program is a failure]", pytrace=False)
-        pytest.skip(reason)
+        unavailable(f"{name} is not installed")
     return path

@@ -7,13 +7,14 @@ part of what they prove) from these sections, and run the service beside the tes
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from flows.base import Flow
 from gateway.app.channels import build_service
 from gateway.app.service import Service
-from gateway.config import load_config
+from gateway.config import LoadedConfig, load_config
 from tests.servers import DovecotServer, MailUser, MatrixUser, PostfixServer, SynapseServer
 
 
@@ -91,7 +92,17 @@ def both_channels_config(
 @asynccontextmanager
 async def running(config_path: Path) -> AsyncIterator[Service]:
     """Run the service from `config_path` until the block ends."""
-    service = await build_service(load_config(config_path))
+    async with serving(load_config(config_path)) as service:
+        yield service
+
+
+@asynccontextmanager
+async def serving(
+    config: LoadedConfig, *, flows: Mapping[str, Flow] | None = None
+) -> AsyncIterator[Service]:
+    """Run the service `config` describes until the block ends, wired as `gateway run` wires
+    it (`build_service`); `flows` replaces the gateway's flows (e.g. by the test flow)."""
+    service = await build_service(config, flows=flows)
     task = asyncio.create_task(service.run())
     try:
         yield service

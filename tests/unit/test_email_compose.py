@@ -27,6 +27,7 @@ from gateway.channels.email.compose import (
     text_to_html,
 )
 from gateway.channels.email.ical.invite import Attendee, CalendarEvent, build_cancel, build_request
+from tests.kit.optional import require_module
 
 LISBON = ZoneInfo("Europe/Lisbon")
 DATE = datetime(2026, 3, 1, 10, 0, tzinfo=LISBON)
@@ -225,7 +226,7 @@ def test_rejects_naive_date_and_bad_address() -> None:
 
 
 def test_dkim_signature_verifies() -> None:
-    dkim = pytest.importorskip("dkim")
+    dkim = require_module("dkim")
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 

@@ -45,7 +45,7 @@ async def test_unproven_address_gets_at_most_the_daily_limit(
             assert [m.rcpt_tos for m in smtp_sink.messages] == [[VICTIM]] * 2
             notes = await gw.rows("SELECT summary FROM audit WHERE direction = 'note'")
             assert [r[0] for r in notes] == [
-                "not sent (2 a day to an unproven address): signup/noted"
+                "not sent (2 a day to an unproven address): test/say"
             ] * 3
             # The real owner answers one of our mails (their client's Reply): proven, so
             # their answers are answered again, beyond the limit.

@@ -15,10 +15,9 @@ import pytest
 from nio import AsyncClient, RoomCreateResponse, RoomKeyRequest, SyncResponse
 
 from gateway.channels.matrix.rooms import ENCRYPTION_STATE
-from tests.kit.matrix import Bot, Inbox, make_renderer, running_bot, settings_for, sync_until
+from tests.kit.matrix import Bot, Inbox, keep_keys, running_bot, settings_for, sync_until
 from tests.kit.optional import require_module
 from tests.servers import MatrixUser, SynapseServer
-from tests.wire.matrix.test_matrix_e2ee import keep_keys
 
 require_module("vodozemac")  # end-to-end encryption: a skip would hide a broken CI
 
@@ -200,14 +199,13 @@ async def test_a_held_message_survives_a_restart(
 ) -> None:
     bot_user = synapse.new_user("bot")
     settings = settings_for(synapse, bot_user, tmp_path / "mx", e2ee=True)
-    renderer = make_renderer(tmp_path)
-    async with running_bot(tmp_path, settings, renderer=renderer) as bot:
+    async with running_bot(tmp_path, settings) as bot:
         await maya.open_room(bot_user.user_id)
         await maya.withhold_key()
         event_id = await maya.send("across a restart")
         await held(bot, 1)
     # The bot is down (its sync position is past the event) when the key is finally sent.
     await maya.release_key()
-    async with running_bot(tmp_path, settings, renderer=renderer) as bot:
+    async with running_bot(tmp_path, settings) as bot:
         assert await maya.echoes("echo: across a restart") == ["echo: across a restart"]
         assert await inbox_rows(bot, event_id) == 1

@@ -11,7 +11,8 @@ from nio import AsyncClient, RoomCreateResponse, RoomSendResponse
 from flows.organisers import Organisers
 from gateway.model import Channel, OutboxItem, OutKind
 from gateway.ports import PermanentError
-from tests.kit.matrix import Echo, Inbox, room_history, running_bot, settings_for, sync_until
+from tests.kit.engine import Echo
+from tests.kit.matrix import Inbox, room_history, running_bot, settings_for, sync_until
 from tests.kit.outbox import outbox_item
 from tests.servers import SynapseServer
 
