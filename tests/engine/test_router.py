@@ -45,7 +45,7 @@ async def command(gw: Harness, sender: Identity, line: str, **fields: object) ->
 async def test_status_answers_in_the_room_it_was_asked_in(gw: Harness) -> None:
     (answer,) = await command(gw, ORG_CHAT, "!status")
     assert answer.channel == Channel.MATRIX and answer.address == ROOM
-    assert "camp" in answer.text and "outbox" in answer.text
+    assert "camp" in answer.body.text and "outbox" in answer.body.text
 
 
 async def test_a_redelivered_command_is_neither_run_nor_answered_twice(gw: Harness) -> None:
@@ -59,17 +59,17 @@ async def test_a_redelivered_command_is_neither_run_nor_answered_twice(gw: Harne
 
 async def test_others_are_refused_and_a_mere_exclamation_is_what_they_said(gw: Harness) -> None:
     (refusal,) = await command(gw, MAYA, "!status")
-    assert refusal.address == MAYA.address and "only the organisers" in refusal.text
+    assert refusal.address == MAYA.address and "only the organisers" in refusal.body.text
     # Not a command word: a participant's "!!! …" / "!Hi" goes to registration as text.
     sent = await command(gw, MAYA, "!Hello, I would like to come")
-    assert sent and all("organisers" not in i.text for i in sent)
+    assert sent and all("organisers" not in i.body.text for i in sent)
     status, _ = await gw.run(await gw.person_of(MAYA))
     assert status  # a registration run began
 
 
 async def test_unknown_commands_get_the_list(gw: Harness) -> None:
     (answer,) = await command(gw, ORG_CHAT, "!stauts")
-    assert "Unknown command 'stauts'" in answer.text and "export GATHERING" in answer.text
+    assert "Unknown command 'stauts'" in answer.body.text and "export GATHERING" in answer.body.text
 
 
 async def test_by_mail_a_change_needs_a_reply_to_our_message(gw: Harness) -> None:
@@ -79,7 +79,7 @@ async def test_by_mail_a_change_needs_a_reply_to_our_message(gw: Harness) -> Non
     (challenge,) = await command(gw, ORG_MAIL, "!announce camp Bring boots", in_reply_to=None)
     assert challenge.address == ORG_MAIL.address
     assert (
-        "must come as a reply" in challenge.text and "!announce camp Bring boots" in challenge.text
+        "must come as a reply" in challenge.body.text and "!announce camp Bring boots" in challenge.body.text
     )
     _, state = await gw.run(0, "organisers")
     assert "pending" not in state
@@ -90,7 +90,7 @@ async def test_by_mail_a_change_needs_a_reply_to_our_message(gw: Harness) -> Non
         "!announce camp Bring boots",
         in_reply_to=f"<{challenge.idempotency_key}@test>",
     )
-    assert "would go to 0 registered people" in confirm.text
+    assert "would go to 0 registered people" in confirm.body.text
     assert confirm.address == ORG_MAIL.address
     _, state = await gw.run(0, "organisers")
     assert state["pending"]["text"] == "Bring boots"
@@ -100,16 +100,16 @@ async def test_reading_by_mail_needs_no_proof_and_goes_to_the_listed_address(
     gw: Harness,
 ) -> None:
     (answer,) = await command(gw, ORG_MAIL, "!status", in_reply_to=None)
-    assert answer.address == ORG_MAIL.address and "camp" in answer.text
+    assert answer.address == ORG_MAIL.address and "camp" in answer.body.text
 
 
 async def test_announce_and_confirm_from_the_room(gw: Harness) -> None:
     (preview,) = await command(gw, ORG_CHAT, "!announce camp Bring\nwarm boots")
-    assert preview.address == ROOM and "Bring\nwarm boots" in preview.text
+    assert preview.address == ROOM and "Bring\nwarm boots" in preview.body.text
     (sent,) = await command(gw, ORG_CHAT, "!confirm")
-    assert sent.address == ROOM and "0 registered people" in sent.text
+    assert sent.address == ROOM and "0 registered people" in sent.body.text
     (nothing,) = await command(gw, ORG_CHAT, "!cancel")
-    assert "no announcement waiting" in nothing.text
+    assert "no announcement waiting" in nothing.body.text
 
 
 async def test_the_terminal_gets_the_same_answers(gw: Harness) -> None:
