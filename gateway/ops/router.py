@@ -28,16 +28,15 @@ from pathlib import Path
 
 from gateway.core.engine import Engine, Handled
 from gateway.model import (
-    GATHERING_SUBJECT,
     Attachment,
     Caller,
     Channel,
     InboundKind,
     InboundMessage,
-    Target,
 )
 from gateway.ops import debrief as debrief_ops
 from gateway.ops import travel as travel_ops
+from gateway.ops.commands import send_command
 from gateway.ops.crews import commands as crews_ops
 from gateway.ops.reports import export_csv, format_status, status_report
 from gateway.ports import SetAsideReader
@@ -192,20 +191,15 @@ class Router:
         behalf: its replies go to the organiser's caller. Each (flow, name) once per
         organiser's message: a redelivery is a duplicate."""
         message = request.message
-        return await self.engine.handle(
-            InboundMessage(
-                channel=Channel.INTERNAL,
-                # Derived from the organiser's message: a redelivery is a duplicate.
-                external_id=f"{request.key}/{flow}:{name}",
-                kind=InboundKind.COMMAND,
-                received_at=message.received_at,
-                sender=None,
-                text=name,
-                payload=dict(payload),
-                target=Target(slug, flow, GATHERING_SUBJECT),
-                caller=message.caller,
-                meta={"by": message.sender.address if message.sender else "terminal"},
-            )
+        return await send_command(
+            self.engine,
+            slug,
+            flow,
+            name,
+            payload,
+            external_id=f"{request.key}/{flow}:{name}",
+            caller=message.caller,
+            by=message.sender.address if message.sender else "terminal",
         )
 
     # -- the commands -------------------------------------------------------------------
