@@ -236,6 +236,7 @@ class Engine:
         return [results[i] for i in range(len(messages))]
 
     async def _to_desk(self, message: InboundMessage) -> Handled:
+        message = clean_message(message)  # an announcement's text reaches everyone
         if self.desk is not None:
             return await self.desk(message)
         return await self.record_command(message, "refused", "no organisers' router here")

@@ -57,6 +57,10 @@ CHANGING = frozenset({"announce", "confirm", "cancel", "crews", "travel"})
 READING = frozenset({"show", "roster", ""})
 
 
+#: An announcement reaches everyone registered: a pasted file or a mistake should not.
+MAX_ANNOUNCEMENT = 10_000
+
+
 class Refused(Exception):
     """The command cannot run as given; the message says what to do instead."""
 
@@ -233,6 +237,11 @@ class Router:
             slug = self._gathering(request, usage)
         if word == "announce" and not request.rest.strip():
             raise Refused("Usage: announce GATHERING text of the message")
+        if len(request.rest) > MAX_ANNOUNCEMENT:
+            raise Refused(
+                f"That announcement has {len(request.rest):,} characters; at most"
+                f" {MAX_ANNOUNCEMENT:,} go to everyone (link to a longer text instead)."
+            )
         by = request.message.sender.address if request.message.sender else "terminal"
         return await self.to_flow(
             request, slug, "organisers", word, {"text": request.rest.strip(), "by": by}

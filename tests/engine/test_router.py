@@ -78,9 +78,8 @@ async def test_by_mail_a_change_needs_a_reply_to_our_message(gw: Harness) -> Non
     await gw.say(MAYA, "register")  # someone to announce to (not yet registered: 0 people)
     (challenge,) = await command(gw, ORG_MAIL, "!announce camp Bring boots", in_reply_to=None)
     assert challenge.address == ORG_MAIL.address
-    assert (
-        "must come as a reply" in challenge.body.text and "!announce camp Bring boots" in challenge.body.text
-    )
+    assert "must come as a reply" in challenge.body.text
+    assert "!announce camp Bring boots" in challenge.body.text
     _, state = await gw.run(0, "organisers")
     assert "pending" not in state
     # The organiser replies to our message: now it runs, and the flow answers by mail.
@@ -138,3 +137,13 @@ async def test_without_a_router_a_command_is_recorded_not_run(tmp_path: Path) ->
         assert handled.outcome == "refused" and not await h.deliver()
     finally:
         await h.close()
+
+
+async def test_a_huge_or_hostile_announcement_is_refused_or_cleaned(gw: Harness) -> None:
+    (refused,) = await command(gw, ORG_CHAT, "!announce camp " + "spam " * 5000)
+    assert "at most 10,000 go to everyone" in refused.body.text
+    _, state = await gw.run(0, "organisers")
+    assert "pending" not in state
+    (preview,) = await command(gw, ORG_CHAT, "!announce camp Hi\x1b[31m all\u202e")
+    _, state = await gw.run(0, "organisers")
+    assert state["pending"]["text"] == "Hi[31m all" and "\x1b" not in preview.body.text
