@@ -147,7 +147,8 @@ class Engine:
         self.store = store
         self.flows = dict(flows)
         self.gatherings = dict(gatherings)
-        self.organisers = frozenset(organisers)
+        # Who, not by which name: a sender's display name is whatever their client says.
+        self.organisers = frozenset(Identity(i.kind, i.address) for i in organisers)
         self.clock = clock
         self.default_flow = default_flow
         self.enqueuer = Enqueuer(
@@ -237,9 +238,18 @@ class Engine:
 
     async def _to_desk(self, message: InboundMessage) -> Handled:
         message = clean_message(message)  # an announcement's text reaches everyone
-        if self.desk is not None:
+        if self.desk is None:
+            return await self.record_command(message, "refused", "no organisers' router here")
+        try:
             return await self.desk(message)
-        return await self.record_command(message, "refused", "no organisers' router here")
+        except Exception as exc:
+            # A bug a command triggers must not stop the channel, nor come back with every
+            # redelivery: recorded as failed, the organiser told, like `_dead_letter`.
+            log.exception("command %s failed", message.external_id)
+            detail = f"{type(exc).__name__}: {exc}"[:500]
+            return await self.record_command(
+                message, "failed", detail, f"Sorry, that command failed ({detail})."
+            )
 
     async def seen(self, message: InboundMessage) -> bool:
         """Whether the inbox already holds this message (it was applied or recorded)."""

@@ -31,6 +31,7 @@ from gateway.model import (
     Attachment,
     Caller,
     Channel,
+    Identity,
     InboundKind,
     InboundMessage,
 )
@@ -122,7 +123,10 @@ class Router:
         if await self.engine.seen(message):
             return Handled(duplicate=True)
         request = parse(message)
-        organiser = message.sender is not None and message.sender in self.engine.organisers
+        sender = message.sender
+        organiser = sender is not None and Identity(sender.kind, sender.address) in (
+            self.engine.organisers
+        )
         if request.word not in self.commands and not organiser:
             # Someone's "!!! can't make it" is not a command: it is what they said.
             return await self.engine.handle(replace(message, kind=InboundKind.TEXT, caller=None))

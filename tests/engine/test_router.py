@@ -19,7 +19,8 @@ from gateway.ops.router import Refused, Router
 from tests.kit.engine import Harness, gathering, inbound
 
 ORG_MAIL = Identity.email("org@example.org", "Olga")
-ORG_CHAT = Identity.matrix("@org:hs", "Olga")
+#: Her client shows another name than the config: she is recognised by her id.
+ORG_CHAT = Identity.matrix("@org:hs", "Olga (she/her)")
 MAYA = Identity.email("maya@example.org", "Maya")
 ROOM = "!organisers:hs"
 
@@ -147,3 +148,16 @@ async def test_a_huge_or_hostile_announcement_is_refused_or_cleaned(gw: Harness)
     (preview,) = await command(gw, ORG_CHAT, "!announce camp Hi\x1b[31m all\u202e")
     _, state = await gw.run(0, "organisers")
     assert state["pending"]["text"] == "Hi[31m all" and "\x1b" not in preview.body.text
+
+
+async def test_a_command_that_breaks_is_answered_and_recorded_once(gw: Harness) -> None:
+    async def broken(message: object) -> object:
+        raise ValueError("a bug")
+
+    gw.engine.desk = broken  # type: ignore[assignment]
+    message = inbound(ORG_CHAT, "!status", kind=InboundKind.COMMAND, external_id="$bug")
+    message = replace(message, caller=Caller(Channel.MATRIX, ROOM))
+    first = await gw.handle(message)
+    assert first.outcome == "failed" and not (await gw.handle(message)).outcome == "failed"
+    (answer,) = await gw.deliver()
+    assert answer.address == ROOM and "that command failed (ValueError: a bug)" in answer.body.text
