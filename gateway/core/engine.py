@@ -251,8 +251,9 @@ class Engine:
             # A flow that may hold anonymous answers keeps their text out of the log.
             line = summarise(message, with_text=getattr(flow, "audit_text", True))
             work.audit.append(audit_row(person, "in", message.channel, target, line, now))
-        if work.audit:
-            await tx.executemany(AUDIT_INSERT, work.audit)
+        # The audit and inbox rows (like the step's other writes) are deferred: they reach the
+        # database thread with the next statement, here the COMMIT, in one hop.
+        tx.defer_many(AUDIT_INSERT, work.audit)
         await record_inbox(tx, message, person, now, target, outcome_label, detail)
         return Handled(False, target, outcome_label, tuple(work.outbox))
 
@@ -410,9 +411,7 @@ class Engine:
             else:
                 upserts.append((shared_target, outcome.shared, None))
         if upserts:
-            await tx.executemany(
-                UPSERT_RUN, [upsert_params(t, st, su, stamp) for t, st, su in upserts]
-            )
+            tx.defer_many(UPSERT_RUN, [upsert_params(t, st, su, stamp) for t, st, su in upserts])
             for t, st, su in upserts:
                 work.runs.remember(t, st, su)
         if target.person != GATHERING_SUBJECT and (

@@ -266,7 +266,7 @@ class Enqueuer:
             if audit is not None:
                 audit.append(row_audit)  # written with the message's other audit rows
             else:
-                await tx.execute(
+                tx.defer(
                     "INSERT INTO audit (person_id, at, direction, channel, gathering, flow,"
                     " summary) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     row_audit,
@@ -314,7 +314,7 @@ class Enqueuer:
             if audit is not None:
                 audit.append(note)
             else:
-                await tx.execute(
+                tx.defer(
                     "INSERT INTO audit (person_id, at, direction, channel, gathering, flow,"
                     " summary) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     note,
@@ -348,7 +348,7 @@ async def _record_invite(
     assert out.invite is not None
     if person is None:
         return
-    await tx.execute(
+    tx.defer(
         "INSERT INTO invites (uid, gathering, flow, person_id, sequence, method, updated_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (uid, person_id) DO UPDATE SET"
         " sequence = excluded.sequence, method = excluded.method, updated_at = excluded.updated_at",

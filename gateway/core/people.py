@@ -161,7 +161,7 @@ async def update_person(
 
 async def reset_bounces(tx: Tx, address: str) -> None:
     """The address's owner just proved they read our mail there: it works again."""
-    await tx.execute(
+    tx.defer(
         "UPDATE identities SET failures = 0 WHERE kind = 'email' AND address = ? AND failures > 0",
         (address.lower(),),
     )
