@@ -70,7 +70,7 @@ from gateway.model import (
     SetTimer,
     Target,
 )
-from gateway.store.db import Store, Tx, now_iso
+from gateway.store.db import Inserted, Store, Tx, now_iso
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +98,28 @@ class Handled:
     outbox: tuple[int, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class _Handling:
+    """A message's `Handled` before its transaction committed: its outbox rows' ids are
+    known only then (they are written with the COMMIT, in one hop)."""
+
+    handled: Handled
+    outbox: list[Inserted] = field(default_factory=list)
+
+    def committed(self) -> Handled:
+        ids = tuple(row.id for row in self.outbox if row.id is not None)
+        return replace(self.handled, outbox=ids) if ids else self.handled
+
+
+_DUPLICATE = _Handling(Handled(duplicate=True))
+
+
 @dataclass
 class _Work:
     """What one inbound message's processing gathers and caches inside its transaction."""
 
-    outbox: list[int] = field(default_factory=list)
+    #: Outbox rows queued; their ids are known once the transaction committed.
+    outbox: list[Inserted] = field(default_factory=list)
     sender: PersonId | None = None
     runs: RunCache = field(default_factory=RunCache)
     #: Audit rows, written in one statement at the end of the message.
@@ -145,7 +162,7 @@ class Engine:
         self.enqueuer = Enqueuer(
             renderer or Renderer(), self.organisers, token_maker, unproven_daily_limit
         )
-        self.committer: GroupCommitter[Handled] = GroupCommitter(
+        self.committer: GroupCommitter[_Handling] = GroupCommitter(
             store, self._process, save_cursor, on_failure=self._dead_letter
         )
 
@@ -210,9 +227,9 @@ class Engine:
         transport resumes exactly where the committed inbox rows end. Concurrent callers
         share transactions (gateway/core/committer.py); each returns once its messages committed.
         """
-        return await self.committer.submit(messages, cursor)
+        return [result.committed() for result in await self.committer.submit(messages, cursor)]
 
-    async def _process(self, tx: Tx, message: InboundMessage) -> Handled:
+    async def _process(self, tx: Tx, message: InboundMessage) -> _Handling:
         message = clean_message(message)
         now = self.clock()
         sender = message.sender
@@ -232,10 +249,10 @@ class Engine:
         )
         assert first is not None
         if first["seen"]:
-            return Handled(duplicate=True)
+            return _DUPLICATE
         work = _Work()
         if message.channel == Channel.TIMER and not await claim_timer(tx, message):
-            return Handled(duplicate=True)
+            return _DUPLICATE
         if "job_id" in message.meta:
             # The result commits with the job's "done": a crash before runs the job again.
             await finish_job(tx, int(message.meta["job_id"]), now)
@@ -255,7 +272,7 @@ class Engine:
         # database thread with the next statement, here the COMMIT, in one hop.
         tx.defer_many(AUDIT_INSERT, work.audit)
         await record_inbox(tx, message, person, now, target, outcome_label, detail)
-        return Handled(False, target, outcome_label, tuple(work.outbox))
+        return _Handling(Handled(False, target, outcome_label), work.outbox)
 
     async def _sender(
         self, tx: Tx, message: InboundMessage, person: PersonId | None
@@ -476,7 +493,7 @@ class Engine:
             await self._apply_sends(tx, Outcome(send=[note]), None, info, message, now, work)
         return "rejected", None, message.text[:500]
 
-    async def _dead_letter(self, tx: Tx, message: InboundMessage, exc: Exception) -> Handled:
+    async def _dead_letter(self, tx: Tx, message: InboundMessage, exc: Exception) -> _Handling:
         """A message the engine cannot process (a bug its content triggers): record it as
         failed, so a redelivery is a duplicate rather than the same crash again, and tell
         the organisers — in the transaction its batch-mates commit in."""
@@ -498,7 +515,7 @@ class Engine:
             now=now,
             key_prefix=f"failed:{message.channel.value}:{message.external_id}",
         )
-        return Handled(False, None, "failed")
+        return _Handling(Handled(False, None, "failed"))
 
     async def _loop(
         self, tx: Tx, message: InboundMessage, person: PersonId, now: datetime, work: _Work
@@ -557,7 +574,7 @@ class Engine:
     ) -> list[int]:
         """The same inside a transaction of the caller's: the alert commits with what it
         reports (a dead letter and its alert go in one transaction)."""
-        return await self.enqueuer.enqueue(
+        rows = await self.enqueuer.enqueue(
             tx,
             self.enqueuer.organiser_alerts(template, context),
             target=None,
@@ -567,6 +584,8 @@ class Engine:
             now=self.clock(),
             key_prefix=key,
         )
+        await tx.flush()
+        return [row.id for row in rows if row.id is not None]
 
 
 def _reply(info: PersonInfo, template: str, context: Mapping[str, Any]) -> Outgoing:

@@ -8,6 +8,7 @@ interleaving statements on it would otherwise mix their transactions.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -38,6 +39,16 @@ class StoreMissing(Exception):
         self.path = path
 
 
+class Inserted:
+    """The id of a row `Tx.defer_insert` queued: None until it ran, or if a conflict
+    ignored it."""
+
+    __slots__ = ("id",)
+
+    def __init__(self) -> None:
+        self.id: int | None = None
+
+
 class Tx:
     """Statements inside one open transaction.
 
@@ -51,20 +62,32 @@ class Tx:
 
     def __init__(self, conn: aiosqlite.Connection, opening: str | None = None) -> None:
         self.conn = conn
-        self._pending: list[_Statement] = []
+        self._pending: list[_Deferred] = []
         if opening is not None:
             # BEGIN, too, rides along with the transaction's first statement.
-            self._pending.append((opening, (), False))
+            self.defer(opening)
 
     def defer(self, sql: str, params: Sequence[Any] = ()) -> None:
         """Queue a write to run before the next statement or the COMMIT."""
-        self._pending.append((sql, params, False))
+        self._pending.append(functools.partial(_run_one, sql, params))
 
     def defer_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         """Queue one statement for several rows (nothing when `rows` is empty)."""
         rows = list(rows)
         if rows:
-            self._pending.append((sql, rows, True))
+            self._pending.append(functools.partial(_run_many, sql, rows))
+
+    def defer_insert(
+        self,
+        sql: str,
+        params: Sequence[Any],
+        then: Sequence[tuple[str, Sequence[Any]]] = (),
+    ) -> Inserted:
+        """Queue an INSERT that a conflict may ignore; `then` are the writes that hang off
+        the new row, run only if it was inserted. The row id is known after the next hop."""
+        inserted = Inserted()
+        self._pending.append(functools.partial(_run_insert, sql, params, then, inserted))
+        return inserted
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run a statement; return how many rows it inserted, updated or deleted."""
@@ -219,13 +242,13 @@ async def open_store(
     return store
 
 
-#: A deferred write: its SQL, its parameters (a list of rows for `executemany`), and which.
-_Statement = tuple[str, Any, bool]
+#: A deferred write, run on the database thread with the connection.
+_Deferred = Callable[[sqlite3.Connection], None]
 
 
 async def _on_db_thread(
     conn: aiosqlite.Connection,
-    pending: list[_Statement],
+    pending: list[_Deferred],
     run: Callable[[sqlite3.Connection, str, Any], T],
     sql: str,
     params: Any,
@@ -238,15 +261,33 @@ async def _on_db_thread(
 
     def in_thread() -> T:
         db = conn._conn
-        for statement, args, many in pending:
-            if many:
-                db.executemany(statement, args)
-            else:
-                db.execute(statement, args)
+        for deferred in pending:
+            deferred(db)
         return run(db, sql, params)
 
     execute = cast(Callable[[Callable[[], T]], Awaitable[T]], conn._execute)
     return await execute(in_thread)
+
+
+def _run_one(sql: str, params: Sequence[Any], db: sqlite3.Connection) -> None:
+    db.execute(sql, params)
+
+
+def _run_many(sql: str, rows: list[Sequence[Any]], db: sqlite3.Connection) -> None:
+    db.executemany(sql, rows)
+
+
+def _run_insert(
+    sql: str,
+    params: Sequence[Any],
+    then: Sequence[tuple[str, Sequence[Any]]],
+    inserted: Inserted,
+    db: sqlite3.Connection,
+) -> None:
+    inserted.id = _inserted(db, sql, params)
+    if inserted.id is not None:
+        for statement, args in then:
+            db.execute(statement, args)
 
 
 def _changes(db: sqlite3.Connection, sql: str, params: Any) -> int:
@@ -296,7 +337,14 @@ def _split_sql(script: str) -> list[str]:
 
 
 def now_iso(now: datetime | None = None) -> str:
-    return (now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="microseconds")
+    return _utc_iso(now or datetime.now(UTC))
+
+
+@functools.lru_cache(maxsize=256)
+def _utc_iso(moment: datetime) -> str:
+    """Cached: one message stamps its clock reading on a dozen rows. Equal datetimes are the
+    same instant, whose UTC form is the same string, so the cache cannot mix zones."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def dumps(value: Any) -> str:
