@@ -261,6 +261,8 @@ class Engine:
             work.people[known] = person_from_row(first, self.organisers)
         work.runs.prime(known, json.loads(first["runs"] or "[]"))
         person = work.sender = await self._sender(tx, message, known)
+        if known is None and person is not None and message.sender is not None:
+            work.runs.prime(person, [])  # created just now: no runs to read
         work.recent = int(first["recent"] or 0)
         outcome_label, target, detail = await self._dispatch(tx, message, person, now, work)
         if person and message.kind not in (InboundKind.TICK, InboundKind.COMMAND):

@@ -53,7 +53,7 @@ async def create_person(tx: Tx, identity: Identity, *, language: str) -> PersonI
         (identity.display_name or "", language, channel.value, now_iso()),
     )
     assert person is not None
-    await tx.execute(
+    tx.defer(
         "INSERT INTO identities (person_id, kind, address) VALUES (?, ?, ?)",
         (person, identity.kind.value, identity.address),
     )
