@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from flows.base import (
     CONFIG_CHANGED,
@@ -43,6 +43,7 @@ from gateway.core.records import (
     AUDIT_INSERT,
     FIRST_READ,
     UPSERT_RUN,
+    UPSERT_STATE,
     add_jobs,
     audit_row,
     claim_timer,
@@ -430,9 +431,12 @@ class Engine:
             else:
                 upserts.append((shared_target, outcome.shared, None))
         if upserts:
-            tx.defer_many(UPSERT_RUN, [upsert_params(t, st, su, stamp) for t, st, su in upserts])
-            for t, st, su in upserts:
-                work.runs.remember(t, st, su)
+            rows = [upsert_params(t, st, su, stamp) for t, st, su in upserts]
+            tx.defer_many(UPSERT_RUN, rows)
+            for (t, st, su), row in zip(upserts, rows, strict=True):
+                # The state as the row stores it: a gathering's shared state can be large,
+                # and encoding it once is enough.
+                work.runs.remember(t, st, su, encoded=cast(str | None, row[UPSERT_STATE]))
         if target.person != GATHERING_SUBJECT and (
             outcome.link or outcome.preferred_channel or outcome.language
         ):

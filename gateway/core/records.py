@@ -48,6 +48,10 @@ UPSERT_RUN = (
 )
 
 
+#: Where `upsert_params` puts the encoded state (None: the state is not changed).
+UPSERT_STATE = 4
+
+
 def upsert_params(
     target: Target, state: State | None, status: str | None, stamp: str
 ) -> tuple[object, ...]:
