@@ -120,8 +120,9 @@ class GroupCommitter(Generic[R]):
                 for message in job.messages:
                     await tx.execute("SAVEPOINT message")
                     try:
-                        results.append(await self.process(tx, message))
+                        result = await self.process(tx, message)
                         await tx.flush()  # a deferred write that fails is this message's fault
+                        results.append(result)
                     except Exception as exc:
                         if _transient(exc):
                             raise

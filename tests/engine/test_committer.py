@@ -72,3 +72,32 @@ async def test_a_cancelled_leader_fails_the_waiting_callers_instead_of_hanging(
     with pytest.raises(EngineStopped):
         await follower
     await store.close()
+
+
+async def test_a_deferred_write_that_fails_sets_aside_only_its_own_message(
+    tmp_path: Path,
+) -> None:
+    store = await open_store(tmp_path / "g.sqlite3")
+    await store.conn.execute("CREATE TABLE seen (body TEXT UNIQUE)")
+
+    async def process(tx: Tx, message: InboundMessage) -> str:
+        tx.defer("INSERT INTO seen (body) VALUES (?)", (message.text,))
+        if message.text == "poison":
+            # Its failure shows only when the deferred writes run, after `process` returned.
+            tx.defer("INSERT INTO seen (body) VALUES (?)", (message.text,))
+        return message.text
+
+    async def failed(tx: Tx, message: InboundMessage, exc: Exception) -> str:
+        tx.defer("INSERT INTO seen (body) VALUES (?)", (f"failed {message.text}",))
+        return "failed"
+
+    async def save_cursor(tx: Tx, name: str, value: str) -> None:
+        tx.defer("INSERT INTO seen (body) VALUES (?)", (f"cursor {value}",))
+
+    committer: GroupCommitter[str] = GroupCommitter(store, process, save_cursor, on_failure=failed)
+    batch = [text("a@example.test", b) for b in ("one", "poison", "two")]
+    assert await committer.submit(batch, ("sync", "7")) == ["one", "failed", "two"]
+    async with store.read() as tx:
+        stored = sorted(r[0] for r in await tx.all("SELECT body FROM seen"))
+    assert stored == ["cursor 7", "failed poison", "one", "two"]
+    await store.close()
