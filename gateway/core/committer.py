@@ -120,10 +120,13 @@ class GroupCommitter(Generic[R]):
                 for message in job.messages:
                     await tx.execute("SAVEPOINT message")
                     try:
-                        results.append(await self.process(tx, message))
+                        result = await self.process(tx, message)
+                        await tx.flush()  # a deferred write that fails is this message's fault
+                        results.append(result)
                     except Exception as exc:
                         if _transient(exc):
                             raise
+                        tx.discard_deferred()  # rolled back anyway: never run them
                         await tx.execute("ROLLBACK TO message")
                         results.append(await self.on_failure(tx, message, exc))
                     await tx.execute("RELEASE message")

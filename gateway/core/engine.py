@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from flows.base import (
     CONFIG_CHANGED,
@@ -43,6 +43,7 @@ from gateway.core.records import (
     AUDIT_INSERT,
     FIRST_READ,
     UPSERT_RUN,
+    UPSERT_STATE,
     add_jobs,
     audit_row,
     claim_timer,
@@ -72,7 +73,7 @@ from gateway.model import (
     SetTimer,
     Target,
 )
-from gateway.store.db import Store, Tx, now_iso
+from gateway.store.db import Inserted, Store, Tx, now_iso
 
 log = logging.getLogger(__name__)
 
@@ -104,11 +105,28 @@ class Handled:
     replies: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class _Handling:
+    """A message's `Handled` before its transaction committed: its outbox rows' ids are
+    known only then (they are written with the COMMIT, in one hop)."""
+
+    handled: Handled
+    outbox: list[Inserted] = field(default_factory=list)
+
+    def committed(self) -> Handled:
+        ids = tuple(row.id for row in self.outbox if row.id is not None)
+        return replace(self.handled, outbox=ids) if ids else self.handled
+
+
+_DUPLICATE = _Handling(Handled(duplicate=True))
+
+
 @dataclass
 class _Work:
     """What one inbound message's processing gathers and caches inside its transaction."""
 
-    outbox: list[int] = field(default_factory=list)
+    #: Outbox rows queued; their ids are known once the transaction committed.
+    outbox: list[Inserted] = field(default_factory=list)
     sender: PersonId | None = None
     runs: RunCache = field(default_factory=RunCache)
     #: Audit rows, written in one statement at the end of the message.
@@ -154,7 +172,7 @@ class Engine:
         self.enqueuer = Enqueuer(
             renderer or Renderer(), self.organisers, token_maker, unproven_daily_limit
         )
-        self.committer: GroupCommitter[Handled] = GroupCommitter(
+        self.committer: GroupCommitter[_Handling] = GroupCommitter(
             store, self._process, save_cursor, on_failure=self._dead_letter
         )
         #: The organisers' command router (gateway/ops/router.py), set by the app: COMMANDs
@@ -225,7 +243,7 @@ class Engine:
         Organisers' commands go to the desk first (one by one, each recorded with its answer).
         """
         if not any(_for_desk(m) for m in messages):
-            return await self.committer.submit(messages, cursor)
+            return [result.committed() for result in await self.committer.submit(messages, cursor)]
         results: dict[int, Handled] = {}
         for i, message in enumerate(messages):
             if _for_desk(message):
@@ -233,7 +251,7 @@ class Engine:
         rest = [(i, m) for i, m in enumerate(messages) if i not in results]
         if rest or cursor is not None:
             applied = await self.committer.submit([m for _, m in rest], cursor)
-            results.update(zip((i for i, _ in rest), applied, strict=True))
+            results.update(zip((i for i, _ in rest), (a.committed() for a in applied), strict=True))
         return [results[i] for i in range(len(messages))]
 
     async def _to_desk(self, message: InboundMessage) -> Handled:
@@ -290,7 +308,7 @@ class Engine:
             ):
                 return Handled(duplicate=True)
             caller = message.caller
-            ids: list[int] = []
+            rows: list[Inserted] = []
             if (text or attachments) and caller and caller.channel in LOOP_CHANNELS:
                 answer = Outgoing(
                     to=GATHERING_SUBJECT,
@@ -300,13 +318,14 @@ class Engine:
                     address=caller.address,
                     attachments=tuple(attachments),
                 )
-                ids = await self.enqueuer.enqueue(
+                rows = await self.enqueuer.enqueue(
                     tx, [answer], target=None, gathering=None, cause=message, index_base=0, now=now
                 )
             await record_inbox(tx, message, None, now, None, outcome, detail)
-        return Handled(False, None, outcome, tuple(ids), (text,) if text else ())
+        ids = tuple(row.id for row in rows if row.id is not None)
+        return Handled(False, None, outcome, ids, (text,) if text else ())
 
-    async def _process(self, tx: Tx, message: InboundMessage) -> Handled:
+    async def _process(self, tx: Tx, message: InboundMessage) -> _Handling:
         message = clean_message(message)
         now = self.clock()
         sender = message.sender
@@ -326,10 +345,10 @@ class Engine:
         )
         assert first is not None
         if first["seen"]:
-            return Handled(duplicate=True)
+            return _DUPLICATE
         work = _Work()
         if message.channel == Channel.TIMER and not await claim_timer(tx, message):
-            return Handled(duplicate=True)
+            return _DUPLICATE
         if "job_id" in message.meta:
             # The result commits with the job's "done": a crash before runs the job again.
             await finish_job(tx, int(message.meta["job_id"]), now)
@@ -338,6 +357,8 @@ class Engine:
             work.people[known] = person_from_row(first, self.organisers)
         work.runs.prime(known, json.loads(first["runs"] or "[]"))
         person = work.sender = await self._sender(tx, message, known)
+        if known is None and person is not None and message.sender is not None:
+            work.runs.prime(person, [])  # created just now: no runs to read
         work.recent = int(first["recent"] or 0)
         outcome_label, target, detail = await self._dispatch(tx, message, person, now, work)
         if person and message.kind not in (InboundKind.TICK, InboundKind.COMMAND):
@@ -345,10 +366,12 @@ class Engine:
             # A flow that may hold anonymous answers keeps their text out of the log.
             line = summarise(message, with_text=getattr(flow, "audit_text", True))
             work.audit.append(audit_row(person, "in", message.channel, target, line, now))
-        if work.audit:
-            await tx.executemany(AUDIT_INSERT, work.audit)
+        # The audit and inbox rows (like the step's other writes) are deferred: they reach the
+        # database thread with the next statement, here the COMMIT, in one hop.
+        tx.defer_many(AUDIT_INSERT, work.audit)
         await record_inbox(tx, message, person, now, target, outcome_label, detail)
-        return Handled(False, target, outcome_label, tuple(work.outbox), tuple(work.replies))
+        handled = Handled(False, target, outcome_label, replies=tuple(work.replies))
+        return _Handling(handled, work.outbox)
 
     async def _sender(
         self, tx: Tx, message: InboundMessage, person: PersonId | None
@@ -504,11 +527,12 @@ class Engine:
             else:
                 upserts.append((shared_target, outcome.shared, None))
         if upserts:
-            await tx.executemany(
-                UPSERT_RUN, [upsert_params(t, st, su, stamp) for t, st, su in upserts]
-            )
-            for t, st, su in upserts:
-                work.runs.remember(t, st, su)
+            rows = [upsert_params(t, st, su, stamp) for t, st, su in upserts]
+            tx.defer_many(UPSERT_RUN, rows)
+            for (t, st, su), row in zip(upserts, rows, strict=True):
+                # The state as the row stores it: a gathering's shared state can be large,
+                # and encoding it once is enough.
+                work.runs.remember(t, st, su, encoded=cast(str | None, row[UPSERT_STATE]))
         if target.person != GATHERING_SUBJECT and (
             outcome.link or outcome.preferred_channel or outcome.language
         ):
@@ -602,7 +626,7 @@ class Engine:
             await self._apply_sends(tx, Outcome(send=[note]), None, info, message, now, work)
         return "rejected", None, message.text[:500]
 
-    async def _dead_letter(self, tx: Tx, message: InboundMessage, exc: Exception) -> Handled:
+    async def _dead_letter(self, tx: Tx, message: InboundMessage, exc: Exception) -> _Handling:
         """A message the engine cannot process (a bug its content triggers): record it as
         failed, so a redelivery is a duplicate rather than the same crash again, and tell
         the organisers — in the transaction its batch-mates commit in."""
@@ -624,7 +648,7 @@ class Engine:
             now=now,
             key_prefix=f"failed:{message.channel.value}:{message.external_id}",
         )
-        return Handled(False, None, "failed")
+        return _Handling(Handled(False, None, "failed"))
 
     async def _loop(
         self, tx: Tx, message: InboundMessage, person: PersonId, now: datetime, work: _Work
@@ -683,7 +707,7 @@ class Engine:
     ) -> list[int]:
         """The same inside a transaction of the caller's: the alert commits with what it
         reports (a dead letter and its alert go in one transaction)."""
-        return await self.enqueuer.enqueue(
+        rows = await self.enqueuer.enqueue(
             tx,
             self.enqueuer.organiser_alerts(template, context),
             target=None,
@@ -693,6 +717,8 @@ class Engine:
             now=self.clock(),
             key_prefix=key,
         )
+        await tx.flush()
+        return [row.id for row in rows if row.id is not None]
 
 
 def _for_desk(message: InboundMessage) -> bool:

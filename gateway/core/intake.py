@@ -34,6 +34,8 @@ def clean_message(message: InboundMessage) -> InboundMessage:
     sender = message.sender
     if sender is not None and sender.display_name:
         sender = Identity(sender.kind, sender.address, clean_name(sender.display_name) or None)
+    if _clean(message, sender):
+        return message  # most are: copying the message is then all the work
     return replace(
         message,
         text=clean_text(message.text),
@@ -41,3 +43,11 @@ def clean_message(message: InboundMessage) -> InboundMessage:
         choice=clean_text(message.choice) if message.choice is not None else None,
         sender=sender,
     )
+
+
+def _clean(message: InboundMessage, sender: Identity | None) -> bool:
+    """Whether cleaning changes nothing in `message` (its sender's name already cleaned)."""
+    texts = [message.text, *message.answers.values()]
+    if message.choice is not None:
+        texts.append(message.choice)
+    return sender == message.sender and all(clean_text(t) == t for t in texts)

@@ -16,6 +16,7 @@ from typing import Any
 from flows.config import GatheringConfig
 from gateway.core.payload import RowPayload
 from gateway.core.people import CHANNEL_OF_KIND, PersonRecord, Reach, load_person
+from gateway.core.records import AUDIT_INSERT
 from gateway.core.render import Rendered, Renderer, TemplateError
 from gateway.core.unsolicited import over_limit
 from gateway.model import (
@@ -33,7 +34,7 @@ from gateway.model import (
     Target,
     TextBody,
 )
-from gateway.store.db import Tx, now_iso
+from gateway.store.db import Inserted, Tx, now_iso
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +84,19 @@ class Enqueuer:
         people: dict[PersonId, PersonRecord] | None = None,
         sender: PersonId | None = None,
         audit: list[tuple[object, ...]] | None = None,
-    ) -> list[int]:
+    ) -> list[Inserted]:
         """Queue `sends`; `people` caches person records for the transaction, `sender` is
-        the person who wrote `cause` (their messages get In-Reply-To it)."""
+        the person who wrote `cause` (their messages get In-Reply-To it).
+
+        The rows are deferred writes (`Tx.defer_insert`): their ids are known once the
+        transaction's next statement or its COMMIT ran; an id stays None when the row's
+        idempotency key was already queued (then nothing of it is written).
+        """
         prefix = key_prefix or (f"{cause.channel.value}:{cause.external_id}" if cause else "")
         people = {} if people is None else people
         for out in sends:
             check_attachments(out)
-        ids: list[int] = []
+        ids: list[Inserted] = []
         for offset, out in enumerate(sends):
             key = f"{prefix}#{index_base + offset}"
             for n, (reach, person, language) in enumerate(
@@ -172,7 +178,7 @@ class Enqueuer:
         people: dict[PersonId, PersonRecord],
         sender: PersonId | None,
         audit: list[tuple[object, ...]] | None,
-    ) -> int | None:
+    ) -> Inserted | None:
         if await self._unwanted(tx, out, reach, person, target, now, audit):
             return None
         context = {**common_context(gathering, person, people), **out.context}
@@ -227,7 +233,28 @@ class Enqueuer:
             reply_token=token,
             body=_body(out, rendered, room, reach),
         )
-        row = await tx.insert(
+        # What hangs off the row (its invites, its audit line) is written only if the row is.
+        then: list[tuple[str, Sequence[object]]] = []
+        if out.invite is not None and target is not None:
+            for member in out.members or ((person,) if person else ()):
+                if member is not None:
+                    then.append(_invite_row(out, target, member, now))
+        if person:
+            then.append(
+                (
+                    AUDIT_INSERT,
+                    (
+                        person,
+                        now_iso(now),
+                        "out",
+                        reach.channel.value,
+                        gathering_slug,
+                        flow,
+                        out.template,
+                    ),
+                )
+            )
+        return tx.defer_insert(
             "INSERT INTO outbox (idempotency_key, person_id, gathering, flow, channel, address,"
             " kind, payload, next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (idempotency_key) DO NOTHING",
@@ -243,31 +270,8 @@ class Enqueuer:
                 now_iso(now),
                 now_iso(now),
             ),
+            then,
         )
-        if row is None:
-            return None
-        if out.invite is not None and target is not None:
-            for member in out.members or ((person,) if person else ()):
-                await _record_invite(tx, out, target, member, now)
-        if person:
-            row_audit = (
-                person,
-                now_iso(now),
-                "out",
-                reach.channel.value,
-                gathering_slug,
-                flow,
-                out.template,
-            )
-            if audit is not None:
-                audit.append(row_audit)  # written with the message's other audit rows
-            else:
-                await tx.execute(
-                    "INSERT INTO audit (person_id, at, direction, channel, gathering, flow,"
-                    " summary) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    row_audit,
-                )
-        return row
 
     async def _unwanted(
         self,
@@ -310,11 +314,7 @@ class Enqueuer:
             if audit is not None:
                 audit.append(note)
             else:
-                await tx.execute(
-                    "INSERT INTO audit (person_id, at, direction, channel, gathering, flow,"
-                    " summary) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    note,
-                )
+                tx.defer(AUDIT_INSERT, note)
         return True
 
 
@@ -338,13 +338,11 @@ async def _thread_root(
     return str(row[0]) if row else None
 
 
-async def _record_invite(
-    tx: Tx, out: Outgoing, target: Target, person: PersonId | None, now: datetime
-) -> None:
+def _invite_row(
+    out: Outgoing, target: Target, person: PersonId, now: datetime
+) -> tuple[str, Sequence[object]]:
     assert out.invite is not None
-    if person is None:
-        return
-    await tx.execute(
+    return (
         "INSERT INTO invites (uid, gathering, flow, person_id, sequence, method, updated_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (uid, person_id) DO UPDATE SET"
         " sequence = excluded.sequence, method = excluded.method, updated_at = excluded.updated_at",

@@ -53,7 +53,7 @@ async def create_person(tx: Tx, identity: Identity, *, language: str) -> PersonI
         (identity.display_name or "", language, channel.value, now_iso()),
     )
     assert person is not None
-    await tx.execute(
+    tx.defer(
         "INSERT INTO identities (person_id, kind, address) VALUES (?, ?, ?)",
         (person, identity.kind.value, identity.address),
     )
@@ -161,7 +161,7 @@ async def update_person(
 
 async def reset_bounces(tx: Tx, address: str) -> None:
     """The address's owner just proved they read our mail there: it works again."""
-    await tx.execute(
+    tx.defer(
         "UPDATE identities SET failures = 0 WHERE kind = 'email' AND address = ? AND failures > 0",
         (address.lower(),),
     )

@@ -1,7 +1,8 @@
 """The statements the engine reads and writes a message with, and the transport cursors.
 
 Kept apart from the engine's logic so that the logic reads as steps and the SQL can be
-checked (and tuned: every statement is one round trip to the database thread) in one place.
+checked (and tuned: every statement that returns something is one round trip to the database
+thread; the writes are deferred to ride along with the next one, see `Tx.defer`) in one place.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ UPSERT_RUN = (
     " ON CONFLICT (gathering, flow, person_id) DO UPDATE SET"
     " status = COALESCE(?, status), state = COALESCE(?, state), updated_at = excluded.updated_at"
 )
+
+
+#: Where `upsert_params` puts the encoded state (None: the state is not changed).
+UPSERT_STATE = 4
 
 
 def upsert_params(
@@ -114,7 +119,7 @@ async def claim_timer(tx: Tx, message: InboundMessage) -> bool:
 
 
 async def save_cursor(tx: Tx, name: str, value: str) -> None:
-    await tx.execute(
+    tx.defer(
         "INSERT INTO cursors (name, value, updated_at) VALUES (?, ?, ?)"
         " ON CONFLICT (name) DO UPDATE SET value = excluded.value,"
         " updated_at = excluded.updated_at",
@@ -170,7 +175,7 @@ async def record_inbox(
 ) -> None:
     """The inbox row: written in the message's own transaction, it is what makes a
     redelivered message a duplicate."""
-    await tx.execute(
+    tx.defer(
         "INSERT INTO inbox (channel, external_id, person_id, kind, received_at, processed_at,"
         " gathering, flow, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
@@ -193,13 +198,13 @@ async def write_timers(
 ) -> None:
     """Apply a step's timer changes; setting a timer again moves it (one row per name)."""
     for name in cancelled:
-        await tx.execute(
+        tx.defer(
             "DELETE FROM timers WHERE gathering = ? AND flow = ? AND person_id = ? AND name = ?",
             (target.gathering, target.flow, target.person, name),
         )
     for timer in timers:
         person = timer.person if timer.person != GATHERING_SUBJECT else target.person
-        await tx.execute(
+        tx.defer(
             "INSERT INTO timers (gathering, flow, person_id, name, due_at, payload)"
             " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (gathering, flow, person_id, name)"
             " DO UPDATE SET due_at = excluded.due_at, payload = excluded.payload",
@@ -220,7 +225,7 @@ async def add_jobs(
     """Queue a step's jobs for the job runner (gateway/core/jobs.py); their results answer
     the caller of the COMMAND that asked for them."""
     who = dumps({"channel": caller.channel.value, "address": caller.address}) if caller else None
-    await tx.executemany(
+    tx.defer_many(
         "INSERT INTO jobs (gathering, flow, person_id, name, payload, created_at, caller)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
         [
@@ -240,7 +245,7 @@ async def add_jobs(
 
 async def finish_job(tx: Tx, job_id: int, now: datetime) -> None:
     """Done; its input (people's answers, origins) is not kept once its result is applied."""
-    await tx.execute(
+    tx.defer(
         "UPDATE jobs SET status = 'done', payload = '{}', finished_at = ? WHERE id = ?",
         (now_iso(now), job_id),
     )

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateNotFound
+from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateNotFound
 from jinja2.sandbox import SandboxedEnvironment
 
 DEFAULT_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
@@ -44,6 +44,9 @@ class Renderer:
         self.env = _environment(root, autoescape=False)
         self.html_env = _environment(root, autoescape=True)
         self._found: dict[tuple[str, str, tuple[str, ...]], str | None] = {}
+        #: Compiled templates by environment and path: jinja's own cache is an LRU with a
+        #: lock and a loader check on each lookup, and every outgoing message looks up two.
+        self._compiled: dict[tuple[bool, str], Template] = {}
 
     def clear(self) -> None:
         """Forget found and compiled templates, so edited ones are read again (on reload).
@@ -52,6 +55,7 @@ class Renderer:
         looking at the file system each time keeps that cheap.
         """
         self._found.clear()
+        self._compiled.clear()
         for env in (self.env, self.html_env):
             if env.cache is not None:
                 env.cache.clear()
@@ -65,12 +69,12 @@ class Renderer:
         if text_path is None:
             raise TemplateError(f"no template {name}.txt.j2 in {self.root} for '{language}'")
         try:
-            module = self.env.get_template(text_path).make_module(ctx)
+            module = self._template(text_path, html=False).make_module(ctx)
             text = _tidy(str(module))
             subject = str(getattr(module, "subject", "")).strip()
             html_path = self._find(name, language, (f"{channel}.html", "html"))
             body_html = (
-                self.html_env.get_template(html_path).render(ctx).strip()
+                self._template(html_path, html=True).render(ctx).strip()
                 if html_path
                 else text_to_html(text)
             )
@@ -79,6 +83,12 @@ class Renderer:
         except Exception as exc:  # jinja2 raises many kinds; name the template in every case
             raise TemplateError(f"template {name} ({language}): {exc}") from exc
         return Rendered(subject=subject, text=text, html=body_html)
+
+    def _template(self, path: str, *, html: bool) -> Template:
+        key = (html, path)
+        if key not in self._compiled:
+            self._compiled[key] = (self.html_env if html else self.env).get_template(path)
+        return self._compiled[key]
 
     def _find(self, name: str, language: str, variants: tuple[str, ...]) -> str | None:
         key = (name, language, variants)

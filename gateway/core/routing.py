@@ -92,7 +92,15 @@ class RunCache:
     def _has(self, gathering: str, flow: str, person: int) -> bool:
         return person in self._complete or (gathering, flow, person) in self._known
 
-    def remember(self, target: Target, state: dict[str, Any] | None, status: str | None) -> None:
+    def remember(
+        self,
+        target: Target,
+        state: dict[str, Any] | None,
+        status: str | None,
+        *,
+        encoded: str | None = None,
+    ) -> None:
+        """Note a run written in this transaction; `encoded`, when given, is `state` as JSON."""
         key = (target.gathering, target.flow, target.person)
         if state is None and not self._has(*key):
             return  # never read here, so its state is unknown: the next read goes to the database
@@ -100,7 +108,7 @@ class RunCache:
         old_status, old_state = self._runs.get(key, ("", "{}"))
         self._runs[key] = (
             status if status is not None else old_status,
-            dumps(state) if state is not None else old_state,
+            (encoded or dumps(state)) if state is not None else old_state,
         )
 
 

@@ -27,7 +27,7 @@ WINDOW = timedelta(days=1)
 
 async def mark_proven(tx: Tx, channel: Channel, address: str, now: datetime) -> None:
     """`address` answered through one of our messages, or entered a code sent to it."""
-    await tx.execute(
+    tx.defer(
         "INSERT INTO proven_addresses (channel, address, proven_at) VALUES (?, ?, ?)"
         " ON CONFLICT (channel, address) DO NOTHING",
         (channel.value, address.lower(), now_iso(now)),

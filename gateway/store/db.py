@@ -8,13 +8,14 @@ interleaving statements on it would otherwise mix their transactions.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
 
 import aiosqlite
 
@@ -22,6 +23,7 @@ from gateway.store.migrations import CORE, Migration
 
 Row = sqlite3.Row
 Durability = Literal["full", "normal"]
+T = TypeVar("T")
 
 
 class StoreError(Exception):
@@ -37,41 +39,73 @@ class StoreMissing(Exception):
         self.path = path
 
 
+class Inserted:
+    """The id of a row `Tx.defer_insert` queued: None until it ran, or if a conflict
+    ignored it."""
+
+    __slots__ = ("id",)
+
+    def __init__(self) -> None:
+        self.id: int | None = None
+
+
 class Tx:
     """Statements inside one open transaction.
 
-    Each method is exactly one round trip to aiosqlite's worker thread (a cursor's execute,
-    fetch and close would be three): on the engine's hot path those hops, not SQLite, are
-    most of the cost. Row counts come from the connection's `total_changes`, which is read
-    without a round trip.
+    Every call that needs an answer is exactly one round trip to aiosqlite's worker thread:
+    on the engine's hot path those hops, not SQLite, are most of the cost. Writes whose
+    result nobody needs (`defer`) do not take a hop of their own: they wait in order and run
+    on the worker thread just before the next statement, or just before the COMMIT, in the
+    same hop. A read therefore always sees every write made before it, and a deferred write
+    that fails fails the transaction like any other statement.
     """
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, opening: str | None = None) -> None:
         self.conn = conn
+        self._pending: list[_Deferred] = []
+        if opening is not None:
+            # BEGIN, too, rides along with the transaction's first statement.
+            self.defer(opening)
+
+    def defer(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Queue a write to run before the next statement or the COMMIT."""
+        self._pending.append(functools.partial(_run_one, sql, params))
+
+    def defer_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Queue one statement for several rows (nothing when `rows` is empty)."""
+        rows = list(rows)
+        if rows:
+            self._pending.append(functools.partial(_run_many, sql, rows))
+
+    def defer_insert(
+        self,
+        sql: str,
+        params: Sequence[Any],
+        then: Sequence[tuple[str, Sequence[Any]]] = (),
+    ) -> Inserted:
+        """Queue an INSERT that a conflict may ignore; `then` are the writes that hang off
+        the new row, run only if it was inserted. The row id is known after the next hop."""
+        inserted = Inserted()
+        self._pending.append(functools.partial(_run_insert, sql, params, then, inserted))
+        return inserted
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run a statement; return how many rows it inserted, updated or deleted."""
-        before = self.conn.total_changes
-        await self.conn.execute_fetchall(sql, params)
-        return self.conn.total_changes - before
+        return await self._hop(_changes, sql, params)
 
     async def insert(self, sql: str, params: Sequence[Any] = ()) -> int | None:
         """Run an INSERT; return the new row id, or None when a conflict ignored it."""
-        before = self.conn.total_changes
-        row = await self.conn.execute_insert(sql, params)
-        if self.conn.total_changes == before or row is None:
-            return None
-        return int(row[0])
+        return await self._hop(_inserted, sql, params)
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        await self.conn.executemany(sql, rows)
+        await self._hop(_many, sql, list(rows))
 
     async def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        rows = await self.conn.execute_fetchall(sql, params)
+        rows = await self._hop(_fetchall, sql, params)
         return next(iter(rows), None)
 
     async def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        return list(await self.conn.execute_fetchall(sql, params))
+        return list(await self._hop(_fetchall, sql, params))
 
     async def has_table(self, name: str) -> bool:
         """Whether a channel's table exists: its migrations run only once it is configured,
@@ -80,6 +114,21 @@ class Tx:
             await self.one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
             is not None
         )
+
+    async def flush(self) -> None:
+        """Run the deferred writes now (a savepoint's caller wants their errors inside it)."""
+        if self._pending:
+            await self._hop(_nothing, "", ())
+
+    def discard_deferred(self) -> None:
+        """Drop the deferred writes (the caller rolls back to a savepoint taken before them)."""
+        self._pending.clear()
+
+    async def _hop(
+        self, run: Callable[[sqlite3.Connection, str, Any], T], sql: str, params: Any
+    ) -> T:
+        pending, self._pending = self._pending, []
+        return await _on_db_thread(self.conn, pending, run, sql, params)
 
 
 class Store:
@@ -94,21 +143,23 @@ class Store:
     async def transaction(self) -> AsyncIterator[Tx]:
         """One write transaction; rolled back if the body raises."""
         async with self._lock:
-            await self.conn.execute("BEGIN IMMEDIATE")
+            tx = Tx(self.conn, "BEGIN IMMEDIATE")
             try:
-                yield Tx(self.conn)
+                yield tx
+                # The writes still deferred and the COMMIT: one hop to the database thread.
+                await tx._hop(_commit, "", ())
             except BaseException:
+                # Queued after any hop still on its way (a cancelled caller's), so it runs
+                # after it; a no-op when BEGIN never ran.
                 await self.conn.rollback()
                 raise
-            await self.conn.commit()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Tx]:
         """A consistent read (a deferred transaction that only reads)."""
         async with self._lock:
-            await self.conn.execute("BEGIN")
             try:
-                yield Tx(self.conn)
+                yield Tx(self.conn, "BEGIN")
             finally:
                 await self.conn.rollback()
 
@@ -191,6 +242,84 @@ async def open_store(
     return store
 
 
+#: A deferred write, run on the database thread with the connection.
+_Deferred = Callable[[sqlite3.Connection], None]
+
+
+async def _on_db_thread(
+    conn: aiosqlite.Connection,
+    pending: list[_Deferred],
+    run: Callable[[sqlite3.Connection, str, Any], T],
+    sql: str,
+    params: Any,
+) -> T:
+    """Run the deferred writes, then `run`, in one call on the connection's worker thread.
+
+    aiosqlite has no public way to run a function on its thread; `_execute` is what each of
+    its own methods calls (present since its first releases).
+    """
+
+    def in_thread() -> T:
+        db = conn._conn
+        for deferred in pending:
+            deferred(db)
+        return run(db, sql, params)
+
+    execute = cast(Callable[[Callable[[], T]], Awaitable[T]], conn._execute)
+    return await execute(in_thread)
+
+
+def _run_one(sql: str, params: Sequence[Any], db: sqlite3.Connection) -> None:
+    db.execute(sql, params)
+
+
+def _run_many(sql: str, rows: list[Sequence[Any]], db: sqlite3.Connection) -> None:
+    db.executemany(sql, rows)
+
+
+def _run_insert(
+    sql: str,
+    params: Sequence[Any],
+    then: Sequence[tuple[str, Sequence[Any]]],
+    inserted: Inserted,
+    db: sqlite3.Connection,
+) -> None:
+    inserted.id = _inserted(db, sql, params)
+    if inserted.id is not None:
+        for statement, args in then:
+            db.execute(statement, args)
+
+
+def _changes(db: sqlite3.Connection, sql: str, params: Any) -> int:
+    before = db.total_changes
+    db.execute(sql, params).fetchall()
+    return db.total_changes - before
+
+
+def _inserted(db: sqlite3.Connection, sql: str, params: Any) -> int | None:
+    before = db.total_changes
+    db.execute(sql, params)
+    if db.total_changes == before:
+        return None
+    return int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
+
+
+def _many(db: sqlite3.Connection, sql: str, rows: Any) -> None:
+    db.executemany(sql, rows)
+
+
+def _fetchall(db: sqlite3.Connection, sql: str, params: Any) -> list[Row]:
+    return db.execute(sql, params).fetchall()
+
+
+def _nothing(db: sqlite3.Connection, sql: str, params: Any) -> None:
+    return None
+
+
+def _commit(db: sqlite3.Connection, sql: str, params: Any) -> None:
+    db.commit()
+
+
 def _split_sql(script: str) -> list[str]:
     """Split a migration script into statements (sqlite3.complete_statement knows quoting)."""
     statements: list[str] = []
@@ -208,7 +337,14 @@ def _split_sql(script: str) -> list[str]:
 
 
 def now_iso(now: datetime | None = None) -> str:
-    return (now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="microseconds")
+    return _utc_iso(now or datetime.now(UTC))
+
+
+@functools.lru_cache(maxsize=256)
+def _utc_iso(moment: datetime) -> str:
+    """Cached: one message stamps its clock reading on a dozen rows. Equal datetimes are the
+    same instant, whose UTC form is the same string, so the cache cannot mix zones."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 def dumps(value: Any) -> str:

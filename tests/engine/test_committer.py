@@ -20,15 +20,8 @@ async def test_concurrent_callers_share_commits_and_a_poison_message_fails_alone
 ) -> None:
     store = await open_store(tmp_path / "g.sqlite3")
     await store.conn.execute("CREATE TABLE seen (body TEXT)")
-    commits = 0
-    original = store.conn.commit
-
-    async def counting_commit() -> None:
-        nonlocal commits
-        commits += 1
-        await original()
-
-    store.conn.commit = counting_commit  # type: ignore[method-assign]
+    statements: list[str] = []
+    await store.conn.set_trace_callback(statements.append)
 
     async def process(tx: Tx, message: InboundMessage) -> str:
         await tx.execute("INSERT INTO seen (body) VALUES (?)", (message.text,))
@@ -51,7 +44,8 @@ async def test_concurrent_callers_share_commits_and_a_poison_message_fails_alone
         stored = sorted(r[0] for r in await tx.all("SELECT body FROM seen"))
     assert stored == sorted(f"m{n}" for n in range(20))  # the poison message left nothing
     # 21 messages: far fewer commits than messages, even with the group retried one by one.
-    assert commits < 21
+    commits = statements.count("COMMIT")
+    assert 0 < commits < 21
     await store.close()
 
 
@@ -77,4 +71,33 @@ async def test_a_cancelled_leader_fails_the_waiting_callers_instead_of_hanging(
     leader.cancel()
     with pytest.raises(EngineStopped):
         await follower
+    await store.close()
+
+
+async def test_a_deferred_write_that_fails_sets_aside_only_its_own_message(
+    tmp_path: Path,
+) -> None:
+    store = await open_store(tmp_path / "g.sqlite3")
+    await store.conn.execute("CREATE TABLE seen (body TEXT UNIQUE)")
+
+    async def process(tx: Tx, message: InboundMessage) -> str:
+        tx.defer("INSERT INTO seen (body) VALUES (?)", (message.text,))
+        if message.text == "poison":
+            # Its failure shows only when the deferred writes run, after `process` returned.
+            tx.defer("INSERT INTO seen (body) VALUES (?)", (message.text,))
+        return message.text
+
+    async def failed(tx: Tx, message: InboundMessage, exc: Exception) -> str:
+        tx.defer("INSERT INTO seen (body) VALUES (?)", (f"failed {message.text}",))
+        return "failed"
+
+    async def save_cursor(tx: Tx, name: str, value: str) -> None:
+        tx.defer("INSERT INTO seen (body) VALUES (?)", (f"cursor {value}",))
+
+    committer: GroupCommitter[str] = GroupCommitter(store, process, save_cursor, on_failure=failed)
+    batch = [text("a@example.test", b) for b in ("one", "poison", "two")]
+    assert await committer.submit(batch, ("sync", "7")) == ["one", "failed", "two"]
+    async with store.read() as tx:
+        stored = sorted(r[0] for r in await tx.all("SELECT body FROM seen"))
+    assert stored == ["cursor 7", "failed poison", "one", "two"]
     await store.close()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gateway.store import open_store
-from gateway.store.db import StoreError, _split_sql
+from gateway.store.db import Store, StoreError, _split_sql
 from gateway.store.migrations import Migration
 
 
@@ -68,3 +70,71 @@ async def test_newer_database_is_refused(tmp_path: Path) -> None:
 def test_split_sql_keeps_semicolons_inside_strings() -> None:
     statements = _split_sql("-- note\nINSERT INTO t VALUES ('a;b');\nSELECT 1;")
     assert statements == ["INSERT INTO t VALUES ('a;b');", "SELECT 1;"]
+
+
+async def _store_with_notes(path: Path) -> Store:
+    notes = Migration(
+        "extra",
+        1,
+        "notes",
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT UNIQUE);\n"
+        "CREATE TABLE tags (note_id INTEGER, tag TEXT);",
+    )
+    return await open_store(path, migrations=[notes])
+
+
+async def test_deferred_writes_ride_with_the_next_statement_and_the_commit(
+    tmp_path: Path,
+) -> None:
+    store = await _store_with_notes(tmp_path / "g.sqlite3")
+    statements: list[str] = []
+    await store.conn.set_trace_callback(statements.append)
+    hops = 0
+    queue_call = store.conn._execute
+
+    async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal hops
+        hops += 1
+        return await queue_call(fn, *args, **kwargs)
+
+    store.conn._execute = counted  # type: ignore[method-assign]
+    async with store.transaction() as tx:
+        tx.defer("INSERT INTO notes (body) VALUES ('a')")
+        tx.defer_many("INSERT INTO notes (body) VALUES (?)", [("b",), ("c",)])
+        # A read sees the writes queued before it.
+        assert (await tx.one("SELECT COUNT(*) FROM notes"))[0] == 3
+        first = tx.defer_insert(
+            "INSERT INTO notes (body) VALUES ('d') ON CONFLICT DO NOTHING",
+            (),
+            then=[("INSERT INTO tags (note_id, tag) VALUES (last_insert_rowid(), 'new')", ())],
+        )
+        again = tx.defer_insert(
+            "INSERT INTO notes (body) VALUES ('d') ON CONFLICT DO NOTHING",
+            (),
+            then=[("INSERT INTO tags (note_id, tag) VALUES (last_insert_rowid(), 'dup')", ())],
+        )
+        assert first.id is None  # not run yet
+    # BEGIN with the read, the rest with the COMMIT: two hops for the whole transaction.
+    assert hops == 2
+    assert statements[0] == "BEGIN IMMEDIATE" and statements[-1] == "COMMIT"
+    assert first.id is not None and again.id is None  # the conflict ignored the second
+    async with store.read() as tx:
+        tags = await tx.all("SELECT note_id, tag FROM tags")
+    assert [tuple(r) for r in tags] == [(first.id, "new")]  # nothing hung off the ignored row
+    await store.close()
+
+
+async def test_a_failing_deferred_write_rolls_back_the_whole_transaction(tmp_path: Path) -> None:
+    store = await _store_with_notes(tmp_path / "g.sqlite3")
+    with pytest.raises(sqlite3.IntegrityError):
+        async with store.transaction() as tx:
+            await tx.execute("INSERT INTO notes (body) VALUES ('kept?')")
+            tx.defer("INSERT INTO notes (body) VALUES ('twice')")
+            tx.defer("INSERT INTO notes (body) VALUES ('twice')")  # fails at COMMIT time
+    assert not store.conn.in_transaction
+    async with store.transaction() as tx:  # the connection is usable again
+        tx.defer("INSERT INTO notes (body) VALUES ('after')")
+    async with store.read() as tx:
+        bodies = [r[0] for r in await tx.all("SELECT body FROM notes")]
+    assert bodies == ["after"]
+    await store.close()
