@@ -309,8 +309,12 @@ class Trip:
         r_early = np.array([r.earliest for r in riders])[None, :]
         r_late = np.array([r.latest for r in riders])[None, :]
         if self.direction == Direction.TO:
-            # Picked up in their window, and waiting for them within the detour limit.
-            meet = (d_early + home <= r_late) & (r_early - d_late - home <= limits[:, None])
+            # Picked up in their window, with the least detour any departure allows: leaving
+            # as late as possible (waiting for a rider counts as detour, but a pickup on the
+            # way may also save a minute or two of the direct trip, so the two add up).
+            leave = np.minimum(d_late, r_late - home)
+            least = np.maximum(leave + home, r_early) + venue[None, :] - leave - direct[:, None]
+            meet = (d_early + home <= r_late) & (least <= limits[:, None])
         else:
             meet = np.maximum(d_early, r_early) <= np.minimum(d_late, r_late)
         detours = home + venue[None, :] - direct[:, None]

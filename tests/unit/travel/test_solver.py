@@ -141,3 +141,16 @@ def test_company_groups_same_day_and_near_only() -> None:
         Traveller("d", liege, "2027-07-01"),
     ]
     assert group_company(people) == [("a", "b")]
+
+
+def test_a_rider_worth_waiting_for_because_the_pickup_is_on_the_way() -> None:
+    """Found by the property test above: waiting 30 minutes for a rider whose pickup saves
+    the driver a minute is a 29-minute detour, within the limit; the cheap filter counted
+    the wait alone and dropped the only driver who could take her."""
+    d4 = Driver("d4", Place(50.22265625, 3.8125), 1, 360, 524, None)
+    others = {f"d{n}": Driver(f"d{n}", Place(51.0, 4.0), 1, 360, 360, None) for n in range(3)}
+    rider = Rider("r0", Place(50.625, 4.1171875), 609, 609)
+    trip = Trip(VENUE, {**others, "d4": d4}, {"r0": rider}, Direction.TO)
+    assert trip.schedule(d4, ("r0",)) is not None
+    assert "d4" in trip.candidates()["r0"]
+    assert plan(trip).matched == 1 == greedy(trip)
