@@ -49,7 +49,7 @@ from gateway.core.records import (
     finish_job,
     load_peers,
     load_shared_of,
-    load_state,
+    load_stored_state,
     record_inbox,
     save_cursor,
     summarise,
@@ -58,6 +58,7 @@ from gateway.core.records import (
 )
 from gateway.core.render import Renderer
 from gateway.core.routing import RouteDecision, RunCache, replied_questions, route
+from gateway.core.states import StateCodec
 from gateway.core.unsolicited import mark_proven
 from gateway.model import (
     GATHERING_SUBJECT,
@@ -138,6 +139,7 @@ class Engine:
     ) -> None:
         self.store = store
         self.flows = dict(flows)
+        self.states = StateCodec(self.flows)
         self.gatherings = dict(gatherings)
         self.organisers = frozenset(organisers)
         self.clock = clock
@@ -188,7 +190,8 @@ class Engine:
                     if not isinstance(flow, Scheduling):
                         continue
                     target = Target(slug, name, GATHERING_SUBJECT)
-                    timers = flow.schedule(gathering, await load_state(tx, target), now)
+                    state = self.states.load(target, await load_stored_state(tx, target))
+                    timers = flow.schedule(gathering, state, now)
                     wanted = [SetTimer(n, due) for n, due in timers.items() if due is not None]
                     dropped = [n for n, due in timers.items() if due is None]
                     await write_timers(tx, target, dropped, wanted)
@@ -345,7 +348,8 @@ class Engine:
     ) -> tuple[Outcome, PersonInfo]:
         gathering = self.gatherings[target.gathering]
         flow = self.flows[target.flow]
-        states = await work.runs.states(tx, target)
+        stored = await work.runs.states(tx, target)
+        shared_target = Target(target.gathering, target.flow, GATHERING_SUBJECT)
         if target.person == GATHERING_SUBJECT:
             info = PersonInfo(GATHERING_SUBJECT, gathering.name, gathering.language, None)
         else:
@@ -359,8 +363,10 @@ class Engine:
             now=now,
             gathering=gathering,
             person=info,
-            state=states.get(target.person, {}),
-            shared=states.get(GATHERING_SUBJECT, {}),
+            # Two loads, two copies: the step may change both, and a gathering step's `state`
+            # and `shared` are not the same object.
+            state=self.states.load(target, stored.get(target.person)),
+            shared=self.states.load(shared_target, stored.get(GATHERING_SUBJECT)),
             peers=peers,
             shared_of=shared_of,
         )
@@ -400,15 +406,17 @@ class Engine:
         work: _Work,
     ) -> None:
         stamp = now_iso(now)
-        upserts: list[tuple[Target, State | None, str | None]] = []
+        upserts: list[tuple[Target, str | None, str | None]] = []
         if outcome.state is not None or outcome.status is not None:
-            upserts.append((target, outcome.state, outcome.status))
+            encoded = self._encode(target, outcome.state)
+            upserts.append((target, encoded, outcome.status))
         if outcome.shared is not None:
             shared_target = Target(target.gathering, target.flow, GATHERING_SUBJECT)
+            encoded = self._encode(shared_target, outcome.shared)
             if shared_target == target and upserts:
-                upserts[0] = (target, outcome.shared, outcome.status)
+                upserts[0] = (target, encoded, outcome.status)
             else:
-                upserts.append((shared_target, outcome.shared, None))
+                upserts.append((shared_target, encoded, None))
         if upserts:
             await tx.executemany(
                 UPSERT_RUN, [upsert_params(t, st, su, stamp) for t, st, su in upserts]
@@ -435,6 +443,9 @@ class Engine:
         if outcome.jobs:
             await add_jobs(tx, target, outcome.jobs, now)
         await self._apply_sends(tx, outcome, target, info, message, now, work)
+
+    def _encode(self, target: Target, state: State | None) -> str | None:
+        return self.states.dump(target, state) if state is not None else None
 
     async def _apply_sends(
         self,
