@@ -60,10 +60,14 @@ class FlowState(BaseModel):
 Moment = Annotated[AwareDatetime, PlainSerializer(lambda at: at.isoformat(), when_used="json")]
 
 
-def absent(default: Any = None) -> Any:
+def absent(default: Any = None, *, factory: Callable[[], Any] | None = None) -> Any:
     """A field whose default is not written: the key stays absent from the JSON, as it was
-    when flows kept plain dicts (and older readers test for the key, not its value)."""
-    return Field(default=default, exclude_if=lambda value: value == default)
+    when flows kept plain dicts (and older readers test for the key, not its value).
+    `factory` makes a mutable default ({} or []) per instance."""
+    empty = factory() if factory is not None else default
+    if factory is not None:
+        return Field(default_factory=factory, exclude_if=lambda value: value == empty)
+    return Field(default=default, exclude_if=lambda value: value == empty)
 
 
 #: Transitional: a flow that declares no models (crews, organisers for now) still gets and
@@ -217,8 +221,9 @@ class Scheduling(Protocol):
 
     The engine calls `schedule` for every gathering on start and after every reload, with
     the gathering-level run's state (an instance of the flow's `shared_model`), and makes
-    the timers say exactly that: calling it twice changes nothing. A timer that already fired is returned again only if the state says its
-    work is not done, so a restart never repeats it.
+    the timers say exactly that: calling it twice changes nothing. A timer that already
+    fired is returned again only if the state says its work is not done, so a restart never
+    repeats it.
     """
 
     def schedule(self, gathering: GatheringConfig, state: Any, now: datetime) -> Schedule: ...
