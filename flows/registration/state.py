@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import Field
-
 from flows.base import FlowState, Moment, absent
 from flows.common.questionnaire import Conversation
 
@@ -67,4 +65,4 @@ class RegistrationRun(Conversation):
     #: False once the person said "unsubscribe": the organisers' announcements stop.
     announcements: bool = absent(True)
     #: The last few decisions that are not visible elsewhere.
-    history: list[Note] = Field(default_factory=list)
+    history: list[Note] = absent(factory=list)

@@ -42,7 +42,8 @@ class StateCodec:
         try:
             return model.model_validate_json(stored)
         except ValidationError as error:
-            raise BadState(f"{target}: the stored state is no {model.__name__}: {error}") from error
+            run = f"{target.gathering}/{target.flow}/person {target.person}"
+            raise BadState(f"{run}: the stored state is no {model.__name__}: {error}") from error
 
     def dump(self, target: Target, state: State) -> str:
         model = self.model(target)

@@ -15,12 +15,12 @@ from typing import Any
 from flows.base import FlowState, Outcome, State, StepContext, state_model
 
 
-def load(flow: object, stored: Mapping[str, Any], *, gathering_run: bool = False) -> State:
-    """A stored state as the engine gives it to `flow`'s step."""
+def load(flow: object, state: Mapping[str, Any] | State, *, gathering_run: bool = False) -> State:
+    """A state as the engine gives it to `flow`'s step: given as stored JSON, or as a step
+    returned it (then it makes the round trip through the database's JSON first)."""
     model = state_model(flow, gathering_run)
-    if model is None:
-        return dict(stored)
-    return model.model_validate_json(json.dumps(stored))
+    as_json = json.dumps(stored(state) if isinstance(state, FlowState) else dict(state))
+    return json.loads(as_json) if model is None else model.model_validate_json(as_json)
 
 
 def context(flow: object, **fields: Any) -> StepContext[Any, Any]:
