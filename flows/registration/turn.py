@@ -54,14 +54,18 @@ Context = StepContext[RegistrationRun, Seats]
 class Turn:
     ctx: Context
     state: RegistrationRun
+    #: The state as it came, as JSON: what `finish` compares with (cheaper than a deep copy
+    #: on every message, and it compares exactly what would be stored).
+    before: str
     outcome: Outcome = field(default_factory=Outcome)
     _seats: Seats | None = None
+    _seats_before: str = ""
     _form: Questionnaire | None = None
 
     @classmethod
     def start(cls, ctx: Context) -> Turn:
-        # The context's states are the step's own; this copy is changed, they say what was.
-        return cls(ctx, ctx.state.model_copy(deep=True))
+        # The context's states are the step's own to change.
+        return cls(ctx, ctx.state, ctx.state.model_dump_json())
 
     @property
     def person(self) -> PersonId:
@@ -99,7 +103,8 @@ class Turn:
     @property
     def seats(self) -> Seats:
         if self._seats is None:
-            self._seats = self.ctx.shared.model_copy(deep=True)
+            self._seats = self.ctx.shared
+            self._seats_before = self._seats.model_dump_json()
         return self._seats
 
     def pending(self, answers: Answers | None = None) -> list[Question]:
@@ -155,9 +160,9 @@ class Turn:
         self.outcome.timers.append(SetTimer(name=name, due_at=due_at, person=self.person))
 
     def finish(self) -> Outcome:
-        if self.state != self.ctx.state:
+        if self.state.model_dump_json() != self.before:
             self.outcome.state = self.state
             self.outcome.status = self.status or None
-        if self._seats is not None and self._seats != self.ctx.shared:
+        if self._seats is not None and self._seats.model_dump_json() != self._seats_before:
             self.outcome.shared = self._seats
         return self.outcome
