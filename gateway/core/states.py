@@ -28,9 +28,14 @@ class StateCodec:
 
     def __init__(self, flows: Mapping[str, Flow]) -> None:
         self.flows = flows
+        #: (flow, gathering run?) → model: a runtime protocol check costs more than a load.
+        self._models: dict[tuple[str, bool], type[FlowState] | None] = {}
 
     def model(self, target: Target) -> type[FlowState] | None:
-        return state_model(self.flows.get(target.flow), target.person == GATHERING_SUBJECT)
+        key = (target.flow, target.person == GATHERING_SUBJECT)
+        if key not in self._models:
+            self._models[key] = state_model(self.flows.get(target.flow), key[1])
+        return self._models[key]
 
     def load(self, target: Target, stored: str | None) -> State:
         """The run's state; the model's defaults (or {}) when the run does not exist yet."""

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from flows.config import GatheringConfig
+from flows.registration.state import RegistrationRun
 from gateway.channels.email.failures import QUARANTINE, SetAside, quarantined
 from gateway.core.people import find_person
 from gateway.model import Identity, PersonId
@@ -176,14 +176,14 @@ async def export_csv(store: Store, gathering: GatheringConfig) -> str:
         ]
     )
     for row in rows:
-        state = json.loads(row["state"])
-        answers = state.get("answers", {})
+        state = RegistrationRun.model_validate_json(row["state"])
+        answers = state.answers
         writer.writerow(
             [
                 row["person_id"],
                 _cell(row["display_name"]),
                 row["status"],
-                state.get("attendance", ""),
+                state.attendance.value if state.attendance else "",
                 row["preferred_channel"] or "",
                 _cell(row["email"]),
                 # Every Matrix id starts with @; the homeserver allows no formula in the rest.
