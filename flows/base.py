@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any, ClassVar, Generic, Protocol, runtime_checkable
+from typing import Annotated, Any, ClassVar, Generic, Protocol, Self, runtime_checkable
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
 from typing_extensions import TypeVar
@@ -48,11 +48,17 @@ class FlowState(BaseModel):
 
     Keys this version does not know are kept and written back (`extra="allow"`), not refused
     and not dropped: after a rollback to an older version, runs it touches still carry what
-    the newer one wrote, so rolling forward again loses nothing. Known keys are strict: a
-    value of the wrong type fails the load, loudly.
+    the newer one wrote, so rolling forward again loses nothing. Known keys are strict
+    (`from_stored`): a value of the wrong type fails the load, loudly.
     """
 
     model_config = ConfigDict(extra="allow")
+
+    @classmethod
+    def from_stored(cls, stored: str | bytes) -> Self:
+        """The state in a stored row (JSON), checked strictly: "3" is no int, 1 no str; an
+        ISO time, an enum's value and a number as an object key are what JSON has for those."""
+        return cls.model_validate_json(stored, strict=True)
 
 
 #: A datetime stored as `isoformat()` ("+00:00", not pydantic's "Z"): the JSON stays what it

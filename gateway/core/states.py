@@ -1,7 +1,8 @@
 """Flow states between the database's JSON and the flows' models (flows.base.FlowState).
 
 A state is validated once, when the engine loads it for a step, straight from the stored JSON
-string (pydantic parses and checks in one pass, no `json.loads` first); what a step returns is
+string and strictly (`FlowState.from_stored`: pydantic parses and checks in one pass, no
+`json.loads` first, and coerces nothing JSON has a type for); what a step returns is
 written with `model_dump_json`, which is the JSON of `model_dump(mode="json")`. Stored JSON
 that does not fit the model raises `BadState` naming the run, before any step runs: the
 message fails as a whole and the organisers hear of it (the engine's dead letters).
@@ -45,7 +46,7 @@ class StateCodec:
         if stored is None:
             return model()
         try:
-            return model.model_validate_json(stored)
+            return model.from_stored(stored)
         except ValidationError as error:
             run = f"{target.gathering}/{target.flow}/person {target.person}"
             raise BadState(f"{run}: the stored state is no {model.__name__}: {error}") from error

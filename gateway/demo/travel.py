@@ -140,7 +140,7 @@ async def _state(demo: Demo, person: SimulatedPerson) -> TravelRun:
             " WHERE i.address = ? AND r.flow = 'travel'",
             (person.identity.address,),
         )
-    return TravelRun.model_validate_json(row[0]) if row else TravelRun()
+    return TravelRun.from_stored(row[0]) if row else TravelRun()
 
 
 async def _proposed(demo: Demo, person: SimulatedPerson) -> bool:

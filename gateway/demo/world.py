@@ -113,11 +113,11 @@ class Demo:
                 "SELECT state FROM flow_runs WHERE person_id = 0 AND flow = 'registration'"
             )
         status = row[0] if row else "?"
-        left = RegistrationRun.model_validate_json(row[1]).left if row else None
+        left = RegistrationRun.from_stored(row[1]).left if row else None
         note = f" ({left.replace('_', ' ')})" if left and left != status else ""
         if status == "waiting" and shared:
             pid = await self.person_id(person)
-            place = Seats.model_validate_json(shared[0]).place(PersonId(pid or 0))
+            place = Seats.from_stored(shared[0]).place(PersonId(pid or 0))
             note = f", place {place} on the waiting list" if place else ""
         return f"{person.name:<8} {person.channel.value:<6} {status}{note}"
 

@@ -141,9 +141,9 @@ async def collect(
                 person, row["status"], json.loads(row["state"]), row["display_name"] or ""
             )
         elif person == GATHERING_SUBJECT:
-            shared = DebriefShared.model_validate_json(row["state"])
+            shared = DebriefShared.from_stored(row["state"])
         else:
-            debriefs[person] = DebriefRun.model_validate_json(row["state"])
+            debriefs[person] = DebriefRun.from_stored(row["state"])
     if shared is None or shared.prompted is None:
         raise NoDebrief(f"the debrief of {gathering.slug} has not started yet")
     reports = {q.id: QuestionReport(q) for q in gathering.debrief.questions}

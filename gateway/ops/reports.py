@@ -176,7 +176,7 @@ async def export_csv(store: Store, gathering: GatheringConfig) -> str:
         ]
     )
     for row in rows:
-        state = RegistrationRun.model_validate_json(row["state"])
+        state = RegistrationRun.from_stored(row["state"])
         answers = state.answers
         writer.writerow(
             [

@@ -99,9 +99,9 @@ async def load(engine: Engine, slug: str) -> TravelPlan:
     for row in rows:
         person = PersonId(row["person_id"])
         if row["flow"] == FLOW and person == GATHERING_SUBJECT:
-            state = TravelShared.model_validate_json(row["state"])
+            state = TravelShared.from_stored(row["state"])
         elif row["flow"] == FLOW:
-            travel[person] = TravelRun.model_validate_json(row["state"])
+            travel[person] = TravelRun.from_stored(row["state"])
         else:
             registration[person] = RunView(
                 person, row["status"], json.loads(row["state"]), row["display_name"] or ""

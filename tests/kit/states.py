@@ -20,7 +20,7 @@ def load(flow: object, state: Mapping[str, Any] | State, *, gathering_run: bool 
     returned it (then it makes the round trip through the database's JSON first)."""
     model = state_model(flow, gathering_run)
     as_json = json.dumps(stored(state) if isinstance(state, FlowState) else dict(state))
-    return json.loads(as_json) if model is None else model.model_validate_json(as_json)
+    return json.loads(as_json) if model is None else model.from_stored(as_json)
 
 
 def context(flow: object, **fields: Any) -> StepContext[Any, Any]:
