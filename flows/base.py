@@ -9,6 +9,14 @@ Two kinds of runs exist for each (gathering, flow): one per person, and one for 
 itself (person 0) that holds what is shared: seat counts, the waiting list, crew proposals.
 A gathering-level step sees the states of the runs of the flows it declares in `reads`, so
 group-level flows (matching many people at once) need nothing more from the engine.
+
+Each flow's persisted state is a pydantic model (`FlowState`), one class for a person's run
+(`state_model`) and one for the gathering-level run (`shared_model`), so a reader sees the
+state's shape in one place and a row that does not fit fails when it is loaded, not deep in
+a step. The engine validates the stored JSON into the model (a run that does not exist yet
+gets the model's defaults), gives the step its own copies to change, and stores what the
+step returns with `model_dump(mode="json")`. Other flows' states (`peers`, `shared_of`) stay
+plain JSON: a flow never imports another flow's classes.
 """
 
 from __future__ import annotations
@@ -16,7 +24,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Annotated, Any, ClassVar, Generic, Protocol, Self, runtime_checkable
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer
+from typing_extensions import TypeVar
 
 from flows.config import GatheringConfig
 from gateway.model import (
@@ -32,7 +43,47 @@ from gateway.model import (
     SetTimer,
 )
 
-State = dict[str, Any]
+
+class FlowState(BaseModel):
+    """The base of every flow's persisted state (a person's run or the gathering's).
+
+    Keys this version does not know are kept and written back (`extra="allow"`), not refused
+    and not dropped: after a rollback to an older version, runs it touches still carry what
+    the newer one wrote, so rolling forward again loses nothing. Known keys are strict
+    (`from_stored`): a value of the wrong type fails the load, loudly.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    @classmethod
+    def from_stored(cls, stored: str | bytes) -> Self:
+        """The state in a stored row (JSON), checked strictly: "3" is no int, 1 no str; an
+        ISO time, an enum's value and a number as an object key are what JSON has for those."""
+        return cls.model_validate_json(stored, strict=True)
+
+
+#: A datetime stored as `isoformat()` ("+00:00", not pydantic's "Z"): the JSON stays what it
+#: was when flows wrote these by hand, so older rows and older readers agree.
+Moment = Annotated[AwareDatetime, PlainSerializer(lambda at: at.isoformat(), when_used="json")]
+
+
+def absent(default: Any = None, *, factory: Callable[[], Any] | None = None) -> Any:
+    """A field whose default is not written: the key stays absent from the JSON, as it was
+    when flows kept plain dicts (and older readers test for the key, not its value).
+    `factory` makes a mutable default ({} or []) per instance."""
+    empty = factory() if factory is not None else default
+    if factory is not None:
+        return Field(default_factory=factory, exclude_if=lambda value: value == empty)
+    return Field(default=default, exclude_if=lambda value: value == empty)
+
+
+#: Transitional: a flow that declares no models (crews, organisers for now) still gets and
+#: returns plain dicts. Remove with the last such flow.
+PlainState = dict[str, Any]
+State = FlowState | PlainState
+
+StateT = TypeVar("StateT", default=PlainState)
+SharedT = TypeVar("SharedT", default=PlainState)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,17 +111,23 @@ class RunView:
 
 
 @dataclass(frozen=True, slots=True)
-class StepContext:
-    """Everything a step may look at. `state` and `shared` are copies: mutate them freely."""
+class StepContext(Generic[StateT, SharedT]):
+    """Everything a step may look at. `state` and `shared` are copies: mutate them freely.
+
+    A flow with models gets instances of its `state_model` and `shared_model`; in a
+    gathering-level step (person 0) `state` is a second copy of `shared`, so such steps
+    read and return `shared`.
+    """
 
     message: InboundMessage
     now: datetime
     gathering: GatheringConfig
     person: PersonInfo
-    state: State
+    state: StateT
     #: The gathering-level run's state of this flow (its own `state` when person is 0).
-    shared: State
-    #: Runs of the flows listed in `Flow.reads`, by flow name then person (gathering steps only).
+    shared: SharedT
+    #: Runs of the flows listed in `Flow.reads`, by flow name then person (gathering steps
+    #: only), their states as plain JSON.
     peers: Mapping[str, Mapping[PersonId, RunView]] = field(default_factory=dict)
     #: The gathering-level states of the flows in `Flow.reads` (gathering steps only).
     shared_of: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -118,13 +175,17 @@ Schedule = Mapping[str, datetime | None]
 
 
 class Flow(Protocol):
-    """A workflow module. One instance serves every gathering; config comes in the context."""
+    """A workflow module. One instance serves every gathering; config comes in the context.
+
+    A flow declares its state models as class attributes `state_model` (a person's run) and
+    `shared_model` (the gathering-level run), both `FlowState` classes; see `HasStateModels`.
+    """
 
     name: ClassVar[str]
     #: Flows whose runs a gathering-level step of this flow gets in `StepContext.peers`.
     reads: ClassVar[tuple[str, ...]]
 
-    def step(self, ctx: StepContext) -> Outcome: ...
+    def step(self, ctx: StepContext[Any, Any]) -> Outcome: ...
 
     def wants(self, message: InboundMessage, status: str) -> bool:
         """Whether a message that names no conversation is for this person's run of this flow.
@@ -133,6 +194,22 @@ class Flow(Protocol):
         "change diet" reaches registration even after a crew introduction was the last message.
         """
         ...
+
+
+@runtime_checkable
+class HasStateModels(Protocol):
+    """A flow whose persisted states are models (every flow, once crews and organisers are
+    converted: then this joins `Flow`)."""
+
+    state_model: ClassVar[type[FlowState]]
+    shared_model: ClassVar[type[FlowState]]
+
+
+def state_model(flow: object, gathering_run: bool) -> type[FlowState] | None:
+    """The model of a run of `flow`; None for a flow still on plain dicts (transitional)."""
+    if not isinstance(flow, HasStateModels):
+        return None
+    return flow.shared_model if gathering_run else flow.state_model
 
 
 #: A job's work: JSON-like data in, JSON-like data out, no I/O (it may run in another process).
@@ -152,11 +229,10 @@ class Scheduling(Protocol):
     """A flow whose config sets timers of its own (debrief: prompts after the gathering ends).
 
     The engine calls `schedule` for every gathering on start and after every reload, with
-    the gathering-level run's state, and makes the timers say exactly that: calling it twice
-    changes nothing. A timer that already fired is returned again only if the state says its
-    work is not done, so a restart never repeats it.
+    the gathering-level run's state (an instance of the flow's `shared_model`), and makes
+    the timers say exactly that: calling it twice changes nothing. A timer that already
+    fired is returned again only if the state says its work is not done, so a restart never
+    repeats it.
     """
 
-    def schedule(
-        self, gathering: GatheringConfig, state: Mapping[str, Any], now: datetime
-    ) -> Schedule: ...
+    def schedule(self, gathering: GatheringConfig, state: Any, now: datetime) -> Schedule: ...

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import re
 import secrets
-from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from datetime import timedelta
+from typing import Any, ClassVar, Literal
 
-from flows.base import Outcome, StepContext
+from flows.base import FlowState, Moment, Outcome, StepContext, absent
 from gateway.model import Channel, Identity, InboundKind, InboundMessage, Outgoing
 
 FLOW = "linking"
@@ -29,6 +29,29 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _MXID = re.compile(r"^@[^:\s]+:[^\s]+$")
 
 
+class Address(FlowState):
+    kind: Literal["email", "matrix"]
+    address: str
+
+
+class PendingLink(Address):
+    """A code sent to `address`, waiting to be typed back."""
+
+    code: str
+    tries: int = 0
+    expires: Moment
+
+
+class LinkingRun(FlowState):
+    """A person's linking: the code waiting, and the addresses linked so far."""
+
+    pending: PendingLink | None = absent()
+    linked: list[Address] = absent(factory=list)
+
+
+Context = StepContext[LinkingRun, FlowState]
+
+
 def is_link_command(text: str) -> bool:
     return _LINK.match(text) is not None
 
@@ -38,6 +61,9 @@ class Linking:
     reads: ClassVar[tuple[str, ...]] = ()
     #: First words this flow owns wherever the person is in other flows (see gateway.core.routing).
     commands: ClassVar[tuple[str, ...]] = ("link",)
+    state_model: ClassVar[type[LinkingRun]] = LinkingRun
+    #: Nothing is shared between people's links.
+    shared_model: ClassVar[type[FlowState]] = FlowState
 
     def wants(self, message: InboundMessage, status: str) -> bool:
         if message.kind != InboundKind.TEXT:
@@ -46,7 +72,7 @@ class Linking:
             return True
         return status == "pending" and _CODE.search(message.text) is not None
 
-    def step(self, ctx: StepContext) -> Outcome:
+    def step(self, ctx: Context) -> Outcome:
         message = ctx.message
         if ctx.is_gathering_run or message.kind != InboundKind.TEXT:
             return Outcome(ignored=True)
@@ -54,52 +80,54 @@ class Linking:
         match = _LINK.match(message.text)
         if match:
             return _start(ctx, match.group(1).lower(), match.group(2))
-        pending: dict[str, Any] | None = ctx.state.get("pending")
+        state = ctx.state  # the step's own copy
+        pending = state.pending
         code = _CODE.search(message.text)
         if pending is None or code is None:
             return Outcome(send=[_say(me, "usage")])
-        if ctx.now > datetime.fromisoformat(pending["expires"]):
-            return Outcome(state={}, status="expired", send=[_say(me, "expired")])
-        if not secrets.compare_digest(code.group(1), pending["code"]):
-            tries = int(pending.get("tries", 0)) + 1
-            if tries >= MAX_TRIES:
-                return Outcome(state={}, status="failed", send=[_say(me, "too_many")])
+        if ctx.now > pending.expires:
+            state.pending = None
+            return Outcome(state=state, status="expired", send=[_say(me, "expired")])
+        if not secrets.compare_digest(code.group(1), pending.code):
+            pending.tries += 1
+            if pending.tries >= MAX_TRIES:
+                state.pending = None
+                return Outcome(state=state, status="failed", send=[_say(me, "too_many")])
             return Outcome(
-                state={"pending": {**pending, "tries": tries}},
-                send=[_say(me, "wrong_code", left=MAX_TRIES - tries)],
+                state=state,
+                send=[_say(me, "wrong_code", left=MAX_TRIES - pending.tries)],
             )
-        kind, address = pending["kind"], pending["address"]
+        kind, address = pending.kind, pending.address
         identity = Identity.email(address) if kind == "email" else Identity.matrix(address)
-        linked = [*ctx.state.get("linked", []), {"kind": kind, "address": address}]
+        state.pending = None
+        state.linked.append(Address(kind=kind, address=address))
         return Outcome(
-            state={"linked": linked},
+            state=state,
             status="linked",
             link=[identity],
             send=[_say(me, "linked", kind=kind, address=address)],
         )
 
 
-def _start(ctx: StepContext, kind: str, address: str) -> Outcome:
+def _start(ctx: Context, kind: str, address: str) -> Outcome:
     me = ctx.person.id
-    valid = (kind == "email" and _EMAIL.match(address)) or (
-        kind == "matrix" and _MXID.match(address)
-    )
-    if not valid:
+    if kind == "email" and _EMAIL.match(address):
+        address, channel = address.lower(), Channel.EMAIL
+    elif kind == "matrix" and _MXID.match(address):
+        channel = Channel.MATRIX
+    else:
         return Outcome(send=[_say(me, "usage")])
-    if kind == "email":
-        address = address.lower()
     code = f"{secrets.randbelow(10**6):06d}"
-    pending = {
-        "kind": kind,
-        "address": address,
-        "code": code,
-        "tries": 0,
-        "expires": (ctx.now + CODE_LIFETIME).isoformat(),
-    }
-    channel = Channel.EMAIL if kind == "email" else Channel.MATRIX
+    state = ctx.state
+    state.pending = PendingLink(
+        kind="email" if channel == Channel.EMAIL else "matrix",
+        address=address,
+        code=code,
+        expires=ctx.now + CODE_LIFETIME,
+    )
     via = (ctx.person.channel or Channel.MATRIX).value
     return Outcome(
-        state={**ctx.state, "pending": pending},
+        state=state,
         status="pending",
         send=[
             Outgoing(

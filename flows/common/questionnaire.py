@@ -7,14 +7,10 @@ question it answers. `change N` re-asks one answer; chat edits change the answer
 edited; a deleted chat message is explained, not applied; `show_if` hides what does not
 apply; an answer that does not parse is asked again with the specific problem.
 
-A flow keeps the conversation's data in a plain dict inside its own state (its layout is
-below) and decides what "done" means: registration shows a summary to confirm, debrief
-thanks the person. The questionnaire never sets a flow's status.
-
-    answers      question id → normalised answer (None: skipped), see flows.common.forms
-    answered_by  external id of the person's chat message → question id it answered (edits)
-    asked        the question last asked in a chat (a reply answers it)
-    changing     the question the person asked to change ("change diet")
+A flow keeps the conversation's data in its own state, whose model extends `Conversation`
+(its fields are below, at the top level of the stored JSON), and decides what "done" means:
+registration shows a summary to confirm, debrief thanks the person. The questionnaire never
+sets a flow's status.
 
 Templates (`<prefix>/<name>`, the prefix is the flow's): question, form, welcome,
 answer_updated, redacted, which_question. They can include the shared pieces in
@@ -28,7 +24,11 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
+from pydantic import Field
+
+from flows.base import FlowState, absent
 from flows.common.forms import (
+    AnswerValue,
     Problem,
     applicable,
     apply_numbered,
@@ -46,17 +46,30 @@ from gateway.model import InboundKind, InboundMessage, Outgoing, OutKind, Person
 EDIT_MAP_LIMIT = 200
 
 
+class Conversation(FlowState):
+    """The questionnaire's part of a person's state; a flow's state model extends it."""
+
+    #: Question id → normalised answer (None: skipped), see flows.common.forms.
+    answers: dict[str, AnswerValue] = Field(default_factory=dict)
+    #: External id of the person's chat message → the question id it answered (for edits).
+    answered_by: dict[str, str] = absent(factory=dict)
+    #: The question last asked in a chat (a reply answers it).
+    asked: str | None = absent()
+    #: The question the person asked to change ("change diet").
+    changing: str | None = absent()
+
+
 @dataclass
 class Questionnaire:
     """One person's conversation about `questions`, for one step of a flow.
 
-    `data` is the dict inside the flow's state that holds the conversation (mutated in
-    place); messages to send are appended to `send`. `answering` is whether the flow is
-    collecting answers now (a free reply is then an answer, not a command).
+    `data` is the flow's state, whose conversation fields it changes in place; messages to
+    send are appended to `send`. `answering` is whether the flow is collecting answers now
+    (a free reply is then an answer, not a command).
     """
 
     questions: Sequence[Question]
-    data: dict[str, Any]
+    data: Conversation
     message: InboundMessage
     person: PersonId
     prefix: str
@@ -80,9 +93,8 @@ class Questionnaire:
     # -- reading -------------------------------------------------------------
 
     @property
-    def answers(self) -> dict[str, Any]:
-        answers: dict[str, Any] = self.data.setdefault("answers", {})
-        return answers
+    def answers(self) -> dict[str, AnswerValue]:
+        return self.data.answers
 
     def pending(self) -> list[Question]:
         return pending(self.questions, self.answers)
@@ -116,21 +128,21 @@ class Questionnaire:
             return changing
         todo = self.pending()
         if self.in_chat:
-            asked = next((q for q in todo if q.id == self.data.get("asked")), None)
+            asked = next((q for q in todo if q.id == self.data.asked), None)
             return asked or (todo[0] if todo else None)
         return todo[0] if len(todo) == 1 else None
 
     def changing_question(self) -> Question | None:
         """The question the person asked to change, while it still exists and applies."""
-        question = self.question(str(self.data.get("changing", "")))
+        question = self.question(self.data.changing or "")
         if question is None or not self.applies(question):
-            self.data.pop("changing", None)
+            self.data.changing = None
             return None
         return question
 
     @property
     def is_changing(self) -> bool:
-        return "changing" in self.data
+        return self.data.changing is not None
 
     # -- asking --------------------------------------------------------------
 
@@ -160,17 +172,17 @@ class Questionnaire:
             todo = [q for q in self.questions if q.id in problems]
             todo += [q for q in self.pending() if q.id not in problems]
         if not todo:
-            self.data.pop("asked", None)
+            self.data.asked = None
             if first:
                 self.say("welcome", questions=0)
             self.on_complete()
         elif self.in_chat:
             if first:
                 self.say("welcome", questions=len(todo))
-            self.data["asked"] = todo[0].id
+            self.data.asked = todo[0].id
             self.send.append(self._ask_one(todo[0], problems.get(todo[0].id)))
         else:
-            self.data.pop("asked", None)
+            self.data.asked = None
             self.send.append(self._form(todo, problems, first=first, note=note))
 
     def _ask_one(self, question: Question, problem: Problem | None) -> Outgoing:
@@ -207,12 +219,12 @@ class Questionnaire:
 
     # -- answering -----------------------------------------------------------
 
-    def record(self, question: Question, value: object) -> None:
+    def record(self, question: Question, value: AnswerValue) -> None:
         self.answers[question.id] = value
-        if self.data.get("changing") == question.id:
-            self.data.pop("changing")
+        if self.data.changing == question.id:
+            self.data.changing = None
         if self.message.kind in (InboundKind.TEXT, InboundKind.EDIT):
-            mapping: dict[str, str] = self.data.setdefault("answered_by", {})
+            mapping = self.data.answered_by
             mapping[self.message.replaces or self.message.external_id] = question.id
             for old in list(mapping)[:-EDIT_MAP_LIMIT]:
                 del mapping[old]
@@ -229,7 +241,7 @@ class Questionnaire:
         parsed = parse_answer(current, text, reference=self.reference)
         problem = parsed.problem or self.check(current, parsed.value)
         if problem is not None:
-            self.data["asked"] = current.id
+            self.data.asked = current.id
             self.ask_next(problems={current.id: problem})
             return
         self.record(current, parsed.value)
@@ -261,14 +273,14 @@ class Questionnaire:
                     answers[question.id] = before[question.id]
                 else:
                     del answers[question.id]
-        self.data["answers"] = answers
-        changing = self.data.get("changing")
+        self.data.answers = answers
+        changing = self.data.changing
         if (
             changing in answers
             and changing not in problems
             and answers[changing] != before.get(changing, object())
         ):
-            self.data.pop("changing")
+            self.data.changing = None
         self.ask_next(problems=problems)
 
     def begin_change(self, argument: str) -> None:
@@ -277,8 +289,8 @@ class Questionnaire:
         if question is None:
             self.say("which_question", argument=argument, items=self.summary())
             return
-        self.data["changing"] = question.id
-        self.data["asked"] = question.id
+        self.data.changing = question.id
+        self.data.asked = question.id
         self.ask_next(note="change")
 
     def vote(self, *, settled: bool = False) -> bool:
@@ -308,7 +320,7 @@ class Questionnaire:
 
     def _still_asking_another(self, answered: Question) -> bool:
         """Whether, in a chat, a question other than `answered` is asked and still open."""
-        asked = self.data.get("asked")
+        asked = self.data.asked
         open_ids = {q.id for q in self.pending()}
         return self.answering and asked != answered.id and asked in open_ids
 
@@ -321,7 +333,7 @@ class Questionnaire:
         parsed = parse_answer(question, self.message.text, reference=self.reference)
         problem = parsed.problem or self.check(question, parsed.value)
         if problem is not None:
-            self.data["changing"] = question.id
+            self.data.changing = question.id
             self.ask_next(problems={question.id: problem})
             return True
         self.record(question, parsed.value)
@@ -340,5 +352,5 @@ class Questionnaire:
         return True
 
     def _edited_question(self) -> Question | None:
-        question_id = self.data.get("answered_by", {}).get(self.message.replaces or "")
+        question_id = self.data.answered_by.get(self.message.replaces or "")
         return self.question(question_id) if question_id else None

@@ -25,19 +25,19 @@ gathering file), each done once (its mark in the state stops a repeat after a re
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from enum import StrEnum
 from typing import Any, ClassVar
 
 from flows.base import Outcome, RunView, Schedule, StepContext
+from flows.common.forms import AnswerValue
 from flows.common.groups import ROOM_TEMPLATE, group_key
 from flows.common.names import chosen_name
 from flows.common.questionnaire import Questionnaire
 from flows.common.words import fold, is_help
 from flows.config import DebriefConfig, GatheringConfig, Question, QuestionType
 from flows.debrief import times
+from flows.debrief.state import DebriefRun, DebriefShared, Share, Status
 from gateway.model import (
     GATHERING_SUBJECT,
     Channel,
@@ -50,21 +50,8 @@ from gateway.model import (
 )
 
 FLOW = "debrief"
-
-
-class Status(StrEnum):
-    ASKED = "asked"
-    ANSWERED = "answered"
-    CLOSED = "closed"
-
-
-class Share(StrEnum):
-    """Who may see a person's answers (the first question's options, in this order)."""
-
-    ORGANISERS = "organisers"
-    CREW = "crew"
-    EVERYONE = "everyone"
-
+__all__ = ["Debrief", "Share", "Status", "questions", "share_of", "share_question"]
+Context = StepContext[DebriefRun, DebriefShared]
 
 SHARE_QUESTION = "share"
 SHARE_LABELS = {
@@ -105,6 +92,8 @@ def _config(gathering: GatheringConfig) -> DebriefConfig:
 
 class Debrief:
     name: ClassVar[str] = "debrief"
+    state_model: ClassVar[type[DebriefRun]] = DebriefRun
+    shared_model: ClassVar[type[DebriefShared]] = DebriefShared
     #: Who came (registration), which crew they were in (crews), and who has answered.
     reads: ClassVar[tuple[str, ...]] = ("registration", "crews", "debrief")
     #: Answers may be anonymous: the audit log records that a message came, not its text.
@@ -123,24 +112,22 @@ class Debrief:
             return message.kind == InboundKind.TEXT and len(message.text.split()) > 3
         return False
 
-    def schedule(
-        self, gathering: GatheringConfig, state: Mapping[str, Any], now: datetime
-    ) -> Schedule:
+    def schedule(self, gathering: GatheringConfig, state: DebriefShared, now: datetime) -> Schedule:
         if gathering.debrief is None:
             return {times.PROMPT: None, times.CLOSE: None}
         planned: dict[str, datetime | None] = {}
-        if not state.get("prompted"):
+        if not state.prompted:
             planned[times.PROMPT] = times.prompt_at(gathering, gathering.debrief)
-        done = set(state.get("reminded", []))
+        done = set(state.reminded or [])
         for name, at in times.reminders(gathering, gathering.debrief).items():
             planned[name] = None if name in done else at
         for n in range(1, 6):  # reminders the organisers removed, or past the deadline
             planned.setdefault(f"{times.REMIND}.{n}", None)
-        if not state.get("closed"):
+        if not state.closed:
             planned[times.CLOSE] = times.deadline(gathering, gathering.debrief)
         return planned
 
-    def step(self, ctx: StepContext) -> Outcome:
+    def step(self, ctx: Context) -> Outcome:
         if ctx.gathering.debrief is None:
             return Outcome(ignored=True)
         if ctx.is_gathering_run:
@@ -151,28 +138,29 @@ class Debrief:
 # -- the gathering-level run ------------------------------------------------------------
 
 
-def _gathering_step(ctx: StepContext) -> Outcome:
+def _gathering_step(ctx: Context) -> Outcome:
     message = ctx.message
     if message.kind != InboundKind.TICK:
         return Outcome(ignored=True)
-    state = copy.deepcopy(ctx.state)
-    if message.text == times.PROMPT and not state.get("prompted"):
+    state = ctx.shared  # the step's own copy
+    if message.text == times.PROMPT and not state.prompted:
         return _prompt_everyone(ctx, state)
     if message.text.startswith(f"{times.REMIND}.") and _open(state):
-        if message.text in state.setdefault("reminded", []):
+        reminded = state.reminded = state.reminded or []
+        if message.text in reminded:
             return Outcome(ignored=True)
-        state["reminded"].append(message.text)
+        reminded.append(message.text)
         return _remind(ctx, state)
     if message.text == times.CLOSE and _open(state):
         return _close(ctx, state)
     return Outcome(ignored=True)
 
 
-def _open(state: Mapping[str, Any]) -> bool:
-    return bool(state.get("prompted")) and not state.get("closed")
+def _open(state: DebriefShared) -> bool:
+    return state.prompted is not None and state.closed is None
 
 
-def came(ctx: StepContext) -> list[PersonId]:
+def came(ctx: Context) -> list[PersonId]:
     """Who is asked: registered, and not declining the gathering's calendar invite."""
     runs = ctx.peers.get("registration", {})
     return sorted(
@@ -182,24 +170,24 @@ def came(ctx: StepContext) -> list[PersonId]:
     )
 
 
-def _prompt_everyone(ctx: StepContext, state: dict[str, Any]) -> Outcome:
+def _prompt_everyone(ctx: Context, state: DebriefShared) -> Outcome:
     people = came(ctx)
-    state["prompted"] = ctx.now.isoformat()
-    state["asked"] = [int(p) for p in people]
+    state.prompted = ctx.now
+    state.asked = people
     deadline = times.deadline(ctx.gathering, _config(ctx.gathering)).isoformat()
     return Outcome(
-        state=state,
+        shared=state,
         status="open",
         emit=[Emit(FLOW, p, "prompt", {"deadline": deadline}) for p in people],
     )
 
 
-def _answered(ctx: StepContext) -> set[str]:
+def _answered(ctx: Context) -> set[str]:
     runs = ctx.peers.get(FLOW, {})
     return {str(p) for p, run in runs.items() if run.state.get("finished")}
 
 
-def crews_of(ctx: StepContext) -> list[list[str]]:
+def crews_of(ctx: Context) -> list[list[str]]:
     """The approved crews' members (ids as strings), if crews were made."""
     approved = ctx.shared_of.get("crews", {}).get("approved")
     if not approved:
@@ -211,8 +199,8 @@ def crews_of(ctx: StepContext) -> list[list[str]]:
     return [sorted(m, key=int) for m in members]
 
 
-def _remind(ctx: StepContext, state: dict[str, Any]) -> Outcome:
-    asked = [str(p) for p in state.get("asked", [])]
+def _remind(ctx: Context, state: DebriefShared) -> Outcome:
+    asked = [str(p) for p in state.asked or []]
     answered = _answered(ctx)
     crew_of = {p: crew for crew in crews_of(ctx) for p in crew}
     emit = []
@@ -227,14 +215,14 @@ def _remind(ctx: StepContext, state: dict[str, Any]) -> Outcome:
             "crew_size": len(crew),
         }
         emit.append(Emit(FLOW, PersonId(int(person)), "remind", progress))
-    return Outcome(state=state, emit=emit)
+    return Outcome(shared=state, emit=emit)
 
 
-def _close(ctx: StepContext, state: dict[str, Any]) -> Outcome:
+def _close(ctx: Context, state: DebriefShared) -> Outcome:
     """The deadline: pool the anonymised answers, collate each crew's, close every run."""
     runs = ctx.peers.get(FLOW, {})
     config = _config(ctx.gathering)
-    pool: dict[str, list[Any]] = {q.id: [] for q in config.questions}
+    pool: dict[str, list[AnswerValue]] = {q.id: [] for q in config.questions}
     for run in runs.values():
         answers = run.state.get("answers", {})
         if share_of(answers) != Share.EVERYONE:
@@ -244,15 +232,15 @@ def _close(ctx: StepContext, state: dict[str, Any]) -> Outcome:
                 pool[question.id].append(answers[question.id])
     # Sorted, so the pool's order says nothing about who answered when, and each answer is
     # its own entry: answers to two questions cannot be joined into one person's.
-    state["anonymous"] = {q: sorted(values, key=_sort_key) for q, values in pool.items()}
-    state["anonymous_people"] = sum(
+    state.anonymous = {q: sorted(values, key=_sort_key) for q, values in pool.items()}
+    state.anonymous_people = sum(
         1 for run in runs.values() if share_of(run.state.get("answers", {})) == Share.EVERYONE
     )
-    state["closed"] = ctx.now.isoformat()
+    state.closed = ctx.now
     sends = _crew_debriefs(ctx, runs)
-    asked = [PersonId(int(p)) for p in state.get("asked", [])]
+    asked = state.asked or []
     return Outcome(
-        state=state,
+        shared=state,
         status="closed",
         send=sends,
         emit=[Emit(FLOW, p, "close", {}) for p in asked],
@@ -263,7 +251,7 @@ def _sort_key(value: Any) -> str:
     return fold(str(value))
 
 
-def _crew_debriefs(ctx: StepContext, runs: Mapping[PersonId, RunView]) -> list[Outgoing]:
+def _crew_debriefs(ctx: Context, runs: Mapping[PersonId, RunView]) -> list[Outgoing]:
     """Each crew gets, in its room or thread, the answers its members shared with it."""
     approved = ctx.shared_of.get("crews", {}).get("approved") or {}
     registration = ctx.peers.get("registration", {})
@@ -323,9 +311,10 @@ def _command(text: str) -> str | None:
 class _Person:
     """One step of a person's run: the state in the making and what to send."""
 
-    def __init__(self, ctx: StepContext) -> None:
+    def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self.state: dict[str, Any] = copy.deepcopy(ctx.state)
+        # The context's state is the step's own; this copy is changed, it says what was.
+        self.state = ctx.state.model_copy(deep=True)
         self.outcome = Outcome()
         starts = ctx.gathering.starts
         self.form = Questionnaire(
@@ -346,7 +335,7 @@ class _Person:
 
     @property
     def status(self) -> str:
-        return str(self.state.get("status", ""))
+        return self.state.status.value if self.state.status else ""
 
     @property
     def deadline(self) -> datetime:
@@ -357,9 +346,9 @@ class _Person:
 
     def complete(self) -> None:
         """Everything answered: thank the person (first time) or confirm the change."""
-        first = not self.state.get("finished")
-        self.state["finished"] = True
-        self.state["status"] = Status.ANSWERED
+        first = not self.state.finished
+        self.state.finished = True
+        self.state.status = Status.ANSWERED
         self.say("thanks" if first else "updated", share=share_of(self.form.answers).value)
 
     def finish(self) -> Outcome:
@@ -369,7 +358,7 @@ class _Person:
         return self.outcome
 
 
-def _person_step(ctx: StepContext) -> Outcome:
+def _person_step(ctx: Context) -> Outcome:
     turn = _Person(ctx)
     message = ctx.message
     if message.kind == InboundKind.COMMAND:
@@ -408,7 +397,7 @@ def _converse(turn: _Person) -> None:
         turn.say("status", items=form.summary(), share=share_of(form.answers).value)
     elif command in ("change", "edit", "add"):
         # Back to answering until the change is made: the next message is the new answer.
-        turn.state["status"] = Status.ASKED
+        turn.state.status = Status.ASKED
         form.begin_change(message.text.split(maxsplit=1)[1] if " " in message.text else "")
     elif turn.status == Status.ASKED or form.is_changing:
         form.answer_text(message.text)
@@ -419,7 +408,7 @@ def _converse(turn: _Person) -> None:
 def _on_prompt(turn: _Person) -> None:
     if turn.status:
         return  # asked already (a repeated event changes nothing)
-    turn.state["status"] = Status.ASKED
+    turn.state.status = Status.ASKED
     turn.form.answering = True
     turn.form.ask_next(first=True)
 
@@ -436,14 +425,14 @@ def _on_close(turn: _Person) -> None:
         return
     if share_of(turn.form.answers) == Share.EVERYONE:
         # The gathering's pool holds these answers now, unlinked; only the mark stays.
-        turn.state = {"finished": bool(turn.state.get("finished")), "anonymous": True}
-    for key in ("asked", "changing", "answered_by"):
-        turn.state.pop(key, None)
-    turn.state["status"] = Status.CLOSED
+        turn.state = DebriefRun(finished=turn.state.finished, anonymous=True)
+    turn.state.asked = turn.state.changing = None
+    turn.state.answered_by = {}
+    turn.state.status = Status.CLOSED
 
 
 def _on_forget(turn: _Person) -> None:
-    turn.state = {"status": Status.CLOSED}
+    turn.state = DebriefRun(status=Status.CLOSED)
 
 
 _EVENTS: dict[str, Callable[[_Person], None]] = {

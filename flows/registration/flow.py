@@ -4,7 +4,7 @@ A person says hello on any channel and is asked the gathering's questions: in a 
 a time (choice questions as polls), by email as one numbered form they answer inline. Then
 they see a numbered summary and confirm with "yes"; "change 3", "cancel", "status" and
 "help" work at any time. Seats, the waiting list and held offers are in
-`registration_seating.py`, the state layout in `registration_turn.py`.
+`registration_seating.py`, the state's model in `flows/registration/state.py`.
 
 What each message does in each status (the statuses and which may follow which are in
 `flows/registration/turn.py`; "yes" here means a proven one, see `ask_for_proof`):
@@ -45,6 +45,8 @@ from flows.registration.seating import (
     status_context,
     window_closed,
 )
+from flows.registration.seats import Seats
+from flows.registration.state import Left, RegistrationRun
 from flows.registration.text import Command, read_command
 from flows.registration.turn import ACTIVE, Status, Turn
 from gateway.model import InboundKind, InboundMessage
@@ -53,6 +55,8 @@ from gateway.model import InboundKind, InboundMessage
 class Registration:
     name: ClassVar[str] = "registration"
     reads: ClassVar[tuple[str, ...]] = ()
+    state_model: ClassVar[type[RegistrationRun]] = RegistrationRun
+    shared_model: ClassVar[type[Seats]] = Seats
     #: A larger capacity offers its free seats to the waiting list at once.
     config_aware: ClassVar[bool] = True
 
@@ -67,7 +71,7 @@ class Registration:
             return message.choice in ("yes", "no")
         return message.kind == InboundKind.TEXT and read_command(message.text) is not None
 
-    def step(self, ctx: StepContext) -> Outcome:
+    def step(self, ctx: StepContext[RegistrationRun, Seats]) -> Outcome:
         if ctx.is_gathering_run:
             if ctx.message.kind == InboundKind.COMMAND and ctx.message.text == CONFIG_CHANGED:
                 turn = Turn.start(ctx)
@@ -88,9 +92,10 @@ def on_text(turn: Turn) -> None:
 
 def on_words(turn: Turn, text: str) -> None:
     command = read_command(text)
-    if turn.state.pop("pending_cancel", False) and command and command.name in ("yes", "no"):
+    pending_cancel, turn.state.pending_cancel = turn.state.pending_cancel, False
+    if pending_cancel and command and command.name in ("yes", "no"):
         if command.name == "yes" and not turn.ctx.message.proven:
-            turn.state["pending_cancel"] = True
+            turn.state.pending_cancel = True
             ask_for_proof(turn, "cancel")
         elif command.name == "yes":
             cancel(turn)
@@ -99,9 +104,9 @@ def on_words(turn: Turn, text: str) -> None:
         return
     if not turn.status:
         begin(turn)
-    elif turn.state.get("waiting_open"):
+    elif turn.state.waiting_open:
         if not window_closed(turn):  # opened while the opening timer was not yet handled
-            turn.state.pop("waiting_open")
+            turn.state.waiting_open = False
             ask_next(turn, first=True)
     elif command and command.name in ("help", "status", "cancel", "change", "unsubscribe"):
         run_command(turn, command)
@@ -115,7 +120,7 @@ def on_words(turn: Turn, text: str) -> None:
         # person can confirm, so every registration answers every current question.
         turn.status = Status.IN_PROGRESS
         ask_next(turn)
-    elif turn.status in ("in_progress",) or turn.state.get("changing"):
+    elif turn.status in ("in_progress",) or turn.state.changing:
         if changes_a_registration(turn):
             ask_for_proof(turn, "change")
         else:
@@ -133,13 +138,13 @@ def run_command(turn: Turn, command: Command) -> None:
     elif command.name == "status":
         turn.say("status", items=summary_view(turn.questions, turn.answers), **status_context(turn))
     elif command.name == "cancel" and turn.status != "cancelled":
-        turn.state["pending_cancel"] = True
+        turn.state.pending_cancel = True
         turn.say("cancel_confirm", status=turn.status)
     elif command.name == "cancel":
         turn.say("status", items=summary_view(turn.questions, turn.answers), **status_context(turn))
     elif command.name == "unsubscribe":
         # Announcements stop; what concerns the person's own seat still reaches them.
-        turn.state["announcements"] = False
+        turn.state.announcements = False
         turn.say("unsubscribed")
     else:
         form(turn).begin_change(command.argument)
@@ -156,7 +161,7 @@ def by_status(turn: Turn, command: Command | None) -> None:
     elif turn.status == "offered" and name in ("yes", "confirm"):
         accept_offer(turn)
     elif turn.status == "offered" and name == "no":
-        cancel(turn, "offer_declined")
+        cancel(turn, Left.OFFER_DECLINED)
     elif turn.status == "cancelled" and name in ("yes", "confirm", "start"):
         turn.status = Status.IN_PROGRESS
         ask_next(turn)
@@ -186,7 +191,7 @@ def begin(turn: Turn) -> None:
     if window_closed(turn):
         if registration.opens_at is not None and turn.ctx.now < turn.local(registration.opens_at):
             turn.status = Status.IN_PROGRESS
-            turn.state["waiting_open"] = True
+            turn.state.waiting_open = True
             turn.timer("opens", turn.local(registration.opens_at))
         return
     turn.status = Status.IN_PROGRESS
@@ -197,7 +202,8 @@ def on_tick(turn: Turn) -> None:
     name = turn.ctx.message.text
     if name == "hold":
         hold_timer(turn)
-    elif name == "opens" and turn.state.pop("waiting_open", False):
+    elif name == "opens" and turn.state.waiting_open:
+        turn.state.waiting_open = False
         ask_next(turn, first=True)
 
 

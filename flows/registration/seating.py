@@ -16,13 +16,13 @@ Decisions where pretix and common sense had to fill gaps:
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
+from flows.registration.state import Attendance, Left
 from flows.registration.text import invite, invite_uid
 from flows.registration.turn import Status, Turn
 
-CALENDAR_ATTENDANCE = {"ACCEPTED": "accepted", "TENTATIVE": "tentative"}
+CALENDAR_ATTENDANCE = {"ACCEPTED": Attendance.ACCEPTED, "TENTATIVE": Attendance.TENTATIVE}
 
 
 def window_closed(turn: Turn) -> bool:
@@ -50,7 +50,7 @@ def confirm(turn: Turn) -> None:
         register(turn)
     elif result == "waiting":
         turn.status = Status.WAITING
-        turn.state.pop("left", None)
+        turn.state.left = None
         turn.say("waiting", place=turn.seats.place(turn.person))
         turn.offer_seats()
     else:
@@ -59,29 +59,30 @@ def confirm(turn: Turn) -> None:
 
 def register(turn: Turn) -> None:
     """The person has a seat: confirm it with a calendar invite (a new SEQUENCE each time)."""
-    sequence = int(turn.state.get("sequence", -1)) + 1
-    turn.state.update(sequence=sequence, invite_uid=invite_uid(turn.ctx.gathering, turn.person))
-    turn.state.pop("offer_expires", None)
-    turn.state.pop("left", None)
+    sequence = (turn.state.sequence if turn.state.sequence is not None else -1) + 1
+    turn.state.sequence = sequence
+    turn.state.invite_uid = invite_uid(turn.ctx.gathering, turn.person)
+    turn.state.offer_expires = None
+    turn.state.left = None
     turn.status = Status.REGISTERED
     turn.say("registered", invite=invite(turn.ctx.gathering, turn.person, sequence, "REQUEST"))
 
 
-def cancel(turn: Turn, reason: str = "cancelled") -> None:
+def cancel(turn: Turn, reason: Left = Left.CANCELLED) -> None:
     """Leave: free the seat (or the place, or the offer) and offer it to the next person."""
     was = turn.status
     turn.seats.release(turn.person)
     turn.status = Status.CANCELLED
-    turn.state["left"] = reason
-    turn.state.pop("offer_expires", None)
+    turn.state.left = reason
+    turn.state.offer_expires = None
     turn.outcome.cancel_timers.append("hold")
     cancel_invite = None
-    if was == "registered" and "sequence" in turn.state:
-        sequence = int(turn.state["sequence"]) + 1
-        turn.state["sequence"] = sequence
+    if was == "registered" and turn.state.sequence is not None:
+        sequence = turn.state.sequence + 1
+        turn.state.sequence = sequence
         cancel_invite = invite(turn.ctx.gathering, turn.person, sequence, "CANCEL")
     turn.say(
-        "offer_declined" if reason == "offer_declined" else "cancelled",
+        "offer_declined" if reason == Left.OFFER_DECLINED else "cancelled",
         invite=cancel_invite,
         was=was,
     )
@@ -95,7 +96,7 @@ def leave_quietly(turn: Turn) -> None:
         return
     turn.seats.release(turn.person)
     turn.status = Status.CANCELLED
-    turn.state["left"] = "erased"
+    turn.state.left = Left.ERASED
     turn.outcome.cancel_timers.append("hold")
     turn.offer_seats()
 
@@ -107,7 +108,7 @@ def receive_offer(turn: Turn) -> None:
         turn.note("offer_ignored", reason="no offer held in the shared state")
         return
     turn.status = Status.OFFERED
-    turn.state["offer_expires"] = expires.isoformat()
+    turn.state.offer_expires = expires
     turn.timer("hold", expires)
     turn.say("offer", expires_at=turn.local(expires))
 
@@ -122,12 +123,12 @@ def accept_offer(turn: Turn) -> None:
 
 def expire_offer(turn: Turn) -> None:
     """The hold is over: pass the seat on; the person leaves the waiting list (see above)."""
-    expired = turn.state.get("offer_expires")
+    expired = turn.state.offer_expires
     turn.seats.release(turn.person)
     turn.status = Status.CANCELLED
-    turn.state["left"] = "offer_expired"
-    turn.state.pop("offer_expires", None)
-    turn.note("offer_expired", expired_at=expired)
+    turn.state.left = Left.OFFER_EXPIRED
+    turn.state.offer_expires = None
+    turn.note("offer_expired", expired_at=expired.isoformat() if expired else None)
     turn.say("offer_expired")
     turn.offer_seats()
 
@@ -147,22 +148,22 @@ def calendar_reply(turn: Turn) -> None:
     if answer is None:
         turn.note("calendar_ignored", reason="a calendar reply without its answer")
         return
-    sequence = turn.state.get("sequence")
-    if sequence is None or answer.uid != turn.state.get("invite_uid"):
+    sequence = turn.state.sequence
+    if sequence is None or answer.uid != turn.state.invite_uid:
         turn.note("calendar_ignored", reason="not our current invite", uid=answer.uid)
         return
-    if answer.sequence < int(sequence):
+    if answer.sequence < sequence:
         turn.note(
             "calendar_stale", partstat=answer.partstat, sequence=answer.sequence, current=sequence
         )
         return
     partstat = answer.partstat.upper()
     if partstat in CALENDAR_ATTENDANCE:
-        turn.state["attendance"] = CALENDAR_ATTENDANCE[partstat]
+        turn.state.attendance = CALENDAR_ATTENDANCE[partstat]
         turn.note("calendar", partstat=partstat)
     elif partstat == "DECLINED" and turn.status in ("registered", "waiting", "offered"):
-        turn.state["attendance"] = "declined"
-        turn.state["pending_cancel"] = True
+        turn.state.attendance = Attendance.DECLINED
+        turn.state.pending_cancel = True
         turn.say("declined_ask")
     else:
         turn.note("calendar_ignored", reason=f"{partstat} while {turn.status}")
@@ -170,11 +171,12 @@ def calendar_reply(turn: Turn) -> None:
 
 def status_context(turn: Turn) -> dict[str, Any]:
     """What the status message shows besides the answers."""
-    expires = turn.state.get("offer_expires")
+    expires = turn.state.offer_expires
+    attendance, left = turn.state.attendance, turn.state.left
     return {
         "status": turn.status,
         "place": turn.seats.place(turn.person),
-        "expires_at": turn.local(datetime.fromisoformat(expires)) if expires else None,
-        "attendance": turn.state.get("attendance"),
-        "left": turn.state.get("left"),
+        "expires_at": turn.local(expires) if expires else None,
+        "attendance": attendance.value if attendance else None,
+        "left": left.value if left else None,
     }

@@ -1,6 +1,6 @@
 """Seats, the waiting list and held offers: the gathering-level state of registration.
 
-The shared state (the gathering run of the registration flow) is small and plain JSON:
+The shared state (the gathering run of the registration flow) is small; stored, it is:
 
     {"registered": [3, 7, …], "waiting": [9, 4, …], "offers": {"12": "2027-05-02T10:00:00+00:00"}}
 
@@ -22,37 +22,22 @@ read-modify-write here is atomic without locks.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import Field
+
+from flows.base import FlowState, Moment
 from gateway.model import PersonId
 
 
-@dataclass
-class Seats:
-    registered: list[PersonId] = field(default_factory=list)
-    waiting: list[PersonId] = field(default_factory=list)
+class Seats(FlowState):
+    """The gathering-level run's state of registration."""
+
+    registered: list[PersonId] = Field(default_factory=list)
+    waiting: list[PersonId] = Field(default_factory=list)
     #: Held offers: person → when the hold expires.
-    offers: dict[PersonId, datetime] = field(default_factory=dict)
-
-    @classmethod
-    def load(cls, shared: Mapping[str, Any]) -> Seats:
-        return cls(
-            registered=[PersonId(int(p)) for p in shared.get("registered", [])],
-            waiting=[PersonId(int(p)) for p in shared.get("waiting", [])],
-            offers={
-                PersonId(int(p)): datetime.fromisoformat(at)
-                for p, at in shared.get("offers", {}).items()
-            },
-        )
-
-    def dump(self) -> dict[str, Any]:
-        return {
-            "registered": list(self.registered),
-            "waiting": list(self.waiting),
-            "offers": {str(p): at.isoformat() for p, at in self.offers.items()},
-        }
+    offers: dict[PersonId, Moment] = Field(default_factory=dict)
 
     def free(self, capacity: int) -> int:
         return capacity - len(self.registered) - len(self.offers)
@@ -115,8 +100,9 @@ class Seats:
 def invariant_violations(
     shared: Mapping[str, Any], capacity: int, statuses: Mapping[PersonId, str]
 ) -> list[str]:
-    """Every broken invariant of the module docstring, described (empty when all hold)."""
-    seats = Seats.load(shared)
+    """Every broken invariant of the module docstring, described (empty when all hold);
+    `shared` is the stored JSON."""
+    seats = Seats.model_validate(shared)
     problems: list[str] = []
     everyone = [*seats.registered, *seats.waiting, *seats.offers]
     if len(everyone) != len(set(everyone)):

@@ -1,50 +1,28 @@
 """One registration step in the making: the person's state, the seats, and what to send.
 
 A `Turn` collects changes while the handlers in `registration.py` and
-`registration_seating.py` decide, and turns them into one `Outcome` at the end. The state
-layout of a person's run (all plain JSON):
-
-    status          a Status (mirrored in the run's status column), see TRANSITIONS
-    answers, answered_by, asked, changing
-                    the questionnaire's conversation (flows.common.questionnaire)
-    pending_cancel  True while we wait for "yes" to a cancellation question
-    invite_uid, sequence   the calendar invite sent and its last SEQUENCE
-    attendance      "accepted" / "tentative" / "declined" from calendar replies
-    offer_expires   ISO time a held seat offer ends (status "offered")
-    left            why a run is "cancelled": "cancelled", "offer_expired", "offer_declined"
-    waiting_open    True while we wait for registration to open (a timer is set)
-    history         the last few decisions that are not visible elsewhere (stale replies…)
+`registration_seating.py` decide, and turns them into one `Outcome` at the end. A person's
+run is a `RegistrationRun`, the gathering's seats are `Seats` (flows/registration/state.py).
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
-from enum import StrEnum
 from typing import Any
 
 from flows.base import Outcome, StepContext
-from flows.common.forms import Answers, pending
+from flows.common.forms import Answers, AnswerValue, pending
 from flows.common.questionnaire import Questionnaire
 from flows.common.times import zone_time
 from flows.config import Question
 from flows.registration.seats import Seats
+from flows.registration.state import Note, RegistrationRun, Status
 from flows.registration.text import FLOW, say
 from gateway.model import Channel, Emit, Invite, PersonId, SetTimer
 
-
-class Status(StrEnum):
-    """Where a person's registration stands (mirrored in the run's status column)."""
-
-    IN_PROGRESS = "in_progress"  # answering the questions
-    CONFIRMING = "confirming"  # everything answered: the summary waits for "yes"
-    REGISTERED = "registered"  # has a seat and a calendar invite
-    WAITING = "waiting"  # on the waiting list
-    OFFERED = "offered"  # a freed seat is held for them until `offer_expires`
-    CANCELLED = "cancelled"  # left: cancelled, offer declined or expired, erased
-
+__all__ = ["ACTIVE", "TRANSITIONS", "InvalidTransition", "Status", "Turn"]
 
 S = Status
 #: Which status may follow which; staying in the same status is always allowed. Read with
@@ -69,17 +47,25 @@ class InvalidTransition(Exception):
 HISTORY_LIMIT = 20
 
 
+Context = StepContext[RegistrationRun, Seats]
+
+
 @dataclass
 class Turn:
-    ctx: StepContext
-    state: dict[str, Any]
+    ctx: Context
+    state: RegistrationRun
+    #: The state as it came, as JSON: what `finish` compares with (cheaper than a deep copy
+    #: on every message, and it compares exactly what would be stored).
+    before: str
     outcome: Outcome = field(default_factory=Outcome)
     _seats: Seats | None = None
+    _seats_before: str = ""
     _form: Questionnaire | None = None
 
     @classmethod
-    def start(cls, ctx: StepContext) -> Turn:
-        return cls(ctx, copy.deepcopy(ctx.state))
+    def start(cls, ctx: Context) -> Turn:
+        # The context's states are the step's own to change.
+        return cls(ctx, ctx.state, ctx.state.model_dump_json())
 
     @property
     def person(self) -> PersonId:
@@ -87,23 +73,22 @@ class Turn:
 
     @property
     def status(self) -> str:
-        return str(self.state.get("status", ""))
+        return self.state.status.value if self.state.status else ""
 
     @status.setter
     def status(self, value: Status) -> None:
-        current = Status(self.status) if self.status else None
+        current = self.state.status
         if value != current and value not in TRANSITIONS[current]:
             raise InvalidTransition(f"registration: {current} → {value}")
-        self.state["status"] = value.value
+        self.state.status = value
 
     @property
     def questions(self) -> list[Question]:
         return self.ctx.gathering.registration.questions
 
     @property
-    def answers(self) -> dict[str, Any]:
-        answers: dict[str, Any] = self.state.setdefault("answers", {})
-        return answers
+    def answers(self) -> dict[str, AnswerValue]:
+        return self.state.answers
 
     @property
     def in_chat(self) -> bool:
@@ -118,7 +103,8 @@ class Turn:
     @property
     def seats(self) -> Seats:
         if self._seats is None:
-            self._seats = Seats.load(self.ctx.shared)
+            self._seats = self.ctx.shared
+            self._seats_before = self._seats.model_dump_json()
         return self._seats
 
     def pending(self, answers: Answers | None = None) -> list[Question]:
@@ -133,8 +119,8 @@ class Turn:
         self.outcome.send.append(replace(out, invite=invite) if invite else out)
 
     def note(self, event: str, **detail: Any) -> None:
-        history: list[dict[str, Any]] = self.state.setdefault("history", [])
-        history.append({"at": self.ctx.now.isoformat(), "event": event, **detail})
+        history = self.state.history
+        history.append(Note(at=self.ctx.now, event=event, **detail))
         del history[:-HISTORY_LIMIT]
 
     def form(self, on_complete: Callable[[], None]) -> Questionnaire:
@@ -174,9 +160,9 @@ class Turn:
         self.outcome.timers.append(SetTimer(name=name, due_at=due_at, person=self.person))
 
     def finish(self) -> Outcome:
-        if self.state != self.ctx.state:
+        if self.state.model_dump_json() != self.before:
             self.outcome.state = self.state
             self.outcome.status = self.status or None
-        if self._seats is not None and self._seats.dump() != Seats.load(self.ctx.shared).dump():
-            self.outcome.shared = {**self.ctx.shared, **self._seats.dump()}
+        if self._seats is not None and self._seats.model_dump_json() != self._seats_before:
+            self.outcome.shared = self._seats
         return self.outcome

@@ -33,7 +33,6 @@ A person's run:
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
@@ -47,6 +46,17 @@ from flows.config import GatheringConfig, QuestionType
 from flows.travel import matching, questions
 from flows.travel.places import Found, find_town
 from flows.travel.questions import Mode
+from flows.travel.state import (
+    LIVE,
+    Company,
+    Direction,
+    Match,
+    MatchStatus,
+    PersonStatus,
+    Plan,
+    TravelRun,
+    TravelShared,
+)
 from gateway.model import (
     GATHERING_SUBJECT,
     JOB_DONE,
@@ -66,10 +76,13 @@ FLOW = "travel"
 ASK, PLAN = "ask", "plan"
 #: A person's statuses in which a plan may give them a ride.
 PLANNABLE = frozenset({"ready", "proposed", "waiting", "introduced"})
+Context = StepContext[TravelRun, TravelShared]
 
 
 class Travel:
     name: ClassVar[str] = "travel"
+    state_model: ClassVar[type[TravelRun]] = TravelRun
+    shared_model: ClassVar[type[TravelShared]] = TravelShared
     reads: ClassVar[tuple[str, ...]] = ("registration", "travel")
     jobs: ClassVar[Mapping[str, JobFunction]] = {"match": matching.match}
     #: "travel" starts (or shows) a person's travel questions at any time: someone who
@@ -90,20 +103,18 @@ class Travel:
             bool(status) and message.kind == InboundKind.TEXT and _command(message.text) is not None
         )
 
-    def schedule(
-        self, gathering: GatheringConfig, state: Mapping[str, Any], now: datetime
-    ) -> Schedule:
+    def schedule(self, gathering: GatheringConfig, state: TravelShared, now: datetime) -> Schedule:
         if gathering.travel is None:
             return {ASK: None, PLAN: None}
         starts = zone_time(gathering.starts, gathering.zone)
         planned: dict[str, datetime | None] = {ASK: None, PLAN: None}
-        if not state.get("asked_at"):
+        if not state.asked_at:
             planned[ASK] = starts - timedelta(days=gathering.travel.ask_days_before)
-        if not state.get("planned_at"):
+        if not state.planned_at:
             planned[PLAN] = starts - timedelta(days=gathering.travel.plan_days_before)
         return planned
 
-    def step(self, ctx: StepContext) -> Outcome:
+    def step(self, ctx: Context) -> Outcome:
         if ctx.gathering.travel is None:
             return Outcome(ignored=True)
         if ctx.is_gathering_run:
@@ -128,12 +139,15 @@ def match_id(direction: str, driver: str, rider: str) -> str:
 
 
 class _Gathering:
-    def __init__(self, ctx: StepContext) -> None:
+    def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.g = ctx.gathering
-        self.state: dict[str, Any] = copy.deepcopy(ctx.state)
+        # The context's shared state is the step's own; this copy is changed, it says what was.
+        self.state = ctx.shared.model_copy(deep=True)
         self.outcome = Outcome()
         self.runs: Mapping[PersonId, RunView] = ctx.peers.get(FLOW, {})
+        # This flow's own runs, read with its own model (peers are plain JSON).
+        self.people = {p: TravelRun.model_validate(run.state) for p, run in self.runs.items()}
 
     def run(self) -> Outcome:
         message = self.ctx.message
@@ -145,18 +159,18 @@ class _Gathering:
         if handler is None:
             return Outcome(ignored=True)
         handler(self)
-        if self.state != self.ctx.state:
-            self.outcome.state = self.state
-            self.outcome.status = "planned" if self.state.get("plan") else "open"
+        if self.state != self.ctx.shared:
+            self.outcome.shared = self.state
+            self.outcome.status = "planned" if self.state.plan else "open"
         return self.outcome
 
     # -- asking and planning ---------------------------------------------------------
 
     def ask(self) -> None:
         """Everyone registered is asked (once); registration's city is their default town."""
-        if self.state.get("asked_at"):
+        if self.state.asked_at:
             return
-        self.state["asked_at"] = self.ctx.now.isoformat()
+        self.state.asked_at = self.ctx.now
         city = next(
             (q.id for q in self.g.registration.questions if q.type == QuestionType.CITY), None
         )
@@ -168,26 +182,26 @@ class _Gathering:
 
     def plan(self) -> None:
         """Ask for the matching job over everyone's current answers."""
-        self.state["planned_at"] = self.ctx.now.isoformat()
+        self.state.planned_at = self.ctx.now
         payload = self.payload(previous=None)
         if payload is None:
-            self.state["problem"] = (
+            self.state.problem = (
                 f"the venue town {questions.config(self.g).venue_town!r} is not known"
             )
             return
-        self.state.pop("problem", None)
-        self.state["job"] = "plan"
+        self.state.problem = None
+        self.state.job = "plan"
         self.outcome.jobs.append(RunJob("match", payload))
 
     def replan(self) -> None:
-        if not self.state.get("plan"):
+        if not self.state.plan:
             return
-        payload = self.payload(previous=self.state["plan"])
+        payload = self.payload(previous=self.state.plan)
         if payload is not None:
-            self.state["job"] = "replan"
+            self.state.job = "replan"
             self.outcome.jobs.append(RunJob("match", payload))
 
-    def payload(self, previous: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    def payload(self, previous: Plan | None) -> dict[str, Any] | None:
         venue = find_town(
             questions.config(self.g).venue_town, countries=questions.config(self.g).countries
         )
@@ -198,14 +212,14 @@ class _Gathering:
             d: {"drivers": [], "riders": []} for d in ("to", "back")
         }
         company = []
-        forbidden = self.state.get("forbidden", {})
-        for person, run in sorted(self.runs.items()):
-            if run.status not in PLANNABLE or "origin_town" not in run.state:
+        forbidden = self.state.forbidden
+        for person, run in sorted(self.people.items()):
+            town = run.origin_town
+            if self.runs[person].status not in PLANNABLE or town is None:
                 continue
-            answers = run.state.get("answers", {})
-            town = run.state["origin_town"]
+            answers = run.answers
             mode = answers.get("mode")
-            who = {"id": str(person), "lat": town["lat"], "lon": town["lon"]}
+            who = {"id": str(person), "lat": town.lat, "lon": town.lon}
             for direction, day, keys, default in (
                 (
                     "to",
@@ -223,13 +237,13 @@ class _Gathering:
                     "latest": questions.minutes_of_day(day, end, self.g, epoch),
                 }
                 if mode == Mode.DRIVE:
-                    detour = answers.get("detour")
+                    seats = answers.get("seats")
                     sides[direction]["drivers"].append(
                         {
                             **who,
                             **span,
-                            "seats": int(answers.get("seats") or 1),
-                            "max_detour": detour,
+                            "seats": int(seats) if isinstance(seats, int | float) and seats else 1,
+                            "max_detour": answers.get("detour"),
                         }
                     )
                 elif mode == Mode.RIDE:
@@ -238,30 +252,28 @@ class _Gathering:
                 company.append({**who, "day": questions.first_day(self.g).isoformat()})
         return {
             "venue": {"lat": venue.town.latitude, "lon": venue.town.longitude},
-            "to": {**sides["to"], "forbidden": forbidden.get("to", [])},
-            "back": {**sides["back"], "forbidden": forbidden.get("back", [])}
+            "to": {**sides["to"], "forbidden": forbidden.get(Direction.TO, [])},
+            "back": {**sides["back"], "forbidden": forbidden.get(Direction.BACK, [])}
             if questions.config(self.g).way_back
             else None,
             "company": company,
             "group_size": questions.config(self.g).company_group_size,
-            "previous": previous,
+            "previous": previous.model_dump(mode="json") if previous else None,
             "epoch": epoch.isoformat(),
         }
 
     def job_done(self) -> None:
         payload = self.ctx.message.payload
-        kind = self.state.pop("job", "plan")
+        kind, self.state.job = self.state.job or "plan", None
         if "error" in payload:
-            self.state["problem"] = f"matching failed: {payload['error']}"
-            self.outcome.reply = Reply("travel/planned", {"problem": self.state["problem"]})
+            self.state.problem = f"matching failed: {payload['error']}"
+            self.outcome.reply = Reply("travel/planned", {"problem": self.state.problem})
             return
         result = payload["result"]
-        self.state["plan"] = {
-            **result,
-            "epoch": self.state.get("epoch") or self.epoch().isoformat(),
-        }
-        self.state["epoch"] = self.state["plan"]["epoch"]
-        review = questions.config(self.g).review and not self.state.get("approved")
+        epoch = self.state.epoch or self.epoch()
+        self.state.plan = Plan.model_validate({**result, "epoch": epoch})
+        self.state.epoch = epoch
+        review = questions.config(self.g).review and not self.state.approved
         # Whoever asked for the plan (`!travel camp plan`) hears that it is ready.
         sides = [s for s in (result.get("to"), result.get("back")) if s]
         self.outcome.reply = Reply(
@@ -281,41 +293,43 @@ class _Gathering:
         return zone_time(self.g.starts, self.g.zone).replace(hour=0, minute=0)
 
     def approve(self) -> None:
-        self.state["approved"] = True
-        if self.state.get("plan"):
+        self.state.approved = True
+        if self.state.plan:
             self.propose()
 
     # -- proposals, answers, introductions ---------------------------------------------
 
     def propose(self) -> None:
         """Make the plan's rides matches: new ones are proposed, gone ones are called off."""
-        matches: dict[str, dict[str, Any]] = self.state.setdefault("matches", {})
-        wanted: dict[str, dict[str, Any]] = {}
-        for direction in ("to", "back"):
-            side = self.state["plan"].get(direction) or {}
-            for car in side.get("cars", []):
-                for rider, stop in zip(car["riders"], car["stops"], strict=True):
-                    wanted[match_id(direction, car["driver"], rider)] = {
-                        "direction": direction,
-                        "driver": car["driver"],
-                        "rider": rider,
-                        "departure": car["departure"],
-                        "arrival": car.get("arrival", car["departure"]),
-                        "stop": stop,
-                    }
+        plan = self.state.plan
+        assert plan is not None
+        matches = self.state.matches
+        wanted: dict[str, Match] = {}
+        for direction in Direction:
+            side = plan.side(direction)
+            for car in side.cars if side else []:
+                for rider, stop in zip(car.riders, car.stops, strict=True):
+                    wanted[match_id(direction, car.driver, rider)] = Match(
+                        direction=direction,
+                        driver=car.driver,
+                        rider=rider,
+                        departure=car.departure,
+                        arrival=car.arrival if car.arrival is not None else car.departure,
+                        stop=stop,
+                        status=MatchStatus.PROPOSED,
+                    )
         for mid, match in list(matches.items()):
-            if match["status"] in ("proposed", "introduced", "confirmed") and mid not in wanted:
+            if match.status in LIVE and mid not in wanted:
                 self.call_off(mid, "replanned")
         for mid, ride in wanted.items():
-            if mid in matches and matches[mid]["status"] != "cancelled":
-                matches[mid].update(
-                    departure=ride["departure"], arrival=ride["arrival"], stop=ride["stop"]
-                )
+            if mid in matches and matches[mid].status != MatchStatus.CANCELLED:
+                kept = matches[mid]
+                kept.departure, kept.arrival, kept.stop = ride.departure, ride.arrival, ride.stop
                 continue
-            matches[mid] = {**ride, "status": "proposed", "driver_ok": None, "rider_ok": None}
+            matches[mid] = ride
             for role, person, other in (
-                ("rider", ride["rider"], ride["driver"]),
-                ("driver", ride["driver"], ride["rider"]),
+                ("rider", ride.rider, ride.driver),
+                ("driver", ride.driver, ride.rider),
             ):
                 self.outcome.emit.append(
                     Emit(
@@ -330,13 +344,13 @@ class _Gathering:
     def propose_company(self) -> None:
         """Suggested train or bus groups: each member is asked; those who say yes (two or
         more) are introduced to each other."""
-        companies: dict[str, dict[str, Any]] = self.state.setdefault("companies", {})
+        companies = self.state.companies
         day = questions.first_day(self.g).strftime("%A %d %B")
-        for members in self.state["plan"].get("company", []):
+        for members in self.state.plan.company if self.state.plan else []:
             cid = "company:" + "-".join(sorted(members, key=int))
             if cid in companies:
                 continue
-            companies[cid] = {"members": list(members), "answers": {}, "status": "proposed"}
+            companies[cid] = Company(members=list(members), status=MatchStatus.PROPOSED)
             for person in members:
                 others = [self.short(other) for other in members if other != person]
                 self.outcome.emit.append(
@@ -350,28 +364,28 @@ class _Gathering:
 
     def short(self, person: str) -> dict[str, str]:
         """First name and town: all a proposal says about someone."""
-        run = self.runs.get(PersonId(int(person)))
+        run = self.people.get(PersonId(int(person)))
         registration = self.ctx.peers.get("registration", {}).get(PersonId(int(person)))
         name = chosen_name(self.g, PersonId(int(person)), registration).split()[0]
-        town = (run.state.get("origin_town") or {}).get("name", "") if run else ""
+        town = run.origin_town.name if run and run.origin_town else ""
         return {"name": name, "town": town}
 
     def company_reply(self, cid: str, person: str, ok: bool) -> None:
-        company = self.state.get("companies", {}).get(cid)
-        if company is None or company["status"] != "proposed":
+        company = self.state.companies.get(cid)
+        if company is None or company.status != MatchStatus.PROPOSED:
             return
-        company["answers"][person] = ok
-        if len(company["answers"]) < len(company["members"]):
+        company.answers[person] = ok
+        if len(company.answers) < len(company.members):
             return
-        yes = [p for p in company["members"] if company["answers"].get(p)]
+        yes = [p for p in company.members if company.answers.get(p)]
         if len(yes) < 2:
-            company["status"] = "cancelled"
+            company.status = MatchStatus.CANCELLED
             for other in yes:
                 self.outcome.emit.append(
                     Emit(FLOW, PersonId(int(other)), "ride_off", {"match": cid, "why": "company"})
                 )
             return
-        company["status"] = "introduced"
+        company.status = MatchStatus.INTRODUCED
         people = [self.member(p, []) for p in yes]
         self.outcome.send.append(
             Outgoing(
@@ -389,15 +403,15 @@ class _Gathering:
         for other in yes:
             self.outcome.emit.append(Emit(FLOW, PersonId(int(other)), "introduced", {"match": cid}))
 
-    def card(self, ride: Mapping[str, Any], other: str) -> dict[str, Any]:
+    def card(self, ride: Match, other: str) -> dict[str, Any]:
         """What a proposal says about the other side: first name, town and times only."""
         who = self.short(other)
         return {
             "other": who["name"],
             "town": who["town"],
-            "direction": ride["direction"],
-            "departure": self.clock(ride["departure"]),
-            "stop": self.clock(ride["stop"]),
+            "direction": ride.direction.value,
+            "departure": self.clock(ride.departure),
+            "stop": self.clock(ride.stop),
         }
 
     def clock(self, minutes: int) -> str:
@@ -407,32 +421,34 @@ class _Gathering:
     def reply(self) -> None:
         payload = self.ctx.message.payload
         person, ok = str(payload["person"]), bool(payload["ok"])
-        matches = self.state.get("matches", {})
+        matches = self.state.matches
         for mid in payload.get("matches", []):
             if mid.startswith("company:"):
                 self.company_reply(mid, person, ok)
                 continue
             match = matches.get(mid)
-            if match is None or match["status"] != "proposed":
+            if match is None or match.status != MatchStatus.PROPOSED:
                 continue
-            role = "driver" if match["driver"] == person else "rider"
-            match[f"{role}_ok"] = ok
+            if match.driver == person:
+                match.driver_ok = ok
+            else:
+                match.rider_ok = ok
             if not ok:
                 self.call_off(mid, "declined", by=person)
-            elif match["driver_ok"] and match["rider_ok"]:
+            elif match.driver_ok and match.rider_ok:
                 self.introduce(mid)
         if not ok and any(not m.startswith("company:") for m in payload.get("matches", [])):
             self.replan()
 
     def call_off(self, mid: str, why: str, by: str | None = None) -> None:
-        match = self.state["matches"][mid]
-        match["status"] = "cancelled"
+        match = self.state.matches[mid]
+        match.status = MatchStatus.CANCELLED
         if why == "declined":
-            forbidden = self.state.setdefault("forbidden", {}).setdefault(match["direction"], [])
-            pair = [match["driver"], match["rider"]]
+            forbidden = self.state.forbidden.setdefault(match.direction, [])
+            pair = [match.driver, match.rider]
             if pair not in forbidden:
                 forbidden.append(pair)
-        for person in (match["driver"], match["rider"]):
+        for person in (match.driver, match.rider):
             if person != by:
                 self.outcome.emit.append(
                     Emit(FLOW, PersonId(int(person)), "ride_off", {"match": mid, "why": why})
@@ -441,23 +457,24 @@ class _Gathering:
     def introduce(self, mid: str) -> None:
         """Both said yes: the car's group hears who is in it, with the details they shared,
         and a calendar invite for the departure."""
-        match = self.state["matches"][mid]
-        match["status"] = "introduced"
-        direction, driver = match["direction"], match["driver"]
+        match = self.state.matches[mid]
+        match.status = MatchStatus.INTRODUCED
+        direction, driver = match.direction, match.driver
         riders = [
             m
-            for m in self.state["matches"].values()
-            if m["driver"] == driver
-            and m["direction"] == direction
-            and m["status"] in ("introduced", "confirmed")
+            for m in self.state.matches.values()
+            if m.driver == driver
+            and m.direction == direction
+            and m.status in (MatchStatus.INTRODUCED, MatchStatus.CONFIRMED)
         ]
-        members = [driver, *(m["rider"] for m in riders)]
-        sequences = self.state.setdefault("sequences", {})
+        members = [driver, *(m.rider for m in riders)]
+        sequences = self.state.sequences
         key = f"{direction}:{driver}"
         sequences[key] = sequences.get(key, -1) + 1
-        start = self.epoch() + timedelta(minutes=match["departure"])
-        end = self.epoch() + timedelta(minutes=match.get("arrival", match["departure"]))
-        town = (self.runs[PersonId(int(driver))].state.get("origin_town") or {}).get("label", "")
+        start = self.epoch() + timedelta(minutes=match.departure)
+        end = self.epoch() + timedelta(minutes=match.arrival)
+        origin = self.people[PersonId(int(driver))].origin_town
+        town = origin.label if origin else ""
         invite = Invite(
             uid=f"{self.g.slug}-ride-{direction}-{driver}@gathering-gateway",
             sequence=sequences[key],
@@ -474,8 +491,8 @@ class _Gathering:
                 to=GATHERING_SUBJECT,
                 template=f"{FLOW}/intro",
                 context={
-                    "direction": direction,
-                    "departure": self.clock(match["departure"]),
+                    "direction": direction.value,
+                    "departure": self.clock(match.departure),
                     "people": people,
                 },
                 kind=OutKind.GROUP,
@@ -487,19 +504,19 @@ class _Gathering:
                 room=f"{FLOW}/room",
             )
         )
-        for person in (driver, match["rider"]):
+        for person in (driver, match.rider):
             self.outcome.emit.append(
                 Emit(FLOW, PersonId(int(person)), "introduced", {"match": mid})
             )
 
-    def member(self, person: str, riders: list[dict[str, Any]]) -> dict[str, Any]:
-        run = self.runs[PersonId(int(person))]
+    def member(self, person: str, riders: list[Match]) -> dict[str, Any]:
+        run = self.people[PersonId(int(person))]
         registration = self.ctx.peers.get("registration", {}).get(PersonId(int(person)))
-        answers = run.state.get("answers", {})
-        stop = next((m["stop"] for m in riders if m["rider"] == person), None)
+        answers = run.answers
+        stop = next((m.stop for m in riders if m.rider == person), None)
         return {
             "name": chosen_name(self.g, PersonId(int(person)), registration),
-            "town": (run.state.get("origin_town") or {}).get("label", ""),
+            "town": run.origin_town.label if run.origin_town else "",
             "driver": answers.get("mode") == Mode.DRIVE,
             "stop": self.clock(stop) if stop is not None else None,
             "id": person,
@@ -510,32 +527,28 @@ class _Gathering:
     def changed(self) -> None:
         """A person changed their answers or left: their rides are called off and re-planned."""
         person = str(self.ctx.message.payload["person"])
-        for mid, match in self.state.get("matches", {}).items():
-            if person in (match["driver"], match["rider"]) and match["status"] in (
-                "proposed",
-                "introduced",
-                "confirmed",
-            ):
+        for mid, match in self.state.matches.items():
+            if person in (match.driver, match.rider) and match.status in LIVE:
                 self.call_off(mid, "changed", by=person)
         self.replan()
 
     def calendar(self) -> None:
         payload = self.ctx.message.payload
         person, partstat = str(payload["person"]), str(payload["partstat"])
-        for mid, match in self.state.get("matches", {}).items():
+        for mid, match in self.state.matches.items():
             if (
-                person in (match["driver"], match["rider"])
-                and match["status"] == "introduced"
+                person in (match.driver, match.rider)
+                and match.status == MatchStatus.INTRODUCED
                 and partstat == "ACCEPTED"
             ):
-                match.setdefault("accepted", [])
-                if person not in match["accepted"]:
-                    match["accepted"].append(person)
-                if {match["driver"], match["rider"]} <= set(match["accepted"]):
-                    match["status"] = "confirmed"
+                accepted = match.accepted = match.accepted or []
+                if person not in accepted:
+                    accepted.append(person)
+                if {match.driver, match.rider} <= set(accepted):
+                    match.status = MatchStatus.CONFIRMED
             elif (
-                person in (match["driver"], match["rider"])
-                and match["status"] in ("introduced", "confirmed")
+                person in (match.driver, match.rider)
+                and match.status in (MatchStatus.INTRODUCED, MatchStatus.CONFIRMED)
                 and partstat == "DECLINED"
             ):
                 self.call_off(mid, "declined", by=person)
@@ -557,10 +570,11 @@ _GATHERING: dict[str, Callable[[_Gathering], None]] = {
 
 
 class _Person:
-    def __init__(self, ctx: StepContext) -> None:
+    def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.g = ctx.gathering
-        self.state: dict[str, Any] = copy.deepcopy(ctx.state)
+        # The context's state is the step's own; this copy is changed, it says what was.
+        self.state = ctx.state.model_copy(deep=True)
         self.outcome = Outcome()
         starts = ctx.gathering.starts
         self.questions = questions.questions(self.g, self.state)
@@ -580,10 +594,10 @@ class _Person:
 
     @property
     def status(self) -> str:
-        return str(self.state.get("status", ""))
+        return self.state.status.value if self.state.status else ""
 
-    def set_status(self, value: str) -> None:
-        self.state["status"] = value
+    def set_status(self, value: PersonStatus) -> None:
+        self.state.status = value
 
     def say(self, name: str, **context: Any) -> None:
         self.form.say(name, **context)
@@ -597,13 +611,14 @@ class _Person:
     def complete(self) -> None:
         """All answered: ready to be matched (or travelling alone). A change after that calls
         the person's rides off and re-plans them."""
-        before = self.state.pop("was", self.status)
+        before = self.state.was.value if self.state.was else self.status
+        self.state.was = None
         mode = self.form.answers.get("mode")
-        self.set_status("alone" if mode == Mode.ALONE else "ready")
+        self.set_status(PersonStatus.ALONE if mode == Mode.ALONE else PersonStatus.READY)
         self.say("ready" if before == "asked" else "updated", mode=mode)
-        changed = self.ctx.state.get("answers") != self.state.get("answers")
+        changed = self.ctx.state.answers != self.state.answers
         if before != "asked" and changed:
-            self.state.pop("pending", None)
+            self.state.pending = None
             self.outcome.emit.append(
                 Emit(FLOW, GATHERING_SUBJECT, "changed", {"person": self.ctx.person.id})
             )
@@ -657,9 +672,9 @@ class _Person:
                 self.say("status", items=form.summary(), status=self.status)
             elif command == "change":
                 # Until the new answer comes, every message of theirs is travel's.
-                if self.status != "changing":
-                    self.state["was"] = self.status
-                    self.set_status("changing")
+                if self.state.status != PersonStatus.CHANGING:
+                    self.state.was = self.state.status
+                    self.set_status(PersonStatus.CHANGING)
                 form.begin_change(message.text.split(maxsplit=1)[1] if " " in message.text else "")
             elif self.status in ("asked", "changing") or form.is_changing:
                 form.answer_text(message.text)
@@ -668,8 +683,8 @@ class _Person:
 
     def answer_proposals(self, ok: bool) -> None:
         """Yes or no to every proposal waiting for this person's answer."""
-        pending = self.state.pop("pending", [])
-        self.set_status("waiting" if ok else "ready")
+        pending, self.state.pending = self.state.pending or [], None
+        self.set_status(PersonStatus.WAITING if ok else PersonStatus.READY)
         self.say("answered", ok=ok)
         self.outcome.emit.append(
             Emit(
@@ -684,7 +699,7 @@ class _Person:
 def _on_ask(person: _Person) -> None:
     if person.status:
         return
-    person.set_status("asked")
+    person.set_status(PersonStatus.ASKED)
     person.form.answering = True
     origin = person.ctx.message.payload.get("origin")
     if origin:
@@ -697,25 +712,25 @@ def _on_ask(person: _Person) -> None:
 
 def _on_proposal(person: _Person) -> None:
     payload = dict(person.ctx.message.payload)
-    person.state.setdefault("pending", []).append(payload["match"])
-    person.set_status("proposed")
+    person.state.pending = [*(person.state.pending or []), payload["match"]]
+    person.set_status(PersonStatus.PROPOSED)
     person.say("proposal", **payload)
 
 
 def _on_ride_off(person: _Person) -> None:
     mid = person.ctx.message.payload["match"]
-    person.state["pending"] = [m for m in person.state.get("pending", []) if m != mid]
-    if person.status in ("proposed", "introduced", "waiting") and not person.state["pending"]:
-        person.set_status("ready")
+    person.state.pending = [m for m in person.state.pending or [] if m != mid]
+    if person.status in ("proposed", "introduced", "waiting") and not person.state.pending:
+        person.set_status(PersonStatus.READY)
     person.say("ride_off", why=person.ctx.message.payload.get("why"))
 
 
 def _on_introduced(person: _Person) -> None:
-    person.set_status("introduced")
+    person.set_status(PersonStatus.INTRODUCED)
 
 
 def _on_forget(person: _Person) -> None:
-    person.state = {"status": "forgotten"}
+    person.state = TravelRun(status=PersonStatus.FORGOTTEN)
 
 
 _PERSON: dict[str, Callable[[_Person], None]] = {

@@ -18,6 +18,7 @@ from flows.common.forms import Problem
 from flows.common.times import zone_time
 from flows.config import GatheringConfig, Question, QuestionType, ShowIf, TravelConfig
 from flows.travel.places import Ambiguous, Found, NotFound, Town, find_town, label
+from flows.travel.state import Origin, TravelRun
 
 
 class Mode(StrEnum):
@@ -44,7 +45,7 @@ def last_day(gathering: GatheringConfig) -> date:
     return zone_time(gathering.ends, gathering.zone).date()
 
 
-def questions(gathering: GatheringConfig, data: Mapping[str, Any]) -> list[Question]:
+def questions(gathering: GatheringConfig, data: TravelRun) -> list[Question]:
     """This person's travel questions; "which one?" only while their town is ambiguous."""
     going = ShowIf(question="mode", any_of=[Mode.DRIVE, Mode.RIDE, Mode.COMPANY])
     car = ShowIf(question="mode", any_of=[Mode.DRIVE, Mode.RIDE])
@@ -65,14 +66,14 @@ def questions(gathering: GatheringConfig, data: Mapping[str, Any]) -> list[Quest
             show_if=going,
         ),
     ]
-    candidates = data.get("origin_candidates")
+    candidates = data.origin_candidates
     if candidates:
         asked.append(
             Question(
                 id=PICK,
                 type=QuestionType.SINGLE_CHOICE,
-                prompt=f"Which {candidates[0]['name']} do you mean?",
-                options=[c["label"] for c in candidates],
+                prompt=f"Which {candidates[0].name} do you mean?",
+                options=[c.label for c in candidates],
                 show_if=going,
             )
         )
@@ -143,25 +144,25 @@ def questions(gathering: GatheringConfig, data: Mapping[str, Any]) -> list[Quest
 
 
 def check_origin(
-    gathering: GatheringConfig, data: dict[str, Any], question: Question, value: Any
+    gathering: GatheringConfig, data: TravelRun, question: Question, value: Any
 ) -> Problem | None:
     """Look the origin up; remember the town, or the candidates to ask apart."""
     if question.id == PICK and value is not None:
-        chosen = next((c for c in data.get("origin_candidates", []) if c["label"] == value), None)
+        chosen = next((c for c in data.origin_candidates or [] if c.label == value), None)
         if chosen is not None:
-            data["origin_town"] = chosen
+            data.origin_town = chosen
         return None
     if question.id != "origin" or not isinstance(value, str):
         return None
     found = find_town(value, countries=config(gathering).countries)
-    data.pop("origin_candidates", None)
-    data.get("answers", {}).pop(PICK, None)
+    data.origin_candidates = None
+    data.answers.pop(PICK, None)
     if isinstance(found, Found):
-        data["origin_town"] = town_record(found.town)
+        data.origin_town = town_record(found.town)
         return None
     if isinstance(found, Ambiguous):
-        data.pop("origin_town", None)
-        data["origin_candidates"] = [town_record(t) for t in found.candidates]
+        data.origin_town = None
+        data.origin_candidates = [town_record(t) for t in found.candidates]
         return None
     assert isinstance(found, NotFound)
     return Problem(
@@ -169,14 +170,14 @@ def check_origin(
     )
 
 
-def town_record(town: Town) -> dict[str, Any]:
-    return {
-        "id": town.geonameid,
-        "label": label(town),
-        "name": town.name,
-        "lat": town.latitude,
-        "lon": town.longitude,
-    }
+def town_record(town: Town) -> Origin:
+    return Origin(
+        id=town.geonameid,
+        label=label(town),
+        name=town.name,
+        lat=town.latitude,
+        lon=town.longitude,
+    )
 
 
 def minutes_of_day(day: date, hhmm: str, gathering: GatheringConfig, epoch: datetime) -> int:

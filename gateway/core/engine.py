@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 from flows.base import (
     CONFIG_CHANGED,
@@ -43,14 +43,13 @@ from gateway.core.records import (
     AUDIT_INSERT,
     FIRST_READ,
     UPSERT_RUN,
-    UPSERT_STATE,
     add_jobs,
     audit_row,
     claim_timer,
     finish_job,
     load_peers,
     load_shared_of,
-    load_state,
+    load_stored_state,
     record_inbox,
     save_cursor,
     summarise,
@@ -59,6 +58,7 @@ from gateway.core.records import (
 )
 from gateway.core.render import Renderer
 from gateway.core.routing import RouteDecision, RunCache, replied_questions, route
+from gateway.core.states import StateCodec
 from gateway.core.unsolicited import mark_proven
 from gateway.model import (
     GATHERING_SUBJECT,
@@ -164,6 +164,7 @@ class Engine:
     ) -> None:
         self.store = store
         self.flows = dict(flows)
+        self.states = StateCodec(self.flows)
         self.gatherings = dict(gatherings)
         # Who, not by which name: a sender's display name is whatever their client says.
         self.organisers = frozenset(Identity(i.kind, i.address) for i in organisers)
@@ -219,7 +220,8 @@ class Engine:
                     if not isinstance(flow, Scheduling):
                         continue
                     target = Target(slug, name, GATHERING_SUBJECT)
-                    timers = flow.schedule(gathering, await load_state(tx, target), now)
+                    state = self.states.load(target, await load_stored_state(tx, target))
+                    timers = flow.schedule(gathering, state, now)
                     wanted = [SetTimer(n, due) for n, due in timers.items() if due is not None]
                     dropped = [n for n, due in timers.items() if due is None]
                     await write_timers(tx, target, dropped, wanted)
@@ -462,7 +464,8 @@ class Engine:
     ) -> tuple[Outcome, PersonInfo]:
         gathering = self.gatherings[target.gathering]
         flow = self.flows[target.flow]
-        states = await work.runs.states(tx, target)
+        stored = await work.runs.states(tx, target)
+        shared_target = Target(target.gathering, target.flow, GATHERING_SUBJECT)
         if target.person == GATHERING_SUBJECT:
             info = PersonInfo(GATHERING_SUBJECT, gathering.name, gathering.language, None)
         else:
@@ -476,8 +479,10 @@ class Engine:
             now=now,
             gathering=gathering,
             person=info,
-            state=states.get(target.person, {}),
-            shared=states.get(GATHERING_SUBJECT, {}),
+            # Two loads, two copies: the step may change both, and a gathering step's `state`
+            # and `shared` are not the same object.
+            state=self.states.load(target, stored.get(target.person)),
+            shared=self.states.load(shared_target, stored.get(GATHERING_SUBJECT)),
             peers=peers,
             shared_of=shared_of,
         )
@@ -517,22 +522,22 @@ class Engine:
         work: _Work,
     ) -> None:
         stamp = now_iso(now)
-        upserts: list[tuple[Target, State | None, str | None]] = []
+        upserts: list[tuple[Target, str | None, str | None]] = []
         if outcome.state is not None or outcome.status is not None:
-            upserts.append((target, outcome.state, outcome.status))
+            encoded = self._encode(target, outcome.state)
+            upserts.append((target, encoded, outcome.status))
         if outcome.shared is not None:
             shared_target = Target(target.gathering, target.flow, GATHERING_SUBJECT)
+            encoded = self._encode(shared_target, outcome.shared)
             if shared_target == target and upserts:
-                upserts[0] = (target, outcome.shared, outcome.status)
+                upserts[0] = (target, encoded, outcome.status)
             else:
-                upserts.append((shared_target, outcome.shared, None))
+                upserts.append((shared_target, encoded, None))
         if upserts:
-            rows = [upsert_params(t, st, su, stamp) for t, st, su in upserts]
-            tx.defer_many(UPSERT_RUN, rows)
-            for (t, st, su), row in zip(upserts, rows, strict=True):
-                # The state as the row stores it: a gathering's shared state can be large,
-                # and encoding it once is enough.
-                work.runs.remember(t, st, su, encoded=cast(str | None, row[UPSERT_STATE]))
+            tx.defer_many(UPSERT_RUN, [upsert_params(t, st, su, stamp) for t, st, su in upserts])
+            for t, st, su in upserts:
+                # The state as the row stores it: encoded once, for the write and the cache.
+                work.runs.remember(t, st, su)
         if target.person != GATHERING_SUBJECT and (
             outcome.link or outcome.preferred_channel or outcome.language
         ):
@@ -584,6 +589,9 @@ class Engine:
                 address=caller.address,
             )
         ]
+
+    def _encode(self, target: Target, state: State | None) -> str | None:
+        return self.states.dump(target, state) if state is not None else None
 
     async def _apply_sends(
         self,

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from flows.base import Flow, RunView, State
+from flows.base import Flow, RunView
 from gateway.core.people import PERSON_COLUMNS
 from gateway.model import (
     GATHERING_SUBJECT,
@@ -49,14 +49,10 @@ UPSERT_RUN = (
 )
 
 
-#: Where `upsert_params` puts the encoded state (None: the state is not changed).
-UPSERT_STATE = 4
-
-
 def upsert_params(
-    target: Target, state: State | None, status: str | None, stamp: str
+    target: Target, encoded: str | None, status: str | None, stamp: str
 ) -> tuple[object, ...]:
-    encoded = dumps(state) if state is not None else None
+    """The parameters of UPSERT_RUN for a state already encoded (gateway.core.states)."""
     return (
         target.gathering,
         target.flow,
@@ -88,21 +84,22 @@ async def load_peers(tx: Tx, target: Target, flow: Flow) -> dict[str, dict[Perso
     return peers
 
 
-async def load_state(tx: Tx, target: Target) -> dict[str, Any]:
-    """One run's state ({} when the run does not exist yet)."""
+async def load_stored_state(tx: Tx, target: Target) -> str | None:
+    """One run's stored state, as JSON (None when the run does not exist yet)."""
     row = await tx.one(
         "SELECT state FROM flow_runs WHERE gathering = ? AND flow = ? AND person_id = ?",
         (target.gathering, target.flow, target.person),
     )
-    state: dict[str, Any] = json.loads(row["state"]) if row else {}
-    return state
+    return str(row["state"]) if row else None
 
 
 async def load_shared_of(tx: Tx, target: Target, flow: Flow) -> dict[str, dict[str, Any]]:
-    """The gathering-level states of the flows `flow` reads (e.g. the approved crews)."""
+    """The gathering-level states of the flows `flow` reads (e.g. the approved crews), as
+    plain JSON: a flow never sees another flow's model."""
     shared: dict[str, dict[str, Any]] = {}
     for name in getattr(flow, "reads", ()):
-        shared[name] = await load_state(tx, Target(target.gathering, name, GATHERING_SUBJECT))
+        stored = await load_stored_state(tx, Target(target.gathering, name, GATHERING_SUBJECT))
+        shared[name] = json.loads(stored) if stored is not None else {}
     return shared
 
 

@@ -18,7 +18,7 @@ from flows.base import Flow
 from flows.config import GatheringConfig
 from gateway.core.command_routing import command_target
 from gateway.model import GATHERING_SUBJECT, InboundKind, InboundMessage, PersonId, Target
-from gateway.store.db import Tx, dumps
+from gateway.store.db import Tx
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +72,9 @@ class RunCache:
             self.prime(person, [list(row) for row in rows])
         return [(g, f, self._runs[(g, f, p)][0]) for g, f, p in self._order if p == person]
 
-    async def states(self, tx: Tx, target: Target) -> dict[int, dict[str, Any]]:
-        """The states of the target's run and of its gathering-level run (absent: no key)."""
+    async def states(self, tx: Tx, target: Target) -> dict[int, str]:
+        """The stored states (JSON) of the target's run and of its gathering-level run
+        (absent: no key); the engine validates them into the flow's models."""
         people = (target.person, GATHERING_SUBJECT)
         missing = [p for p in people if not self._has(target.gathering, target.flow, p)]
         if missing:
@@ -87,28 +88,21 @@ class RunCache:
                 self._runs[(target.gathering, target.flow, row[0])] = (row[1], row[2])
             self._known.update((target.gathering, target.flow, p) for p in missing)
         found = {p: self._runs.get((target.gathering, target.flow, p)) for p in people}
-        return {p: json.loads(run[1]) for p, run in found.items() if run is not None}
+        return {p: run[1] for p, run in found.items() if run is not None}
 
     def _has(self, gathering: str, flow: str, person: int) -> bool:
         return person in self._complete or (gathering, flow, person) in self._known
 
-    def remember(
-        self,
-        target: Target,
-        state: dict[str, Any] | None,
-        status: str | None,
-        *,
-        encoded: str | None = None,
-    ) -> None:
-        """Note a run written in this transaction; `encoded`, when given, is `state` as JSON."""
+    def remember(self, target: Target, encoded: str | None, status: str | None) -> None:
+        """A run a step wrote: its state as stored (JSON), None when only its status changed."""
         key = (target.gathering, target.flow, target.person)
-        if state is None and not self._has(*key):
+        if encoded is None and not self._has(*key):
             return  # never read here, so its state is unknown: the next read goes to the database
         self._known.add(key)
         old_status, old_state = self._runs.get(key, ("", "{}"))
         self._runs[key] = (
             status if status is not None else old_status,
-            (encoded or dumps(state)) if state is not None else old_state,
+            encoded if encoded is not None else old_state,
         )
 
 

@@ -9,15 +9,14 @@ can take them, proposed again.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import Any
 
 from flows.common.forms import number_of, pending
 from flows.travel import questions as travel_questions
 from flows.travel.questions import Mode
+from flows.travel.state import PersonStatus, TravelRun
 from gateway.core.jobs import JobRunner
 from gateway.demo.simulate import SimulatedPerson
 from gateway.demo.world import Demo, transcript
@@ -46,7 +45,7 @@ async def travel_chapter(demo: Demo, people: Sequence[SimulatedPerson], number: 
     await demo.engine.schedule()
     starts = datetime.combine(travel_questions.first_day(g), datetime.min.time(), g.zone)
     await demo.at(starts - timedelta(days=g.travel.ask_days_before))
-    travelling = [p for p in people if (await _state(demo, p)).get("status") == "asked"]
+    travelling = [p for p in people if (await _state(demo, p)).status == PersonStatus.ASKED]
     for n, person in enumerate(travelling):
         await _answer(demo, person, MODES[n % len(MODES)])
     counts = {m: sum(1 for n in range(len(travelling)) if MODES[n % len(MODES)] == m) for m in Mode}
@@ -78,8 +77,8 @@ async def travel_chapter(demo: Demo, people: Sequence[SimulatedPerson], number: 
     print(f"  everyone says yes: {len(cars)} car(s) introduced, each with a departure invite")
     print(transcript(rides[:1], limit=1))
 
-    cars_there = plan.state["plan"]["to"]["cars"]
-    driver_id = int(cars_there[0]["driver"]) if cars_there else None
+    cars_there = plan.plan.to.cars if plan.plan.to else []
+    driver_id = int(cars_there[0].driver) if cars_there else None
     ids = [await demo.person_id(p) for p in travelling]
     driver = next((p for p, i in zip(travelling, ids, strict=True) if i == driver_id), None)
     if driver is not None:
@@ -95,8 +94,8 @@ async def travel_chapter(demo: Demo, people: Sequence[SimulatedPerson], number: 
         print(transcript(told, limit=1))
         after = await travel_ops.load(demo.engine, g.slug)
         statuses: dict[str, int] = {}
-        for match in after.state.get("matches", {}).values():
-            statuses[match["status"]] = statuses.get(match["status"], 0) + 1
+        for match in after.state.matches.values():
+            statuses[match.status] = statuses.get(match.status, 0) + 1
         print(
             "  their riders are told; the re-plan keeps every other car: rides now "
             + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
@@ -118,13 +117,13 @@ async def _answer(demo: Demo, person: SimulatedPerson, mode: Mode) -> None:
     g = demo.gathering
     state = await _state(demo, person)
     answers: dict[str, str] = {"mode": str(travel_questions.MODES.index(mode) + 1), **ANSWERS}
-    if "origin" not in state.get("answers", {}):
+    if "origin" not in state.answers:
         answers["origin"] = person.answers.get("city") and str(person.answers["city"]) or "Lisbon"
     for _ in range(20):
         state = await _state(demo, person)
         asked = travel_questions.questions(g, state)
-        todo = pending(asked, state.get("answers", {}))
-        if not todo or state.get("status") not in ("asked", None):
+        todo = pending(asked, state.answers)
+        if not todo or state.status not in (PersonStatus.ASKED, None):
             return
         if person.channel == Channel.MATRIX:
             await demo.say(person, answers.get(todo[0].id, "skip"))
@@ -134,16 +133,15 @@ async def _answer(demo: Demo, person: SimulatedPerson, mode: Mode) -> None:
     raise RuntimeError(f"{person.name} could not answer the travel questions: {state}")
 
 
-async def _state(demo: Demo, person: SimulatedPerson) -> dict[str, Any]:
+async def _state(demo: Demo, person: SimulatedPerson) -> TravelRun:
     async with demo.engine.store.read() as tx:
         row = await tx.one(
             "SELECT r.state FROM flow_runs r JOIN identities i ON i.person_id = r.person_id"
             " WHERE i.address = ? AND r.flow = 'travel'",
             (person.identity.address,),
         )
-    state: dict[str, Any] = json.loads(row[0]) if row else {}
-    return state
+    return TravelRun.from_stored(row[0]) if row else TravelRun()
 
 
 async def _proposed(demo: Demo, person: SimulatedPerson) -> bool:
-    return (await _state(demo, person)).get("status") == "proposed"
+    return (await _state(demo, person)).status == PersonStatus.PROPOSED

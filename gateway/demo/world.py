@@ -3,18 +3,19 @@ lets simulated people talk to the real engine. Chapters of the story use it."""
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 
 from flows.common import forms
 from flows.config import GatheringConfig
+from flows.registration.seats import Seats
+from flows.registration.state import RegistrationRun
 from gateway.core.engine import Engine
 from gateway.core.outbox import OutboxWorker
 from gateway.core.timers import TimerLoop
 from gateway.demo.simulate import SimulatedPerson
-from gateway.model import Channel, OutboxItem, PollBody
+from gateway.model import Channel, OutboxItem, PersonId, PollBody
 
 START = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -103,7 +104,7 @@ class Demo:
     async def status_line(self, person: SimulatedPerson) -> str:
         async with self.engine.store.read() as tx:
             row = await tx.one(
-                "SELECT r.status, json_extract(r.state, '$.left') FROM flow_runs r"
+                "SELECT r.status, r.state FROM flow_runs r"
                 " JOIN identities i ON i.person_id = r.person_id"
                 " WHERE i.address = ? AND r.flow = 'registration'",
                 (person.identity.address,),
@@ -112,11 +113,12 @@ class Demo:
                 "SELECT state FROM flow_runs WHERE person_id = 0 AND flow = 'registration'"
             )
         status = row[0] if row else "?"
-        note = f" ({row[1].replace('_', ' ')})" if row and row[1] and row[1] != status else ""
+        left = RegistrationRun.from_stored(row[1]).left if row else None
+        note = f" ({left.replace('_', ' ')})" if left and left != status else ""
         if status == "waiting" and shared:
-            waiting = json.loads(shared[0]).get("waiting", [])
             pid = await self.person_id(person)
-            note = f", place {waiting.index(pid) + 1} on the waiting list" if pid in waiting else ""
+            place = Seats.from_stored(shared[0]).place(PersonId(pid or 0))
+            note = f", place {place} on the waiting list" if place else ""
         return f"{person.name:<8} {person.channel.value:<6} {status}{note}"
 
     async def person_id(self, person: SimulatedPerson) -> int | None:

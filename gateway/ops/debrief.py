@@ -22,7 +22,8 @@ from flows.base import RunView
 from flows.common.names import chosen_name
 from flows.config import GatheringConfig, Question, QuestionType
 from flows.debrief.flow import Share, share_of
-from gateway.model import PersonId
+from flows.debrief.state import DebriefRun, DebriefShared
+from gateway.model import GATHERING_SUBJECT, PersonId
 from gateway.store.db import Store
 
 
@@ -129,39 +130,46 @@ async def collect(
             " WHERE r.gathering = ? AND r.flow IN ('registration', 'debrief')",
             (gathering.slug,),
         )
-    runs: dict[str, dict[PersonId, RunView]] = {"registration": {}, "debrief": {}}
+    # The debrief's own runs are read with its models: a row that does not fit fails here.
+    registration: dict[PersonId, RunView] = {}
+    debriefs: dict[PersonId, DebriefRun] = {}
+    shared: DebriefShared | None = None
     for row in rows:
         person = PersonId(row["person_id"])
-        runs[row["flow"]][person] = RunView(
-            person, row["status"], json.loads(row["state"]), row["display_name"] or ""
-        )
-    shared = runs["debrief"].pop(PersonId(0), None)
-    if shared is None or not shared.state.get("prompted"):
+        if row["flow"] == "registration":
+            registration[person] = RunView(
+                person, row["status"], json.loads(row["state"]), row["display_name"] or ""
+            )
+        elif person == GATHERING_SUBJECT:
+            shared = DebriefShared.from_stored(row["state"])
+        else:
+            debriefs[person] = DebriefRun.from_stored(row["state"])
+    if shared is None or shared.prompted is None:
         raise NoDebrief(f"the debrief of {gathering.slug} has not started yet")
     reports = {q.id: QuestionReport(q) for q in gathering.debrief.questions}
-    for person, run in sorted(runs["debrief"].items()):
-        answers = run.state.get("answers", {})
+    for person, run in sorted(debriefs.items()):
+        answers = run.answers
         share = share_of(answers)
         if audience == Audience.PUBLIC and share != Share.EVERYONE:
             continue
         named = share in (Share.ORGANISERS, Share.CREW) and audience == Audience.ORGANISERS
-        name = chosen_name(gathering, person, runs["registration"].get(person)) if named else None
+        name = chosen_name(gathering, person, registration.get(person)) if named else None
         for question_id, report in reports.items():
             if answers.get(question_id) is not None:
                 report.answers.append(Answer(answers[question_id], name, share))
     # After the deadline, anonymised answers live only in the gathering's unordered pool.
-    for question_id, values in shared.state.get("anonymous", {}).items():
+    for question_id, values in (shared.anonymous or {}).items():
         if question_id in reports:
             reports[question_id].answers.extend(Answer(v, None, Share.EVERYONE) for v in values)
-    asked = len(shared.state.get("asked", []))
-    answered = sum(1 for run in runs["debrief"].values() if run.state.get("finished"))
+    asked = len(shared.asked or [])
+    answered = sum(1 for run in debriefs.values() if run.finished)
     return DebriefReport(
         gathering=gathering,
         audience=audience,
         asked=asked,
         answered=answered,
         questions=list(reports.values()),
-        closed=bool(shared.state.get("closed")),
+        closed=shared.closed is not None,
     )
 
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from flows.config import GatheringConfig
+from flows.registration.state import RegistrationRun
 from gateway.core.people import find_person
 from gateway.model import Identity, PersonId
 from gateway.ports import QUARANTINE, SetAside, SetAsideReader
@@ -179,14 +179,14 @@ async def export_csv(store: Store, gathering: GatheringConfig) -> str:
         ]
     )
     for row in rows:
-        state = json.loads(row["state"])
-        answers = state.get("answers", {})
+        state = RegistrationRun.from_stored(row["state"])
+        answers = state.answers
         writer.writerow(
             [
                 row["person_id"],
                 _cell(row["display_name"]),
                 row["status"],
-                state.get("attendance", ""),
+                state.attendance.value if state.attendance else "",
                 row["preferred_channel"] or "",
                 _cell(row["email"]),
                 # Every Matrix id starts with @; the homeserver allows no formula in the rest.

@@ -13,12 +13,12 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from flows.base import RunView
 from flows.common.names import chosen_name
 from flows.config import GatheringConfig
 from flows.travel.places import Found, find_town
+from flows.travel.state import Direction, Origin, Plan, Side, TravelRun, TravelShared
 from gateway.core.engine import Engine
 from gateway.core.jobs import JobRunner
 from gateway.model import GATHERING_SUBJECT, PersonId
@@ -34,13 +34,19 @@ class TravelError(Exception):
 @dataclass
 class TravelPlan:
     gathering: GatheringConfig
-    state: Mapping[str, Any]
+    #: The travel flow's gathering-level run, read with its model.
+    state: TravelShared
     names: Mapping[str, str]
-    towns: Mapping[str, Mapping[str, Any]]
+    towns: Mapping[str, Origin]
+
+    @property
+    def plan(self) -> Plan:
+        assert self.state.plan is not None  # `load` refuses a state without one
+        return self.state.plan
 
     @property
     def epoch(self) -> datetime:
-        return datetime.fromisoformat(self.state["plan"]["epoch"])
+        return self.plan.epoch
 
     def clock(self, minutes: int) -> str:
         return (self.epoch + timedelta(minutes=minutes)).strftime("%a %d %b %H:%M")
@@ -84,27 +90,28 @@ async def load(engine: Engine, slug: str) -> TravelPlan:
             " WHERE r.gathering = ? AND r.flow IN ('registration', 'travel')",
             (slug,),
         )
-    state: dict[str, Any] = {}
-    names, towns = {}, {}
+    # Travel's own runs are read with its models: a row that does not fit fails here.
+    state = TravelShared()
+    names: dict[str, str] = {}
+    towns: dict[str, Origin] = {}
     registration: dict[PersonId, RunView] = {}
-    travel: dict[PersonId, dict[str, Any]] = {}
+    travel: dict[PersonId, TravelRun] = {}
     for row in rows:
         person = PersonId(row["person_id"])
-        run_state = json.loads(row["state"])
         if row["flow"] == FLOW and person == GATHERING_SUBJECT:
-            state = run_state
+            state = TravelShared.from_stored(row["state"])
         elif row["flow"] == FLOW:
-            travel[person] = run_state
+            travel[person] = TravelRun.from_stored(row["state"])
         else:
             registration[person] = RunView(
-                person, row["status"], run_state, row["display_name"] or ""
+                person, row["status"], json.loads(row["state"]), row["display_name"] or ""
             )
-    for person, run_state in travel.items():
+    for person, run in travel.items():
         names[str(person)] = chosen_name(gathering, person, registration.get(person))
-        if "origin_town" in run_state:
-            towns[str(person)] = run_state["origin_town"]
-    if not state.get("plan"):
-        why = state.get("problem") or "no plan yet: `gateway travel plan` makes one"
+        if run.origin_town is not None:
+            towns[str(person)] = run.origin_town
+    if state.plan is None:
+        why = state.problem or "no plan yet: `gateway travel plan` makes one"
         raise TravelError(why)
     return TravelPlan(gathering, state, names, towns)
 
@@ -113,35 +120,34 @@ def describe(plan: TravelPlan) -> str:
     """The plan as organisers read it: cars, unmatched people and why, rides' answers."""
     lines = [f"Travel plan for {plan.gathering.name}"]
     statuses: dict[str, int] = {}
-    for match in plan.state.get("matches", {}).values():
-        statuses[match["status"]] = statuses.get(match["status"], 0) + 1
+    for match in plan.state.matches.values():
+        statuses[match.status] = statuses.get(match.status, 0) + 1
     if statuses:
         lines.append("Rides: " + ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())))
-    elif plan.gathering.travel and plan.gathering.travel.review and not plan.state.get("approved"):
+    elif plan.gathering.travel and plan.gathering.travel.review and not plan.state.approved:
         lines.append(f"Waiting for approval: gateway travel approve {plan.gathering.slug}")
-    for direction, title in (("to", "To the gathering"), ("back", "Home")):
-        side = plan.state["plan"].get(direction)
+    for direction, title in ((Direction.TO, "To the gathering"), (Direction.BACK, "Home")):
+        side = plan.plan.side(direction)
         if not side:
             continue
-        matched = sum(len(c["riders"]) for c in side["cars"])
+        matched = sum(len(c.riders) for c in side.cars)
         lines.append(
-            f"\n{title}: {len(side['cars'])} cars, {matched} riders placed,"
-            f" {len(side['unmatched'])} not"
+            f"\n{title}: {len(side.cars)} cars, {matched} riders placed, {len(side.unmatched)} not"
         )
-        for car in side["cars"]:
-            driver = car["driver"]
+        for car in side.cars:
+            driver = car.driver
             lines.append(
                 f"  {plan.names.get(driver, driver)} from {_town(plan, driver)},"
-                f" leaves {plan.clock(car['departure'])}, {car['detour']} min out of the way"
+                f" leaves {plan.clock(car.departure)}, {car.detour} min out of the way"
             )
-            for rider, stop in zip(car["riders"], car["stops"], strict=True):
+            for rider, stop in zip(car.riders, car.stops, strict=True):
                 who = f"{plan.names.get(rider, rider)} ({_town(plan, rider)})"
                 lines.append(f"    - {who} at {plan.clock(stop)}")
-        for rider, reason in sorted(side["unmatched"].items()):
+        for rider, reason in sorted(side.unmatched.items()):
             lines.append(
                 f"  unmatched: {plan.names.get(rider, rider)} ({_town(plan, rider)}): {reason}"
             )
-    groups = plan.state["plan"].get("company", [])
+    groups = plan.plan.company
     if groups:
         lines.append("\nTravelling together by train or bus (suggested):")
         for group in groups:
@@ -152,7 +158,8 @@ def describe(plan: TravelPlan) -> str:
 
 
 def _town(plan: TravelPlan, person: str) -> str:
-    return str(plan.towns.get(person, {}).get("name", "?"))
+    town = plan.towns.get(person)
+    return town.name if town else "?"
 
 
 def map_html(plan: TravelPlan) -> str:
@@ -160,7 +167,7 @@ def map_html(plan: TravelPlan) -> str:
     travel = plan.gathering.travel
     assert travel is not None
     venue = find_town(travel.venue_town, countries=travel.countries)
-    points = [(t["lat"], t["lon"]) for t in plan.towns.values()]
+    points = [(t.lat, t.lon) for t in plan.towns.values()]
     if isinstance(venue, Found):
         points.append((venue.town.latitude, venue.town.longitude))
     if not points:
@@ -175,16 +182,14 @@ def map_html(plan: TravelPlan) -> str:
         return round(x, 1), round(y, 1)
 
     shapes = []
-    side = plan.state["plan"].get("to") or {"cars": [], "unmatched": {}}
-    drivers = {c["driver"] for c in side["cars"]}
-    riders = {r for c in side["cars"] for r in c["riders"]}
+    side = plan.plan.to or Side()
+    drivers = {c.driver for c in side.cars}
+    riders = {r for c in side.cars for r in c.riders}
     if isinstance(venue, Found):
         vx, vy = xy(venue.town.latitude, venue.town.longitude)
-        for car in side["cars"]:
-            stops = [car["driver"], *car["riders"]]
-            path = [
-                xy(plan.towns[p]["lat"], plan.towns[p]["lon"]) for p in stops if p in plan.towns
-            ]
+        for car in side.cars:
+            stops = [car.driver, *car.riders]
+            path = [xy(plan.towns[p].lat, plan.towns[p].lon) for p in stops if p in plan.towns]
             path.append((vx, vy))
             d = " ".join(f"{'M' if i == 0 else 'L'}{x},{y}" for i, (x, y) in enumerate(path))
             shapes.append(f'<path d="{d}" fill="none" stroke="#3b7d5a" stroke-width="2"/>')
@@ -194,9 +199,9 @@ def map_html(plan: TravelPlan) -> str:
             f"<title>{where}</title></rect>"
         )
     for person, town in sorted(plan.towns.items()):
-        x, y = xy(town["lat"], town["lon"])
+        x, y = xy(town.lat, town.lon)
         colour = "#1f5f99" if person in drivers else "#e08e0b" if person in riders else "#888"
-        label = html.escape(f"{plan.names.get(person, person)} ({town['name']})")
+        label = html.escape(f"{plan.names.get(person, person)} ({town.name})")
         shapes.append(
             f'<circle cx="{x}" cy="{y}" r="5" fill="{colour}"><title>{label}</title></circle>'
         )

@@ -11,6 +11,7 @@ import json
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -37,6 +38,7 @@ from gateway.model import (
     Target,
 )
 from tests.kit.engine import Clock, Harness
+from tests.kit.states import load
 
 REFLECTIONS = [
     Question(id="learned", type=QuestionType.TEXT, prompt="What did you learn?"),
@@ -187,7 +189,8 @@ async def test_prompts_reminders_answers_and_anonymous_close(gw: Harness) -> Non
     assert not any("Trust the slow process" in i.body.text for i in closed)  # anonymous
 
     _, ana_state = await gw.run(people["ana"], "debrief")
-    assert ana_state == {"status": "closed", "finished": True, "anonymous": True}
+    # Only the marks stay (and the questionnaire's answers, empty).
+    assert ana_state == {"status": "closed", "finished": True, "anonymous": True, "answers": {}}
     _, shared = await gw.run(GATHERING_SUBJECT, "debrief")
     assert shared["anonymous"]["learned"] == ["Trust the slow process"]
     assert shared["anonymous"]["rating"] == [4]
@@ -302,11 +305,18 @@ def test_schedule_drops_reminders_the_organisers_removed_and_keeps_done_work_don
     g = camp()
     assert g.debrief is not None
     flow, now = Debrief(), datetime(2027, 7, 1, tzinfo=UTC)
-    before = flow.schedule(g, {}, now)
+    done = now.isoformat()
+
+    def shared(stored: dict[str, Any]) -> Any:
+        return load(flow, stored, gathering_run=True)
+
+    before = flow.schedule(g, shared({}), now)
     assert before["remind.1"] is not None and before["remind.2"] is not None
     fewer = g.model_copy(update={"debrief": g.debrief.model_copy(update={"reminders": 1})})
-    after = flow.schedule(fewer, {"prompted": "x", "reminded": []}, now)
+    after = flow.schedule(fewer, shared({"prompted": done, "reminded": []}), now)
     assert "prompt" not in after  # done: never set again
     assert after["remind.1"] is not None and after["remind.2"] is None
-    closed = flow.schedule(g, {"prompted": "x", "reminded": ["remind.1"], "closed": "x"}, now)
+    closed = flow.schedule(
+        g, shared({"prompted": done, "reminded": ["remind.1"], "closed": done}), now
+    )
     assert closed["remind.1"] is None and "close" not in closed

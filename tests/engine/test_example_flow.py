@@ -13,10 +13,10 @@ import inspect
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
-from flows.base import Outcome, StepContext
-from flows.common.questionnaire import Questionnaire
+from flows.base import FlowState, Outcome, StepContext
+from flows.common.questionnaire import Conversation, Questionnaire
 from flows.config import Question, QuestionType
 from gateway.core.people import create_person
 from gateway.core.render import Renderer
@@ -31,18 +31,24 @@ QUESTIONS = [
 ]
 
 
+class LunchState(Conversation):  # the answers, and where the person is
+    status: Literal["asking", "done"] | None = None
+
+
 class Lunch:
     name: ClassVar[str] = "lunch"
     reads: ClassVar[tuple[str, ...]] = ()
+    state_model: ClassVar[type[LunchState]] = LunchState
+    shared_model: ClassVar[type[FlowState]] = FlowState  # nothing shared
 
     def wants(self, message: InboundMessage, status: str) -> bool:
         return status == "asking"
 
-    def step(self, ctx: StepContext) -> Outcome:
+    def step(self, ctx: StepContext[LunchState, FlowState]) -> Outcome:
         if ctx.is_gathering_run:  # the organisers' "ask": everyone they name
             people = ctx.message.payload.get("people", [])
             return Outcome(emit=[Emit("lunch", PersonId(p), "ask") for p in people])
-        state, outcome = dict(ctx.state), Outcome()
+        state, outcome = ctx.state, Outcome()
         form = Questionnaire(
             questions=QUESTIONS,
             data=state,
@@ -61,8 +67,8 @@ class Lunch:
             form.take_numbered()
         else:
             form.answer_text(ctx.message.text)
-        state["status"] = "asking" if form.pending() else "done"
-        return Outcome(state=state, status=state["status"], send=outcome.send)
+        state.status = "asking" if form.pending() else "done"
+        return Outcome(state=state, status=state.status, send=outcome.send)
 
 
 # --- end of the flow ---

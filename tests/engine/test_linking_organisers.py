@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flows.base import PersonInfo, RunView, StepContext
+from flows.base import PersonInfo, RunView, State, StepContext
 from flows.linking import Linking
 from flows.organisers import Organisers
 from gateway.core.command_routing import command_target
@@ -19,8 +19,10 @@ from gateway.model import (
     Target,
 )
 from tests.kit.engine import gathering
+from tests.kit.states import context, stored
 
 NOW = datetime(2027, 1, 20, 9, 0, tzinfo=UTC)
+LINKING, ORGANISERS = Linking(), Organisers()
 MAYA = PersonInfo(PersonId(7), "Maya", "en", Channel.MATRIX, (Channel.MATRIX,))
 
 
@@ -32,19 +34,20 @@ def msg(text: str, kind: InboundKind = InboundKind.TEXT, **extra: Any) -> Inboun
 
 def ctx(
     message: InboundMessage,
-    state: dict[str, Any] | None = None,
+    state: State | None = None,
     *,
     now: datetime = NOW,
     person: PersonInfo = MAYA,
     peers: Any = None,
-) -> StepContext:
-    return StepContext(
+    flow: object = LINKING,
+) -> StepContext[Any, Any]:
+    return context(
+        flow,
         message=message,
         now=now,
         gathering=gathering(),
         person=person,
         state=state or {},
-        shared={},
         peers=peers or {},
     )
 
@@ -73,18 +76,30 @@ def test_wrong_codes_expiry_and_usage() -> None:
     flow = Linking()
     state = flow.step(ctx(msg("link email a@b.org"))).state
     assert state is not None
-    wrong = "000000" if state["pending"]["code"] != "000000" else "111111"
-    for _tries in range(1, 5):
+    wrong = "000000" if stored(state)["pending"]["code"] != "000000" else "111111"
+    for tries in range(1, 5):
         out = flow.step(ctx(msg(wrong), state))
         assert out.send[0].template == "linking/wrong_code" and not out.link
         state = out.state
-        assert state is not None
+        assert stored(state)["pending"]["tries"] == tries
     assert flow.step(ctx(msg(wrong), state)).send[0].template == "linking/too_many"
-    fresh = flow.step(ctx(msg("link email a@b.org"))).state
+    fresh = stored(flow.step(ctx(msg("link email a@b.org"))).state)
     assert fresh is not None
     late = flow.step(ctx(msg(fresh["pending"]["code"]), fresh, now=NOW + timedelta(hours=2)))
     assert late.send[0].template == "linking/expired" and not late.link
     assert flow.step(ctx(msg("link fax 123"))).send[0].template == "linking/usage"
+
+
+def test_a_second_link_keeps_the_first_through_wrong_codes_and_expiry() -> None:
+    flow = Linking()
+    first = flow.step(ctx(msg("link email a@b.org")))
+    linked = flow.step(ctx(msg(first.send[0].context["code"]), first.state)).state
+    again = flow.step(ctx(msg("link matrix @maya:other"), linked)).state
+    code = stored(again)["pending"]["code"]
+    wrong = flow.step(ctx(msg("000000" if code != "000000" else "111111"), again)).state
+    late = flow.step(ctx(msg(code), wrong, now=NOW + timedelta(hours=2)))
+    assert late.status == "expired"
+    assert stored(late.state) == {"linked": [{"kind": "email", "address": "a@b.org"}]}
 
 
 def test_command_routing_prefers_linking_over_a_busy_registration() -> None:
@@ -123,23 +138,36 @@ PEERS = {
 def test_announce_needs_confirmation_then_reaches_registered_people_only() -> None:
     flow = Organisers()
     first = flow.step(
-        ctx(command("announce", text="Bring boots"), person=GATHERING_RUN, peers=PEERS)
+        ctx(
+            command("announce", text="Bring boots"),
+            person=GATHERING_RUN,
+            flow=ORGANISERS,
+            peers=PEERS,
+        )
     )
     assert first.reply is not None and first.reply.template == "organisers/confirm"
     assert first.reply.context["count"] == 2 and not first.send
-    sent = flow.step(ctx(command("confirm"), first.state, person=GATHERING_RUN, peers=PEERS))
+    sent = flow.step(
+        ctx(command("confirm"), first.state, person=GATHERING_RUN, flow=ORGANISERS, peers=PEERS)
+    )
     to = [o.to for o in sent.send if o.template == "organisers/announcement"]
     assert to == [PersonId(1), PersonId(3)]
     assert sent.state is not None and "pending" not in sent.state
-    again = flow.step(ctx(command("confirm"), sent.state, person=GATHERING_RUN, peers=PEERS))
+    again = flow.step(
+        ctx(command("confirm"), sent.state, person=GATHERING_RUN, flow=ORGANISERS, peers=PEERS)
+    )
     assert sent.reply is not None and sent.reply.template == "organisers/sent"
     assert again.reply is not None and again.reply.template == "organisers/nothing_pending"
 
 
 def test_cancel_drops_the_announcement() -> None:
     flow = Organisers()
-    first = flow.step(ctx(command("announce", text="x"), person=GATHERING_RUN, peers=PEERS))
-    out = flow.step(ctx(command("cancel"), first.state, person=GATHERING_RUN, peers=PEERS))
+    first = flow.step(
+        ctx(command("announce", text="x"), person=GATHERING_RUN, flow=ORGANISERS, peers=PEERS)
+    )
+    out = flow.step(
+        ctx(command("cancel"), first.state, person=GATHERING_RUN, flow=ORGANISERS, peers=PEERS)
+    )
     assert out.reply is not None and out.reply.template == "organisers/cancelled"
     assert not out.send
 
@@ -153,7 +181,14 @@ def test_people_who_unsubscribed_get_no_announcement() -> None:
     }
     flow = Organisers()
     first = flow.step(
-        ctx(command("announce", text="Bring boots"), person=GATHERING_RUN, peers=peers)
+        ctx(
+            command("announce", text="Bring boots"),
+            person=GATHERING_RUN,
+            flow=ORGANISERS,
+            peers=peers,
+        )
     )
-    sent = flow.step(ctx(command("confirm"), first.state, person=GATHERING_RUN, peers=peers))
+    sent = flow.step(
+        ctx(command("confirm"), first.state, person=GATHERING_RUN, flow=ORGANISERS, peers=peers)
+    )
     assert [o.to for o in sent.send if o.template == "organisers/announcement"] == [PersonId(1)]

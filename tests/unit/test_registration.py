@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from flows.base import Outcome, PersonInfo, StepContext
+from flows.base import Outcome, PersonInfo
 from flows.config import GatheringConfig, Question, QuestionType, RegistrationConfig, ShowIf
 from flows.registration.flow import Registration
 from flows.registration.text import read_command
@@ -26,6 +26,7 @@ from gateway.model import (
     PersonId,
     Target,
 )
+from tests.kit.states import as_stored, context
 
 NOW = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
 ME = PersonId(5)
@@ -92,7 +93,8 @@ class Step:
             target=Target("camp", "registration", ME),
             **{"proven": True, **self.fields},  # as the engine marks a verified sender
         )
-        ctx = StepContext(
+        ctx = context(
+            FLOW,
             message=message,
             now=self.now,
             gathering=self.gathering,
@@ -100,7 +102,7 @@ class Step:
             state=self.state,
             shared=self.shared,
         )
-        outcome = FLOW.step(ctx)
+        outcome = as_stored(FLOW.step(ctx))
         for out in outcome.send:
             for language in ("en", "de"):
                 rendered = RENDERER.render(
@@ -531,13 +533,12 @@ def test_gathering_run_ignores_messages() -> None:
     message = InboundMessage(
         channel=Channel.INTERNAL, external_id="x", kind=InboundKind.COMMAND, received_at=NOW
     )
-    ctx = StepContext(
+    ctx = context(
+        FLOW,
         message=message,
         now=NOW,
         gathering=G,
         person=PersonInfo(PersonId(0), "", "en", None),
-        state={},
-        shared={},
     )
     assert FLOW.step(ctx).ignored
 
