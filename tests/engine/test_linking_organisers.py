@@ -36,6 +36,7 @@ def ctx(
     message: InboundMessage,
     state: State | None = None,
     *,
+    shared: State | None = None,
     now: datetime = NOW,
     person: PersonInfo = MAYA,
     peers: Any = None,
@@ -48,6 +49,7 @@ def ctx(
         gathering=gathering(),
         person=person,
         state=state or {},
+        shared=shared or {},
         peers=peers or {},
     )
 
@@ -148,13 +150,25 @@ def test_announce_needs_confirmation_then_reaches_registered_people_only() -> No
     assert first.reply is not None and first.reply.template == "organisers/confirm"
     assert first.reply.context["count"] == 2 and not first.send
     sent = flow.step(
-        ctx(command("confirm"), first.state, person=GATHERING_RUN, flow=ORGANISERS, peers=PEERS)
+        ctx(
+            command("confirm"),
+            shared=stored(first.shared),
+            person=GATHERING_RUN,
+            flow=ORGANISERS,
+            peers=PEERS,
+        )
     )
     to = [o.to for o in sent.send if o.template == "organisers/announcement"]
     assert to == [PersonId(1), PersonId(3)]
-    assert sent.state is not None and "pending" not in sent.state
+    assert sent.shared is not None and "pending" not in stored(sent.shared)
     again = flow.step(
-        ctx(command("confirm"), sent.state, person=GATHERING_RUN, flow=ORGANISERS, peers=PEERS)
+        ctx(
+            command("confirm"),
+            shared=stored(sent.shared),
+            person=GATHERING_RUN,
+            flow=ORGANISERS,
+            peers=PEERS,
+        )
     )
     assert sent.reply is not None and sent.reply.template == "organisers/sent"
     assert again.reply is not None and again.reply.template == "organisers/nothing_pending"
@@ -166,7 +180,13 @@ def test_cancel_drops_the_announcement() -> None:
         ctx(command("announce", text="x"), person=GATHERING_RUN, flow=ORGANISERS, peers=PEERS)
     )
     out = flow.step(
-        ctx(command("cancel"), first.state, person=GATHERING_RUN, flow=ORGANISERS, peers=PEERS)
+        ctx(
+            command("cancel"),
+            shared=stored(first.shared),
+            person=GATHERING_RUN,
+            flow=ORGANISERS,
+            peers=PEERS,
+        )
     )
     assert out.reply is not None and out.reply.template == "organisers/cancelled"
     assert not out.send
@@ -189,6 +209,12 @@ def test_people_who_unsubscribed_get_no_announcement() -> None:
         )
     )
     sent = flow.step(
-        ctx(command("confirm"), first.state, person=GATHERING_RUN, flow=ORGANISERS, peers=peers)
+        ctx(
+            command("confirm"),
+            shared=stored(first.shared),
+            person=GATHERING_RUN,
+            flow=ORGANISERS,
+            peers=peers,
+        )
     )
     assert [o.to for o in sent.send if o.template == "organisers/announcement"] == [PersonId(1)]
