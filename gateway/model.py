@@ -270,6 +270,9 @@ class Reply:
 
     template: str
     context: Mapping[str, Any] = field(default_factory=dict)
+    #: The command was not carried out (a mistake, a rule it breaks): the terminal reports
+    #: it as a failure (`Handled.refused`).
+    refused: bool = False
 
 
 #: The COMMAND that brings a job's result back to the run that asked for it.

@@ -102,6 +102,8 @@ class Handled:
     #: caller that reads them here (the `gateway` command); rooms and addresses got them
     #: through the outbox too.
     replies: tuple[str, ...] = ()
+    #: Whether a step's reply said the command was refused (`Reply.refused`).
+    refused: bool = False
 
 
 @dataclass
@@ -119,6 +121,7 @@ class _Work:
     recent: int = 0
     #: Rendered replies to the message's caller.
     replies: list[str] = field(default_factory=list)
+    refused: bool = False
 
     async def person(
         self, tx: Tx, person: PersonId, organisers: frozenset[Identity]
@@ -337,7 +340,9 @@ class Engine:
         if work.audit:
             await tx.executemany(AUDIT_INSERT, work.audit)
         await record_inbox(tx, message, person, now, target, outcome_label, detail)
-        return Handled(False, target, outcome_label, tuple(work.outbox), tuple(work.replies))
+        return Handled(
+            False, target, outcome_label, tuple(work.outbox), tuple(work.replies), work.refused
+        )
 
     async def _sender(
         self, tx: Tx, message: InboundMessage, person: PersonId | None
@@ -538,6 +543,7 @@ class Engine:
             context={**common_context(gathering, None, {}), **reply.context},
         )
         work.replies.append(rendered.text)
+        work.refused = work.refused or reply.refused
         if caller.channel not in LOOP_CHANNELS:
             return []
         return [
