@@ -64,11 +64,13 @@ class IdentityKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """One address of a person: an email address or a Matrix user id."""
+    """One address of a person: an email address or a Matrix user id. Two identities are the
+    same address whatever name came with them (a Matrix event carries none; the service
+    file names its organisers)."""
 
     kind: IdentityKind
     address: str
-    display_name: str | None = None
+    display_name: str | None = field(default=None, compare=False)
 
     @staticmethod
     def email(address: str, display_name: str | None = None) -> Identity:
