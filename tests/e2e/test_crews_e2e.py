@@ -492,9 +492,13 @@ async def repair_crew_2(camp: Camp) -> tuple[Member, Member]:
 
 
 async def crews_rows(engine: Engine) -> list[tuple[str, str]]:
-    """(address, kind) of every message the crews flow queued, in order: who was told."""
+    """(address, kind) of every message the crews flow queued to people and crews, in order:
+    who was told (its answers to the organisers' room, addressed by room id, left out)."""
     async with engine.store.read() as tx:
-        rows = await tx.all("SELECT address, kind FROM outbox WHERE flow = 'crews' ORDER BY id")
+        rows = await tx.all(
+            "SELECT address, kind FROM outbox WHERE flow = 'crews' AND address NOT LIKE '!%'"
+            " ORDER BY id"
+        )
     return [(str(r[0]), str(r[1])) for r in rows]
 
 
