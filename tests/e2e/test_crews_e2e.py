@@ -332,7 +332,6 @@ async def camp(
         return next(x for x in said[before:] if answer in x)
 
     async with running(config_path) as engine:
-
         # The bot accepts the invitation to the organisers' room when it starts.
         await sync_until(olga, lambda: bot.user_id in olga.rooms[organisers_room].users)
         for one in everyone:

@@ -17,11 +17,11 @@ from gateway.channels.email.ical.invite import Attendee, CalendarEvent, build_re
 from gateway.core.render import Renderer
 from gateway.model import (
     GATHERING_SUBJECT,
+    JOB_DONE,
     CalendarAnswer,
     Channel,
     InboundKind,
     InboundMessage,
-    JOB_DONE,
     OutKind,
     PersonId,
     Reply,

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from flows.config import GatheringConfig
-from flows.crews.solver.solve import SolveOptions, solve
-from gateway.model import PersonId
 from flows.crews.describe import describe_proposal
 from flows.crews.job import proposal_payload
+from flows.crews.solver.solve import SolveOptions, solve
+from gateway.model import PersonId
 from gateway.ops.crews.inputs import Registrant, build_input, proposal_view
 
 
