@@ -67,11 +67,13 @@ class IdentityKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """One address of a person: an email address or a Matrix user id."""
+    """One address of a person: an email address or a Matrix user id. Two identities are the
+    same address whatever name came with them (a Matrix event carries none; the service
+    file names its organisers)."""
 
     kind: IdentityKind
     address: str
-    display_name: str | None = None
+    display_name: str | None = field(default=None, compare=False)
 
     @staticmethod
     def email(address: str, display_name: str | None = None) -> Identity:
@@ -342,6 +344,9 @@ class Reply:
 
     template: str
     context: Mapping[str, Any] = field(default_factory=dict)
+    #: The command was not carried out (a mistake, a rule it breaks): the terminal reports
+    #: it as a failure (`Handled.refused`).
+    refused: bool = False
 
 
 #: The COMMAND that brings a job's result back to the run that asked for it.

@@ -1,11 +1,15 @@
-"""The crews flow: store a proposal, approve it, announce crews, keep the call roster.
+"""The crews flow: solve, store a proposal, approve it, announce crews, keep the call roster.
 
-The solver is CPU-heavy (seconds), so it never runs inside a step:
-`gateway.ops.crews.commands` solves outside the engine transaction and hands the result in as
-a `proposal` COMMAND. Everything here is cheap bookkeeping on the gathering-level run
-(person 0), whose state is plain JSON:
+The solver is CPU-heavy (seconds), so it never runs inside a step: a `solve` COMMAND (built
+by `gateway.ops.crews.commands` from the registrations) asks for the `solve` job
+(`flows.crews.job`), and its result comes back as JOB_DONE, when the proposal is stored and
+shown to the organiser who asked. Everything here is cheap bookkeeping on the
+gathering-level run (person 0), whose state is plain JSON:
 
     {"pins": {"12": 1},                     # person → crew index (0-based), kept across runs
+     "requests": 3,                         # solve requests so far
+     "solving": {"request": 3, "kind": "initial", "since": "…",
+                 "restore": {"12": null}},  # pins this request set, as they were before
      "proposal": {"kind": "initial" | "repair" | "round", "assignment": {"12": 0}, …},
      "approved": {"round": 1, "assignment": {…}, "languages": […], "announced": true,
                   "first_call": "2027-06-01", "zones": {"0": "Europe/Lisbon"},
@@ -13,11 +17,12 @@ a `proposal` COMMAND. Everything here is cheap bookkeeping on the gathering-leve
      "history": [{"round": 1, "assignment": {…}, "ended": true, …}],  # earlier rounds'
                                             # approved records; `ended` once their calls are
                                             # cancelled and rooms closed (at the next announcement)
-     "calls": {"12": "ACCEPTED"},            # each member's answer to their crew call
-     "last": {"command": "approve", "ok": false, "detail": "…"}}
+     "calls": {"12": "ACCEPTED"}}            # each member's answer to their crew call
 
-`last` is how the caller of a command (the CLI, the organisers' room) learns what happened:
-the engine records the step, the caller reads the state back.
+Every command answers its caller (`Outcome.reply`; `refused` when it was not done). A newer
+solve request supersedes an older one still running: the older result is dropped when it
+comes back. A pin set with a request that finds no crews is taken back, so that later
+proposals do not fail on it too.
 
 Personal runs only receive calendar replies (routed by invite UID) and ✅/❌ reactions in crew
 rooms, and pass them on to the gathering run as `call_reply` events; an answer about another
@@ -29,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from flows.base import Outcome, RunView, StepContext
+from flows.base import JobFunction, Outcome, RunView, StepContext
 from flows.common.groups import group_key
 from flows.crews.announce import (
     call_invite,
@@ -42,13 +47,18 @@ from flows.crews.announce import (
     member_card,
     members_of,
 )
+from flows.crews.describe import describe_proposal
+from flows.crews.job import SOLVE, run_solve
 from gateway.model import (
     GATHERING_SUBJECT,
+    JOB_DONE,
     Emit,
     InboundKind,
     InboundMessage,
     Outgoing,
     PersonId,
+    Reply,
+    RunJob,
     SetTimer,
 )
 
@@ -60,6 +70,7 @@ Assignment = dict[str, int]
 class Crews:
     name: ClassVar[str] = "crews"
     reads: ClassVar[tuple[str, ...]] = ("registration",)
+    jobs: ClassVar[Mapping[str, JobFunction]] = {SOLVE: run_solve}
 
     def wants(self, message: InboundMessage, status: str) -> bool:
         # Nobody converses with this flow: crew rooms and threads belong to the crew, and
@@ -75,7 +86,7 @@ class Crews:
             return Outcome(ignored=True)
         handler = _COMMANDS.get(ctx.message.text)
         if handler is None:
-            return _done(ctx.state, ctx.message.text, False, "unknown command")
+            return _done(ctx.state, False, f"unknown crews command {ctx.message.text!r}")
         return handler(ctx, dict(ctx.state))
 
 
@@ -109,12 +120,14 @@ def _personal(ctx: StepContext) -> Outcome:
 REACTION_PARTSTAT = {"yes": "ACCEPTED", "no": "DECLINED"}
 
 
-def _done(
-    state: Mapping[str, Any], command: str, ok: bool, detail: str = "", **extra: Any
-) -> Outcome:
-    """Record the command's result in `last`; extra keyword arguments fill the Outcome."""
-    new = {**state, "last": {"command": command, "ok": ok, "detail": detail}}
-    return Outcome(state=new, ignored=not ok, **extra)
+def _done(state: Mapping[str, Any], ok: bool, detail: str, **extra: Any) -> Outcome:
+    """The command's answer to its caller; extra keyword arguments fill the Outcome."""
+    return Outcome(
+        state=dict(state),
+        ignored=not ok,
+        reply=Reply("crews/answer", {"text": detail}, refused=not ok),
+        **extra,
+    )
 
 
 def registered(ctx: StepContext) -> dict[str, RunView]:
@@ -123,24 +136,29 @@ def registered(ctx: StepContext) -> dict[str, RunView]:
     return {str(p): run for p, run in runs.items() if run.status == "registered"}
 
 
-def _proposal(ctx: StepContext, state: dict[str, Any]) -> Outcome:
-    payload = dict(ctx.message.payload)
-    kind = payload.get("kind")
+def _kind_problem(state: Mapping[str, Any], kind: Any) -> str | None:
+    """Why a proposal of this kind cannot be made now, if it cannot."""
     approved = state.get("approved")
     if kind not in KINDS:
-        return _done(state, "proposal", False, f"unknown proposal kind {kind!r}")
+        return f"unknown proposal kind {kind!r}"
     if kind != "initial" and approved is None:
-        return _done(state, "proposal", False, "nothing is approved yet: propose first")
+        return "nothing is approved yet: propose first"
     if kind == "initial" and approved is not None and approved.get("announced"):
-        return _done(
-            state,
-            "proposal",
-            False,
-            "crews are already announced: use update (changes) or round (new crews)",
-        )
+        return "crews are already announced: use update (changes) or round (new crews)"
+    return None
+
+
+def _store(ctx: StepContext, state: dict[str, Any], payload: Mapping[str, Any]) -> str | None:
+    """Keep a solver's proposal (see `flows.crews.job.proposal_payload`) as the one to
+    approve; the reason it cannot be kept, if so."""
+    kind = payload.get("kind")
+    problem = _kind_problem(state, kind)
+    if problem is not None:
+        return problem
     assignment = {str(p): int(c) for p, c in payload.get("assignment", {}).items()}
     if not assignment:
-        return _done(state, "proposal", False, "the proposal assigns nobody")
+        return "the proposal assigns nobody"
+    approved = state.get("approved")
     if approved is None:
         round_no = 1
     else:
@@ -152,32 +170,128 @@ def _proposal(ctx: StepContext, state: dict[str, Any]) -> Outcome:
         "assignment": assignment,
         "proposed_at": ctx.now.isoformat(),
     }
-    return _done(state, "proposal", True, f"{kind} proposal stored for round {round_no}")
+    return None
+
+
+def _proposal(ctx: StepContext, state: dict[str, Any]) -> Outcome:
+    """A proposal solved elsewhere (imported, or from tests), stored as it is."""
+    problem = _store(ctx, state, ctx.message.payload)
+    if problem is not None:
+        return _done(state, False, problem)
+    proposal = state["proposal"]
+    return _done(state, True, f"{proposal['kind']} proposal stored for round {proposal['round']}")
+
+
+#: What of a `solve` COMMAND's payload the job needs (see `flows.crews.job`).
+JOB_FIELDS = ("kind", "input", "options", "approved", "removed", "extra", "view")
+
+
+def _solve(ctx: StepContext, state: dict[str, Any]) -> Outcome:
+    """Ask for a solve; pins the request sets (`pins`: person → crew, or None to unpin) are
+    kept now and taken back if it finds no crews."""
+    payload = ctx.message.payload
+    kind = payload.get("kind")
+    problem = _kind_problem(state, kind)
+    if problem is not None:
+        return _done(state, False, problem)
+    people = registered(ctx)
+    pins = dict(state.get("pins", {}))
+    restore: dict[str, int | None] = {}
+    for person, crew in dict(payload.get("pins", {})).items():
+        if crew is None:
+            pins.pop(person, None)
+            continue
+        if person not in people:
+            return _done(state, False, f"person {person} is not registered")
+        if not isinstance(crew, int) or crew < 0:
+            return _done(state, False, "a pin needs a crew number from 1")
+        restore[person] = pins.get(person)
+        pins[person] = crew
+    request = int(state.get("requests", 0)) + 1
+    state["requests"] = request
+    state["pins"] = pins
+    state["solving"] = {
+        "request": request,
+        "kind": kind,
+        "since": ctx.now.isoformat(),
+        "restore": restore,
+    }
+    job = {k: payload[k] for k in JOB_FIELDS if k in payload}
+    approved = state.get("approved") or {}
+    context = {
+        "kind": kind,
+        "round": approved.get("round", 0) + 1,
+        "seconds": float(payload.get("options", {}).get("time_budget", 0)),
+        "pinned": [_name(p, people, ctx) for p in restore],
+    }
+    return Outcome(
+        state=state,
+        jobs=[RunJob(SOLVE, {**job, "request": request})],
+        reply=Reply("crews/solving", context),
+    )
+
+
+def _job_done(ctx: StepContext, state: dict[str, Any]) -> Outcome:
+    """A solve finished: store its proposal and show it, or say why there is none (and take
+    back the pins its request set). The result of a superseded request is dropped."""
+    payload = ctx.message.payload
+    solving = state.get("solving")
+    result: Mapping[str, Any] = payload.get("result") or {}
+    # An error carries no request number: it is about the request being solved, if any.
+    if solving is None or ("result" in payload and result.get("request") != solving["request"]):
+        return Outcome(ignored=True)
+    del state["solving"]
+    if "error" in payload:
+        problem: str | None = f"the solver failed: {payload['error']}"
+    elif "reasons" in result:
+        problem = "no valid crews:\n" + "\n".join(f"  - {r}" for r in result["reasons"])
+    else:
+        problem = _store(ctx, state, result["proposal"])
+    if problem is not None:
+        restore: Mapping[str, int | None] = solving.get("restore", {})
+        pins = dict(state.get("pins", {}))
+        for person, crew in restore.items():
+            if crew is None:
+                pins.pop(person, None)
+            else:
+                pins[person] = crew
+        state["pins"] = pins
+        kept = "\n(the pin was not kept)" if restore else ""
+        return _done(state, False, problem + kept)
+    proposal = state["proposal"]
+    approved = state.get("approved") or {}
+    before = approved.get("assignment") if approved.get("announced") else None
+    text = describe_proposal(
+        ctx.gathering, proposal, result.get("view", {}), state.get("pins", {}), before
+    )
+    return Outcome(
+        state=state, reply=Reply("crews/proposal", {"text": text, "kind": proposal["kind"]})
+    )
 
 
 def _pin(ctx: StepContext, state: dict[str, Any]) -> Outcome:
     person, crew = str(ctx.message.payload.get("person", "")), ctx.message.payload.get("crew")
     if person not in registered(ctx):
-        return _done(state, "pin", False, f"person {person} is not registered")
+        return _done(state, False, f"person {person} is not registered")
     if not isinstance(crew, int) or crew < 0:
-        return _done(state, "pin", False, "a pin needs a crew number from 1")
+        return _done(state, False, "a pin needs a crew number from 1")
     state["pins"] = {**state.get("pins", {}), person: crew}
-    return _done(state, "pin", True, f"person {person} pinned to crew {crew + 1}")
+    return _done(state, True, f"person {person} pinned to crew {crew + 1}")
 
 
 def _unpin(ctx: StepContext, state: dict[str, Any]) -> Outcome:
     person = str(ctx.message.payload.get("person", ""))
     pins = dict(state.get("pins", {}))
     if pins.pop(person, None) is None:
-        return _done(state, "unpin", False, f"person {person} is not pinned")
+        return _done(state, False, f"person {person} is not pinned")
     state["pins"] = pins
-    return _done(state, "unpin", True, f"person {person} unpinned")
+    return _done(state, True, f"person {person} unpinned")
 
 
 def _approve(ctx: StepContext, state: dict[str, Any]) -> Outcome:
     proposal = state.get("proposal")
     if proposal is None:
-        return _done(state, "approve", False, "no proposal to approve: propose first")
+        return _done(state, False, "no proposal to approve: propose first")
     people = registered(ctx)
     assignment: Assignment = proposal["assignment"]
     left = sorted(set(assignment) - set(people), key=int)
@@ -185,7 +299,6 @@ def _approve(ctx: StepContext, state: dict[str, Any]) -> Outcome:
     if left or late:
         return _done(
             state,
-            "approve",
             False,
             "registrations changed since the proposal "
             f"(no longer registered: {_ids(left)}; not placed: {_ids(late)}); "
@@ -222,7 +335,6 @@ def _approve(ctx: StepContext, state: dict[str, Any]) -> Outcome:
     if announce_at is not None and announce_at > ctx.now:
         return _done(
             state,
-            "approve",
             True,
             f"crews approved; announced at {announce_at.isoformat()}",
             timers=[SetTimer(ANNOUNCE_TIMER, announce_at)],
@@ -230,7 +342,6 @@ def _approve(ctx: StepContext, state: dict[str, Any]) -> Outcome:
     sends = _announce(ctx, state, people)
     return _done(
         state,
-        "approve",
         True,
         f"crews approved and announced ({crews} crews)",
         send=sends,
@@ -337,7 +448,7 @@ def _approve_repair(
     }
     state["calls"] = calls
     told = ", ".join(str(c + 1) for c in changed) or "none"
-    return _done(state, "approve", True, f"changes approved; crews told: {told}", send=sends)
+    return _done(state, True, f"changes approved; crews told: {told}", send=sends)
 
 
 def _call_reply(ctx: StepContext, state: dict[str, Any]) -> Outcome:
@@ -354,9 +465,9 @@ def _call_reply(ctx: StepContext, state: dict[str, Any]) -> Outcome:
     ):
         # A late answer to an earlier round's or an earlier crew's call (a calendar reply to a
         # cancelled invite, a reaction in a closed room): not this roster.
-        return _done(state, "call_reply", False, f"stale call reply from person {person}")
+        return _done(state, False, f"stale call reply from person {person}")
     state["calls"] = {**state.get("calls", {}), person: str(payload.get("partstat", ""))}
-    return _done(state, "call_reply", True, f"person {person}: {payload.get('partstat')}")
+    return _done(state, True, f"person {person}: {payload.get('partstat')}")
 
 
 def _crew_of(assignment: Mapping[str, int], person: str) -> int | None:
@@ -374,6 +485,8 @@ def _ids(people: list[str]) -> str:
 
 
 _COMMANDS = {
+    "solve": _solve,
+    JOB_DONE: _job_done,
     "proposal": _proposal,
     "pin": _pin,
     "unpin": _unpin,

@@ -24,7 +24,7 @@ from gateway.config import (
 from gateway.store.db import StoreMissing
 
 if TYPE_CHECKING:
-    from gateway.core.engine import Engine
+    from gateway.core.engine import Engine, Handled
     from gateway.ops.router import Answer
 
 DEFAULT_CONFIG = os.environ.get("GATEWAY_CONFIG", "gateway.toml")
@@ -213,29 +213,29 @@ def _on_engine(config: LoadedConfig, action: Callable[[Engine], Awaitable[T]]) -
     return asyncio.run(go())
 
 
-def _route(config: LoadedConfig, line: str, *, jobs: bool = False) -> tuple[Answer, list[str]]:
+def _route(config: LoadedConfig, line: str, *, jobs: bool = False) -> tuple[Answer, list[Handled]]:
     """Run an organiser's command through the same router as the chat room and mail; with
-    `jobs`, also run the jobs it asked for (a solve, a plan) here, and their replies."""
+    `jobs`, also run the jobs it asked for (a solve, a plan) here: what became of their
+    results (their replies to this command are in `Handled.replies`)."""
     from gateway.app.channels import organisers_router
     from gateway.core.jobs import JobRunner
 
-    async def go(engine: Engine) -> tuple[Answer, list[str]]:
+    async def go(engine: Engine) -> tuple[Answer, list[Handled]]:
         answer = await organisers_router(engine, lambda: config).run(line)
         if not jobs:
             return answer, []
         runner = JobRunner(engine)
         try:
-            handled = await runner.run_pending()
+            return answer, await runner.run_pending()
         finally:
             runner.close()
-        return answer, [reply for h in handled for reply in h.replies]
 
     return _on_engine(config, go)
 
 
 def _routed(
     config: LoadedConfig, line: str, *, jobs: bool = False
-) -> tuple[Answer, list[str]] | None:
+) -> tuple[Answer, list[Handled]] | None:
     """The same, printing a refusal (the organiser's mistake) instead of raising it."""
     from gateway.ops.router import Refused
 
@@ -528,6 +528,10 @@ def _crews_run(args: argparse.Namespace) -> int:
     routed = _routed(config, "crews " + shlex.join(words), jobs=True)
     if routed is None:
         return 1
-    answer, replies = routed
-    print("\n\n".join(t.rstrip("\n") for t in (answer.text, *replies) if t))
-    return 0
+    answer, handled = routed
+    if answer.text:
+        print(answer.text.rstrip("\n"))
+    for done in handled:
+        for reply in done.replies:
+            print("\n" + reply.rstrip("\n"), file=sys.stderr if done.refused else sys.stdout)
+    return 1 if any(done.refused for done in handled) else 0

@@ -103,6 +103,8 @@ class Handled:
     #: caller that reads them here (the `gateway` command); rooms and addresses got them
     #: through the outbox too.
     replies: tuple[str, ...] = ()
+    #: Whether a step's reply said the command was refused (`Reply.refused`).
+    refused: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +139,7 @@ class _Work:
     recent: int = 0
     #: Rendered replies to the message's caller.
     replies: list[str] = field(default_factory=list)
+    refused: bool = False
 
     async def person(
         self, tx: Tx, person: PersonId, organisers: frozenset[Identity]
@@ -372,7 +375,9 @@ class Engine:
         # database thread with the next statement, here the COMMIT, in one hop.
         tx.defer_many(AUDIT_INSERT, work.audit)
         await record_inbox(tx, message, person, now, target, outcome_label, detail)
-        handled = Handled(False, target, outcome_label, replies=tuple(work.replies))
+        handled = Handled(
+            False, target, outcome_label, replies=tuple(work.replies), refused=work.refused
+        )
         return _Handling(handled, work.outbox)
 
     async def _sender(
@@ -578,6 +583,7 @@ class Engine:
             context={**common_context(gathering, None, {}), **reply.context},
         )
         work.replies.append(rendered.text)
+        work.refused = work.refused or reply.refused
         if caller.channel not in LOOP_CHANNELS:
             return []
         return [

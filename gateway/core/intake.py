@@ -50,4 +50,8 @@ def _clean(message: InboundMessage, sender: Identity | None) -> bool:
     texts = [message.text, *message.answers.values()]
     if message.choice is not None:
         texts.append(message.choice)
-    return sender == message.sender and all(clean_text(t) == t for t in texts)
+    # Identities compare by address alone: the name must be compared by itself.
+    same_name = (sender.display_name if sender else None) == (
+        message.sender.display_name if message.sender else None
+    )
+    return same_name and all(clean_text(t) == t for t in texts)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from flows.config import GatheringConfig
 from gateway.app.registry import default_flows
 from gateway.channels.email.ical.invite import invite_ics
 from gateway.core.engine import Engine
+from gateway.core.jobs import JobRunner
 from gateway.core.outbox import OutboxWorker
 from gateway.core.timers import TimerLoop
 from gateway.demo.debrief import debrief_chapter
@@ -24,8 +26,8 @@ from gateway.demo.simulate import SimulatedPerson
 from gateway.demo.travel import travel_chapter
 from gateway.demo.world import START, Demo, Postbox, SimulatedClock, transcript
 from gateway.model import Channel, GroupBody, Identity, OutKind
-from gateway.ops.crews import commands as crews_ops
 from gateway.ops.reports import format_status, status_report
+from gateway.ops.router import Router
 from gateway.store import open_store
 
 DEMO_GATHERING = GatheringConfig.model_validate(
@@ -225,14 +227,21 @@ async def _crews_chapter(demo: Demo) -> None:
     out through the same outbox, each member reached on their own channel."""
     g = demo.gathering
     print("\n6. The organisers propose crews (gateway crews propose), then approve them")
+    router = Router(demo.engine)
+    print("  " + (await router.run(f"crews {g.slug} propose")).text)
+    # The job runner's turn: in the service it solves beside the engine, in a process.
+    runner = JobRunner(demo.engine, executor=lambda: ThreadPoolExecutor(max_workers=1))
     try:
-        proposal = await crews_ops.propose(demo.engine, g.slug)
-    except crews_ops.CrewsError as exc:  # too few people for the crew sizes, say
-        reason = str(exc).splitlines()[-1].strip(" -")
+        solved = await runner.run_pending()
+    finally:
+        runner.close()
+    proposal = "\n".join(reply for done in solved for reply in done.replies)
+    if any(done.refused for done in solved):  # too few people for the crew sizes, say
+        reason = proposal.strip().splitlines()[-1].strip(" -")
         print(f"  (no crews with these numbers: {reason}; try --participants 14)")
         return
     print("\n".join("    " + line for line in proposal.splitlines()[:12]))
-    print("  " + await crews_ops.approve(demo.engine, g.slug))
+    print("  " + (await router.run(f"crews {g.slug} approve")).text)
     await demo.deliver()
     groups = [
         item

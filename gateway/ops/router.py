@@ -21,6 +21,7 @@ answers go to the organiser's listed address, never to the forger.
 
 from __future__ import annotations
 
+import functools
 import shlex
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
@@ -48,7 +49,8 @@ HELP = """Commands (in chat and mail with a leading "!"):
   announce GATHERING text…      a message to everyone registered (asks to confirm)
   confirm / cancel [GATHERING]  send or drop the pending announcement
   crews GATHERING propose [--fresh] | approve | pin P N | move P N | swap P Q | unpin P
-                | update | round | show | roster
+                | update | round | show | roster   (solving: --seconds N --seed N;
+                the proposal follows when it is solved)
   debrief GATHERING [public]    the debrief so far: a summary and the report (HTML, Markdown, CSV)
   travel GATHERING [plan|approve]  the travel plan and its map; plan now; approve it"""
 
@@ -253,13 +255,23 @@ class Router:
 
     async def _crews(self, request: Request) -> Answer:
         slug = self._gathering(request, crews_ops.USAGE)
+        terminal = request.message.channel == Channel.INTERNAL
+        send = functools.partial(self.command, request, slug, crews_ops.FLOW)
         try:
-            text = await crews_ops.handle_crews_command(
-                self.engine, slug, request.args[1:], overrides=self.crew_overrides(slug)
+            said = await crews_ops.handle_crews_command(
+                self.engine,
+                send,
+                slug,
+                request.args[1:],
+                overrides=self.crew_overrides(slug),
+                terminal=terminal,
             )
         except crews_ops.CrewsError as exc:
             raise Refused(str(exc)) from None
-        return Answer(text)
+        if terminal and said.refused:
+            raise Refused(said.text)
+        # The flow answered a room or an address itself, through the outbox.
+        return Answer(said.text if terminal or not said.answered else "")
 
     async def _debrief(self, request: Request) -> Answer:
         slug = self._gathering(request, "debrief GATHERING [public]")

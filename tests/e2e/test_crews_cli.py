@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import json
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,11 @@ import pytest
 from gateway.app.service import build_engine
 from gateway.cli.main import main
 from gateway.config import load_config
-from gateway.core.engine import Engine
+from gateway.core.engine import Engine, Handled
 from gateway.model import CalendarAnswer, Channel, Identity, InboundKind, InboundMessage
-from gateway.ops.crews.commands import handle_crews_command
+from gateway.ops.crews.commands import CrewsError, handle_crews_command
+from gateway.ops.router import Refused, Router
+from tests.kit.crews import crews
 from tests.kit.engine import as_reply
 
 GATHERING = """
@@ -303,17 +306,42 @@ def test_a_cancellation_after_approval_tells_only_the_affected_crew(
     assert ("p4@example.org", "text") in sent  # the call is cancelled in P4's calendar
 
 
-async def test_the_organisers_room_gets_replies_not_exceptions(config: Path) -> None:
+async def test_mistakes_are_refused_with_what_to_do(config: Path) -> None:
     engine = await build_engine(load_config(config))
+    router = Router(engine)
     try:
-        assert "no proposal to approve" in await handle_crews_command(engine, "camp", ["approve"])
-        assert "crews commands:" in await handle_crews_command(engine, "camp", ["dance"])
-        assert "nobody registered is 'zed'" in await handle_crews_command(
-            engine, "camp", ["pin zed 2"]
-        )
-        assert "no gathering 'nope'" in await handle_crews_command(engine, "nope", ["roster"])
+        for line, said in (
+            ("crews camp approve", "no proposal to approve"),
+            ("crews camp dance", "crews commands:"),
+            ("crews camp pin zed 2", "nobody registered is 'zed'"),
+            ("crews camp propose --seconds soon", "--seconds 'soon': not a number"),
+            ("crews nope roster", "Unknown gathering 'nope'"),
+        ):
+            with pytest.raises(Refused, match=re.escape(said)):
+                await router.run(line)
     finally:
         await engine.store.close()
+
+
+def test_only_the_terminal_may_name_an_overrides_file(config: Path) -> None:
+    """From chat or mail a path would read a file on the server: refused before anything
+    is read; the gathering's own overrides file applies there."""
+    register(config, range(4))
+    sent: list[str] = []
+
+    async def send(name: str, payload: Mapping[str, Any]) -> Handled:
+        sent.append(name)
+        return Handled(False, replies=("Solving…",))
+
+    async def go(engine: Engine) -> None:
+        line = ["propose", "--overrides", "/etc/passwd"]
+        with pytest.raises(CrewsError, match="only the terminal may"):
+            await handle_crews_command(engine, send, "camp", line)
+        assert sent == []
+        said = await handle_crews_command(engine, send, "camp", line, terminal=True)
+        assert sent == ["solve"] and said.answered and said.text == "Solving…"
+
+    with_engine(config, go)
 
 
 def test_a_new_round_cancels_every_old_call_and_names_rooms_for_people(
@@ -330,9 +358,9 @@ def test_a_new_round_cancels_every_old_call_and_names_rooms_for_people(
     old = dict(sql(config, "SELECT person_id, uid FROM invites WHERE flow = 'crews'"))
 
     async def new_round(engine: Engine) -> str:
-        return await handle_crews_command(engine, "camp", ["round"])
+        return (await crews(engine, "camp round")).text
 
-    assert "Approve with" in with_engine(config, new_round)
+    assert "Approve with: gateway crews approve camp" in with_engine(config, new_round)
     code, approved, err = cli(capsys, "approve", "camp", "-c", str(config))
     assert code == 0 and "announced (2 crews)" in approved, err
     rows = sql(config, "SELECT address, payload FROM outbox WHERE flow = 'crews' ORDER BY id")
@@ -351,8 +379,7 @@ def test_a_new_round_cancels_every_old_call_and_names_rooms_for_people(
 
 async def test_the_organisers_room_uses_the_overrides_file_the_cli_uses(tmp_path: Path) -> None:
     """`!crews propose` ignored the overrides file that `gateway crews propose` honours."""
-    from gateway.app.channels import build_channels
-    from gateway.channels.matrix.transport import MatrixTransport
+    from gateway.app.service import organisers_router
     from gateway.config import crew_overrides_path
     from tests.kit.service import camp_toml, matrix_toml
 
@@ -361,13 +388,8 @@ async def test_the_organisers_room_uses_the_overrides_file_the_cli_uses(tmp_path
     config = load_config(path)
     engine = await build_engine(config)
     try:
-        channels = build_channels(config, engine, lambda: None)
-        bot = channels.senders[Channel.MATRIX]
-        assert isinstance(bot, MatrixTransport)
+        router = organisers_router(engine, lambda: config)
         expected = tmp_path / "camp.crews.toml"
-        assert bot.commands.crew_overrides("camp") == crew_overrides_path(config, "camp")
-        assert crew_overrides_path(config, "camp") == expected
-        for close in channels.closers:
-            await close()
+        assert router.crew_overrides("camp") == crew_overrides_path(config, "camp") == expected
     finally:
         await engine.store.close()

@@ -24,7 +24,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from nio import AsyncClient, RoomSendResponse
+from nio import AsyncClient, RoomCreateResponse, RoomSendResponse
 
 from gateway.channels.matrix.rooms import GROUP_STATE
 from gateway.core.engine import Engine
@@ -36,7 +36,7 @@ from tests.kit import participants
 from tests.kit.email_participant import Participant, plain_text
 from tests.kit.engine import as_reply, channel_of
 from tests.kit.matrix import room_history, sync_until
-from tests.kit.participants import bot_said, says
+from tests.kit.participants import bot_said, says, until_said
 from tests.kit.service import both_channels_config
 from tests.kit.service import running as running_service
 from tests.servers import DovecotServer, MailUser, MatrixUser, PostfixServer, SynapseServer
@@ -49,8 +49,12 @@ CONFIG = """
 [store]
 path = "gateway.sqlite3"
 
-{matrix}
+{matrix}organisers_room = "{organisers_room}"
 {email}
+[[organisers]]
+name = "Olga"
+matrix = "{organiser}"
+
 [gatherings.camp]
 name = "Camp 2027"
 timezone = "{zone}"
@@ -241,6 +245,8 @@ class Camp:
     rooms: dict[int, str]
     #: Registers one more person on the running service (late registrations).
     add: Callable[[str, bool, str], Awaitable[Member]]
+    #: `!crews …` in the organisers' room: the bot's first answer there containing the text.
+    ask: Callable[[str, str], Awaitable[str]]
 
 
 @pytest.fixture
@@ -249,9 +255,18 @@ async def camp(
     dovecot: DovecotServer,
     postfix: PostfixServer,
     mailbox: MailUser,
+    matrix_client: Any,
     tmp_path: Path,
 ) -> AsyncIterator[Camp]:
     bot = synapse.new_user("crewbot")
+    # The organisers' room exists before the service starts (its id is in the config).
+    olga = await matrix_client(synapse.new_user("olga"))
+    # Named as in the config: the router compares whole identities, display name included.
+    await olga.set_displayname("Olga")
+    created = await olga.room_create(name="Organisers", invite=[bot.user_id])
+    assert isinstance(created, RoomCreateResponse), created
+    organisers_room = created.room_id
+    await sync_until(olga, lambda: organisers_room in olga.rooms)
 
     def member(name: str, share: bool, channel: str, crew: int = 0) -> Member:
         if channel == "matrix":
@@ -279,16 +294,36 @@ async def camp(
         dovecot=dovecot,
         zone=ZONE,
         calls=CALLS,
+        organisers_room=organisers_room,
+        organiser=olga.user_id,
     )
     overrides = tmp_path / "camp.crews.toml"
     overrides.write_text("[pins]\n" + "".join(f'"{m.address}" = {m.crew}\n' for m in everyone))
 
+    async def ask(line: str, answer: str) -> str:
+        """The organiser writes in the organisers' room; the bot answers there (a solve:
+        at once that it is solving, the proposal when the job runner has it)."""
+        before = len(await bot_said(olga, bot, organisers_room))
+        await olga.room_send(organisers_room, "m.room.message", {"msgtype": "m.text", "body": line})
+        said = await until_said(
+            olga, bot, organisers_room, lambda s: any(answer in x for x in s[before:])
+        )
+        return next(x for x in said[before:] if answer in x)
+
     async with running(config_path) as engine:
+        # The bot accepts the invitation to the organisers' room when it starts.
+        await sync_until(olga, lambda: bot.user_id in olga.rooms[organisers_room].users)
         for one in everyone:
             await register(engine, one)
-        proposal = await crews_ops.propose(engine, "camp", overrides=overrides)
-        assert "Approve with: gateway crews approve camp" in proposal
-        assert await crews_ops.approve(engine, "camp") == "crews approved and announced (2 crews)"
+        proposal = await ask("!crews camp propose", "Initial proposal")
+        said = await bot_said(olga, bot, organisers_room)
+        # "Solving…" at once, from the command; the proposal later, from the job runner.
+        solving = said.index(proposal) - 1
+        assert said[solving].startswith("Solving crews for Camp 2027 (up to 2 s)")
+        assert "Approve with: !crews camp approve" in proposal
+        for one in everyone:  # the gathering's overrides file placed everyone
+            assert f"  - {one.name}" in proposal
+        await ask("!crews camp approve", "crews approved and announced (2 crews)")
         state = await crews_ops.read_state(engine.store, "camp")
         names = {str(r.person): r.name for r in await load_registrants(engine.store, "camp")}
         assert {names[key]: crew + 1 for key, crew in state["approved"]["assignment"].items()} == {
@@ -308,6 +343,7 @@ async def camp(
             datetime.fromisoformat(state["approved"]["approved_at"]),
             {n: await crew_room(engine, f"camp/crew-{n}") for n in (1, 2)},
             add,
+            ask,
         )
 
 
@@ -427,16 +463,20 @@ async def repair_crew_2(camp: Camp) -> tuple[Member, Member]:
         await camp.engine.handle(await as_reply(camp.engine, says(who.identity, "cancel")))
         await camp.engine.handle(await as_reply(camp.engine, says(who.identity, "yes")))
     gus, hal = await camp.add("Gus", True, "matrix"), await camp.add("Hal", False, "email")
-    repair = await crews_ops.update(camp.engine, "camp")
-    assert "Repair proposal" in repair, repair
-    assert await crews_ops.approve(camp.engine, "camp") == "changes approved; crews told: 2"
+    repair = await camp.ask("!crews camp update", "Repair proposal")
+    assert "Approve with: !crews camp approve (only changed crews are told)" in repair
+    await camp.ask("!crews camp approve", "changes approved; crews told: 2")
     return gus, hal
 
 
 async def crews_rows(engine: Engine) -> list[tuple[str, str]]:
-    """(address, kind) of every message the crews flow queued, in order: who was told."""
+    """(address, kind) of every message the crews flow queued to people and crews, in order:
+    who was told (its answers to the organisers' room, addressed by room id, left out)."""
     async with engine.store.read() as tx:
-        rows = await tx.all("SELECT address, kind FROM outbox WHERE flow = 'crews' ORDER BY id")
+        rows = await tx.all(
+            "SELECT address, kind FROM outbox WHERE flow = 'crews' AND address NOT LIKE '!%'"
+            " ORDER BY id"
+        )
     return [(str(r[0]), str(r[1])) for r in rows]
 
 
@@ -548,10 +588,10 @@ async def test_a_new_round_cancels_the_old_calls_and_closes_the_old_rooms(
         await join_crew_room(clients[member.name], camp.rooms[member.crew])
     old_intro = await mail_about(dev, "Crew 1 · Camp 2027")
 
-    assert "Approve with: gateway crews approve camp" in await crews_ops.new_round(
-        camp.engine, "camp"
+    assert "Approve with: !crews camp approve" in await camp.ask(
+        "!crews camp round", "Round proposal"
     )
-    assert await crews_ops.approve(camp.engine, "camp") == "crews approved and announced (2 crews)"
+    await camp.ask("!crews camp approve", "crews approved and announced (2 crews)")
     state = await crews_ops.read_state(camp.engine.store, "camp")
     names = {r.name: str(r.person) for r in await load_registrants(camp.engine.store, "camp")}
     crew_now = {n: state["approved"]["assignment"][names[n]] + 1 for n in by_name}

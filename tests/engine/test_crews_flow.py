@@ -17,12 +17,14 @@ from gateway.channels.email.ical.invite import Attendee, CalendarEvent, build_re
 from gateway.core.render import Renderer
 from gateway.model import (
     GATHERING_SUBJECT,
+    JOB_DONE,
     CalendarAnswer,
     Channel,
     InboundKind,
     InboundMessage,
     OutKind,
     PersonId,
+    Reply,
 )
 from tests.unit.test_calendar import ical_js
 
@@ -145,18 +147,14 @@ def test_a_proposal_is_stored_for_the_first_round() -> None:
     assert out.state is not None and out.send == []
     assert out.state["proposal"]["assignment"] == SPLIT
     assert out.state["proposal"]["round"] == 1 and out.state["proposal"]["objective"] == 3
-    assert out.state["last"] == {
-        "command": "proposal",
-        "ok": True,
-        "detail": "initial proposal stored for round 1",
-    }
+    assert out.reply == Reply("crews/answer", {"text": "initial proposal stored for round 1"})
 
 
 @pytest.mark.parametrize("kind", ["repair", "round"])
 def test_changes_and_rounds_need_approved_crews(kind: str) -> None:
     out = run(proposal(SPLIT, kind), {})
     assert out.state is not None and "proposal" not in out.state
-    assert out.state["last"]["ok"] is False
+    assert out.reply is not None and out.reply.refused
 
 
 def test_approval_introduces_each_crew_with_only_consented_shareable_answers() -> None:
@@ -250,7 +248,8 @@ def test_approval_is_refused_when_registrations_changed() -> None:
     people[PersonId(2)] = person(2, "Bo", False, status="cancelled")
     out = run(command("approve"), stored, people=people)
     assert out.send == [] and out.state is not None and "approved" not in out.state
-    assert "no longer registered: 2; not placed: 7" in out.state["last"]["detail"]
+    assert out.reply is not None and out.reply.refused
+    assert "no longer registered: 2; not placed: 7" in out.reply.context["text"]
 
 
 def test_an_accept_reaches_the_roster_through_the_personal_run() -> None:
@@ -505,7 +504,7 @@ def test_pins_are_kept_for_registered_people_only() -> None:
     assert out.state is not None and out.state["pins"] == {"3": 1}
     refused = run(command("pin", {"person": "99", "crew": 1}), out.state)
     assert refused.state is not None and refused.state["pins"] == {"3": 1}
-    assert refused.state["last"]["ok"] is False
+    assert refused.reply is not None and refused.reply.refused
     gone = run(command("unpin", {"person": "3"}), out.state)
     assert gone.state is not None and gone.state["pins"] == {}
 
@@ -562,3 +561,84 @@ def test_the_crew_call_invite_reads_right_in_ical_js(tmp_path: Path) -> None:
     assert new_york["start"]["utc"] == "2027-05-06T23:30:00Z"
     assert lisbon["rrule"] == "FREQ=WEEKLY;COUNT=6" and len(lisbon["occurrences"]) == 6
     assert lisbon["summary"] == "Camp: crew 1 call"
+
+
+def solve_request(n: int = 0, pins: Mapping[str, int | None] | None = None) -> InboundMessage:
+    """A `solve` COMMAND as `gateway.ops.crews` sends it (the input is the job's business)."""
+    return command(
+        "solve",
+        {
+            "kind": "initial",
+            "input": {"people": []},
+            "options": {"time_budget": 5.0, "seed": 0},
+            "extra": {"warnings": []},
+            "view": {"names": {"1": "Ana"}},
+            "pins": dict(pins or {}),
+        },
+        n,
+    )
+
+
+def solved(request: int, assignment: Mapping[str, int], n: int = 0) -> InboundMessage:
+    view = {"names": {str(p): run.display_name for p, run in PEOPLE.items()}, "answers": {}}
+    result = {"kind": "initial", "assignment": dict(assignment), "languages": ["en", "en"]}
+    return command(
+        JOB_DONE,
+        {"job": "solve", "result": {"request": request, "proposal": result, "view": view}},
+        n,
+    )
+
+
+def test_a_solve_request_asks_for_the_job_and_answers_at_once() -> None:
+    out = run(solve_request(pins={"3": 1}), {"pins": {"2": 0}})
+    assert out.state is not None and out.state["pins"] == {"2": 0, "3": 1}
+    assert out.state["solving"]["request"] == 1 and out.state["requests"] == 1
+    assert [j.name for j in out.jobs] == ["solve"]
+    assert out.jobs[0].payload["request"] == 1 and "pins" not in out.jobs[0].payload
+    assert out.reply is not None and out.reply.template == "crews/solving"
+    assert out.reply.context["seconds"] == 5.0 and out.reply.context["pinned"] == ["Cy"]
+
+
+def test_the_solved_proposal_is_stored_and_shown_to_who_asked() -> None:
+    asked = run(solve_request(), {}).state or {}
+    out = run(solved(1, SPLIT), asked)
+    assert out.state is not None and out.state["proposal"]["assignment"] == SPLIT
+    assert "solving" not in out.state
+    assert out.reply is not None and out.reply.template == "crews/proposal"
+    text = out.reply.context["text"]
+    assert text.startswith("Initial proposal, round 1, for Camp: 6 people in 2 crews")
+    assert "Crew 2 (3 people, language en)\n  - Di" in text
+
+
+def test_a_superseded_solve_does_not_overwrite_the_newer_proposal() -> None:
+    first = run(solve_request(0), {}).state or {}
+    second = run(solve_request(1), first).state or {}
+    newer = {"1": 1, "2": 1, "3": 1, "4": 0, "5": 0, "6": 0}
+    stored = run(solved(2, newer), second).state or {}
+    late = run(solved(1, SPLIT, 1), stored)
+    assert late.ignored and late.state is None and late.reply is None
+    assert stored["proposal"]["assignment"] == newer
+    # Arriving before the newer one, the older result is dropped all the same.
+    early = run(solved(1, SPLIT, 1), second)
+    assert early.ignored and early.state is None
+
+
+def test_no_crews_takes_back_the_pins_the_request_set() -> None:
+    asked = run(solve_request(pins={"3": 5, "2": 1}), {"pins": {"2": 0}}).state or {}
+    assert asked["pins"] == {"2": 1, "3": 5}
+    failed = command(
+        JOB_DONE, {"job": "solve", "result": {"request": 1, "reasons": ["crew 6 does not exist"]}}
+    )
+    out = run(failed, asked)
+    assert out.state is not None and out.state["pins"] == {"2": 0}
+    assert "proposal" not in out.state and "solving" not in out.state
+    assert out.reply is not None and out.reply.refused
+    assert out.reply.context["text"] == (
+        "no valid crews:\n  - crew 6 does not exist\n(the pin was not kept)"
+    )
+
+
+def test_a_solve_is_refused_when_its_kind_cannot_be_proposed_now() -> None:
+    out = run(solve_request(), approved_state() | {"approved": {"announced": True, "round": 1}})
+    assert out.jobs == [] and out.reply is not None and out.reply.refused
+    assert "already announced" in out.reply.context["text"]

@@ -264,7 +264,7 @@ def test_prompt_time_follows_the_gathering_file() -> None:
 async def test_stay_with_answers_feed_the_next_round_of_crews(tmp_path: Path) -> None:
     """Ana and Cy, crewmates in round 1, both ask in the debrief to stay together: the new
     round keeps them together although it otherwise avoids last round's pairs."""
-    from gateway.ops.crews import commands as crews_ops
+    from tests.kit.crews import crews
 
     stay = Question(id="stay", type=QuestionType.TEXT, prompt="Stay with?", required=False)
     base = camp()
@@ -292,7 +292,7 @@ async def test_stay_with_answers_feed_the_next_round_of_crews(tmp_path: Path) ->
         for reply in ("2", "y", "5", "skip", ANA.address):
             await gw.say(CY, reply)
 
-        await crews_ops.new_round(gw.engine, "camp", seconds=1)
+        assert "Round proposal" in (await crews(gw.engine, "camp round --seconds 1")).text
         _, state = await gw.run(GATHERING_SUBJECT, "crews")
         crew_of = state["proposal"]["assignment"]
         assert crew_of[str(ids["Ana"])] == crew_of[str(ids["Cy"])]

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from flows.config import GatheringConfig
+from flows.crews.describe import describe_proposal
+from flows.crews.job import proposal_payload
 from flows.crews.solver.solve import SolveOptions, solve
 from gateway.model import PersonId
-from gateway.ops.crews.inputs import Registrant, build_input
-from gateway.ops.crews.report import describe_proposal, proposal_payload
+from gateway.ops.crews.inputs import Registrant, build_input, proposal_view
 
 
 def gathering() -> GatheringConfig:
@@ -51,7 +52,8 @@ def test_proposal_opens_with_a_checked_summary_and_shows_each_persons_answers() 
     built = build_input(gathering(), people, pins={"1": 0})
     result = solve(built.input, SolveOptions(time_budget=2.0, seed=0, deterministic=True))
     proposal = {**proposal_payload(result, "initial"), "round": 1}
-    text = describe_proposal(gathering(), proposal, people, {"1": 0})
+    view = proposal_view(gathering(), people, {})
+    text = describe_proposal(gathering(), proposal, view, {"1": 0})
     lines = text.splitlines()
     first_crew = next(n for n, line in enumerate(lines) if line.startswith("Crew "))
     summary = "\n".join(lines[:first_crew])
@@ -66,3 +68,11 @@ def test_proposal_opens_with_a_checked_summary_and_shows_each_persons_answers() 
     assert "  - Name5 · speaks pt · exp new" in body
     assert "! Name5 asked to be with Name1: they share no language" in body
     assert "cost" not in text.lower() and "objective" not in text.lower()
+
+
+def test_the_view_holds_only_the_answers_crews_ask_about() -> None:
+    people = [registrant(0, ["en"], diet="vegan", buddy="Name1"), registrant(1, ["pt"])]
+    view = proposal_view(gathering(), people, {"9": "Left Early"})
+    assert view["names"] == {"9": "Left Early", "1": "Name0", "2": "Name1"}
+    assert view["answers"]["1"] == {"langs": ["en"], "lead": True, "exp": "old"}
+    assert view["together"] == [["1", "2"]] and view["apart"] == []

@@ -1,8 +1,11 @@
-"""The organisers' crew operations, shared by the `gateway crews` command and the chat room.
+"""The organisers' crew operations, shared by the `gateway crews` command, the organisers'
+Matrix room and mail (all through `gateway.ops.router`).
 
-The solver takes seconds of CPU, so it runs here, in a worker thread and outside any engine
-transaction; its result enters the crews flow as a `proposal` COMMAND through `Engine.handle`,
-like every other change. Each operation returns the text to show the organiser.
+The solver takes seconds of CPU, so it never runs here: an operation reads the
+registrations, builds the solver input and sends it to the crews flow as a `solve` COMMAND;
+the flow asks the job runner to solve (`flows.crews.job`) and answers the organiser twice,
+"solving…" at once and the proposal when it is ready. Other changes (approve) are COMMANDs
+the flow answers itself; only reading (show, roster) is answered here.
 
 Changes after approval are found by comparing the approved crews with the current
 registrations when the organiser asks (`update`), so registration needs to know nothing
@@ -12,53 +15,72 @@ touches are told.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
 import shlex
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from flows.config import GatheringConfig
+from flows.crews.describe import describe_proposal
+from flows.crews.job import input_to_json, options_to_json
 from flows.crews.solver.solve import (
     Sizing,
     SolveOptions,
-    SolveResult,
-    SolverInput,
     load_people_csv,
     render_table,
-    repair,
     solve,
 )
-from gateway.core.engine import Engine
-from gateway.ops.commands import send_command
+from gateway.core.engine import Engine, Handled
 from gateway.ops.crews.inputs import (
+    Built,
     Registrant,
     build_input,
     load_names,
     load_registrants,
     load_stay_wishes,
+    proposal_view,
     read_overrides,
     resolve,
 )
-from gateway.ops.crews.report import (
-    describe_proposal,
-    describe_roster,
-    proposal_payload,
-    roster_csv,
-)
+from gateway.ops.crews.report import describe_roster, roster_csv
 from gateway.store.db import Store
 
 FLOW = "crews"
 #: Called from the solver's thread with (seconds elapsed, best objective so far).
 Progress = Callable[[float, int], None]
+#: Sends a COMMAND (name, payload) to the gathering's crews run on the organiser's behalf:
+#: the flow's replies go to the organiser (`Router.command`, bound to the request).
+Send = Callable[[str, Mapping[str, Any]], Awaitable[Handled]]
 
 
 class CrewsError(Exception):
     """Something the organiser must fix first; the message says what."""
+
+
+@dataclass(frozen=True, slots=True)
+class Said:
+    """What an operation says back."""
+
+    text: str
+    #: The crews flow answered the organiser itself (a room or address got it through the
+    #: outbox already); `text` is its answer for the terminal.
+    answered: bool = False
+    #: The flow did not do what was asked (the terminal exits non-zero).
+    refused: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SolveArgs:
+    """How to solve: the organiser's options (`--fresh --seconds N --seed N --overrides P`)."""
+
+    overrides: Path | None = None
+    fresh: bool = False
+    seconds: float | None = None
+    seed: int = 0
 
 
 async def read_state(store: Store, slug: str) -> dict[str, Any]:
@@ -70,16 +92,8 @@ async def read_state(store: Store, slug: str) -> dict[str, Any]:
     return json.loads(row["state"]) if row else {}
 
 
-async def command(
-    engine: Engine, slug: str, name: str, payload: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
-    """Apply one COMMAND to the gathering's crews run; returns the flow's `last` record."""
-    await send_command(engine, slug, FLOW, name, payload)
-    last: dict[str, Any] = (await read_state(engine.store, slug)).get("last", {})
-    return last
-
-
-def _gathering(engine: Engine, slug: str) -> GatheringConfig:
+def check(engine: Engine, slug: str) -> GatheringConfig:
+    """The gathering, if it has crews to work on."""
     gathering = engine.gatherings.get(slug)
     if gathering is None:
         raise CrewsError(f"no gathering {slug!r}; known: {', '.join(engine.gatherings)}")
@@ -90,85 +104,103 @@ def _gathering(engine: Engine, slug: str) -> GatheringConfig:
     return gathering
 
 
-def _options(gathering: GatheringConfig, seconds: float | None, seed: int) -> SolveOptions:
+def _options(gathering: GatheringConfig, args: SolveArgs) -> SolveOptions:
     assert gathering.crews is not None
-    return SolveOptions(time_budget=seconds or gathering.crews.solve_seconds, seed=seed)
+    return SolveOptions(time_budget=args.seconds or gathering.crews.solve_seconds, seed=args.seed)
 
 
-async def _store(
-    engine: Engine, slug: str, result: SolveResult, kind: str, extra: Mapping[str, Any]
-) -> dict[str, Any]:
-    if not result.valid:
-        raise CrewsError("no valid crews:\n" + "\n".join(f"  - {r}" for r in result.reasons))
-    last = await command(engine, slug, "proposal", proposal_payload(result, kind, **extra))
-    if not last.get("ok"):
-        raise CrewsError(str(last.get("detail", "the proposal was not stored")))
-    return last
+async def _flow(send: Send, name: str, payload: Mapping[str, Any]) -> Said:
+    handled = await send(name, payload)
+    if handled.duplicate:
+        return Said("(already done)", answered=True)
+    return Said("\n".join(handled.replies), answered=True, refused=handled.refused)
 
 
-async def _show(engine: Engine, slug: str, people: Sequence[Registrant], footer: str) -> str:
-    state = await read_state(engine.store, slug)
-    approved = state.get("approved") or {}
-    before = approved.get("assignment") if approved.get("announced") else None
-    proposal = state["proposal"]
-    names = await load_names(engine.store, proposal.get("removed", []))
-    text = describe_proposal(
-        engine.gatherings[slug], proposal, people, state.get("pins", {}), before, names
-    )
-    return f"{text}\n{footer}"
+async def _ask_solve(
+    engine: Engine,
+    send: Send,
+    gathering: GatheringConfig,
+    kind: str,
+    built: Built,
+    args: SolveArgs,
+    people: Sequence[Registrant],
+    *,
+    pins: Mapping[str, int | None],
+    extra: Mapping[str, Any],
+    approved: Mapping[str, int] | None = None,
+    removed: Sequence[str] = (),
+) -> Said:
+    """The `solve` COMMAND: the flow keeps `pins`, and the job solves `built`."""
+    others = await load_names(engine.store, removed) if removed else {}
+    payload = {
+        "kind": kind,
+        "input": input_to_json(built.input),
+        "options": options_to_json(_options(gathering, args)),
+        "approved": dict(approved) if approved is not None else None,
+        "removed": list(removed),
+        "extra": dict(extra),
+        "view": proposal_view(gathering, people, others),
+        "pins": dict(pins),
+    }
+    return await _flow(send, "solve", payload)
+
+
+def _pins(
+    state: Mapping[str, Any], found: Mapping[str, int], wanted: Mapping[str, int | None]
+) -> dict[str, int]:
+    """The pins to solve around: the overrides file's, the stored ones, then the request's
+    (None: unpinned)."""
+    pins = {**found, **state.get("pins", {})}
+    for key, crew in wanted.items():
+        if crew is None:
+            pins.pop(key, None)
+        else:
+            pins[key] = crew
+    return pins
 
 
 async def propose(
     engine: Engine,
+    send: Send,
     slug: str,
-    *,
-    overrides: Path | None = None,
-    fresh: bool = False,
-    seconds: float | None = None,
-    seed: int = 0,
-    progress: Progress | None = None,
-) -> str:
-    """Solve for everyone registered (around pins) and store the proposal.
+    args: SolveArgs = SolveArgs(),
+    wanted: Mapping[str, int | None] | None = None,
+) -> Said:
+    """Solve for everyone registered (around pins) and propose; `wanted` pins (or unpins,
+    with None) people with this request.
 
     Without `fresh`, the stored proposal is the starting point and moving anyone costs, so a
     re-run after a pin moves only the people it has to.
     """
-    gathering = _gathering(engine, slug)
+    gathering = check(engine, slug)
+    wanted = wanted or {}
     state = await read_state(engine.store, slug)
     approved = state.get("approved") or {}
     if approved.get("announced"):
-        return await update(
-            engine, slug, overrides=overrides, seconds=seconds, seed=seed, progress=progress
-        )
+        return await update(engine, send, slug, args, wanted)
     people = await load_registrants(engine.store, slug)
     proposal = state.get("proposal") or {}
     current = proposal.get("assignment") or approved.get("assignment") or {}
-    found = read_overrides(overrides, people, current, proposal.get("swaps", {}))
-    pins = {**found.pins, **state.get("pins", {})}
-    built = build_input(gathering, people, pins, previous=None if fresh else current or None)
-    result = await _solve(built.input, _options(gathering, seconds, seed), progress)
-    await _store(
-        engine,
-        slug,
-        result,
-        "initial",
-        {"warnings": found.problems + built.warnings, "swaps": found.swaps},
+    found = read_overrides(args.overrides, people, current, proposal.get("swaps", {}))
+    pins = _pins(state, found.pins, wanted)
+    built = build_input(gathering, people, pins, previous=None if args.fresh else current or None)
+    extra = {"warnings": found.problems + built.warnings, "swaps": found.swaps}
+    return await _ask_solve(
+        engine, send, gathering, "initial", built, args, people, pins=wanted, extra=extra
     )
-    return await _show(engine, slug, people, f"Approve with: gateway crews approve {slug}")
 
 
 async def update(
     engine: Engine,
+    send: Send,
     slug: str,
-    *,
-    overrides: Path | None = None,
-    seconds: float | None = None,
-    seed: int = 0,
-    progress: Progress | None = None,
-) -> str:
+    args: SolveArgs = SolveArgs(),
+    wanted: Mapping[str, int | None] | None = None,
+) -> Said:
     """After approval: the smallest change that fits late registrations, cancellations and
     new pins into the approved crews (the crew count stays)."""
-    gathering = _gathering(engine, slug)
+    gathering = check(engine, slug)
+    wanted = wanted or {}
     state = await read_state(engine.store, slug)
     approved = state.get("approved")
     if not approved:
@@ -176,101 +208,91 @@ async def update(
     assignment: dict[str, int] = approved["assignment"]
     people = await load_registrants(engine.store, slug)
     found = read_overrides(
-        overrides, people, assignment, (state.get("proposal") or {}).get("swaps", {})
+        args.overrides, people, assignment, (state.get("proposal") or {}).get("swaps", {})
     )
-    pins = {**found.pins, **state.get("pins", {})}
+    pins = _pins(state, found.pins, wanted)
     here = {r.key for r in people}
     added = [r.key for r in people if r.key not in assignment]
     removed = sorted((k for k in assignment if k not in here), key=int)
     unmet_pins = {k: c for k, c in pins.items() if k in assignment and assignment[k] != c}
-    if not added and not removed and not unmet_pins:
-        return f"{gathering.name}: the approved crews match the registrations; nothing to change."
+    if not added and not removed and not unmet_pins and not wanted:
+        return Said(
+            f"{gathering.name}: the approved crews match the registrations; nothing to change."
+        )
     built = build_input(gathering, people, pins)
-    old = tuple(p for p in built.input.people if p.id in assignment)
-    new = tuple(p for p in built.input.people if p.id not in assignment)
-    options = _options(gathering, seconds, seed)
-    result = await asyncio.to_thread(
-        repair, replace(built.input, people=old), assignment, new, removed, options
-    )
-    await _store(
+    extra = {
+        "added": added,
+        "removed": removed,
+        "swaps": found.swaps,
+        "warnings": found.problems + built.warnings,
+    }
+    return await _ask_solve(
         engine,
-        slug,
-        result,
+        send,
+        gathering,
         "repair",
-        {
-            "added": added,
-            "removed": removed,
-            "swaps": found.swaps,
-            "warnings": found.problems + built.warnings,
-        },
-    )
-    return await _show(
-        engine,
-        slug,
+        built,
+        args,
         people,
-        f"Approve with: gateway crews approve {slug} (only changed crews are told)",
+        pins=wanted,
+        extra=extra,
+        approved=assignment,
+        removed=removed,
     )
 
 
-async def new_round(
-    engine: Engine,
-    slug: str,
-    *,
-    overrides: Path | None = None,
-    seconds: float | None = None,
-    seed: int = 0,
-    progress: Progress | None = None,
-) -> str:
+async def new_round(engine: Engine, send: Send, slug: str, args: SolveArgs = SolveArgs()) -> Said:
     """New crews that avoid the last round's pairs, except pairs who asked for each other."""
-    gathering = _gathering(engine, slug)
+    gathering = check(engine, slug)
     state = await read_state(engine.store, slug)
     approved = state.get("approved")
     if not approved:
         raise CrewsError("no crews approved yet: the first round is `propose`")
     people = await load_registrants(engine.store, slug)
-    found = read_overrides(overrides, people, {}, {})
-    pins = {**found.pins, **state.get("pins", {})}
+    found = read_overrides(args.overrides, people, {}, {})
+    pins = _pins(state, found.pins, {})
     wishes = await load_stay_wishes(engine.store, gathering)
     built = build_input(
         gathering, people, pins, last_round=approved["assignment"], stay_with=wishes
     )
-    result = await _solve(built.input, _options(gathering, seconds, seed), progress)
-    await _store(engine, slug, result, "round", {"warnings": found.problems + built.warnings})
-    return await _show(engine, slug, people, f"Approve with: gateway crews approve {slug}")
+    extra = {"warnings": found.problems + built.warnings}
+    return await _ask_solve(
+        engine, send, gathering, "round", built, args, people, pins={}, extra=extra
+    )
 
 
-async def _solve(inp: SolverInput, options: SolveOptions, progress: Progress | None) -> SolveResult:
-    return await asyncio.to_thread(solve, inp, options, progress)
+async def approve(engine: Engine, send: Send, slug: str) -> Said:
+    check(engine, slug)
+    return await _flow(send, "approve", {})
 
 
-async def approve(engine: Engine, slug: str) -> str:
-    _gathering(engine, slug)
-    last = await command(engine, slug, "approve")
-    if not last.get("ok"):
-        raise CrewsError(str(last.get("detail")))
-    return str(last["detail"])
-
-
-async def pin(engine: Engine, slug: str, person: str, crew: int, **solve_args: Any) -> str:
-    """Pin someone to a crew (numbered from 1) and re-run around the pins."""
-    _gathering(engine, slug)
-    people = await load_registrants(engine.store, slug)
-    who = _who(person, people)
-    return await _pinned_then_proposed(engine, slug, {who.key: crew - 1}, solve_args)
-
-
-async def unpin(engine: Engine, slug: str, person: str, **solve_args: Any) -> str:
-    _gathering(engine, slug)
+async def pin(
+    engine: Engine, send: Send, slug: str, person: str, crew: int, args: SolveArgs = SolveArgs()
+) -> Said:
+    """Pin someone to a crew (numbered from 1) and propose around the pins; a pin the
+    proposal cannot honour is taken back by the flow."""
+    check(engine, slug)
     who = _who(person, await load_registrants(engine.store, slug))
-    last = await command(engine, slug, "unpin", {"person": who.key})
-    if not last.get("ok"):
-        raise CrewsError(str(last.get("detail")))
-    return await propose(engine, slug, **solve_args)
+    if crew < 1:
+        raise CrewsError("a pin needs a crew number from 1")
+    return await propose(engine, send, slug, args, {who.key: crew - 1})
 
 
-async def swap(engine: Engine, slug: str, a: str, b: str, **solve_args: Any) -> str:
+async def unpin(
+    engine: Engine, send: Send, slug: str, person: str, args: SolveArgs = SolveArgs()
+) -> Said:
+    check(engine, slug)
+    who = _who(person, await load_registrants(engine.store, slug))
+    if who.key not in (await read_state(engine.store, slug)).get("pins", {}):
+        raise CrewsError(f"{who.name} is not pinned")
+    return await propose(engine, send, slug, args, {who.key: None})
+
+
+async def swap(
+    engine: Engine, send: Send, slug: str, a: str, b: str, args: SolveArgs = SolveArgs()
+) -> Said:
     """Pin two people to each other's crews (in the proposal, else the approved crews)."""
-    _gathering(engine, slug)
+    check(engine, slug)
     people = await load_registrants(engine.store, slug)
     first, second = _who(a, people), _who(b, people)
     state = await read_state(engine.store, slug)
@@ -282,29 +304,7 @@ async def swap(engine: Engine, slug: str, a: str, b: str, **solve_args: Any) -> 
     if first.key not in current or second.key not in current:
         raise CrewsError("both people must be in the current proposal: propose first")
     wanted = {first.key: current[second.key], second.key: current[first.key]}
-    return await _pinned_then_proposed(engine, slug, wanted, solve_args)
-
-
-async def _pinned_then_proposed(
-    engine: Engine, slug: str, wanted: Mapping[str, int], solve_args: Mapping[str, Any]
-) -> str:
-    """Pin people to crews (0-based) and propose around the pins. A pin the proposal
-    cannot honour (a crew that does not exist, a rule it breaks) is taken back, so that
-    later proposals do not fail on it too."""
-    before = dict((await read_state(engine.store, slug)).get("pins", {}))
-    try:
-        for key, crew in wanted.items():
-            last = await command(engine, slug, "pin", {"person": key, "crew": crew})
-            if not last.get("ok"):
-                raise CrewsError(str(last.get("detail")))
-        return await propose(engine, slug, **solve_args)
-    except CrewsError as exc:
-        for key in wanted:
-            if key in before:
-                await command(engine, slug, "pin", {"person": key, "crew": before[key]})
-            else:
-                await command(engine, slug, "unpin", {"person": key})
-        raise CrewsError(f"{exc}\n(the pin was not kept)") from None
+    return await propose(engine, send, slug, args, wanted)
 
 
 def _who(ref: str, people: Sequence[Registrant]) -> Registrant:
@@ -318,20 +318,24 @@ def _who(ref: str, people: Sequence[Registrant]) -> Registrant:
 
 
 async def show(engine: Engine, slug: str) -> str:
-    _gathering(engine, slug)
+    """The stored proposal (as the flow showed it), else the roster."""
+    gathering = check(engine, slug)
     state = await read_state(engine.store, slug)
-    if not state.get("proposal"):
+    proposal = state.get("proposal")
+    if not proposal:
         return await roster(engine, slug)
-    return await _show(
-        engine,
-        slug,
-        await load_registrants(engine.store, slug),
-        "(stored proposal, not approved yet)",
-    )
+    approved = state.get("approved") or {}
+    before = approved.get("assignment") if approved.get("announced") else None
+    people = await load_registrants(engine.store, slug)
+    others = await load_names(engine.store, proposal.get("removed", []))
+    view = proposal_view(gathering, people, others)
+    text = describe_proposal(gathering, proposal, view, state.get("pins", {}), before)
+    solving = " (a new proposal is being solved)" if state.get("solving") else ""
+    return f"{text}\n(stored proposal, not approved yet){solving}"
 
 
 async def roster(engine: Engine, slug: str) -> str:
-    gathering = _gathering(engine, slug)
+    gathering = check(engine, slug)
     state = await read_state(engine.store, slug)
     return describe_roster(gathering, state, await load_registrants(engine.store, slug))
 
@@ -388,48 +392,100 @@ def solve_csv(
 
 
 async def roster_csv_text(engine: Engine, slug: str) -> str:
-    _gathering(engine, slug)
+    check(engine, slug)
     state = await read_state(engine.store, slug)
     return roster_csv(state, await load_registrants(engine.store, slug))
 
 
 USAGE = (
     "crews commands: propose [--fresh] | approve | pin PERSON CREW | unpin PERSON | "
-    "move PERSON CREW | swap PERSON PERSON | update | round | roster | show"
+    "move PERSON CREW | swap PERSON PERSON | update | round | roster [--csv] | show"
+    " (solving takes --seconds N --seed N)"
 )
 
 
+def parse_options(
+    words: Sequence[str], *, overrides: Path | None, terminal: bool
+) -> tuple[list[str], SolveArgs, bool]:
+    """The words that are not options, how to solve, and whether `--csv` was given. Only
+    the terminal may name an overrides file (`--overrides PATH`): a path from chat or mail
+    would let anyone who can write there read files on the server."""
+    rest: list[str] = []
+    fresh = as_csv = False
+    seconds: float | None = None
+    seed = 0
+    items = iter(words)
+    for word in items:
+        if word == "--fresh":
+            fresh = True
+        elif word == "--csv":
+            as_csv = True
+        elif word in ("--seconds", "--seed", "--overrides"):
+            value = next(items, None)
+            if value is None:
+                raise CrewsError(f"{word} needs a value\n{USAGE}")
+            try:
+                if word == "--seconds":
+                    seconds = float(value)
+                    if not 0 < seconds <= 600:
+                        raise ValueError(value)
+                elif word == "--seed":
+                    seed = int(value)
+                elif not terminal:
+                    raise CrewsError(
+                        "--overrides names a file on the server: only the terminal may; "
+                        "the gathering's own overrides file applies here"
+                    )
+                else:
+                    overrides = Path(value)
+            except ValueError:
+                raise CrewsError(f"{word} {value!r}: not a number (seconds: up to 600)") from None
+        elif word.startswith("--"):
+            raise CrewsError(f"unknown option {word}\n{USAGE}")
+        else:
+            rest.append(word)
+    return rest, SolveArgs(overrides, fresh, seconds, seed), as_csv
+
+
 async def handle_crews_command(
-    engine: Engine, gathering: str, args: Sequence[str], *, overrides: Path | None = None
-) -> str:
-    """Run `!crews <args>` from the organisers' room; returns the reply text (never raises
-    for the organiser's mistakes). `args` come after the gathering, e.g. ["pin", "ana@x", "2"]."""
+    engine: Engine,
+    send: Send,
+    gathering: str,
+    args: Sequence[str],
+    *,
+    overrides: Path | None = None,
+    terminal: bool = False,
+) -> Said:
+    """`crews GATHERING <args>` from the terminal, the organisers' room or mail. `args` come
+    after the gathering, e.g. ["pin", "ana@x", "2", "--seconds", "5"]; `overrides` is the
+    gathering's overrides file. Raises CrewsError for what the organiser must fix."""
     words = list(args)
     if len(words) == 1 and " " in words[0]:
         words = shlex.split(words[0])
+    words, solving, as_csv = parse_options(words, overrides=overrides, terminal=terminal)
     if not words:
-        return USAGE
+        raise CrewsError(USAGE)
     name, rest = words[0].lower(), words[1:]
-    solve_args: dict[str, Any] = {"overrides": overrides}
-    try:
-        if name == "propose" and set(rest) <= {"--fresh"}:
-            return await propose(engine, gathering, fresh=bool(rest), **solve_args)
-        if name == "approve" and not rest:
-            return await approve(engine, gathering)
-        if name in ("pin", "move") and len(rest) == 2 and rest[1].isdigit():
-            return await pin(engine, gathering, rest[0], int(rest[1]), **solve_args)
-        if name == "unpin" and len(rest) == 1:
-            return await unpin(engine, gathering, rest[0], **solve_args)
-        if name == "swap" and len(rest) == 2:
-            return await swap(engine, gathering, rest[0], rest[1], **solve_args)
-        if name == "update" and not rest:
-            return await update(engine, gathering, **solve_args)
-        if name == "round" and not rest:
-            return await new_round(engine, gathering, **solve_args)
-        if name == "roster" and not rest:
-            return await roster(engine, gathering)
-        if name == "show" and not rest:
-            return await show(engine, gathering)
-    except CrewsError as exc:
-        return str(exc)
-    return USAGE
+    fresh_ok = name == "propose" or not solving.fresh
+    if not fresh_ok or (as_csv and name != "roster"):
+        raise CrewsError(USAGE)
+    if name == "propose" and not rest:
+        return await propose(engine, send, gathering, solving)
+    if name == "approve" and not rest:
+        return await approve(engine, send, gathering)
+    if name in ("pin", "move") and len(rest) == 2 and rest[1].isdigit():
+        return await pin(engine, send, gathering, rest[0], int(rest[1]), solving)
+    if name == "unpin" and len(rest) == 1:
+        return await unpin(engine, send, gathering, rest[0], solving)
+    if name == "swap" and len(rest) == 2:
+        return await swap(engine, send, gathering, rest[0], rest[1], solving)
+    if name == "update" and not rest:
+        return await update(engine, send, gathering, solving)
+    if name == "round" and not rest:
+        return await new_round(engine, send, gathering, solving)
+    if name == "roster" and not rest:
+        text = await (roster_csv_text if as_csv else roster)(engine, gathering)
+        return Said(text)
+    if name == "show" and not rest:
+        return Said(await show(engine, gathering))
+    raise CrewsError(USAGE)

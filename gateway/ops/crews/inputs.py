@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.config import CrewsConfig, GatheringConfig
+from flows.crews.describe import ANY_LANGUAGE, attribute_value, truthy
 from flows.crews.solver.solve import (
     AttributeRule,
     Mode,
@@ -45,8 +46,6 @@ from gateway.store.db import Store
 
 #: The solver attribute that holds a person's travel group (the travel term reads it).
 TRAVEL_GROUP = "travel_group"
-#: Everyone shares this language when the gathering asks no language question.
-ANY_LANGUAGE = "any"
 _SEPARATORS = re.compile(r"[,;\n]+")
 
 
@@ -162,20 +161,6 @@ def _refs(value: Any) -> list[str]:
     return []
 
 
-def truthy(value: Any) -> bool:
-    """A yes/no answer (stored as a bool; older or imported answers may be text)."""
-    return value is True or (
-        isinstance(value, str) and value.strip().lower() in ("yes", "y", "true")
-    )
-
-
-def attribute_value(value: Any) -> str:
-    """An answer as one categorical value (several choices become one sorted combination)."""
-    if isinstance(value, list):
-        return ";".join(sorted(str(v) for v in value))
-    return "" if value is None or value == "" else str(value)
-
-
 def _languages(crews: CrewsConfig, answers: Mapping[str, Any]) -> frozenset[str]:
     if crews.language_question is None:
         return frozenset({ANY_LANGUAGE})
@@ -222,6 +207,24 @@ async def load_stay_wishes(store: Store, gathering: GatheringConfig) -> dict[str
         if share_of(answers) != Share.EVERYONE and answers.get(debrief.stay_with_question):
             wishes[str(row["person_id"])] = answers[debrief.stay_with_question]
     return wishes
+
+
+def proposal_view(
+    gathering: GatheringConfig, people: Sequence[Registrant], others: Mapping[str, str]
+) -> dict[str, Any]:
+    """What `flows.crews.describe.describe_proposal` reads about people: names (`others`:
+    of people no longer registered), the answers to the questions [crews] names, and the
+    together/apart requests resolved to person keys."""
+    crews = gathering.crews or CrewsConfig()
+    asked = {crews.language_question, crews.facilitator_question}
+    asked |= {c.question for c in crews.balance}
+    questions = [q for q in asked if q]
+    return {
+        "names": {**others, **{r.key: r.name for r in people}},
+        "answers": {r.key: {q: r.answers[q] for q in questions if q in r.answers} for r in people},
+        "together": [list(p) for p in requests(crews, crews.together_question, people, [])],
+        "apart": [list(p) for p in requests(crews, crews.apart_question, people, [])],
+    }
 
 
 def mutual(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
