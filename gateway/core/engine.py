@@ -58,7 +58,7 @@ from gateway.core.records import (
 )
 from gateway.core.render import Renderer
 from gateway.core.routing import RouteDecision, RunCache, replied_questions, route
-from gateway.core.states import StateCodec
+from gateway.core.states import BadState, StateCodec
 from gateway.core.unsolicited import mark_proven
 from gateway.model import (
     GATHERING_SUBJECT,
@@ -482,12 +482,17 @@ class Engine:
             # Two loads, two copies: the step may change both, and a gathering step's `state`
             # and `shared` are not the same object.
             state=self.states.load(target, stored.get(target.person)),
-            shared=self.states.load(shared_target, stored.get(GATHERING_SUBJECT)),
+            # Validated only if the step reads it (it grows with the gathering).
+            load_shared=lambda: self.states.load(shared_target, stored.get(GATHERING_SUBJECT)),
             peers=peers,
             shared_of=shared_of,
         )
         try:
             return flow.step(ctx), info
+        except BadState:
+            # The gathering's state, read by the step, does not fit its model: not the flow's
+            # fault, and like the run's own state it fails the message whole (dead letter).
+            raise
         except Exception:
             if message.meta.get("from_flow"):
                 # Inside a flow-to-flow cascade: earlier steps of it must not stay applied
