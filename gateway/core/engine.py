@@ -34,6 +34,7 @@ from gateway.core.people import (
     PersonRecord,
     create_person,
     load_person,
+    new_person_record,
     person_from_row,
     record_bounce,
     reset_bounces,
@@ -358,7 +359,7 @@ class Engine:
         if known is not None:
             work.people[known] = person_from_row(first, self.organisers)
         work.runs.prime(known, json.loads(first["runs"] or "[]"))
-        person = work.sender = await self._sender(tx, message, known)
+        person = work.sender = await self._sender(tx, message, known, work)
         if known is None and person is not None and message.sender is not None:
             work.runs.prime(person, [])  # created just now: no runs to read
         work.recent = int(first["recent"] or 0)
@@ -376,7 +377,7 @@ class Engine:
         return _Handling(handled, work.outbox)
 
     async def _sender(
-        self, tx: Tx, message: InboundMessage, person: PersonId | None
+        self, tx: Tx, message: InboundMessage, person: PersonId | None, work: _Work
     ) -> PersonId | None:
         """The person who sent the message; strangers become people when they write to us."""
         if message.sender is None:
@@ -384,6 +385,9 @@ class Engine:
         if person is None and message.kind in (InboundKind.TEXT, InboundKind.CHOICE):
             language = next(iter(self.gatherings.values())).language if self.gatherings else "en"
             person = await create_person(tx, message.sender, language=language)
+            work.people[person] = new_person_record(
+                person, message.sender, language, self.organisers
+            )
         return person
 
     async def _dispatch(
