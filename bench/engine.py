@@ -31,6 +31,7 @@ import aiosqlite
 from flows.config import GatheringConfig
 from gateway.app.service import build_engine
 from gateway.config import LoadedConfig, ServiceConfig, StoreSettings
+from gateway.core.engine import Engine
 from gateway.demo.simulate import SimulatedPerson
 from gateway.model import Channel, InboundMessage
 from gateway.store import open_store
@@ -78,6 +79,17 @@ def round_robin(all_scripts: list[list[InboundMessage]]) -> list[InboundMessage]
     return burst
 
 
+async def service_engine(path: Path, gathering: GatheringConfig, durability: Durability) -> Engine:
+    """The engine as the service builds it (`build_engine`: its flows, templates, store)."""
+    config = LoadedConfig(
+        path=path.parent / "gateway.toml",
+        service=ServiceConfig(store=StoreSettings(path=path, durability=durability)),
+        gatherings={gathering.slug: gathering},
+        sources={},
+    )
+    return await build_engine(config)
+
+
 async def run_engine(
     path: Path,
     gathering: GatheringConfig,
@@ -92,14 +104,7 @@ async def run_engine(
     sending their next message as soon as the previous one is handled, as people answering
     at the same time do; the engine then commits what arrives together in one transaction.
     """
-    # The engine as the service builds it (`build_engine`: its flows, templates, store).
-    config = LoadedConfig(
-        path=path.parent / "gateway.toml",
-        service=ServiceConfig(store=StoreSettings(path=path, durability=durability)),
-        gatherings={gathering.slug: gathering},
-        sources={},
-    )
-    engine = await build_engine(config)
+    engine = await service_engine(path, gathering, durability)
     store = engine.store
     latencies: list[float] = []
 
@@ -129,10 +134,8 @@ async def run_interleaved(
     """Baseline and engine latencies, one message at a time, taking turns."""
     base = await open_store(base_path, durability=durability)
     await base.conn.execute(BASELINE_TABLE)
-    store = await open_store(engine_path, durability=durability)
-    engine = Engine(
-        store, default_flows(), {gathering.slug: gathering}, clock=lambda: datetime.now(UTC)
-    )
+    engine = await service_engine(engine_path, gathering, durability)
+    store = engine.store
     base_latencies: list[float] = []
     engine_latencies: list[float] = []
     for message in burst:

@@ -110,27 +110,68 @@ class RunView:
     display_name: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+_UNSET: Any = object()
+
+
 class StepContext(Generic[StateT, SharedT]):
     """Everything a step may look at. `state` and `shared` are copies: mutate them freely.
 
     A flow with models gets instances of its `state_model` and `shared_model`; in a
     gathering-level step (person 0) `state` is a second copy of `shared`, so such steps
     read and return `shared`.
+
+    `shared` may be given as `load_shared`, which makes it on first use: the gathering's
+    state (every seat, the waiting list) grows with the gathering, and most of a person's
+    steps (an answer, "help") never look at it, so they do not pay for reading it.
     """
 
-    message: InboundMessage
-    now: datetime
-    gathering: GatheringConfig
-    person: PersonInfo
-    state: StateT
-    #: The gathering-level run's state of this flow (its own `state` when person is 0).
-    shared: SharedT
-    #: Runs of the flows listed in `Flow.reads`, by flow name then person (gathering steps
-    #: only), their states as plain JSON.
-    peers: Mapping[str, Mapping[PersonId, RunView]] = field(default_factory=dict)
-    #: The gathering-level states of the flows in `Flow.reads` (gathering steps only).
-    shared_of: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    __slots__ = (
+        "message",
+        "now",
+        "gathering",
+        "person",
+        "state",
+        "peers",
+        "shared_of",
+        "_shared",
+        "_load_shared",
+    )
+
+    def __init__(
+        self,
+        message: InboundMessage,
+        now: datetime,
+        gathering: GatheringConfig,
+        person: PersonInfo,
+        state: StateT,
+        shared: SharedT = _UNSET,
+        peers: Mapping[str, Mapping[PersonId, RunView]] | None = None,
+        shared_of: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        load_shared: Callable[[], SharedT] | None = None,
+    ) -> None:
+        if (shared is _UNSET) == (load_shared is None):
+            raise TypeError("StepContext needs one of shared and load_shared")
+        self.message = message
+        self.now = now
+        self.gathering = gathering
+        self.person = person
+        self.state = state
+        #: Runs of the flows listed in `Flow.reads`, by flow name then person (gathering
+        #: steps only), their states as plain JSON.
+        self.peers: Mapping[str, Mapping[PersonId, RunView]] = peers or {}
+        #: The gathering-level states of the flows in `Flow.reads` (gathering steps only).
+        self.shared_of: Mapping[str, Mapping[str, Any]] = shared_of or {}
+        self._shared = shared
+        self._load_shared = load_shared
+
+    @property
+    def shared(self) -> SharedT:
+        """The gathering-level run's state of this flow (its own `state` when person is 0)."""
+        if self._shared is _UNSET:
+            assert self._load_shared is not None
+            self._shared = self._load_shared()
+        return self._shared
 
     @property
     def is_gathering_run(self) -> bool:

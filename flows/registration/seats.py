@@ -39,6 +39,13 @@ class Seats(FlowState):
     #: Held offers: person → when the hold expires.
     offers: dict[PersonId, Moment] = Field(default_factory=dict)
 
+    def snapshot(self) -> tuple[object, ...]:
+        """What the seats are now, to compare with later: shallow copies, cheaper than the
+        JSON (which grows with the gathering) and enough, as steps replace or append to the
+        lists and the offers but never change an element in place."""
+        extra = dict(self.model_extra or {})
+        return (list(self.registered), list(self.waiting), dict(self.offers), extra)
+
     def free(self, capacity: int) -> int:
         return capacity - len(self.registered) - len(self.offers)
 

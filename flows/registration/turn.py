@@ -59,7 +59,7 @@ class Turn:
     before: str
     outcome: Outcome = field(default_factory=Outcome)
     _seats: Seats | None = None
-    _seats_before: str = ""
+    _seats_before: tuple[object, ...] = ()
     _form: Questionnaire | None = None
 
     @classmethod
@@ -104,7 +104,7 @@ class Turn:
     def seats(self) -> Seats:
         if self._seats is None:
             self._seats = self.ctx.shared
-            self._seats_before = self._seats.model_dump_json()
+            self._seats_before = self._seats.snapshot()
         return self._seats
 
     def pending(self, answers: Answers | None = None) -> list[Question]:
@@ -163,6 +163,6 @@ class Turn:
         if self.state.model_dump_json() != self.before:
             self.outcome.state = self.state
             self.outcome.status = self.status or None
-        if self._seats is not None and self._seats.model_dump_json() != self._seats_before:
+        if self._seats is not None and self._seats.snapshot() != self._seats_before:
             self.outcome.shared = self._seats
         return self.outcome

@@ -34,6 +34,7 @@ from gateway.core.people import (
     PersonRecord,
     create_person,
     load_person,
+    new_person_record,
     person_from_row,
     record_bounce,
     reset_bounces,
@@ -58,7 +59,7 @@ from gateway.core.records import (
 )
 from gateway.core.render import Renderer
 from gateway.core.routing import RouteDecision, RunCache, replied_questions, route
-from gateway.core.states import StateCodec
+from gateway.core.states import BadState, StateCodec
 from gateway.core.unsolicited import mark_proven
 from gateway.model import (
     GATHERING_SUBJECT,
@@ -361,7 +362,7 @@ class Engine:
         if known is not None:
             work.people[known] = person_from_row(first, self.organisers)
         work.runs.prime(known, json.loads(first["runs"] or "[]"))
-        person = work.sender = await self._sender(tx, message, known)
+        person = work.sender = await self._sender(tx, message, known, work)
         if known is None and person is not None and message.sender is not None:
             work.runs.prime(person, [])  # created just now: no runs to read
         work.recent = int(first["recent"] or 0)
@@ -381,7 +382,7 @@ class Engine:
         return _Handling(handled, work.outbox)
 
     async def _sender(
-        self, tx: Tx, message: InboundMessage, person: PersonId | None
+        self, tx: Tx, message: InboundMessage, person: PersonId | None, work: _Work
     ) -> PersonId | None:
         """The person who sent the message; strangers become people when they write to us."""
         if message.sender is None:
@@ -389,6 +390,9 @@ class Engine:
         if person is None and message.kind in (InboundKind.TEXT, InboundKind.CHOICE):
             language = next(iter(self.gatherings.values())).language if self.gatherings else "en"
             person = await create_person(tx, message.sender, language=language)
+            work.people[person] = new_person_record(
+                person, message.sender, language, self.organisers
+            )
         return person
 
     async def _dispatch(
@@ -487,12 +491,17 @@ class Engine:
             # Two loads, two copies: the step may change both, and a gathering step's `state`
             # and `shared` are not the same object.
             state=self.states.load(target, stored.get(target.person)),
-            shared=self.states.load(shared_target, stored.get(GATHERING_SUBJECT)),
+            # Validated only if the step reads it (it grows with the gathering).
+            load_shared=lambda: self.states.load(shared_target, stored.get(GATHERING_SUBJECT)),
             peers=peers,
             shared_of=shared_of,
         )
         try:
             return flow.step(ctx), info
+        except BadState:
+            # The gathering's state, read by the step, does not fit its model: not the flow's
+            # fault, and like the run's own state it fails the message whole (dead letter).
+            raise
         except Exception:
             if message.meta.get("from_flow"):
                 # Inside a flow-to-flow cascade: earlier steps of it must not stay applied

@@ -105,9 +105,29 @@ class Renderer:
         return self._found[key]
 
 
+#: Names a template reaches on a dict as its methods (`d.items`), not as its keys.
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
+class _Sandbox(SandboxedEnvironment):
+    """The sandbox, with a shorter way to the values in the contexts' dicts."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # Templates read dicts with dots (`gathering.name`): jinja looks for an attribute
+        # first and finds the key only after an AttributeError, a dozen times a message. A
+        # key of a plain dict is what that path returns too, without a safety check, as it
+        # is data; dict's own names still go the long way, which finds the method first.
+        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
+            try:
+                return obj[attribute]
+            except KeyError:
+                pass
+        return super().getattr(obj, attribute)
+
+
 def _environment(root: Path, *, autoescape: bool) -> SandboxedEnvironment:
     """Templates are found once and compiled once; `Renderer.clear` forgets them."""
-    return SandboxedEnvironment(
+    return _Sandbox(
         loader=FileSystemLoader(str(root)),
         undefined=StrictUndefined,
         trim_blocks=True,
@@ -123,7 +143,7 @@ def text_to_html(text: str) -> str:
     out = []
     for paragraph in paragraphs:
         escaped = html.escape(paragraph)
-        linked = _URL.sub(r'<a href="\1">\1</a>', escaped)
+        linked = _URL.sub(r'<a href="\1">\1</a>', escaped) if "://" in escaped else escaped
         out.append("<p>" + linked.replace("\n", "<br>\n") + "</p>")
     return "\n".join(out)
 

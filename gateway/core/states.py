@@ -1,10 +1,11 @@
 """Flow states between the database's JSON and the flows' models (flows.base.FlowState).
 
-A state is validated once, when the engine loads it for a step, straight from the stored JSON
+A state is validated once, when the engine loads it for a step (the gathering-level one only
+if the step reads it, see `StepContext.shared`), straight from the stored JSON
 string and strictly (`FlowState.from_stored`: pydantic parses and checks in one pass, no
 `json.loads` first, and coerces nothing JSON has a type for); what a step returns is
 written with `model_dump_json`, which is the JSON of `model_dump(mode="json")`. Stored JSON
-that does not fit the model raises `BadState` naming the run, before any step runs: the
+that does not fit the model raises `BadState` naming the run, before the step goes on: the
 message fails as a whole and the organisers hear of it (the engine's dead letters).
 """
 

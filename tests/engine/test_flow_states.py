@@ -127,6 +127,37 @@ async def test_a_stored_state_that_does_not_fit_fails_the_message_not_the_step(
         await gw.close()
 
 
+class Peeking(Counting):
+    """Counting that reads the gathering's state only when asked "total"."""
+
+    def step(self, ctx: StepContext[Tally, Total]) -> Outcome:
+        if ctx.message.text != "total":
+            ctx.state.count += 1
+            return Outcome(state=ctx.state, status=f"n{ctx.state.count}")
+        return super().step(ctx)
+
+
+async def test_the_gathering_state_is_loaded_only_by_a_step_that_reads_it(tmp_path: Path) -> None:
+    """A bad gathering-level row does not touch steps that never read it; one that reads it
+    fails the message whole, as a bad row of the person's own run does."""
+    clock = Clock(START)
+    gw = await Harness.open(tmp_path, {"registration": Peeking()}, {"camp": gathering()}, clock)
+    try:
+        await gw.say(ANA, "total")  # makes the gathering-level row
+        await _set_row(gw, GATHERING_SUBJECT, json.dumps({"messages": "many"}))
+        applied = await gw.engine.handle(inbound(ANA, "hello", at=START, external_id="quiet"))
+        assert applied.outcome == "applied"
+        failed = await gw.engine.handle(inbound(ANA, "total", at=START, external_id="reads"))
+        assert failed.outcome == "failed"
+        async with gw.store.read() as tx:
+            row = await tx.one("SELECT detail FROM inbox WHERE external_id = 'reads'")
+        assert row is not None and "BadState" in row[0] and "Total" in row[0]
+        person = await gw.person_of(ANA)
+        assert json.loads(await _row(gw, person) or "")["count"] == 2  # "total" not applied
+    finally:
+        await gw.close()
+
+
 async def test_a_step_returning_another_class_is_refused_before_the_write(
     tmp_path: Path,
 ) -> None:

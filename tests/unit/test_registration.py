@@ -407,6 +407,15 @@ def test_cancel_frees_the_seat_sends_cancel_invite_and_offers_it() -> None:
     assert event.payload["expires_at"] == (NOW + timedelta(hours=48)).isoformat()
 
 
+def test_status_reads_the_seats_without_writing_them() -> None:
+    """The waiting list's place is shown; the seats, read but not changed, are not written."""
+    state = st("waiting", answers=ALL)
+    outcome = Step("status", state=state, shared={"registered": [1], "waiting": [7, 5]}).run()
+    [message] = outcome.send
+    assert message.context["place"] == 2
+    assert outcome.shared is None
+
+
 def test_offer_event_sets_the_hold_timer() -> None:
     expires = NOW + timedelta(hours=48)
     outcome = Step(
