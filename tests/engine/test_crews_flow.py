@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from flows.base import Outcome, PersonInfo, RunView, StepContext
+from flows.base import Outcome, PersonInfo, RunView
 from flows.config import GatheringConfig
 from flows.crews.announce import call_uid, first_call_day
 from flows.crews.flow import Crews
@@ -26,6 +27,7 @@ from gateway.model import (
     PersonId,
     Reply,
 )
+from tests.kit.states import as_stored, context
 from tests.unit.test_calendar import ical_js
 
 NOW = datetime(2027, 5, 3, 10, 0, tzinfo=UTC)  # a Monday
@@ -112,16 +114,23 @@ def run(
     now: datetime = NOW,
     subject: PersonId = GATHERING_SUBJECT,
 ) -> Outcome:
-    ctx = StepContext(
+    """One step; `state` and the returned states are the JSON the engine stores (the
+    gathering run's answer, given as `shared`, is returned as `state`)."""
+    ctx = context(
+        FLOW,
         message=message,
         now=now,
         gathering=gathering or camp(),
         person=PersonInfo(subject, "Camp" if subject == 0 else "Ana", "en", None),
-        state=dict(state),
-        shared=dict(state),
+        state=state,
+        shared=state if subject == GATHERING_SUBJECT else {},
         peers={"registration": dict(people)},
     )
-    return FLOW.step(ctx)
+    out = as_stored(FLOW.step(ctx))
+    if subject == GATHERING_SUBJECT:
+        assert out.state is None
+        return replace(out, state=out.shared, shared=None)
+    return out
 
 
 def proposal(assignment: Mapping[str, int], kind: str = "initial", **extra: Any) -> InboundMessage:
@@ -347,7 +356,7 @@ def test_a_new_round_keeps_history_and_opens_new_rooms() -> None:
     assert out.state is not None
     [past] = out.state["history"]
     assert (past["round"], past["assignment"], past["ended"]) == (1, SPLIT, True)
-    assert out.state["calls"] == {}
+    assert out.state.get("calls", {}) == {}  # an empty roster is not written
     intros = [o for o in out.send if not o.closes]
     assert [o.group for o in intros] == ["camp/round-2/crew-1", "camp/round-2/crew-2"]
     assert intros[0].invite is not None and intros[0].invite.uid == call_uid("camp", 2, 0)
@@ -431,7 +440,7 @@ def test_answers_about_the_previous_round_do_not_change_the_new_roster() -> None
     late = [{"uid": old_uid}, {"uid": "", "group": "camp/crew-1"}]
     for n, reply in enumerate(late):
         out = run(command("call_reply", {"person": "1", "partstat": "ACCEPTED", **reply}, n), state)
-        assert out.ignored and (out.state or {}).get("calls") == {}
+        assert out.ignored and "calls" not in (out.state or {})
     for n, reply in enumerate([{"uid": new_uid}, {"uid": "", "group": "camp/round-2/crew-1"}]):
         out = run(command("call_reply", {"person": "1", "partstat": "DECLINED", **reply}, n), state)
         assert (out.state or {})["calls"] == {"1": "DECLINED"}
@@ -639,6 +648,6 @@ def test_no_crews_takes_back_the_pins_the_request_set() -> None:
 
 
 def test_a_solve_is_refused_when_its_kind_cannot_be_proposed_now() -> None:
-    out = run(solve_request(), approved_state() | {"approved": {"announced": True, "round": 1}})
+    out = run(solve_request(), approved_state())  # approved and announced
     assert out.jobs == [] and out.reply is not None and out.reply.refused
     assert "already announced" in out.reply.context["text"]
