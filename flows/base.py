@@ -61,6 +61,10 @@ class FlowState(BaseModel):
         ISO time, an enum's value and a number as an object key are what JSON has for those."""
         return cls.model_validate_json(stored, strict=True)
 
+    def to_stored(self) -> str:
+        """The JSON the row keeps: every field, less those `absent` leaves out."""
+        return self.model_dump_json()
+
 
 #: A datetime stored as `isoformat()` ("+00:00", not pydantic's "Z"): the JSON stays what it
 #: was when flows wrote these by hand, so older rows and older readers agree.

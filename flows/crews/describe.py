@@ -151,7 +151,7 @@ def describe_proposal(
         *_summary(gathering, proposal, crews, view, pins, is_facilitator),
     ]
     unmet: dict[str, list[Unmet]] = {}
-    for u in proposal.unmet or []:
+    for u in proposal.unmet:
         unmet.setdefault(u.a, []).append(u)
     for c, crew in enumerate(crews):
         language = languages[c] if c < len(languages) else ""
@@ -187,12 +187,12 @@ def describe_proposal(
                 asked = "and {} asked for each other" if u.mutual else "asked to be with {}"
                 lines.append(f"    ! {name(u.a)} {asked.format(name(u.b))}: {u.reason}")
     if proposal.added or proposal.removed:
-        joined = ", ".join(name(k) for k in proposal.added or []) or "nobody"
-        left = ", ".join(name(k) for k in proposal.removed or []) or "nobody"
+        joined = ", ".join(name(k) for k in proposal.added) or "nobody"
+        left = ", ".join(name(k) for k in proposal.removed) or "nobody"
         lines.append(f"Joined: {joined}; left: {left}")
     if proposal.moved:
         lines.append("Moved: " + ", ".join(name(k) for k in proposal.moved))
-    for warning in proposal.warnings or []:
+    for warning in proposal.warnings:
         lines.append(f"warning: {warning}")
     return "\n".join(lines)
 

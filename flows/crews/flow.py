@@ -211,7 +211,9 @@ def _solve(ctx: Context, state: CrewsShared) -> Outcome:
         pins[person] = crew
     state.requests += 1
     state.pins = pins
-    state.solving = Solving(request=state.requests, kind=Kind(str(kind)), since=ctx.now, restore=restore)
+    state.solving = Solving(
+        request=state.requests, kind=Kind(str(kind)), since=ctx.now, restore=restore
+    )
     job = {k: payload[k] for k in JOB_FIELDS if k in payload}
     context = {
         "kind": kind,

@@ -60,4 +60,4 @@ class StateCodec:
         if type(state) is not model:
             # A step that returned the wrong class would store a shape its next load refuses.
             raise TypeError(f"{target}: expected {model.__name__}, got {type(state).__name__}")
-        return state.model_dump_json()
+        return state.to_stored()

@@ -36,7 +36,7 @@ def stored(state: State | None) -> dict[str, Any] | None:
     if state is None or isinstance(state, dict):
         return state
     assert isinstance(state, FlowState)
-    decoded: dict[str, Any] = json.loads(state.model_dump_json())
+    decoded: dict[str, Any] = json.loads(state.to_stored())
     return decoded
 
 

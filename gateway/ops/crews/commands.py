@@ -182,7 +182,7 @@ async def propose(
         return await update(engine, send, slug, args, wanted)
     people = await load_registrants(engine.store, slug)
     current = _current(state)
-    swaps = (proposal.swaps if proposal else None) or {}
+    swaps = proposal.swaps if proposal else {}
     found = read_overrides(args.overrides, people, current, swaps)
     pins = _pins(state, found.pins, wanted)
     built = build_input(gathering, people, pins, previous=None if args.fresh else current or None)
@@ -208,7 +208,7 @@ async def update(
         raise CrewsError("no crews approved yet: propose and approve first")
     assignment = state.approved.assignment
     people = await load_registrants(engine.store, slug)
-    swaps = (state.proposal.swaps if state.proposal else None) or {}
+    swaps = state.proposal.swaps if state.proposal else {}
     found = read_overrides(args.overrides, people, assignment, swaps)
     pins = _pins(state, found.pins, wanted)
     here = {r.key for r in people}
@@ -326,7 +326,7 @@ async def show(engine: Engine, slug: str) -> str:
         return await roster(engine, slug)
     before = approved.assignment if approved is not None and approved.announced else None
     people = await load_registrants(engine.store, slug)
-    others = await load_names(engine.store, proposal.removed or [])
+    others = await load_names(engine.store, proposal.removed)
     view = proposal_view(gathering, people, others)
     text = describe_proposal(gathering, proposal, view, state.pins, before)
     solving = " (a new proposal is being solved)" if state.solving else ""
