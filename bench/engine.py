@@ -22,15 +22,17 @@ import random
 import statistics
 import tempfile
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
 from flows.config import GatheringConfig
+from gateway.app.registry import default_flows
 from gateway.app.service import build_engine
 from gateway.config import LoadedConfig, ServiceConfig, StoreSettings
+from gateway.core.engine import Engine
 from gateway.demo.simulate import SimulatedPerson
 from gateway.model import Channel, InboundMessage
 from gateway.store import open_store
