@@ -379,7 +379,7 @@ def test_a_new_round_cancels_every_old_call_and_names_rooms_for_people(
 
 async def test_the_organisers_room_uses_the_overrides_file_the_cli_uses(tmp_path: Path) -> None:
     """`!crews propose` ignored the overrides file that `gateway crews propose` honours."""
-    from gateway.app.service import organisers_router
+    from gateway.app.channels import organisers_router
     from gateway.config import crew_overrides_path
     from tests.kit.service import camp_toml, matrix_toml
 
