@@ -1,8 +1,8 @@
 """A crew proposal as plain text for the organisers: pure, so the flow can reply with it
 when a solve finishes, and the `show` command can print it again without re-solving.
 
-Besides the stored proposal it reads a `view` (plain JSON, built where the registrations
-are; see `gateway.ops.crews.inputs.proposal_view`):
+Besides the stored proposal (`flows.crews.state.Proposal`) it reads a `view` (plain JSON,
+built where the registrations are; see `gateway.ops.crews.inputs.proposal_view`):
 
     {"names": {"12": "Ana"},                    # placed people and those who left
      "answers": {"12": {"language": "pt", …}},  # only the questions [crews] names
