@@ -15,7 +15,7 @@ Each flow's persisted state is a pydantic model (`FlowState`), one class for a p
 state's shape in one place and a row that does not fit fails when it is loaded, not deep in
 a step. The engine validates the stored JSON into the model (a run that does not exist yet
 gets the model's defaults), gives the step its own copies to change, and stores what the
-step returns with `model_dump(mode="json")`. Other flows' states (`peers`, `shared_of`) stay
+step returns with `to_stored()` (`model_dump_json`). Other flows' states (`peers`, `shared_of`) stay
 plain JSON: a flow never imports another flow's classes.
 """
 
@@ -61,6 +61,10 @@ class FlowState(BaseModel):
         ISO time, an enum's value and a number as an object key are what JSON has for those."""
         return cls.model_validate_json(stored, strict=True)
 
+    def to_stored(self) -> str:
+        """The JSON the row keeps: every field, less those `absent` leaves out."""
+        return self.model_dump_json()
+
 
 #: A datetime stored as `isoformat()` ("+00:00", not pydantic's "Z"): the JSON stays what it
 #: was when flows wrote these by hand, so older rows and older readers agree.
@@ -77,13 +81,8 @@ def absent(default: Any = None, *, factory: Callable[[], Any] | None = None) -> 
     return Field(default=default, exclude_if=lambda value: value == empty)
 
 
-#: Transitional: a flow that declares no models (crews, organisers for now) still gets and
-#: returns plain dicts. Remove with the last such flow.
-PlainState = dict[str, Any]
-State = FlowState | PlainState
-
-StateT = TypeVar("StateT", default=PlainState)
-SharedT = TypeVar("SharedT", default=PlainState)
+StateT = TypeVar("StateT", bound=FlowState, default=FlowState)
+SharedT = TypeVar("SharedT", bound=FlowState, default=FlowState)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +115,7 @@ _UNSET: Any = object()
 class StepContext(Generic[StateT, SharedT]):
     """Everything a step may look at. `state` and `shared` are copies: mutate them freely.
 
-    A flow with models gets instances of its `state_model` and `shared_model`; in a
+    `state` is an instance of the flow's `state_model`, `shared` of its `shared_model`; in a
     gathering-level step (person 0) `state` is a second copy of `shared`, so such steps
     read and return `shared`.
 
@@ -182,8 +181,8 @@ class StepContext(Generic[StateT, SharedT]):
 class Outcome:
     """What a step decided. `None` for state/shared means unchanged."""
 
-    state: State | None = None
-    shared: State | None = None
+    state: FlowState | None = None
+    shared: FlowState | None = None
     #: A short status of the run kept in its own column (counts, exports) e.g. "registered".
     status: str | None = None
     send: list[Outgoing] = field(default_factory=list)
@@ -218,13 +217,22 @@ Schedule = Mapping[str, datetime | None]
 class Flow(Protocol):
     """A workflow module. One instance serves every gathering; config comes in the context.
 
-    A flow declares its state models as class attributes `state_model` (a person's run) and
-    `shared_model` (the gathering-level run), both `FlowState` classes; see `HasStateModels`.
+    Its persisted states are models: `state_model` for a person's run, `shared_model` for
+    the gathering-level run (`FlowState` itself when a run keeps nothing). The engine refuses
+    a flow without them when it is built (`check_models`).
     """
 
     name: ClassVar[str]
     #: Flows whose runs a gathering-level step of this flow gets in `StepContext.peers`.
     reads: ClassVar[tuple[str, ...]]
+
+    # Read-only here (a flow declares them as ClassVars of its own classes, e.g.
+    # `state_model: ClassVar[type[TravelRun]] = TravelRun`), so a subclass fits.
+    @property
+    def state_model(self) -> type[FlowState]: ...
+
+    @property
+    def shared_model(self) -> type[FlowState]: ...
 
     def step(self, ctx: StepContext[Any, Any]) -> Outcome: ...
 
@@ -237,19 +245,20 @@ class Flow(Protocol):
         ...
 
 
-@runtime_checkable
-class HasStateModels(Protocol):
-    """A flow whose persisted states are models (every flow, once crews and organisers are
-    converted: then this joins `Flow`)."""
+def check_models(name: str, flow: object) -> None:
+    """Refuse a flow that does not declare both state models (it could keep no state)."""
+    for attribute in ("state_model", "shared_model"):
+        model = getattr(flow, attribute, None)
+        if not (isinstance(model, type) and issubclass(model, FlowState)):
+            raise TypeError(
+                f"flow {name!r} ({type(flow).__name__}) declares no {attribute}: every flow "
+                "names the FlowState classes of its runs as `state_model` (a person's run) "
+                "and `shared_model` (the gathering's run); FlowState itself keeps nothing"
+            )
 
-    state_model: ClassVar[type[FlowState]]
-    shared_model: ClassVar[type[FlowState]]
 
-
-def state_model(flow: object, gathering_run: bool) -> type[FlowState] | None:
-    """The model of a run of `flow`; None for a flow still on plain dicts (transitional)."""
-    if not isinstance(flow, HasStateModels):
-        return None
+def state_model(flow: Flow, gathering_run: bool) -> type[FlowState]:
+    """The model of a run of `flow`: the gathering's (person 0) or a person's."""
     return flow.shared_model if gathering_run else flow.state_model
 
 

@@ -29,6 +29,7 @@ from flows.base import RunView
 from flows.common.groups import ROOM_TEMPLATE, group_key
 from flows.common.names import answers_of, chosen_name
 from flows.config import BalanceMode, GatheringConfig, Question
+from flows.crews.state import Round
 from gateway.model import GATHERING_SUBJECT, Channel, Invite, Outgoing, OutKind, PersonId
 
 WEEKDAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
@@ -153,7 +154,7 @@ def call_context(gathering: GatheringConfig, invite: Invite | None) -> dict[str,
 
 def crew_call(
     gathering: GatheringConfig,
-    approved: Mapping[str, Any],
+    approved: Round,
     crew: int,
     sequence: int,
     method: str = "REQUEST",
@@ -161,13 +162,11 @@ def crew_call(
     """The call of `crew` as announced in `approved` (its zone, its first day) at `sequence`:
     the update sent after a repair, or the CANCEL that removes it from calendars. None when
     the round was announced without calls."""
-    day = (approved.get("first_call") or {}).get(str(crew))
-    if not day:
+    day = (approved.first_call or {}).get(crew)
+    if day is None:
         return None
-    zone = (approved.get("zones") or {}).get(str(crew), gathering.timezone)
-    return call_invite(
-        gathering, approved["round"], crew, zone, date.fromisoformat(day), sequence, method
-    )
+    zone = approved.zones.get(crew, gathering.timezone)
+    return call_invite(gathering, approved.round, crew, zone, day, sequence, method)
 
 
 def members_of(assignment: Mapping[str, int], crews: int) -> list[list[str]]:
@@ -180,7 +179,7 @@ def members_of(assignment: Mapping[str, int], crews: int) -> list[list[str]]:
 
 def group_message(
     g: GatheringConfig,
-    approved: Mapping[str, Any],
+    approved: Round,
     crew: int,
     members: Sequence[str],
     people: Mapping[str, RunView],
@@ -192,11 +191,11 @@ def group_message(
     channel: Channel | None = None,
 ) -> Outgoing:
     """A message to the whole crew: its room on Matrix, a copy per member by email."""
-    languages = approved.get("languages", [])
+    languages = approved.languages
     context = {
         "crew": {
             "number": crew + 1,
-            "round": approved["round"],
+            "round": approved.round,
             "language": languages[crew] if crew < len(languages) else "",
             "members": [member_card(g, PersonId(int(p)), people.get(p)) for p in members],
         },
@@ -208,7 +207,7 @@ def group_message(
         template=template,
         context=context,
         kind=OutKind.GROUP,
-        group=group_key(g.slug, approved["round"], crew),
+        group=group_key(g.slug, approved.round, crew),
         members=tuple(PersonId(int(p)) for p in members),
         invite=invite,
         is_reply=False,
@@ -219,7 +218,7 @@ def group_message(
 
 
 def end_round(
-    g: GatheringConfig, ended: Mapping[str, Any], next_round: int, people: Mapping[str, RunView]
+    g: GatheringConfig, ended: Round, next_round: int, people: Mapping[str, RunView]
 ) -> list[Outgoing]:
     """What the crews of `ended` (a round's approved record) hear once `next_round` is out.
 
@@ -229,10 +228,10 @@ def end_round(
     and is left to its members. Without calls there is nothing to cancel, so only rooms hear.
     """
     sends = []
-    for crew, members in enumerate(members_of(ended["assignment"], ended["crews"])):
+    for crew, members in enumerate(members_of(ended.assignment, ended.crews)):
         if not members:
             continue
-        sequence = int((ended.get("sequences") or {}).get(str(crew), 0)) + 1
+        sequence = ended.sequences.get(crew, 0) + 1
         cancel = crew_call(g, ended, crew, sequence, "CANCEL")
         sends.append(
             group_message(

@@ -1,8 +1,8 @@
 """A crew proposal as plain text for the organisers: pure, so the flow can reply with it
 when a solve finishes, and the `show` command can print it again without re-solving.
 
-Besides the stored proposal it reads a `view` (plain JSON, built where the registrations
-are; see `gateway.ops.crews.inputs.proposal_view`):
+Besides the stored proposal (`flows.crews.state.Proposal`) it reads a `view` (plain JSON,
+built where the registrations are; see `gateway.ops.crews.inputs.proposal_view`):
 
     {"names": {"12": "Ana"},                    # placed people and those who left
      "answers": {"12": {"language": "pt", …}},  # only the questions [crews] names
@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from flows.config import CrewsConfig, GatheringConfig
+from flows.crews.solver.model import Status
+from flows.crews.state import Proposal, Unmet
 
 #: Everyone shares this language when the gathering asks no language question.
 ANY_LANGUAGE = "any"
@@ -53,7 +55,7 @@ def _pairs(requested: Sequence[Sequence[str]], placed: Mapping[str, int]) -> lis
 
 def _summary(
     gathering: GatheringConfig,
-    proposal: Mapping[str, Any],
+    proposal: Proposal,
     crews: Sequence[Sequence[str]],
     view: Mapping[str, Any],
     pins: Mapping[str, int],
@@ -61,7 +63,7 @@ def _summary(
 ) -> list[str]:
     """Crews, sizes, wishes and hard rules, each checked against the assignment shown."""
     crews_cfg = gathering.crews or CrewsConfig()
-    assignment: Mapping[str, int] = proposal["assignment"]
+    assignment = proposal.assignment
     sizes = [len(m) for m in crews]
     lo, hi = crews_cfg.min_size, crews_cfg.max_size
     odd = [f"crew {c + 1} has {n}" for c, n in enumerate(sizes) if not lo <= n <= hi]
@@ -74,7 +76,7 @@ def _summary(
         met = sum(1 for a, b in wishes if assignment[a] == assignment[b])
         lines.append(f"  together requests: {met} of {len(wishes)} met")
     rules: list[str] = []
-    languages = proposal.get("languages", [])
+    languages = proposal.languages
     if crews_cfg.language_question:
         rules.append(
             "every crew shares a language"
@@ -108,7 +110,7 @@ def _summary(
         "  search: "
         + (
             "proven best possible"
-            if proposal.get("status") == "optimal"
+            if proposal.status == Status.OPTIMAL
             else "best found within the time budget"
         )
     )
@@ -117,7 +119,7 @@ def _summary(
 
 def describe_proposal(
     gathering: GatheringConfig,
-    proposal: Mapping[str, Any],
+    proposal: Proposal,
     view: Mapping[str, Any],
     pins: Mapping[str, int],
     before: Mapping[str, int] | None = None,
@@ -126,9 +128,9 @@ def describe_proposal(
     their marks, languages and balanced answers, how each balance criterion came out, and
     the unmet requests with their reasons."""
     crews_cfg = gathering.crews
-    assignment: Mapping[str, int] = proposal["assignment"]
+    assignment = proposal.assignment
     crews = members(assignment)
-    languages = proposal.get("languages", [])
+    languages = proposal.languages
     balance = crews_cfg.balance if crews_cfg else []
     names: Mapping[str, str] = view.get("names", {})
     all_answers: Mapping[str, Mapping[str, Any]] = view.get("answers", {})
@@ -144,13 +146,13 @@ def describe_proposal(
         return bool(question) and truthy(answers(key).get(question or ""))
 
     lines = [
-        f"{proposal['kind'].capitalize()} proposal, round {proposal.get('round', 1)}, for "
+        f"{proposal.kind.capitalize()} proposal, round {proposal.round}, for "
         f"{gathering.name}: {len(assignment)} people in {len(crews)} crews",
         *_summary(gathering, proposal, crews, view, pins, is_facilitator),
     ]
-    unmet: dict[str, list[Mapping[str, Any]]] = {}
-    for u in proposal.get("unmet", []):
-        unmet.setdefault(u["a"], []).append(u)
+    unmet: dict[str, list[Unmet]] = {}
+    for u in proposal.unmet:
+        unmet.setdefault(u.a, []).append(u)
     for c, crew in enumerate(crews):
         language = languages[c] if c < len(languages) else ""
         lines.append(
@@ -182,15 +184,15 @@ def describe_proposal(
             lines.append(f"    {criterion.question} ({criterion.mode.value}): {shown}")
         for key in crew:
             for u in unmet.get(key, []):
-                asked = "and {} asked for each other" if u.get("mutual") else "asked to be with {}"
-                lines.append(f"    ! {name(u['a'])} {asked.format(name(u['b']))}: {u['reason']}")
-    if proposal.get("added") or proposal.get("removed"):
-        joined = ", ".join(name(k) for k in proposal.get("added", [])) or "nobody"
-        left = ", ".join(name(k) for k in proposal.get("removed", [])) or "nobody"
+                asked = "and {} asked for each other" if u.mutual else "asked to be with {}"
+                lines.append(f"    ! {name(u.a)} {asked.format(name(u.b))}: {u.reason}")
+    if proposal.added or proposal.removed:
+        joined = ", ".join(name(k) for k in proposal.added) or "nobody"
+        left = ", ".join(name(k) for k in proposal.removed) or "nobody"
         lines.append(f"Joined: {joined}; left: {left}")
-    if proposal.get("moved"):
-        lines.append("Moved: " + ", ".join(name(k) for k in proposal["moved"]))
-    for warning in proposal.get("warnings", []):
+    if proposal.moved:
+        lines.append("Moved: " + ", ".join(name(k) for k in proposal.moved))
+    for warning in proposal.warnings:
         lines.append(f"warning: {warning}")
     return "\n".join(lines)
 

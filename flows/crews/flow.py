@@ -4,20 +4,10 @@ The solver is CPU-heavy (seconds), so it never runs inside a step: a `solve` COM
 by `gateway.ops.crews.commands` from the registrations) asks for the `solve` job
 (`flows.crews.job`), and its result comes back as JOB_DONE, when the proposal is stored and
 shown to the organiser who asked. Everything here is cheap bookkeeping on the
-gathering-level run (person 0), whose state is plain JSON:
-
-    {"pins": {"12": 1},                     # person → crew index (0-based), kept across runs
-     "requests": 3,                         # solve requests so far
-     "solving": {"request": 3, "kind": "initial", "since": "…",
-                 "restore": {"12": null}},  # pins this request set, as they were before
-     "proposal": {"kind": "initial" | "repair" | "round", "assignment": {"12": 0}, …},
-     "approved": {"round": 1, "assignment": {…}, "languages": […], "announced": true,
-                  "first_call": "2027-06-01", "zones": {"0": "Europe/Lisbon"},
-                  "sequences": {"0": 0}},
-     "history": [{"round": 1, "assignment": {…}, "ended": true, …}],  # earlier rounds'
-                                            # approved records; `ended` once their calls are
-                                            # cancelled and rooms closed (at the next announcement)
-     "calls": {"12": "ACCEPTED"}}            # each member's answer to their crew call
+gathering-level run (person 0), whose state is `flows.crews.state.CrewsShared`: pins, the
+solve request being waited for, the proposal, the approved crews, earlier rounds (`history`,
+each `ended` once its calls are cancelled and rooms closed, at the next announcement) and
+each member's answer to their crew call.
 
 Every command answers its caller (`Outcome.reply`; `refused` when it was not done). A newer
 solve request supersedes an older one still running: the older result is dropped when it
@@ -34,6 +24,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from pydantic import ValidationError
+
 from flows.base import JobFunction, Outcome, RunView, StepContext
 from flows.common.groups import group_key
 from flows.crews.announce import (
@@ -49,6 +41,15 @@ from flows.crews.announce import (
 )
 from flows.crews.describe import describe_proposal
 from flows.crews.job import SOLVE, run_solve
+from flows.crews.state import (
+    Approved,
+    CrewsRun,
+    CrewsShared,
+    Kind,
+    PastRound,
+    Proposal,
+    Solving,
+)
 from gateway.model import (
     GATHERING_SUBJECT,
     JOB_DONE,
@@ -62,14 +63,15 @@ from gateway.model import (
     SetTimer,
 )
 
-KINDS = ("initial", "repair", "round")
 ANNOUNCE_TIMER = "announce"
-Assignment = dict[str, int]
+Context = StepContext[CrewsRun, CrewsShared]
 
 
 class Crews:
     name: ClassVar[str] = "crews"
     reads: ClassVar[tuple[str, ...]] = ("registration",)
+    state_model: ClassVar[type[CrewsRun]] = CrewsRun
+    shared_model: ClassVar[type[CrewsShared]] = CrewsShared
     jobs: ClassVar[Mapping[str, JobFunction]] = {SOLVE: run_solve}
 
     def wants(self, message: InboundMessage, status: str) -> bool:
@@ -77,7 +79,7 @@ class Crews:
         # calendar replies are routed by their invite UID, not by this question.
         return False
 
-    def step(self, ctx: StepContext) -> Outcome:
+    def step(self, ctx: Context) -> Outcome:
         if not ctx.is_gathering_run:
             return _personal(ctx)
         if ctx.message.kind == InboundKind.TICK and ctx.message.text == ANNOUNCE_TIMER:
@@ -86,11 +88,11 @@ class Crews:
             return Outcome(ignored=True)
         handler = _COMMANDS.get(ctx.message.text)
         if handler is None:
-            return _done(ctx.state, False, f"unknown crews command {ctx.message.text!r}")
-        return handler(ctx, dict(ctx.state))
+            return _done(ctx.shared, False, f"unknown crews command {ctx.message.text!r}")
+        return handler(ctx, ctx.shared)
 
 
-def _personal(ctx: StepContext) -> Outcome:
+def _personal(ctx: Context) -> Outcome:
     """A member's answer to the crew calls: a calendar reply (email), or a ✅/❌ reaction
     to the crew introduction in the crew's Matrix room, which carries no invite UID and so
     counts for the member's current crew."""
@@ -103,8 +105,10 @@ def _personal(ctx: StepContext) -> Outcome:
         return Outcome(ignored=True)
     # The room a reaction was made in (set by the Matrix transport) names its crew and round.
     group = str(message.meta.get("group", ""))
+    state = ctx.state
+    state.call, state.uid = partstat, uid
     return Outcome(
-        state={**ctx.state, "call": partstat, "uid": uid},
+        state=state,
         status=partstat.lower(),
         emit=[
             Emit(
@@ -120,73 +124,71 @@ def _personal(ctx: StepContext) -> Outcome:
 REACTION_PARTSTAT = {"yes": "ACCEPTED", "no": "DECLINED"}
 
 
-def _done(state: Mapping[str, Any], ok: bool, detail: str, **extra: Any) -> Outcome:
+def _done(state: CrewsShared, ok: bool, detail: str, **extra: Any) -> Outcome:
     """The command's answer to its caller; extra keyword arguments fill the Outcome."""
     return Outcome(
-        state=dict(state),
+        shared=state,
         ignored=not ok,
         reply=Reply("crews/answer", {"text": detail}, refused=not ok),
         **extra,
     )
 
 
-def registered(ctx: StepContext) -> dict[str, RunView]:
+def registered(ctx: Context) -> dict[str, RunView]:
     """Confirmed people of the gathering, by person id as a string (the JSON key form)."""
     runs = ctx.peers.get("registration", {})
     return {str(p): run for p, run in runs.items() if run.status == "registered"}
 
 
-def _kind_problem(state: Mapping[str, Any], kind: Any) -> str | None:
+def _kind_problem(state: CrewsShared, kind: Any) -> str | None:
     """Why a proposal of this kind cannot be made now, if it cannot."""
-    approved = state.get("approved")
-    if kind not in KINDS:
+    approved = state.approved
+    if kind not in tuple(Kind):
         return f"unknown proposal kind {kind!r}"
-    if kind != "initial" and approved is None:
+    if kind != Kind.INITIAL and approved is None:
         return "nothing is approved yet: propose first"
-    if kind == "initial" and approved is not None and approved.get("announced"):
+    if kind == Kind.INITIAL and approved is not None and approved.announced:
         return "crews are already announced: use update (changes) or round (new crews)"
     return None
 
 
-def _store(ctx: StepContext, state: dict[str, Any], payload: Mapping[str, Any]) -> str | None:
+def _store(ctx: Context, state: CrewsShared, payload: Mapping[str, Any]) -> str | None:
     """Keep a solver's proposal (see `flows.crews.job.proposal_payload`) as the one to
     approve; the reason it cannot be kept, if so."""
     kind = payload.get("kind")
     problem = _kind_problem(state, kind)
     if problem is not None:
         return problem
-    assignment = {str(p): int(c) for p, c in payload.get("assignment", {}).items()}
-    if not assignment:
+    if not payload.get("assignment"):
         return "the proposal assigns nobody"
-    approved = state.get("approved")
+    approved = state.approved
     if approved is None:
         round_no = 1
     else:
-        round_no = approved["round"] + (1 if kind == "round" else 0)
-    state["proposal"] = {
-        **payload,
-        "kind": kind,
-        "round": round_no,
-        "assignment": assignment,
-        "proposed_at": ctx.now.isoformat(),
-    }
+        round_no = approved.round + (1 if kind == Kind.ROUND else 0)
+    try:
+        state.proposal = Proposal.model_validate(
+            {**payload, "round": round_no, "proposed_at": ctx.now}
+        )
+    except ValidationError as error:
+        return f"the proposal does not fit: {error}"
     return None
 
 
-def _proposal(ctx: StepContext, state: dict[str, Any]) -> Outcome:
+def _proposal(ctx: Context, state: CrewsShared) -> Outcome:
     """A proposal solved elsewhere (imported, or from tests), stored as it is."""
     problem = _store(ctx, state, ctx.message.payload)
-    if problem is not None:
-        return _done(state, False, problem)
-    proposal = state["proposal"]
-    return _done(state, True, f"{proposal['kind']} proposal stored for round {proposal['round']}")
+    if problem is not None or state.proposal is None:
+        return _done(state, False, problem or "no proposal")
+    proposal = state.proposal
+    return _done(state, True, f"{proposal.kind} proposal stored for round {proposal.round}")
 
 
 #: What of a `solve` COMMAND's payload the job needs (see `flows.crews.job`).
 JOB_FIELDS = ("kind", "input", "options", "approved", "removed", "extra", "view")
 
 
-def _solve(ctx: StepContext, state: dict[str, Any]) -> Outcome:
+def _solve(ctx: Context, state: CrewsShared) -> Outcome:
     """Ask for a solve; pins the request sets (`pins`: person → crew, or None to unpin) are
     kept now and taken back if it finds no crews."""
     payload = ctx.message.payload
@@ -195,7 +197,7 @@ def _solve(ctx: StepContext, state: dict[str, Any]) -> Outcome:
     if problem is not None:
         return _done(state, False, problem)
     people = registered(ctx)
-    pins = dict(state.get("pins", {}))
+    pins = dict(state.pins)
     restore: dict[str, int | None] = {}
     for person, crew in dict(payload.get("pins", {})).items():
         if crew is None:
@@ -207,93 +209,85 @@ def _solve(ctx: StepContext, state: dict[str, Any]) -> Outcome:
             return _done(state, False, "a pin needs a crew number from 1")
         restore[person] = pins.get(person)
         pins[person] = crew
-    request = int(state.get("requests", 0)) + 1
-    state["requests"] = request
-    state["pins"] = pins
-    state["solving"] = {
-        "request": request,
-        "kind": kind,
-        "since": ctx.now.isoformat(),
-        "restore": restore,
-    }
+    state.requests += 1
+    state.pins = pins
+    state.solving = Solving(
+        request=state.requests, kind=Kind(str(kind)), since=ctx.now, restore=restore
+    )
     job = {k: payload[k] for k in JOB_FIELDS if k in payload}
-    approved = state.get("approved") or {}
     context = {
         "kind": kind,
-        "round": approved.get("round", 0) + 1,
+        "round": (state.approved.round if state.approved else 0) + 1,
         "seconds": float(payload.get("options", {}).get("time_budget", 0)),
         "pinned": [_name(p, people, ctx) for p in restore],
     }
     return Outcome(
-        state=state,
-        jobs=[RunJob(SOLVE, {**job, "request": request})],
+        shared=state,
+        jobs=[RunJob(SOLVE, {**job, "request": state.requests})],
         reply=Reply("crews/solving", context),
     )
 
 
-def _job_done(ctx: StepContext, state: dict[str, Any]) -> Outcome:
+def _job_done(ctx: Context, state: CrewsShared) -> Outcome:
     """A solve finished: store its proposal and show it, or say why there is none (and take
     back the pins its request set). The result of a superseded request is dropped."""
     payload = ctx.message.payload
-    solving = state.get("solving")
+    solving = state.solving
     result: Mapping[str, Any] = payload.get("result") or {}
     # An error carries no request number: it is about the request being solved, if any.
-    if solving is None or ("result" in payload and result.get("request") != solving["request"]):
+    if solving is None or ("result" in payload and result.get("request") != solving.request):
         return Outcome(ignored=True)
-    del state["solving"]
+    state.solving = None
     if "error" in payload:
         problem: str | None = f"the solver failed: {payload['error']}"
     elif "reasons" in result:
         problem = "no valid crews:\n" + "\n".join(f"  - {r}" for r in result["reasons"])
     else:
         problem = _store(ctx, state, result["proposal"])
-    if problem is not None:
-        restore: Mapping[str, int | None] = solving.get("restore", {})
-        pins = dict(state.get("pins", {}))
-        for person, crew in restore.items():
+    if problem is not None or state.proposal is None:
+        pins = dict(state.pins)
+        for person, crew in solving.restore.items():
             if crew is None:
                 pins.pop(person, None)
             else:
                 pins[person] = crew
-        state["pins"] = pins
-        kept = "\n(the pin was not kept)" if restore else ""
-        return _done(state, False, problem + kept)
-    proposal = state["proposal"]
-    approved = state.get("approved") or {}
-    before = approved.get("assignment") if approved.get("announced") else None
-    text = describe_proposal(
-        ctx.gathering, proposal, result.get("view", {}), state.get("pins", {}), before
-    )
+        state.pins = pins
+        kept = "\n(the pin was not kept)" if solving.restore else ""
+        return _done(state, False, (problem or "no proposal") + kept)
+    proposal = state.proposal
+    approved = state.approved
+    before = approved.assignment if approved is not None and approved.announced else None
+    text = describe_proposal(ctx.gathering, proposal, result.get("view", {}), state.pins, before)
     return Outcome(
-        state=state, reply=Reply("crews/proposal", {"text": text, "kind": proposal["kind"]})
+        shared=state, reply=Reply("crews/proposal", {"text": text, "kind": proposal.kind.value})
     )
 
 
-def _pin(ctx: StepContext, state: dict[str, Any]) -> Outcome:
+def _pin(ctx: Context, state: CrewsShared) -> Outcome:
     person, crew = str(ctx.message.payload.get("person", "")), ctx.message.payload.get("crew")
     if person not in registered(ctx):
         return _done(state, False, f"person {person} is not registered")
     if not isinstance(crew, int) or crew < 0:
         return _done(state, False, "a pin needs a crew number from 1")
-    state["pins"] = {**state.get("pins", {}), person: crew}
+    state.pins = {**state.pins, person: crew}
     return _done(state, True, f"person {person} pinned to crew {crew + 1}")
 
 
-def _unpin(ctx: StepContext, state: dict[str, Any]) -> Outcome:
+def _unpin(ctx: Context, state: CrewsShared) -> Outcome:
     person = str(ctx.message.payload.get("person", ""))
-    pins = dict(state.get("pins", {}))
+    pins = dict(state.pins)
     if pins.pop(person, None) is None:
         return _done(state, False, f"person {person} is not pinned")
-    state["pins"] = pins
+    state.pins = pins
     return _done(state, True, f"person {person} unpinned")
 
 
-def _approve(ctx: StepContext, state: dict[str, Any]) -> Outcome:
-    proposal = state.get("proposal")
+def _approve(ctx: Context, state: CrewsShared) -> Outcome:
+    proposal = state.proposal
     if proposal is None:
         return _done(state, False, "no proposal to approve: propose first")
     people = registered(ctx)
-    assignment: Assignment = proposal["assignment"]
+    assignment = proposal.assignment
     left = sorted(set(assignment) - set(people), key=int)
     late = sorted(set(people) - set(assignment), key=int)
     if left or late:
@@ -304,33 +298,29 @@ def _approve(ctx: StepContext, state: dict[str, Any]) -> Outcome:
             f"(no longer registered: {_ids(left)}; not placed: {_ids(late)}); "
             "propose again (or update, once crews are approved)",
         )
-    previous = state.get("approved")
-    kind = proposal["kind"]
-    if kind == "round" and previous is not None:
+    previous = state.approved
+    if proposal.kind == Kind.ROUND and previous is not None:
         # Kept whole, so the announcement of this round can cancel that round's calls; a
         # round never announced has nothing to end.
-        ended = {k: v for k, v in previous.items() if k != "approved_at"}
-        state["history"] = [
-            *state.get("history", []),
-            {**ended, "ended": not previous.get("announced")},
-        ]
-        state["calls"] = {}
+        record = previous.model_dump(exclude={"approved_at"})
+        state.history = [*state.history, PastRound(**record, ended=not previous.announced)]
+        state.calls = {}
     crews = 1 + max(assignment.values())
-    approved = {
-        "round": proposal["round"],
-        "assignment": assignment,
-        "languages": list(proposal.get("languages", [])),
-        "crews": crews,
-        "approved_at": ctx.now.isoformat(),
-        "announced": False,
-        "first_call": None,
-        "zones": {},
-        "sequences": {},
-    }
-    state.pop("proposal")
-    if kind == "repair" and previous is not None and previous.get("announced"):
+    approved = Approved(
+        round=proposal.round,
+        assignment=assignment,
+        languages=list(proposal.languages),
+        crews=crews,
+        approved_at=ctx.now,
+        announced=False,
+        first_call=None,
+        zones={},
+        sequences={},
+    )
+    state.proposal = None
+    if proposal.kind == Kind.REPAIR and previous is not None and previous.announced:
         return _approve_repair(ctx, state, previous, approved, people)
-    state["approved"] = approved
+    state.approved = approved
     announce_at = ctx.gathering.crews.announce_at if ctx.gathering.crews else None
     if announce_at is not None and announce_at > ctx.now:
         return _done(
@@ -349,77 +339,74 @@ def _approve(ctx: StepContext, state: dict[str, Any]) -> Outcome:
     )
 
 
-def _announce_due(ctx: StepContext) -> Outcome:
-    state = dict(ctx.state)
-    approved = state.get("approved")
-    if approved is None or approved.get("announced"):
+def _announce_due(ctx: Context) -> Outcome:
+    state = ctx.shared
+    if state.approved is None or state.approved.announced:
         return Outcome(ignored=True)
-    return Outcome(state=state, send=_announce(ctx, state, registered(ctx)))
+    return Outcome(shared=state, send=_announce(ctx, state, registered(ctx)))
 
 
-def _announce(
-    ctx: StepContext, state: dict[str, Any], people: Mapping[str, RunView]
-) -> list[Outgoing]:
+def _announce(ctx: Context, state: CrewsShared, people: Mapping[str, RunView]) -> list[Outgoing]:
     """Introduce every crew to itself and invite it to its call; marks `approved` announced.
     A new round first ends the previous one (see `end_round`), so calendars never hold both."""
-    approved = dict(state["approved"])
+    approved = state.approved
+    assert approved is not None
     g = ctx.gathering
-    members = members_of(approved["assignment"], approved["crews"])
-    zones = {str(c): crew_zone(g, [people.get(p) for p in m]) for c, m in enumerate(members)}
+    members = members_of(approved.assignment, approved.crews)
+    zones = {c: crew_zone(g, [people.get(p) for p in m]) for c, m in enumerate(members)}
     weekday = g.crews.call_weekday if g.crews else None
     first = {c: first_call_day(ctx.now, z, weekday) for c, z in zones.items()} if weekday else {}
-    sends = _end_previous_round(ctx, state, approved["round"], people)
+    sends = _end_previous_round(ctx, state, approved.round, people)
     for c, crew in enumerate(members):
-        invite = (
-            call_invite(g, approved["round"], c, zones[str(c)], first[str(c)], 0) if first else None
-        )
+        invite = call_invite(g, approved.round, c, zones[c], first[c], 0) if first else None
         sends.append(group_message(g, approved, c, crew, people, "crews/intro", invite, {}))
-    state["approved"] = {
-        **approved,
-        "announced": True,
-        "zones": zones,
-        "first_call": {c: d.isoformat() for c, d in first.items()},
-        "sequences": {str(c): 0 for c in range(len(members))},
-    }
+    state.approved = approved.model_copy(
+        update={
+            "announced": True,
+            "zones": zones,
+            "first_call": first,
+            "sequences": dict.fromkeys(range(len(members)), 0),
+        }
+    )
     return sends
 
 
 def _end_previous_round(
-    ctx: StepContext, state: dict[str, Any], round_no: int, people: Mapping[str, RunView]
+    ctx: Context, state: CrewsShared, round_no: int, people: Mapping[str, RunView]
 ) -> list[Outgoing]:
-    history = list(state.get("history", []))
-    # Entries from before rounds were ended carry no `ended` (nor what ending needs): skip.
-    if not history or history[-1].get("ended", True):
+    if not state.history:
         return []
-    ended = history[-1]
-    state["history"] = [*history[:-1], {**ended, "ended": True}]
+    last = state.history[-1]
+    ended = last.as_round()
+    if ended is None:
+        return []
+    state.history = [*state.history[:-1], last.model_copy(update={"ended": True})]
     return end_round(ctx.gathering, ended, round_no, people)
 
 
 def _approve_repair(
-    ctx: StepContext,
-    state: dict[str, Any],
-    previous: dict[str, Any],
-    approved: dict[str, Any],
+    ctx: Context,
+    state: CrewsShared,
+    previous: Approved,
+    approved: Approved,
     people: Mapping[str, RunView],
 ) -> Outcome:
     """Tell only the crews whose membership changed; cancel the old call of anyone who left."""
     g = ctx.gathering
-    old, new = previous["assignment"], approved["assignment"]
-    before = members_of(old, previous["crews"])
-    after = members_of(new, approved["crews"])
-    sequences = dict(previous.get("sequences", {}))
-    calls = dict(state.get("calls", {}))
+    old, new = previous.assignment, approved.assignment
+    before = members_of(old, previous.crews)
+    after = members_of(new, approved.crews)
+    sequences = dict(previous.sequences)
+    calls = dict(state.calls)
     sends: list[Outgoing] = []
-    changed = [c for c in range(approved["crews"]) if set(before[c]) != set(after[c])]
+    changed = [c for c in range(approved.crews) if set(before[c]) != set(after[c])]
     for c in changed:
-        key = str(c)
-        sequences[key] = sequences.get(key, 0) + 1
+        sequences[c] = sequences.get(c, 0) + 1
         joined = [p for p in after[c] if p not in before[c]]
         gone = [p for p in before[c] if p not in after[c]]
         for p in joined:
             calls.pop(p, None)
-        invite = crew_call(g, previous, c, sequences[key])
+        invite = crew_call(g, previous, c, sequences[c])
         extra = {
             "joined": [member_card(g, PersonId(int(p)), people.get(p)) for p in joined],
             "left": [_name(p, people, ctx) for p in gone],
@@ -427,7 +414,7 @@ def _approve_repair(
         sends.append(
             group_message(g, approved, c, after[c], people, "crews/changed", invite, extra)
         )
-        cancel = crew_call(g, previous, c, sequences[key], "CANCEL")
+        cancel = crew_call(g, previous, c, sequences[c], "CANCEL")
         for p in gone:
             calls.pop(p, None)
             sends.append(
@@ -439,34 +426,36 @@ def _approve_repair(
                     invite=cancel,
                 )
             )
-    state["approved"] = {
-        **approved,
-        "announced": True,
-        "zones": previous["zones"],
-        "first_call": previous.get("first_call"),
-        "sequences": sequences,
-    }
-    state["calls"] = calls
+    state.approved = approved.model_copy(
+        update={
+            "announced": True,
+            "zones": previous.zones,
+            "first_call": previous.first_call,
+            "sequences": sequences,
+        }
+    )
+    state.calls = calls
     told = ", ".join(str(c + 1) for c in changed) or "none"
     return _done(state, True, f"changes approved; crews told: {told}", send=sends)
 
 
-def _call_reply(ctx: StepContext, state: dict[str, Any]) -> Outcome:
+def _call_reply(ctx: Context, state: CrewsShared) -> Outcome:
     payload = ctx.message.payload
     person, uid = str(payload.get("person", "")), str(payload.get("uid", ""))
     group = str(payload.get("group", ""))
-    approved = state.get("approved") or {}
-    crew = approved.get("assignment", {}).get(person)
+    approved = state.approved
+    crew = approved.assignment.get(person) if approved is not None else None
     slug = ctx.gathering.slug
     if (
-        crew is None
-        or (uid and uid != call_uid(slug, approved["round"], crew))
-        or (group and group != group_key(slug, approved["round"], crew))
+        approved is None
+        or crew is None
+        or (uid and uid != call_uid(slug, approved.round, crew))
+        or (group and group != group_key(slug, approved.round, crew))
     ):
         # A late answer to an earlier round's or an earlier crew's call (a calendar reply to a
         # cancelled invite, a reaction in a closed room): not this roster.
         return _done(state, False, f"stale call reply from person {person}")
-    state["calls"] = {**state.get("calls", {}), person: str(payload.get("partstat", ""))}
+    state.calls = {**state.calls, person: str(payload.get("partstat", ""))}
     return _done(state, True, f"person {person}: {payload.get('partstat')}")
 
 
@@ -475,7 +464,7 @@ def _crew_of(assignment: Mapping[str, int], person: str) -> int | None:
     return None if crew is None else crew + 1
 
 
-def _name(person: str, people: Mapping[str, RunView], ctx: StepContext) -> str:
+def _name(person: str, people: Mapping[str, RunView], ctx: Context) -> str:
     run = people.get(person) or ctx.peers.get("registration", {}).get(PersonId(int(person)))
     return (run.display_name if run else "") or f"#{person}"
 

@@ -19,10 +19,10 @@ from typing import Any
 from flows.base import (
     CONFIG_CHANGED,
     Flow,
+    FlowState,
     Outcome,
     PersonInfo,
     Scheduling,
-    State,
     StepContext,
 )
 from flows.config import GatheringConfig
@@ -605,7 +605,7 @@ class Engine:
             )
         ]
 
-    def _encode(self, target: Target, state: State | None) -> str | None:
+    def _encode(self, target: Target, state: FlowState | None) -> str | None:
         return self.states.dump(target, state) if state is not None else None
 
     async def _apply_sends(

@@ -324,9 +324,10 @@ async def camp(
         for one in everyone:  # the gathering's overrides file placed everyone
             assert f"  - {one.name}" in proposal
         await ask("!crews camp approve", "crews approved and announced (2 crews)")
-        state = await crews_ops.read_state(engine.store, "camp")
+        approved = (await crews_ops.read_state(engine.store, "camp")).approved
+        assert approved is not None
         names = {str(r.person): r.name for r in await load_registrants(engine.store, "camp")}
-        assert {names[key]: crew + 1 for key, crew in state["approved"]["assignment"].items()} == {
+        assert {names[key]: crew + 1 for key, crew in approved.assignment.items()} == {
             m.name: m.crew for m in everyone
         }
 
@@ -340,7 +341,7 @@ async def camp(
             bot,
             {m.name: m for m in everyone},
             {n: [m for m in everyone if m.crew == n] for n in (1, 2)},
-            datetime.fromisoformat(state["approved"]["approved_at"]),
+            approved.approved_at,
             {n: await crew_room(engine, f"camp/crew-{n}") for n in (1, 2)},
             add,
             ask,
@@ -592,9 +593,10 @@ async def test_a_new_round_cancels_the_old_calls_and_closes_the_old_rooms(
         "!crews camp round", "Round proposal"
     )
     await camp.ask("!crews camp approve", "crews approved and announced (2 crews)")
-    state = await crews_ops.read_state(camp.engine.store, "camp")
+    approved = (await crews_ops.read_state(camp.engine.store, "camp")).approved
+    assert approved is not None
     names = {r.name: str(r.person) for r in await load_registrants(camp.engine.store, "camp")}
-    crew_now = {n: state["approved"]["assignment"][names[n]] + 1 for n in by_name}
+    crew_now = {n: approved.assignment[names[n]] + 1 for n in by_name}
 
     # Dev's calendar drops the round-1 series: METHOD:CANCEL, same UID, one SEQUENCE up.
     cancel = read_invite(

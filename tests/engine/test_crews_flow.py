@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from flows.base import Outcome, PersonInfo, RunView, StepContext
+from flows.base import Outcome, PersonInfo, RunView
 from flows.config import GatheringConfig
 from flows.crews.announce import call_uid, first_call_day
 from flows.crews.flow import Crews
@@ -26,6 +27,7 @@ from gateway.model import (
     PersonId,
     Reply,
 )
+from tests.kit.states import as_stored, context
 from tests.unit.test_calendar import ical_js
 
 NOW = datetime(2027, 5, 3, 10, 0, tzinfo=UTC)  # a Monday
@@ -112,16 +114,23 @@ def run(
     now: datetime = NOW,
     subject: PersonId = GATHERING_SUBJECT,
 ) -> Outcome:
-    ctx = StepContext(
+    """One step; `state` and the returned states are the JSON the engine stores (the
+    gathering run's answer, given as `shared`, is returned as `state`)."""
+    ctx = context(
+        FLOW,
         message=message,
         now=now,
         gathering=gathering or camp(),
         person=PersonInfo(subject, "Camp" if subject == 0 else "Ana", "en", None),
-        state=dict(state),
-        shared=dict(state),
+        state=state,
+        shared=state if subject == GATHERING_SUBJECT else {},
         peers={"registration": dict(people)},
     )
-    return FLOW.step(ctx)
+    out = as_stored(FLOW.step(ctx))
+    if subject == GATHERING_SUBJECT:
+        assert out.state is None
+        return replace(out, state=out.shared, shared=None)
+    return out
 
 
 def proposal(assignment: Mapping[str, int], kind: str = "initial", **extra: Any) -> InboundMessage:
@@ -639,6 +648,6 @@ def test_no_crews_takes_back_the_pins_the_request_set() -> None:
 
 
 def test_a_solve_is_refused_when_its_kind_cannot_be_proposed_now() -> None:
-    out = run(solve_request(), approved_state() | {"approved": {"announced": True, "round": 1}})
+    out = run(solve_request(), approved_state())  # approved and announced
     assert out.jobs == [] and out.reply is not None and out.reply.refused
     assert "already announced" in out.reply.context["text"]

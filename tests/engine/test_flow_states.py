@@ -19,8 +19,10 @@ from flows.debrief.flow import Debrief
 from flows.linking import Linking
 from flows.registration.flow import Registration
 from flows.travel.flow import Travel
+from gateway.core.engine import Engine
 from gateway.core.states import BadState, StateCodec
 from gateway.model import GATHERING_SUBJECT, Identity, InboundMessage, PersonId, Target
+from gateway.store import open_store
 from tests.kit.engine import Clock, Harness, gathering, inbound
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "states" / "before-models.json"
@@ -213,10 +215,35 @@ def test_a_row_of_the_wrong_shape_names_the_run_and_the_model() -> None:
         codec.load(Target("camp", "registration", GATHERING_SUBJECT), '{"offers": {"x": 1}}')
 
 
-def test_a_flow_without_models_keeps_plain_dicts() -> None:
-    """Transitional: crews and organisers until they declare their models."""
-    codec = StateCodec({"crews": object()})  # type: ignore[dict-item]
-    target = Target("camp", "crews", PersonId(3))
-    assert codec.load(target, None) == {}
-    assert codec.load(target, '{"a": [1]}') == {"a": [1]}
-    assert json.loads(codec.dump(target, {"a": [1]})) == {"a": [1]}
+class Unmodelled:
+    """A flow as flows were before their states were models: it names none."""
+
+    name: ClassVar[str] = "plain"
+    reads: ClassVar[tuple[str, ...]] = ()
+
+    def wants(self, message: InboundMessage, status: str) -> bool:
+        return True
+
+    def step(self, ctx: StepContext) -> Outcome:
+        return Outcome()
+
+
+class HalfModelled(Unmodelled):
+    state_model: ClassVar[type[FlowState]] = FlowState
+    shared_model: ClassVar[object] = dict  # not a FlowState
+
+
+@pytest.mark.parametrize(
+    ("flow", "missing"), [(Unmodelled(), "state_model"), (HalfModelled(), "shared_model")]
+)
+async def test_the_engine_refuses_a_flow_without_models_when_it_is_built(
+    tmp_path: Path, flow: object, missing: str
+) -> None:
+    store = await open_store(tmp_path / "gateway.sqlite3")
+    try:
+        with pytest.raises(
+            TypeError, match=rf"flow 'plain' \({type(flow).__name__}\) declares no {missing}"
+        ):
+            Engine(store, {"plain": flow}, {"camp": gathering()})  # type: ignore[dict-item]
+    finally:
+        await store.close()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flows.base import PersonInfo, RunView, State, StepContext
+from flows.base import Flow, FlowState, PersonInfo, RunView, StepContext
 from flows.linking import Linking
 from flows.organisers import Organisers
 from gateway.core.command_routing import command_target
@@ -34,13 +35,13 @@ def msg(text: str, kind: InboundKind = InboundKind.TEXT, **extra: Any) -> Inboun
 
 def ctx(
     message: InboundMessage,
-    state: State | None = None,
+    state: Mapping[str, Any] | FlowState | None = None,
     *,
-    shared: State | None = None,
+    shared: Mapping[str, Any] | FlowState | None = None,
     now: datetime = NOW,
     person: PersonInfo = MAYA,
     peers: Any = None,
-    flow: object = LINKING,
+    flow: Flow = LINKING,
 ) -> StepContext[Any, Any]:
     return context(
         flow,

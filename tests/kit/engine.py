@@ -27,7 +27,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
-from flows.base import Flow, JobFunction, Outcome, StepContext
+from pydantic import Field
+
+from flows.base import Flow, FlowState, JobFunction, Outcome, StepContext, absent
 from flows.config import GatheringConfig
 from gateway.app.channels import organisers_router
 from gateway.app.service import Channels, Service, build_engine
@@ -118,6 +120,23 @@ def broken(payload: Mapping[str, Any]) -> Mapping[str, Any]:
 INVITE_UID = "camp-2027@example.test"
 
 
+class EchoRun(FlowState):
+    """What Echo keeps of a person (see `Echo`)."""
+
+    n: int = 0
+    seen: list[str] = Field(default_factory=list)
+    results: list[dict[str, Any]] = absent(factory=list)
+    attendance: str | None = absent()
+    answers: dict[str, str] = absent(factory=dict)
+
+
+class EchoShared(FlowState):
+    """What Echo keeps of the gathering: events it got, the people it saw run."""
+
+    events: int = 0
+    peers: list[int] = Field(default_factory=list)
+
+
 class Echo:
     """The one test flow: it answers every message so a test sees what the gateway understood,
     and keeps what a test needs to count. Engine, outbox, wire tests and benches all run it.
@@ -138,36 +157,38 @@ class Echo:
 
     name: ClassVar[str] = "registration"
     reads: ClassVar[tuple[str, ...]] = ("registration",)
+    state_model: ClassVar[type[EchoRun]] = EchoRun
+    shared_model: ClassVar[type[EchoShared]] = EchoShared
     jobs: ClassVar[Mapping[str, JobFunction]] = {"total": total, "broken": broken}
 
     def wants(self, message: InboundMessage, status: str) -> bool:
         return True
 
-    def step(self, ctx: StepContext) -> Outcome:
+    def step(self, ctx: StepContext[EchoRun, EchoShared]) -> Outcome:
         m = ctx.message
         if ctx.is_gathering_run:
-            shared = dict(ctx.state)
-            shared["events"] = shared.get("events", 0) + 1
-            shared["peers"] = sorted(int(p) for p in ctx.peers.get("registration", {}))
-            return Outcome(state=shared)
+            shared = ctx.shared
+            shared.events += 1
+            shared.peers = sorted(int(p) for p in ctx.peers.get("registration", {}))
+            return Outcome(shared=shared)
         if m.text == "boom":
             raise RuntimeError("flow bug")
-        state = dict(ctx.state)
-        state["n"] = state.get("n", 0) + 1
-        state["seen"] = [*state.get("seen", []), m.external_id]
-        outcome = Outcome(state=state, status=f"n{state['n']}")
+        state = ctx.state
+        state.n += 1
+        state.seen = [*state.seen, m.external_id]
+        outcome = Outcome(state=state, status=f"n{state.n}")
         words = m.text.split()
         if m.kind == InboundKind.TICK:
             outcome.send.append(self._say(ctx, "tick"))
         elif m.kind == InboundKind.COMMAND and m.text == JOB_DONE:
-            state["results"] = [*state.get("results", []), dict(m.payload)]
+            state.results = [*state.results, dict(m.payload)]
             outcome.status = "done"
         elif m.kind == InboundKind.TEXT and words[:1] in (["add"], ["break"]):
             job = "broken" if words[0] == "break" else "total"
             outcome.jobs.append(RunJob(job, {"numbers": words[1:]}))
             outcome.status = "waiting"
         elif m.kind == InboundKind.CALENDAR_REPLY and m.calendar is not None:
-            state["attendance"] = m.calendar.partstat.lower()
+            state.attendance = m.calendar.partstat.lower()
             outcome.status = "accepted" if m.calendar.partstat == "ACCEPTED" else "declined"
         elif m.kind == InboundKind.CHOICE:
             outcome.send.append(self._say(ctx, f"choice: {m.choice} on {m.in_reply_to}"))
@@ -183,9 +204,9 @@ class Echo:
                 replace(poll, kind=OutKind.POLL, multiple=m.text == "many", options=DAYS)
             )
         elif m.answers:
-            state["answers"] = {str(k): v for k, v in m.answers.items()}
+            state.answers = {str(k): v for k, v in m.answers.items()}
             outcome.status = "confirming"
-            outcome.send.append(self._say(ctx, f"answers: {state['answers']}; yes?"))
+            outcome.send.append(self._say(ctx, f"answers: {state.answers}; yes?"))
         elif m.text.strip().lower().startswith("yes"):
             outcome.status = "confirmed"
             outcome.send.append(replace(self._say(ctx, "You are in."), invite=_invite()))
@@ -200,7 +221,7 @@ class Echo:
         return outcome
 
     @staticmethod
-    def _say(ctx: StepContext, words: str) -> Outgoing:
+    def _say(ctx: StepContext[EchoRun, EchoShared], words: str) -> Outgoing:
         return Outgoing(ctx.person.id, SAY, {"words": words})
 
 

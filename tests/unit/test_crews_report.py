@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from flows.config import GatheringConfig
 from flows.crews.describe import describe_proposal
 from flows.crews.job import proposal_payload
 from flows.crews.solver.solve import SolveOptions, solve
+from flows.crews.state import Proposal
 from gateway.model import PersonId
 from gateway.ops.crews.inputs import Registrant, build_input, proposal_view
+
+NOW = datetime(2027, 5, 3, 10, 0, tzinfo=UTC)
 
 
 def gathering() -> GatheringConfig:
@@ -51,7 +55,8 @@ def test_proposal_opens_with_a_checked_summary_and_shows_each_persons_answers() 
     people[6] = registrant(6, ["pt"], avoid="Name1")
     built = build_input(gathering(), people, pins={"1": 0})
     result = solve(built.input, SolveOptions(time_budget=2.0, seed=0, deterministic=True))
-    proposal = {**proposal_payload(result, "initial"), "round": 1}
+    stored = {**proposal_payload(result, "initial"), "round": 1, "proposed_at": NOW}
+    proposal = Proposal.model_validate(stored)
     view = proposal_view(gathering(), people, {})
     text = describe_proposal(gathering(), proposal, view, {"1": 0})
     lines = text.splitlines()

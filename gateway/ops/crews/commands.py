@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import shlex
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from flows.crews.solver.solve import (
     render_table,
     solve,
 )
+from flows.crews.state import CrewsShared
 from gateway.core.engine import Engine, Handled
 from gateway.ops.crews.inputs import (
     Built,
@@ -83,13 +83,15 @@ class SolveArgs:
     seed: int = 0
 
 
-async def read_state(store: Store, slug: str) -> dict[str, Any]:
+async def read_state(store: Store, slug: str) -> CrewsShared:
+    """The gathering's crews run, checked like the engine checks it (a row that does not fit
+    fails here too, not deep in an operation)."""
     async with store.read() as tx:
         row = await tx.one(
             "SELECT state FROM flow_runs WHERE gathering = ? AND flow = ? AND person_id = 0",
             (slug, FLOW),
         )
-    return json.loads(row["state"]) if row else {}
+    return CrewsShared.from_stored(row["state"]) if row else CrewsShared()
 
 
 def check(engine: Engine, slug: str) -> GatheringConfig:
@@ -146,11 +148,11 @@ async def _ask_solve(
 
 
 def _pins(
-    state: Mapping[str, Any], found: Mapping[str, int], wanted: Mapping[str, int | None]
+    state: CrewsShared, found: Mapping[str, int], wanted: Mapping[str, int | None]
 ) -> dict[str, int]:
     """The pins to solve around: the overrides file's, the stored ones, then the request's
     (None: unpinned)."""
-    pins = {**found, **state.get("pins", {})}
+    pins = {**found, **state.pins}
     for key, crew in wanted.items():
         if crew is None:
             pins.pop(key, None)
@@ -175,13 +177,13 @@ async def propose(
     gathering = check(engine, slug)
     wanted = wanted or {}
     state = await read_state(engine.store, slug)
-    approved = state.get("approved") or {}
-    if approved.get("announced"):
+    approved, proposal = state.approved, state.proposal
+    if approved is not None and approved.announced:
         return await update(engine, send, slug, args, wanted)
     people = await load_registrants(engine.store, slug)
-    proposal = state.get("proposal") or {}
-    current = proposal.get("assignment") or approved.get("assignment") or {}
-    found = read_overrides(args.overrides, people, current, proposal.get("swaps", {}))
+    current = _current(state)
+    swaps = proposal.swaps if proposal else {}
+    found = read_overrides(args.overrides, people, current, swaps)
     pins = _pins(state, found.pins, wanted)
     built = build_input(gathering, people, pins, previous=None if args.fresh else current or None)
     extra = {"warnings": found.problems + built.warnings, "swaps": found.swaps}
@@ -202,14 +204,12 @@ async def update(
     gathering = check(engine, slug)
     wanted = wanted or {}
     state = await read_state(engine.store, slug)
-    approved = state.get("approved")
-    if not approved:
+    if state.approved is None:
         raise CrewsError("no crews approved yet: propose and approve first")
-    assignment: dict[str, int] = approved["assignment"]
+    assignment = state.approved.assignment
     people = await load_registrants(engine.store, slug)
-    found = read_overrides(
-        args.overrides, people, assignment, (state.get("proposal") or {}).get("swaps", {})
-    )
+    swaps = state.proposal.swaps if state.proposal else {}
+    found = read_overrides(args.overrides, people, assignment, swaps)
     pins = _pins(state, found.pins, wanted)
     here = {r.key for r in people}
     added = [r.key for r in people if r.key not in assignment]
@@ -245,16 +245,14 @@ async def new_round(engine: Engine, send: Send, slug: str, args: SolveArgs = Sol
     """New crews that avoid the last round's pairs, except pairs who asked for each other."""
     gathering = check(engine, slug)
     state = await read_state(engine.store, slug)
-    approved = state.get("approved")
-    if not approved:
+    approved = state.approved
+    if approved is None:
         raise CrewsError("no crews approved yet: the first round is `propose`")
     people = await load_registrants(engine.store, slug)
     found = read_overrides(args.overrides, people, {}, {})
     pins = _pins(state, found.pins, {})
     wishes = await load_stay_wishes(engine.store, gathering)
-    built = build_input(
-        gathering, people, pins, last_round=approved["assignment"], stay_with=wishes
-    )
+    built = build_input(gathering, people, pins, last_round=approved.assignment, stay_with=wishes)
     extra = {"warnings": found.problems + built.warnings}
     return await _ask_solve(
         engine, send, gathering, "round", built, args, people, pins={}, extra=extra
@@ -283,7 +281,7 @@ async def unpin(
 ) -> Said:
     check(engine, slug)
     who = _who(person, await load_registrants(engine.store, slug))
-    if who.key not in (await read_state(engine.store, slug)).get("pins", {}):
+    if who.key not in (await read_state(engine.store, slug)).pins:
         raise CrewsError(f"{who.name} is not pinned")
     return await propose(engine, send, slug, args, {who.key: None})
 
@@ -295,16 +293,18 @@ async def swap(
     check(engine, slug)
     people = await load_registrants(engine.store, slug)
     first, second = _who(a, people), _who(b, people)
-    state = await read_state(engine.store, slug)
-    current = (
-        (state.get("proposal") or {}).get("assignment")
-        or (state.get("approved") or {}).get("assignment")
-        or {}
-    )
+    current = _current(await read_state(engine.store, slug))
     if first.key not in current or second.key not in current:
         raise CrewsError("both people must be in the current proposal: propose first")
     wanted = {first.key: current[second.key], second.key: current[first.key]}
     return await propose(engine, send, slug, args, wanted)
+
+
+def _current(state: CrewsShared) -> dict[str, int]:
+    """The crews new pins and swaps refer to: the stored proposal's, else the approved ones."""
+    if state.proposal is not None and state.proposal.assignment:
+        return state.proposal.assignment
+    return state.approved.assignment if state.approved is not None else {}
 
 
 def _who(ref: str, people: Sequence[Registrant]) -> Registrant:
@@ -321,16 +321,15 @@ async def show(engine: Engine, slug: str) -> str:
     """The stored proposal (as the flow showed it), else the roster."""
     gathering = check(engine, slug)
     state = await read_state(engine.store, slug)
-    proposal = state.get("proposal")
-    if not proposal:
+    proposal, approved = state.proposal, state.approved
+    if proposal is None:
         return await roster(engine, slug)
-    approved = state.get("approved") or {}
-    before = approved.get("assignment") if approved.get("announced") else None
+    before = approved.assignment if approved is not None and approved.announced else None
     people = await load_registrants(engine.store, slug)
-    others = await load_names(engine.store, proposal.get("removed", []))
+    others = await load_names(engine.store, proposal.removed)
     view = proposal_view(gathering, people, others)
-    text = describe_proposal(gathering, proposal, view, state.get("pins", {}), before)
-    solving = " (a new proposal is being solved)" if state.get("solving") else ""
+    text = describe_proposal(gathering, proposal, view, state.pins, before)
+    solving = " (a new proposal is being solved)" if state.solving else ""
     return f"{text}\n(stored proposal, not approved yet){solving}"
 
 
