@@ -130,8 +130,13 @@ class Router:
             self.engine.organisers
         )
         if request.word not in self.commands and not organiser:
-            # Someone's "!!! can't make it" is not a command: it is what they said.
-            return await self.engine.handle(replace(message, kind=InboundKind.TEXT, caller=None))
+            # Someone's "!!! can't make it" is not a command: it is what they said (by mail,
+            # a subject like "!Important" is no part of what they said).
+            text = message.text
+            if message.meta.get("command_in") == "subject":
+                text = text.partition("\n")[2]
+            said = replace(message, kind=InboundKind.TEXT, caller=None, text=text)
+            return await self.engine.handle(said)
         try:
             if not organiser:
                 raise Refused("Sorry, only the organisers can use commands.")

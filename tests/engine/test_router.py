@@ -161,3 +161,23 @@ async def test_a_command_that_breaks_is_answered_and_recorded_once(gw: Harness) 
     assert first.outcome == "failed" and not (await gw.handle(message)).outcome == "failed"
     (answer,) = await gw.deliver()
     assert answer.address == ROOM and "that command failed (ValueError: a bug)" in answer.body.text
+
+
+async def test_a_participants_subject_with_an_exclamation_loses_nothing(gw: Harness) -> None:
+    """Maya writes "!Important" as the subject and her question as the body: no command,
+    so her question (not the subject) reaches her registration."""
+    message = inbound(
+        MAYA,
+        "!Important\nhello, I would like to come",
+        kind=InboundKind.COMMAND,
+        meta={"command_in": "subject"},
+        in_reply_to=None,
+    )
+    await gw.handle(replace(message, caller=Caller(Channel.EMAIL, MAYA.address)))
+    async with gw.store.read() as tx:
+        rows = await tx.all("SELECT kind, outcome FROM inbox ORDER BY id")
+        said = await tx.all("SELECT summary FROM audit WHERE direction = 'in'")
+    assert [(r["kind"], r["outcome"]) for r in rows] == [("text", "applied")]
+    assert "hello, I would like to come" in said[0]["summary"]
+    assert "Important" not in said[0]["summary"]
+    assert await gw.deliver()  # registration answered her

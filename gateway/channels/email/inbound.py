@@ -162,13 +162,18 @@ def read_email(
             message, f"calendar reply: invite uid {cal.uid}, attendee {cal.attendee}", token_state
         )
     in_reply_to = _our_parent(parsed, settings)
-    command = _command(parsed)
+    # A reply in a participant's conversation (our token) is never an organiser's command.
+    command = _command(parsed) if target is None else None
     if command is not None and sender is not None:
-        # For the organisers' router, which decides whose it is; answered to the sender.
+        # For the organisers' router, which decides whose it is; answered to the sender. The
+        # whole mail goes with it: what is no command goes on as the text it is.
+        if command != parsed.text.strip():
+            base["meta"] = {**base["meta"], "command_in": "subject"}
         message = InboundMessage(
             kind=InboundKind.COMMAND,
             sender=sender,
             text=command,
+            answers=dict(parsed.answers),
             in_reply_to=in_reply_to,
             caller=Caller(Channel.EMAIL, sender.address),
             **base,
@@ -259,11 +264,11 @@ def _our_parent(parsed: ParsedEmail, settings: EmailSettings) -> str | None:
 
 def _command(parsed: ParsedEmail) -> str | None:
     """An organiser's command: the new text when it starts with "!word", else the subject
-    when it does (the body may then be a signature)."""
+    when it does, followed by the text (a signature, or an announcement's body)."""
     if is_command_line(parsed.text):
         return parsed.text.strip()
     if is_command_line(parsed.subject):
-        return parsed.subject.strip()
+        return f"{parsed.subject.strip()}\n{parsed.text.strip()}".strip()
     return None
 
 

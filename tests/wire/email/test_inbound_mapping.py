@@ -144,3 +144,24 @@ def test_only_our_servers_authentication_results_count_when_its_authserv_id_is_s
     other = SETTINGS.model_copy(update={"authserv_id": "mx.camp.example"})
     reading = to_inbound(parse_raw(raw, other), other, raw=raw)
     assert reading.kind != InboundKind.REJECTED  # a verdict from a server not ours is ignored
+
+
+def test_a_mail_starting_with_a_command_is_one_with_its_sender_as_caller() -> None:
+    message = inbound(mail(SETTINGS.address, "!status\n\n-- \nRosa\n", Subject="status"))
+    assert message.kind == InboundKind.COMMAND and message.text.startswith("!status")
+    assert message.caller is not None and message.caller.address == "ana@example.net"
+
+
+def test_a_command_in_the_subject_keeps_the_body_with_it() -> None:
+    """ "!announce camp" as the subject and the announcement as the body: both reach the
+    router; were the sender no organiser, the body is still what they said."""
+    message = inbound(mail(SETTINGS.address, "Bring warm boots.\n", Subject="!announce camp"))
+    assert message.kind == InboundKind.COMMAND
+    assert message.text == "!announce camp\nBring warm boots."
+    assert message.meta["command_in"] == "subject"
+
+
+def test_a_reply_in_a_participants_conversation_is_never_a_command() -> None:
+    token = token_maker(SETTINGS)(PersonId(42), "camp/signup")
+    message = inbound(mail(reply_address(SETTINGS.address, token), "!status please\n"))
+    assert message.kind == InboundKind.TEXT and message.target is not None
