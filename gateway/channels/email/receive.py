@@ -150,28 +150,35 @@ class ImapReader:
             await self._wait(imap, stop)
 
     async def _drain(self, imap: aioimaplib.IMAP4, validity: str) -> None:
-        """Apply and move every mail in the folder, oldest first."""
-        saved = await self.load_cursor(self.cursor_name)
-        last = 0
-        if saved and saved.partition(":")[0] == validity:
-            last = int(saved.partition(":")[2])
+        """Apply and move every mail in the folder, oldest first, until a search finds none.
+
+        Mail that arrives while earlier mail is applied is announced in the answers to the
+        FETCH and MOVE commands, not to an IDLE: searching again is what sees it now instead
+        of at the next renewal of the IDLE (`poll_seconds`)."""
+        while uids := await self._search(imap):
+            saved = await self.load_cursor(self.cursor_name)
+            last = 0
+            if saved and saved.partition(":")[0] == validity:
+                last = int(saved.partition(":")[2])
+            for uid in uids:
+                folder = self.settings.processed_folder
+                # At or below the cursor: applied in an earlier session that died before moving.
+                if uid > last:
+                    size = await self._size(imap, uid)
+                    if size is not None and size > self.settings.max_message_bytes:
+                        await self._too_large(imap, uid, size, validity)
+                    else:
+                        raw = await self._fetch(imap, uid)
+                        if raw is not None and not await self._apply(raw, validity, uid):
+                            folder = self.settings.shunt_folder
+                    last = uid
+                await self._move(imap, uid, folder)
+
+    async def _search(self, imap: aioimaplib.IMAP4) -> list[int]:
         response = await imap.uid_search("ALL", charset=None)
         if response.result != "OK":
             raise ImapError(f"search failed: {_text(response.lines)}")
-        uids = sorted({int(t) for line in response.lines[:-1] for t in line.split() if t.isdigit()})
-        for uid in uids:
-            folder = self.settings.processed_folder
-            # At or below the cursor: applied in an earlier session that died before moving.
-            if uid > last:
-                size = await self._size(imap, uid)
-                if size is not None and size > self.settings.max_message_bytes:
-                    await self._too_large(imap, uid, size, validity)
-                else:
-                    raw = await self._fetch(imap, uid)
-                    if raw is not None and not await self._apply(raw, validity, uid):
-                        folder = self.settings.shunt_folder
-                last = uid
-            await self._move(imap, uid, folder)
+        return sorted({int(t) for line in response.lines[:-1] for t in line.split() if t.isdigit()})
 
     async def _apply(self, raw: bytes, validity: str, uid: int) -> bool:
         """Apply one mail; False when it failed too often and was set aside instead.

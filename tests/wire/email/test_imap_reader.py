@@ -140,3 +140,36 @@ async def test_reader_survives_a_dovecot_outage(
 
 async def _not_ready(reader: ImapReader) -> bool:
     return not reader.ready.is_set()
+
+
+async def test_mail_arriving_while_earlier_mail_is_applied_is_read_at_once(
+    dovecot: DovecotServer,
+    mailbox: MailUser,
+    smtp_sink: SmtpSink,
+    tmp_path: Path,
+) -> None:
+    """Dovecot announces such mail in its answers to FETCH and MOVE, not to the IDLE that
+    follows: without a second search it waited for the IDLE's renewal (here 10 minutes)."""
+    email = kit.settings(
+        mailbox.address,
+        smtp_port=smtp_sink.port,
+        imap=(dovecot.imap_port, mailbox.password),
+        poll_seconds=600,
+    )
+    async with kit.gateway(tmp_path / "gw.db", email, tmp_path / "t") as gw:
+        reader = gw.reader()
+        apply = reader._apply
+        arrived: list[int] = []
+
+        async def apply_while_another_arrives(raw: bytes, validity: str, uid: int) -> bool:
+            if not arrived:
+                arrived.append(uid)
+                await dovecot.adeliver(mailbox.address, reply(mailbox.address, "<late@x.net>"))
+            return await apply(raw, validity, uid)
+
+        reader._apply = apply_while_another_arrives  # type: ignore[method-assign]
+        async with running(reader):
+            await dovecot.adeliver(mailbox.address, reply(mailbox.address, "<first@x.net>"))
+            await kit.until(lambda: processed(dovecot, mailbox, 2), limit=15)
+        inbox = await gw.rows("SELECT external_id FROM inbox ORDER BY id")
+        assert [r["external_id"] for r in inbox] == ["<first@x.net>", "<late@x.net>"]
