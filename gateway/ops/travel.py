@@ -1,9 +1,8 @@
 """The organisers' view of travel sharing: the plan as text, and as a map (SVG in HTML).
 
-`gateway travel plan` asks the travel flow for a plan (a COMMAND, the same as the timer's)
-and runs the matching job here, so the answer is there when the command returns; `approve`
-lets proposals go out when the gathering asks for review. Both go through the engine, so a
-running service and the command never disagree.
+Asking for a plan and approving it are organisers' commands (`travel camp plan|approve`,
+gateway/ops/router.py): COMMANDs to the travel flow, like its timer's, so a running service
+and the `gateway` command never disagree. This module reads the stored plan and draws it.
 """
 
 from __future__ import annotations
@@ -20,9 +19,7 @@ from flows.config import GatheringConfig
 from flows.travel.places import Found, find_town
 from flows.travel.state import Direction, Origin, Plan, Side, TravelRun, TravelShared
 from gateway.core.engine import Engine
-from gateway.core.jobs import JobRunner
 from gateway.model import GATHERING_SUBJECT, PersonId
-from gateway.ops.commands import send_command
 
 FLOW = "travel"
 
@@ -52,33 +49,11 @@ class TravelPlan:
         return (self.epoch + timedelta(minutes=minutes)).strftime("%a %d %b %H:%M")
 
 
-async def command(engine: Engine, slug: str, name: str) -> None:
-    await send_command(engine, slug, FLOW, name)
-
-
 def check(engine: Engine, slug: str) -> GatheringConfig:
     gathering = engine.gatherings.get(slug)
     if gathering is None or gathering.travel is None:
         raise TravelError(f"{slug} has no [travel] section in its gathering file")
     return gathering
-
-
-async def plan_now(engine: Engine, slug: str, runner: JobRunner | None = None) -> TravelPlan:
-    """Plan (or re-plan) now and wait for the matching job."""
-    check(engine, slug)
-    await command(engine, slug, "plan")
-    runner = runner or JobRunner(engine)
-    try:
-        await runner.run_pending()
-    finally:
-        runner.close()
-    return await load(engine, slug)
-
-
-async def approve(engine: Engine, slug: str) -> TravelPlan:
-    check(engine, slug)
-    await command(engine, slug, "approve")
-    return await load(engine, slug)
 
 
 async def load(engine: Engine, slug: str) -> TravelPlan:

@@ -20,8 +20,10 @@ from nio import AsyncClient
 
 from gateway.app.service import build_engine
 from gateway.config import load_config
+from gateway.core.jobs import JobRunner
 from gateway.model import Channel, Identity
 from gateway.ops import travel as travel_ops
+from gateway.ops.router import Router
 from tests.e2e.test_crews_e2e import read_invite
 from tests.kit.email_participant import Participant
 from tests.kit.matrix import sync_until
@@ -119,7 +121,13 @@ async def test_a_driver_by_email_and_a_rider_on_matrix_ride_together_then_not(
         )
         await mail_saying(dana, "look for people to take along")
 
-        plan = await travel_ops.plan_now(service.engine, "camp")
+        await Router(service.engine).run("travel camp plan")
+        runner = JobRunner(service.engine)  # the terminal's own runner, as `gateway travel plan`
+        try:
+            await runner.run_pending()
+        finally:
+            runner.close()
+        plan = await travel_ops.load(service.engine, "camp")
         assert "- Rui (Beernem) at" in travel_ops.describe(plan)
         said = await until_said(client, bot, room, lambda s: "Shall we introduce you?" in s[-1])
         assert "Dana, from Brugge, is driving to Camp 2027" in said[-1]

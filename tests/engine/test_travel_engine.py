@@ -186,6 +186,7 @@ async def test_a_town_with_namesakes_is_asked_apart_and_an_unknown_one_again(
 
 async def test_organisers_plan_review_and_approve_with_a_map(tmp_path: Path) -> None:
     from gateway.ops import travel as travel_ops
+    from gateway.ops.router import Router
 
     reviewed = camp().model_copy(
         update={"travel": TravelConfig(venue_town="Gent", countries=["BE"], review=True)}
@@ -206,7 +207,10 @@ async def test_organisers_plan_review_and_approve_with_a_map(tmp_path: Path) -> 
         await gw.say(FAY, "", answers={3: "9:00", 4: "10:00", 7: "skip", 8: "skip", 9: "no"})
 
         threads = JobRunner(gw.engine, executor=lambda: ThreadPoolExecutor(max_workers=1))
-        plan = await travel_ops.plan_now(gw.engine, "camp", threads)
+        # `gateway travel plan camp`: the router asks the flow, the job runs here.
+        await Router(gw.engine).run("travel camp plan")
+        await threads.run_pending()
+        plan = await travel_ops.load(gw.engine, "camp")
         text = travel_ops.describe(plan)
         assert "Waiting for approval: gateway travel approve camp" in text
         assert "Dana from Brugge, leaves Wed 14 Jul 09:" in text
@@ -216,7 +220,7 @@ async def test_organisers_plan_review_and_approve_with_a_map(tmp_path: Path) -> 
         page = travel_ops.map_html(plan)
         assert page.count("<circle") == 3 and "<path" in page and "<rect x=" in page
 
-        await travel_ops.approve(gw.engine, "camp")
+        await Router(gw.engine).run("travel camp approve")
         proposed = await gw.deliver()
         assert {i.address for i in proposed} == {DANA.address, RUI.address}
     finally:
